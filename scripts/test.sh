@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test of the project and exits non-zero on any failure:
+# formatting and lints, Rust unit/integration/doc tests (all features),
+# loom model checks, and rustdoc with warnings denied.
+#
+# Usage: scripts/test.sh            # everything
+#        SKIP_LINT=1 scripts/test.sh  # tests only (faster local loop)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+started=$(date +%s)
+
+if [ -z "${SKIP_LINT:-}" ]; then
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+  step "cargo clippy (all targets, all features, warnings denied)"
+  cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+fi
+
+step "cargo test (workspace, all features: unit, integration and doc tests)"
+cargo test --workspace --all-features --locked
+
+step "cargo doc (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet
+
+step "loom model checks (resilience-core)"
+RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" \
+  cargo test -p resilience-core --release --locked --target-dir target/loom --test 'loom_*'
+
+step "all tests passed in $(( $(date +%s) - started )) s"

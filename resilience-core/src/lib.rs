@@ -36,5 +36,6 @@
 pub mod backoff;
 pub mod clock;
 mod error;
+mod sync;
 
 pub use error::ConfigError;

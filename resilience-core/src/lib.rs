@@ -38,5 +38,6 @@ pub mod clock;
 mod error;
 pub mod signal;
 mod sync;
+pub mod throttle;
 
 pub use error::ConfigError;

@@ -36,6 +36,7 @@
 pub mod backoff;
 pub mod clock;
 mod error;
+pub mod rate;
 pub mod restart;
 pub mod signal;
 mod sync;

@@ -75,7 +75,33 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(baseline.check()));
         });
     }
+    // Contended allowed path: 4 threads share one limiter; time per check.
+    let ours = RateLimiter::new(fast.clone()).unwrap();
+    let baseline = MutexGcra::new(&fast);
+    group.bench_function("breakwater_lock_free/contended_4_threads", |b| {
+        b.iter_custom(|iters| contended(iters, || black_box(ours.check().is_ok())));
+    });
+    group.bench_function("mutex_baseline/contended_4_threads", |b| {
+        b.iter_custom(|iters| contended(iters, || black_box(baseline.check().is_ok())));
+    });
     group.finish();
+}
+
+/// Runs `iters` checks on each of 4 threads; returns wall time / 4 (the time
+/// per check if the threads had run one after another).
+fn contended(iters: u64, check: impl Fn() -> bool + Sync) -> Duration {
+    const THREADS: u32 = 4;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                for _ in 0..iters {
+                    check();
+                }
+            });
+        }
+    });
+    start.elapsed() / THREADS
 }
 
 criterion_group!(benches, bench);

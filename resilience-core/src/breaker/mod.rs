@@ -418,12 +418,13 @@ impl CircuitBreaker {
     /// ```
     /// # use resilience_core::breaker::{BreakerConfig, BreakerError, CircuitBreaker};
     /// # use resilience_core::clock::ManualClock;
-    /// # futures::executor::block_on(async {
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
     /// let breaker = CircuitBreaker::with_clock(BreakerConfig::default(), ManualClock::new())?;
     /// let value = breaker.call(async { Ok::<_, std::io::Error>(42) }).await?;
     /// assert_eq!(value, 42);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub async fn call<F, T, E>(&self, fut: F) -> Result<T, BreakerError<E>>
     where

@@ -1,4 +1,6 @@
 //! Breaker configuration: defaults, serde, validation.
+// Test helpers outside `#[test]` functions unwrap too.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
@@ -6,6 +8,7 @@ use resilience_core::backoff::{BackoffConfig, Jitter};
 use resilience_core::breaker::{BreakerConfig, CircuitBreaker, WindowConfig};
 use resilience_core::clock::ManualClock;
 
+#[allow(clippy::needless_pass_by_value)]
 fn field_of(config: BreakerConfig) -> String {
     let err = CircuitBreaker::with_clock(config.clone(), ManualClock::new()).unwrap_err();
     assert_eq!(config.validate().unwrap_err(), err);
@@ -195,12 +198,13 @@ fn reads_human_durations_and_tagged_windows() {
     assert_eq!(config.open_wait.base, Duration::from_secs(5));
     config.validate().unwrap();
     let json = serde_json::to_string(&config).unwrap();
-    assert_eq!(serde_json::from_str::<BreakerConfig>(&json).unwrap(), config);
+    assert_eq!(
+        serde_json::from_str::<BreakerConfig>(&json).unwrap(),
+        config
+    );
 
-    let toml: BreakerConfig = toml::from_str(
-        "minimum_calls = 10\nwindow = { type = \"count\", calls = 50 }\n",
-    )
-    .unwrap();
+    let toml: BreakerConfig =
+        toml::from_str("minimum_calls = 10\nwindow = { type = \"count\", calls = 50 }\n").unwrap();
     assert_eq!(toml.window, WindowConfig::Count { calls: 50 });
     assert_eq!(toml.half_open_probes, 5);
 }

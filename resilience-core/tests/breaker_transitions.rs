@@ -1,4 +1,6 @@
 //! Every transition of the circuit breaker, driven by a `ManualClock`.
+// Test helpers outside `#[test]` functions unwrap too.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
@@ -198,7 +200,11 @@ fn opens_when_the_slow_call_rate_reaches_the_threshold() {
         permit.record_success();
     }
     assert_eq!(breaker.state(), BreakerState::Open);
-    assert_eq!(breaker.metrics().failures, 0, "slow successes are successes");
+    assert_eq!(
+        breaker.metrics().failures,
+        0,
+        "slow successes are successes"
+    );
 }
 
 #[test]
@@ -334,7 +340,10 @@ fn ignored_outcomes_are_not_counted() {
     }
     assert_eq!(breaker.state(), BreakerState::Closed);
     let metrics = breaker.metrics();
-    assert_eq!(metrics.window_calls, 2, "ignored calls are not in the window");
+    assert_eq!(
+        metrics.window_calls, 2,
+        "ignored calls are not in the window"
+    );
     assert_eq!(metrics.ignored, 100);
     // ... and did not reset the streak either.
     fail(&breaker, 1);
@@ -350,7 +359,9 @@ fn ignored_probe_frees_its_slot_without_closing_or_opening() {
     let b = breaker.try_acquire().unwrap();
     a.record(Outcome::Ignored);
     assert_eq!(breaker.state(), BreakerState::HalfOpen);
-    let c = breaker.try_acquire().expect("the ignored probe's slot is free");
+    let c = breaker
+        .try_acquire()
+        .expect("the ignored probe's slot is free");
     b.record_success();
     c.record_success();
     assert_eq!(breaker.state(), BreakerState::Closed);
@@ -366,7 +377,9 @@ fn a_dropped_permit_frees_its_probe_slot_and_is_not_a_failure() {
     assert!(breaker.try_acquire().is_err());
     drop(a); // cancelled
     assert_eq!(breaker.state(), BreakerState::HalfOpen);
-    let c = breaker.try_acquire().expect("the cancelled probe's slot is free");
+    let c = breaker
+        .try_acquire()
+        .expect("the cancelled probe's slot is free");
     drop(b);
     drop(c);
     assert_eq!(breaker.state(), BreakerState::HalfOpen);
@@ -471,7 +484,10 @@ async fn call_records_ok_as_success_and_err_as_failure() {
     });
     assert_eq!(breaker.call(async { Ok::<_, &str>(1) }).await.unwrap(), 1);
     for _ in 0..2 {
-        let err = breaker.call(async { Err::<(), _>("boom") }).await.unwrap_err();
+        let err = breaker
+            .call(async { Err::<(), _>("boom") })
+            .await
+            .unwrap_err();
         assert_eq!(err.into_inner(), Some("boom"));
     }
     let err = breaker.call(async { Ok::<_, &str>(2) }).await.unwrap_err();
@@ -516,7 +532,10 @@ fn a_cancelled_call_future_releases_its_probe() {
     assert!((&mut call).now_or_never().is_none());
     assert!(breaker.try_acquire().is_err(), "the probe is in flight");
     drop(call);
-    breaker.try_acquire().expect("slot released").record_success();
+    breaker
+        .try_acquire()
+        .expect("slot released")
+        .record_success();
     assert_eq!(breaker.state(), BreakerState::Closed);
 }
 
@@ -531,12 +550,12 @@ fn clones_share_one_breaker() {
 #[test]
 fn bounds() {
     fn send_sync<T: Send + Sync + 'static>() {}
+    fn future_is_send<F: std::future::Future + Send>(_: F) {}
     send_sync::<CircuitBreaker>();
     send_sync::<resilience_core::breaker::BreakerPermit>();
     send_sync::<BreakerOpen>();
     send_sync::<BreakerError<std::io::Error>>();
     send_sync::<StateChange>();
-    fn future_is_send<F: std::future::Future + Send>(_: F) {}
     let breaker = CircuitBreaker::new(BreakerConfig::default()).unwrap();
     future_is_send(breaker.call(async { Ok::<(), std::io::Error>(()) }));
 }
@@ -553,5 +572,8 @@ fn shared_across_threads() {
         }
     });
     let m = breaker.metrics();
-    assert_eq!((m.calls, m.successes, m.window_calls), (4_000, 4_000, 1_000));
+    assert_eq!(
+        (m.calls, m.successes, m.window_calls),
+        (4_000, 4_000, 1_000)
+    );
 }

@@ -217,7 +217,9 @@ impl BreakerConfig {
                 ),
             ));
         }
-        self.open_wait.validate().map_err(|e| e.nested("open_wait"))?;
+        self.open_wait
+            .validate()
+            .map_err(|e| e.nested("open_wait"))?;
         if self.open_wait.max_attempts.is_some() {
             return Err(ConfigError::new(
                 "open_wait.max_attempts",

@@ -314,7 +314,10 @@ impl CircuitBreaker {
     pub fn try_acquire(&self) -> Result<BreakerPermit, BreakerOpen> {
         let word = self.inner.word.load(Ordering::Acquire);
         if word & STATE_MASK == CLOSED_BITS {
-            let started = self.inner.slow_call_duration.map(|_| self.inner.clock.now());
+            let started = self
+                .inner
+                .slow_call_duration
+                .map(|_| self.inner.clock.now());
             return Ok(BreakerPermit::new(self.clone(), word >> 2, false, started));
         }
         self.acquire_contended()
@@ -333,7 +336,10 @@ impl CircuitBreaker {
                 tracing::trace!(?retry_after, "call rejected by open circuit breaker");
                 return Err(BreakerOpen { retry_after });
             }
-            transition = Some(self.inner.transition(&mut core, BreakerState::HalfOpen, now, None));
+            transition = Some(
+                self.inner
+                    .transition(&mut core, BreakerState::HalfOpen, now, None),
+            );
         }
         let result = match core.state {
             BreakerState::Closed => Ok(BreakerPermit::new(
@@ -462,12 +468,9 @@ impl CircuitBreaker {
             None
         };
         let slow = match (inner.slow_call_duration, permit.started, now, outcome) {
-            (
-                Some(limit),
-                Some(started),
-                Some(now),
-                Some(Outcome::Success | Outcome::Failure),
-            ) => now.saturating_duration_since(started) > limit,
+            (Some(limit), Some(started), Some(now), Some(Outcome::Success | Outcome::Failure)) => {
+                now.saturating_duration_since(started) > limit
+            }
             _ => false,
         };
 
@@ -633,7 +636,9 @@ impl Transition {
                 %from,
                 "circuit breaker half-open: letting probe calls through"
             ),
-            BreakerState::Closed => tracing::info!(%from, "circuit breaker closed: calls flow again"),
+            BreakerState::Closed => {
+                tracing::info!(%from, "circuit breaker closed: calls flow again")
+            }
         }
     }
 }

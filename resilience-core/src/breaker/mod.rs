@@ -637,7 +637,7 @@ impl Transition {
                 "circuit breaker half-open: letting probe calls through"
             ),
             BreakerState::Closed => {
-                tracing::info!(%from, "circuit breaker closed: calls flow again")
+                tracing::info!(%from, "circuit breaker closed: calls flow again");
             }
         }
     }

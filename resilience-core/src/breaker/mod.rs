@@ -722,3 +722,27 @@ impl fmt::Debug for BreakerPermit {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_word_round_trips_state_and_epoch() {
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            for epoch in [0, 1, 12_345, EPOCH_MASK] {
+                let word = pack(epoch, state);
+                assert_eq!(BreakerState::from_bits(word & STATE_MASK), state);
+                assert_eq!(word >> 2, epoch);
+            }
+        }
+        assert_eq!(pack(7, BreakerState::Closed) & STATE_MASK, CLOSED_BITS);
+        // Epochs wrap inside the mask, so a permit's epoch (read from the
+        // word) always compares equal to the core's.
+        assert_eq!(EPOCH_MASK.wrapping_add(1) & EPOCH_MASK, 0);
+    }
+}

@@ -25,7 +25,7 @@
 //! `open_wait` [`Backoff`]) the next `try_acquire` moves it to **half-open**:
 //! at most `half_open_probes` probe calls are in flight at a time; after that
 //! many probe successes it closes (and the wait growth resets), and one probe
-//! failure reopens it.
+//! failure (or, when slow calls are tracked, one slow probe) reopens it.
 //!
 //! Permits never leak: every admitted call holds a [`BreakerPermit`], and a
 //! permit dropped without a record (a cancelled future, an early return) is
@@ -418,8 +418,9 @@ impl CircuitBreaker {
     }
 
     /// Runs `fut` if the breaker admits it and records `Ok` as a success and
-    /// `Err` as a failure. If the returned future is dropped before `fut`
-    /// completes, the call counts as cancelled.
+    /// `Err` as a failure. A rejected `fut` is dropped without being polled.
+    /// If the returned future is dropped before `fut` completes, the call
+    /// counts as cancelled.
     ///
     /// ```
     /// # use resilience_core::breaker::{BreakerConfig, BreakerError, CircuitBreaker};

@@ -34,6 +34,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod backoff;
+pub mod breaker;
 pub mod clock;
 mod error;
 pub mod rate;

@@ -35,6 +35,7 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod deadline;
 mod error;
 mod sync;
 

@@ -169,7 +169,11 @@ impl Deadline {
     ///
     /// The timer is created lazily, only once `future` is pending, so with a
     /// [`ManualClock`](crate::clock::ManualClock) in auto-advance mode a
-    /// future that completes at once does not move the clock.
+    /// future that completes at once does not move the clock. (In that mode
+    /// the future's own clock sleeps also complete at once, even when they
+    /// end past the deadline; to test how slow work is cut off, advance the
+    /// clock by hand, e.g. with
+    /// [`ManualClock::advance_to_next_deadline`](crate::clock::ManualClock::advance_to_next_deadline).)
     pub fn timeout<F: Future>(&self, future: F) -> Timeout<F> {
         Timeout {
             future,

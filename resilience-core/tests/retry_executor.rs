@@ -1,5 +1,7 @@
 //! Behaviour of `RetryPolicy::run*`: attempts, backoff, budget, deadline and
 //! server hints, all on a `ManualClock` (no test sleeps in real time).
+// Test helpers outside `#[test]` functions may unwrap and index, too.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::future::Future;
 use std::pin::Pin;
@@ -97,7 +99,10 @@ async fn succeeds_on_the_first_try_without_sleeping() {
     assert_eq!(result, Ok(1));
     assert_eq!(clock.elapsed(), Duration::ZERO);
     let stats = policy.stats();
-    assert_eq!((stats.runs, stats.attempts, stats.retries, stats.successes), (1, 1, 0, 1));
+    assert_eq!(
+        (stats.runs, stats.attempts, stats.retries, stats.successes),
+        (1, 1, 0, 1)
+    );
 }
 
 #[tokio::test]
@@ -188,7 +193,11 @@ async fn classifier_closure_handles_foreign_error_types() {
     };
     let ok = policy
         .run_classified(classify, |attempt| async move {
-            if attempt == 1 { Err("503 busy") } else { Ok(attempt) }
+            if attempt == 1 {
+                Err("503 busy")
+            } else {
+                Ok(attempt)
+            }
         })
         .await;
     assert_eq!(ok, Ok(2));
@@ -250,7 +259,9 @@ async fn every_first_attempt_deposits_even_when_it_fails() {
     let policy = policy_with(&clock, 3, fixed_backoff(1)).with_budget(budget.clone());
     // A full outage of client errors: no retries, but 20 original requests.
     for _ in 0..20 {
-        let _ = policy.run(|_| async { Err::<(), _>(TestError::Permanent) }).await;
+        let _ = policy
+            .run(|_| async { Err::<(), _>(TestError::Permanent) })
+            .await;
     }
     // Same as a budget that saw 20 deposits by hand...
     let reference = RetryBudget::with_clock(config, clock.clone()).unwrap();
@@ -275,12 +286,19 @@ async fn successful_first_attempts_deposit_and_retries_withdraw() {
     let budget = Arc::new(RetryBudget::with_clock(config, clock.clone()).unwrap());
     let policy = policy_with(&clock, 3, fixed_backoff(1)).with_budget(budget.clone());
     for _ in 0..5 {
-        policy.run(|_| async { Ok::<_, TestError>(()) }).await.unwrap();
+        policy
+            .run(|_| async { Ok::<_, TestError>(()) })
+            .await
+            .unwrap();
     }
     // One run that needs two retries.
     policy
         .run(|attempt| async move {
-            if attempt < 3 { Err(TestError::Transient(attempt)) } else { Ok(()) }
+            if attempt < 3 {
+                Err(TestError::Transient(attempt))
+            } else {
+                Ok(())
+            }
         })
         .await
         .unwrap();
@@ -297,7 +315,11 @@ async fn retry_after_is_honoured() {
     let policy = policy_with(&clock, 3, fixed_backoff(100));
     let result = policy
         .run(|attempt| async move {
-            if attempt == 1 { Err(TestError::Busy(Duration::from_secs(3))) } else { Ok(()) }
+            if attempt == 1 {
+                Err(TestError::Busy(Duration::from_secs(3)))
+            } else {
+                Ok(())
+            }
         })
         .await;
     assert_eq!(result, Ok(()));
@@ -317,7 +339,11 @@ async fn retry_after_is_capped_by_max_retry_after() {
     .with_clock(clock.clone());
     let result = policy
         .run(|attempt| async move {
-            if attempt == 1 { Err(TestError::Busy(Duration::from_secs(3_600))) } else { Ok(()) }
+            if attempt == 1 {
+                Err(TestError::Busy(Duration::from_secs(3_600)))
+            } else {
+                Ok(())
+            }
         })
         .await;
     assert_eq!(result, Ok(()));
@@ -330,7 +356,11 @@ async fn backoff_wins_over_a_shorter_hint() {
     let policy = policy_with(&clock, 3, fixed_backoff(100));
     policy
         .run(|attempt| async move {
-            if attempt == 1 { Err(TestError::Busy(Duration::from_millis(10))) } else { Ok(()) }
+            if attempt == 1 {
+                Err(TestError::Busy(Duration::from_millis(10)))
+            } else {
+                Ok(())
+            }
         })
         .await
         .unwrap();
@@ -473,13 +503,15 @@ async fn per_attempt_timeout_retries_a_hung_attempt() {
     .unwrap()
     .with_clock(clock.clone());
     let result = policy
-        .run(|attempt| -> Pin<Box<dyn Future<Output = Result<u32, TestError>> + Send>> {
-            if attempt == 1 {
-                Box::pin(futures::future::pending())
-            } else {
-                Box::pin(async move { Ok(attempt) })
-            }
-        })
+        .run(
+            |attempt| -> Pin<Box<dyn Future<Output = Result<u32, TestError>> + Send>> {
+                if attempt == 1 {
+                    Box::pin(futures::future::pending())
+                } else {
+                    Box::pin(async move { Ok(attempt) })
+                }
+            },
+        )
         .await;
     assert_eq!(result, Ok(2));
     assert_eq!(clock.elapsed(), Duration::from_millis(1_100));
@@ -631,7 +663,11 @@ async fn one_policy_serves_concurrent_runs() {
             tokio::spawn(async move {
                 policy
                     .run(|attempt| async move {
-                        if attempt < 2 { Err(TestError::Transient(attempt)) } else { Ok(()) }
+                        if attempt < 2 {
+                            Err(TestError::Transient(attempt))
+                        } else {
+                            Ok(())
+                        }
                     })
                     .await
             })

@@ -184,7 +184,6 @@ impl RetryPolicy {
     {
         let counters = &*self.counters;
         let run = counters.runs.fetch_add(1, Ordering::Relaxed);
-        let max_attempts = self.config.max_attempts;
         // The config was validated in `new`, so building the backoff cannot
         // fail; should it ever, every delay falls back to `backoff.max`.
         let mut backoff = match self.run_seed(run) {
@@ -250,55 +249,70 @@ impl RetryPolicy {
                 }
             };
 
-            if attempt >= max_attempts {
-                counters.exhausted.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(attempts = attempt, last_error = ?last_error, "retry attempts exhausted");
-                return Err(RetryError::AttemptsExhausted {
-                    attempts: attempt,
-                    last_error,
-                });
-            }
-
-            let backoff_delay = backoff
-                .as_mut()
-                .and_then(Backoff::next_delay)
-                .unwrap_or(self.config.backoff.max);
-            let hint = hint.map(|after| after.min(self.config.max_retry_after));
-            let delay = hint.map_or(backoff_delay, |after| backoff_delay.max(after));
-
-            // Do not sleep past the deadline: a retry that would start at or
-            // after it is pointless, so stop now and free the caller.
-            if delay >= deadline.remaining() {
-                return Err(self.deadline_stop(attempt, last_error, Some(delay)));
-            }
-
-            // Ask the budget at decision time, before sleeping: retries that
-            // wait in backoff count against it (Envoy #30205).
-            if let Some(budget) = &self.budget
-                && !budget.try_withdraw()
-            {
-                counters.budget_denials.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(attempt, last_error = ?last_error, "retry denied by budget");
-                return Err(RetryError::BudgetExhausted {
-                    attempts: attempt,
-                    last_error,
-                });
-            }
-
-            counters.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(
-                attempt,
-                next_attempt = attempt.saturating_add(1),
-                delay_ms = duration_ms(delay),
-                backoff_ms = duration_ms(backoff_delay),
-                retry_after_ms = hint.map(duration_ms),
-                error = ?last_error,
-                "retrying after backoff"
-            );
+            let delay = self.plan_retry(attempt, &mut last_error, hint, &mut backoff, deadline)?;
             if !delay.is_zero() {
                 self.clock.sleep(delay).await;
             }
         }
+    }
+
+    /// After a retryable failure of `attempt`: the delay before the next
+    /// attempt, or why to stop (taking the last error into the stop).
+    fn plan_retry<E: fmt::Debug>(
+        &self,
+        attempt: u32,
+        last_error: &mut Option<E>,
+        hint: Option<Duration>,
+        backoff: &mut Option<Backoff>,
+        deadline: &Deadline,
+    ) -> Result<Duration, RetryError<E>> {
+        let counters = &*self.counters;
+        if attempt >= self.config.max_attempts {
+            counters.exhausted.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(attempts = attempt, last_error = ?last_error, "retry attempts exhausted");
+            return Err(RetryError::AttemptsExhausted {
+                attempts: attempt,
+                last_error: last_error.take(),
+            });
+        }
+
+        let backoff_delay = backoff
+            .as_mut()
+            .and_then(Backoff::next_delay)
+            .unwrap_or(self.config.backoff.max);
+        let hint = hint.map(|after| after.min(self.config.max_retry_after));
+        let delay = hint.map_or(backoff_delay, |after| backoff_delay.max(after));
+
+        // Do not sleep past the deadline: a retry that would start at or
+        // after it is pointless, so stop now and free the caller.
+        if delay >= deadline.remaining() {
+            return Err(self.deadline_stop(attempt, last_error.take(), Some(delay)));
+        }
+
+        // Ask the budget at decision time, before sleeping: retries that
+        // wait in backoff count against it (Envoy #30205).
+        if let Some(budget) = &self.budget
+            && !budget.try_withdraw()
+        {
+            counters.budget_denials.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(attempt, last_error = ?last_error, "retry denied by budget");
+            return Err(RetryError::BudgetExhausted {
+                attempts: attempt,
+                last_error: last_error.take(),
+            });
+        }
+
+        counters.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            attempt,
+            next_attempt = attempt.saturating_add(1),
+            delay_ms = duration_ms(delay),
+            backoff_ms = duration_ms(backoff_delay),
+            retry_after_ms = hint.map(duration_ms),
+            error = ?last_error,
+            "retrying after backoff"
+        );
+        Ok(delay)
     }
 
     fn deadline_stop<E: fmt::Debug>(

@@ -34,6 +34,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod backoff;
+pub mod budget;
 pub mod clock;
 pub mod deadline;
 mod error;

@@ -38,6 +38,7 @@ pub mod budget;
 pub mod clock;
 pub mod deadline;
 mod error;
+pub mod retry;
 mod sync;
 
 pub use error::ConfigError;

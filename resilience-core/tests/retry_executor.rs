@@ -255,7 +255,7 @@ async fn every_first_attempt_deposits_even_when_it_fails() {
         min_retries_per_sec: 1,
         retry_ratio: 0.5,
     };
-    let budget = Arc::new(RetryBudget::with_clock(config, clock.clone()).unwrap());
+    let budget = Arc::new(RetryBudget::with_clock(config.clone(), clock.clone()).unwrap());
     let policy = policy_with(&clock, 3, fixed_backoff(1)).with_budget(budget.clone());
     // A full outage of client errors: no retries, but 20 original requests.
     for _ in 0..20 {
@@ -264,11 +264,11 @@ async fn every_first_attempt_deposits_even_when_it_fails() {
             .await;
     }
     // Same as a budget that saw 20 deposits by hand...
-    let reference = RetryBudget::with_clock(config, clock.clone()).unwrap();
+    let reference = RetryBudget::with_clock(config.clone(), clock.clone()).unwrap();
     for _ in 0..20 {
         reference.deposit();
     }
-    let fresh = RetryBudget::with_clock(config, clock.clone()).unwrap();
+    let fresh = RetryBudget::with_clock(config.clone(), clock.clone()).unwrap();
     let granted = drain(&budget);
     assert_eq!(granted, drain(&reference));
     // ...and more than the floor alone allows.
@@ -283,7 +283,7 @@ async fn successful_first_attempts_deposit_and_retries_withdraw() {
         min_retries_per_sec: 1,
         retry_ratio: 1.0,
     };
-    let budget = Arc::new(RetryBudget::with_clock(config, clock.clone()).unwrap());
+    let budget = Arc::new(RetryBudget::with_clock(config.clone(), clock.clone()).unwrap());
     let policy = policy_with(&clock, 3, fixed_backoff(1)).with_budget(budget.clone());
     for _ in 0..5 {
         policy
@@ -302,7 +302,7 @@ async fn successful_first_attempts_deposit_and_retries_withdraw() {
         })
         .await
         .unwrap();
-    let reference = RetryBudget::with_clock(config, clock.clone()).unwrap();
+    let reference = RetryBudget::with_clock(config.clone(), clock.clone()).unwrap();
     for _ in 0..6 {
         reference.deposit();
     }

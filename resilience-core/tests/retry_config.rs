@@ -20,6 +20,7 @@ fn defaults_are_valid_reference_parameters() {
     assert_eq!(config.backoff, BackoffConfig::default());
     assert_eq!(config.max_retry_after, Duration::from_secs(30));
     assert_eq!(config.per_attempt_timeout, None);
+    assert_eq!(config.overall_timeout, None);
 }
 
 #[test]
@@ -108,6 +109,17 @@ fn zero_per_attempt_timeout_is_an_error() {
 }
 
 #[test]
+fn zero_overall_timeout_is_an_error() {
+    assert_eq!(
+        field_of(RetryConfig {
+            overall_timeout: Some(Duration::ZERO),
+            ..RetryConfig::default()
+        }),
+        "overall_timeout"
+    );
+}
+
+#[test]
 fn zero_max_retry_after_is_allowed_and_ignores_hints() {
     assert!(
         RetryPolicy::new(RetryConfig {
@@ -154,7 +166,8 @@ fn human_durations_round_trip_through_json_and_toml() {
             "max_attempts": 5,
             "backoff": { "base": "100ms", "max": "2s", "factor": 3.0, "jitter": "equal" },
             "max_retry_after": "1m",
-            "per_attempt_timeout": "250ms"
+            "per_attempt_timeout": "250ms",
+            "overall_timeout": "10s"
         }"#,
     )
     .unwrap();
@@ -169,6 +182,7 @@ fn human_durations_round_trip_through_json_and_toml() {
         },
         max_retry_after: Duration::from_secs(60),
         per_attempt_timeout: Some(Duration::from_millis(250)),
+        overall_timeout: Some(Duration::from_secs(10)),
     };
     assert_eq!(config, expected);
 

@@ -565,6 +565,49 @@ async fn per_attempt_timeout_never_extends_the_deadline() {
 }
 
 #[tokio::test]
+async fn overall_timeout_bounds_a_run_without_a_deadline() {
+    let clock = auto_clock();
+    let policy = RetryPolicy::new(RetryConfig {
+        max_attempts: 3,
+        backoff: fixed_backoff(100),
+        overall_timeout: Some(Duration::from_secs(3)),
+        ..RetryConfig::default()
+    })
+    .unwrap()
+    .with_clock(clock.clone());
+    let err = policy
+        .run(|_| futures::future::pending::<Result<(), TestError>>())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RetryError::DeadlineExceeded {
+            attempts: 1,
+            last_error: None
+        }
+    );
+    assert_eq!(clock.elapsed(), Duration::from_secs(3));
+
+    // With a caller's deadline, the earlier of the two applies.
+    let later = Deadline::after(clock.clone(), Duration::from_secs(60));
+    let start = clock.now();
+    let _ = policy
+        .run_with_deadline(&later, |_| {
+            futures::future::pending::<Result<(), TestError>>()
+        })
+        .await;
+    assert_eq!(clock.now() - start, Duration::from_secs(3));
+    let earlier = Deadline::after(clock.clone(), Duration::from_secs(1));
+    let start = clock.now();
+    let _ = policy
+        .run_with_deadline(&earlier, |_| {
+            futures::future::pending::<Result<(), TestError>>()
+        })
+        .await;
+    assert_eq!(clock.now() - start, Duration::from_secs(1));
+}
+
+#[tokio::test]
 async fn backoff_sleeps_follow_the_seeded_sequence() {
     let clock = auto_clock();
     let backoff = BackoffConfig {

@@ -61,6 +61,7 @@ fn simulate(
     max_attempts: u32,
     deadline_ms: u64,
     per_attempt_ms: Option<u64>,
+    overall_ms: Option<u64>,
     seed: u64,
 ) -> (Run, Instant) {
     let clock = ManualClock::new();
@@ -75,12 +76,21 @@ fn simulate(
         },
         max_retry_after: Duration::from_secs(1),
         per_attempt_timeout: per_attempt_ms.map(Duration::from_millis),
+        overall_timeout: overall_ms.map(Duration::from_millis),
     })
     .unwrap()
     .with_clock(clock.clone())
     .with_seed(seed);
     let deadline = Deadline::after(clock.clone(), Duration::from_millis(deadline_ms));
-    let deadline_at = deadline.instant().unwrap();
+    // The effective deadline: the earlier of the caller's and the overall
+    // timeout's.
+    let deadline_at = match overall_ms {
+        Some(ms) => deadline
+            .instant()
+            .unwrap()
+            .min(clock.now() + Duration::from_millis(ms)),
+        None => deadline.instant().unwrap(),
+    };
     let starts = Arc::new(Mutex::new(Vec::new()));
     let outcomes = outcomes.to_vec();
 
@@ -137,9 +147,11 @@ proptest! {
         max_attempts in 1u32..8,
         deadline_ms in 0u64..6_000,
         per_attempt_ms in prop::option::of(1u64..2_000),
+        overall_ms in prop::option::of(1u64..6_000),
         seed in any::<u64>(),
     ) {
-        let (run, deadline_at) = simulate(&outcomes, max_attempts, deadline_ms, per_attempt_ms, seed);
+        let (run, deadline_at) =
+            simulate(&outcomes, max_attempts, deadline_ms, per_attempt_ms, overall_ms, seed);
         let attempts = u32::try_from(run.starts.len()).unwrap();
         prop_assert!(attempts <= max_attempts);
         for start in &run.starts {

@@ -11,7 +11,7 @@ use crate::error::ConfigError;
 ///
 /// `Default`: 3 attempts (the AWS SDKs' "standard" retry mode), the default
 /// [`BackoffConfig`] (full jitter, 100 ms doubling to 10 s), server hints
-/// capped at 30 s, no per-attempt timeout. Durations (de)serialize in human
+/// capped at 30 s, no per-attempt or overall timeout. Durations (de)serialize in human
 /// form (`"100ms"`, `"30s"`).
 ///
 /// ```
@@ -45,6 +45,14 @@ pub struct RetryConfig {
     /// Must be > 0 when set.
     #[serde(with = "humantime_serde::option")]
     pub per_attempt_timeout: Option<Duration>,
+    /// Time limit of a whole run (all attempts and backoff sleeps), measured
+    /// from its start. With
+    /// [`run_with_deadline`](super::RetryPolicy::run_with_deadline) the
+    /// earlier of the two limits applies. `None`: no limit besides a given
+    /// deadline (then a hung attempt can hang the run unless
+    /// `per_attempt_timeout` is set). Must be > 0 when set.
+    #[serde(with = "humantime_serde::option")]
+    pub overall_timeout: Option<Duration>,
 }
 
 impl Default for RetryConfig {
@@ -54,6 +62,7 @@ impl Default for RetryConfig {
             backoff: BackoffConfig::default(),
             max_retry_after: Duration::from_secs(30),
             per_attempt_timeout: None,
+            overall_timeout: None,
         }
     }
 }
@@ -82,6 +91,12 @@ impl RetryConfig {
             return Err(ConfigError::new(
                 "per_attempt_timeout",
                 "must be greater than zero, or unset for no per-attempt limit",
+            ));
+        }
+        if self.overall_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "overall_timeout",
+                "must be greater than zero, or unset for no overall limit",
             ));
         }
         Ok(())

@@ -109,8 +109,10 @@ impl RetryPolicy {
     }
 
     /// Runs `op` until it succeeds or the policy gives up. `op` receives the
-    /// attempt number, starting at 1. Only the policy's own limits apply; see
-    /// [`RetryPolicy::run_with_deadline`] to bound the whole loop in time.
+    /// attempt number, starting at 1. Only the policy's own limits apply
+    /// (including [`RetryConfig::overall_timeout`]); see
+    /// [`RetryPolicy::run_with_deadline`] to bound the loop by the caller's
+    /// deadline.
     pub async fn run<T, E, F, Fut>(&self, op: F) -> Result<T, RetryError<E>>
     where
         F: FnMut(u32) -> Fut,
@@ -184,6 +186,14 @@ impl RetryPolicy {
     {
         let counters = &*self.counters;
         let run = counters.runs.fetch_add(1, Ordering::Relaxed);
+        let bounded;
+        let deadline = match self.config.overall_timeout {
+            Some(limit) => {
+                bounded = deadline.child(limit);
+                &bounded
+            }
+            None => deadline,
+        };
         // The config was validated in `new`, so building the backoff cannot
         // fail; should it ever, every delay falls back to `backoff.max`.
         let mut backoff = match self.run_seed(run) {

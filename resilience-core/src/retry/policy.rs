@@ -194,13 +194,7 @@ impl RetryPolicy {
             }
             None => deadline,
         };
-        // The config was validated in `new`, so building the backoff cannot
-        // fail; should it ever, every delay falls back to `backoff.max`.
-        let mut backoff = match self.run_seed(run) {
-            Some(seed) => Backoff::with_seed(self.config.backoff.clone(), seed),
-            None => Backoff::new(self.config.backoff.clone()),
-        }
-        .ok();
+        let mut backoff = RunBackoff { run, state: None };
         let mut last_error: Option<E> = None;
         let mut attempt: u32 = 0;
 
@@ -219,11 +213,13 @@ impl RetryPolicy {
             }
             counters.attempts.fetch_add(1, Ordering::Relaxed);
 
-            let attempt_deadline = match self.config.per_attempt_timeout {
-                Some(limit) => deadline.child(limit),
-                None => deadline.clone(),
+            let outcome = match self.config.per_attempt_timeout {
+                Some(limit) => deadline.child(limit).timeout(op(attempt)).await,
+                // Nothing to race against: skip the timer machinery.
+                None if deadline.is_unbounded() => Ok(op(attempt).await),
+                None => deadline.timeout(op(attempt)).await,
             };
-            let hint = match attempt_deadline.timeout(op(attempt)).await {
+            let hint = match outcome {
                 Ok(Ok(value)) => {
                     counters.successes.fetch_add(1, Ordering::Relaxed);
                     if attempt > 1 {
@@ -273,7 +269,7 @@ impl RetryPolicy {
         attempt: u32,
         last_error: &mut Option<E>,
         hint: Option<Duration>,
-        backoff: &mut Option<Backoff>,
+        backoff: &mut RunBackoff,
         deadline: &Deadline,
     ) -> Result<Duration, RetryError<E>> {
         let counters = &*self.counters;
@@ -286,10 +282,7 @@ impl RetryPolicy {
             });
         }
 
-        let backoff_delay = backoff
-            .as_mut()
-            .and_then(Backoff::next_delay)
-            .unwrap_or(self.config.backoff.max);
+        let backoff_delay = backoff.next_delay(self);
         let hint = hint.map(|after| after.min(self.config.max_retry_after));
         let delay = hint.map_or(backoff_delay, |after| backoff_delay.max(after));
 
@@ -342,6 +335,32 @@ impl RetryPolicy {
             attempts,
             last_error,
         }
+    }
+}
+
+/// The backoff of one run, built at its first retry, so that a run that
+/// succeeds at once never pays for it.
+struct RunBackoff {
+    run: u64,
+    state: Option<Backoff>,
+}
+
+impl RunBackoff {
+    fn next_delay(&mut self, policy: &RetryPolicy) -> Duration {
+        if self.state.is_none() {
+            let config = policy.config.backoff.clone();
+            // The config was validated in `RetryPolicy::new`, so this cannot
+            // fail; should it ever, every delay falls back to `backoff.max`.
+            self.state = match policy.run_seed(self.run) {
+                Some(seed) => Backoff::with_seed(config, seed),
+                None => Backoff::new(config),
+            }
+            .ok();
+        }
+        self.state
+            .as_mut()
+            .and_then(Backoff::next_delay)
+            .unwrap_or(policy.config.backoff.max)
     }
 }
 

@@ -2,14 +2,14 @@
 //!
 //! # Why?
 //!
-//! In November 2019 a release with an accidental deep clone exhausted the API
-//! servers' memory. Reverting it did not end the outage: very aggressive
-//! retry logic in the API proxies kept hammering the API servers, so they
-//! stayed overloaded for about seven hours after the revert until a new
-//! fleet of proxies was deployed. Retrying every failure at once (in our
-//! replay: immediately, up to 5 attempts) multiplies the load on a
-//! dependency exactly when it is weakest, and keeps it there after the cause
-//! is gone.
+//! On 4 November 2019 a release with an accidental deep clone exhausted the
+//! API servers' memory. The revert was deployed 27 minutes later and did not
+//! help: very aggressive retry logic in the API proxies kept the API servers
+//! overloaded and locked up for six more hours, until new proxy fleets that
+//! could start without receiving traffic were deployed (a seven-hour outage
+//! in all). Retrying every failure at once (in our replay: immediately, up
+//! to 5 attempts) multiplies the load on a dependency exactly when it is
+//! weakest, and keeps it there after the cause is gone.
 //!
 //! [`RetryPolicy`] retries only when it can help and only as much as the
 //! dependency can take:
@@ -34,8 +34,9 @@
 //!   loop ([`RetryPolicy::run_with_deadline`]): no attempt starts past it, a
 //!   backoff that would end after it stops the loop at once, and an attempt
 //!   still in flight when it passes is cancelled (linkerd #2369 kept retrying
-//!   for five hours past a 5 s timeout). An optional
-//!   [`RetryConfig::per_attempt_timeout`] bounds each attempt too.
+//!   for five hours past a 5 s timeout). [`RetryConfig::overall_timeout`]
+//!   bounds runs the same way when the caller has no deadline, and
+//!   [`RetryConfig::per_attempt_timeout`] bounds each attempt.
 //!
 //! Each retry, budget denial and deadline stop emits a `tracing` event at
 //! `DEBUG` with structured fields (`attempt`, `delay_ms`, `retry_after_ms`,

@@ -124,6 +124,38 @@ impl<E> RetryError<E> {
         }
     }
 
+    /// Converts the carried error with `f`, keeping the reason and the
+    /// attempt count (e.g. into an error type of your API).
+    pub fn map_error<F>(self, f: impl FnOnce(E) -> F) -> RetryError<F> {
+        match self {
+            RetryError::NotRetryable { attempts, error } => RetryError::NotRetryable {
+                attempts,
+                error: f(error),
+            },
+            RetryError::AttemptsExhausted {
+                attempts,
+                last_error,
+            } => RetryError::AttemptsExhausted {
+                attempts,
+                last_error: last_error.map(f),
+            },
+            RetryError::BudgetExhausted {
+                attempts,
+                last_error,
+            } => RetryError::BudgetExhausted {
+                attempts,
+                last_error: last_error.map(f),
+            },
+            RetryError::DeadlineExceeded {
+                attempts,
+                last_error,
+            } => RetryError::DeadlineExceeded {
+                attempts,
+                last_error: last_error.map(f),
+            },
+        }
+    }
+
     /// Whether the deadline ended the loop.
     pub fn is_deadline_exceeded(&self) -> bool {
         matches!(self, RetryError::DeadlineExceeded { .. })
@@ -223,5 +255,27 @@ mod tests {
         };
         assert!(budget.is_budget_exhausted());
         assert_eq!(budget.kind().to_string(), "budget_exhausted");
+    }
+
+    #[test]
+    fn map_error_keeps_reason_and_attempts() {
+        let err = RetryError::BudgetExhausted {
+            attempts: 2,
+            last_error: Some(503_u16),
+        };
+        let mapped = err.map_error(|code| format!("HTTP {code}"));
+        assert_eq!(
+            mapped,
+            RetryError::BudgetExhausted {
+                attempts: 2,
+                last_error: Some("HTTP 503".to_owned())
+            }
+        );
+        let permanent = RetryError::NotRetryable {
+            attempts: 1,
+            error: 400_u16,
+        }
+        .map_error(u32::from);
+        assert_eq!(permanent.last_error(), Some(&400_u32));
     }
 }

@@ -32,7 +32,8 @@
 //! use resilience_core::clock::ManualClock;
 //! use resilience_core::limit::{ConcurrencyLimit, ConcurrencyLimitConfig};
 //!
-//! # futures::executor::block_on(async {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let clock = ManualClock::new();
 //! let limit = ConcurrencyLimit::with_clock(
 //!     ConcurrencyLimitConfig {
@@ -53,8 +54,8 @@
 //! drop(a); // releases capacity
 //! let _c = limit.try_acquire()?;
 //! drop(b);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! # }).unwrap();
+//! # Ok(())
+//! # }
 //! ```
 
 mod concurrency;

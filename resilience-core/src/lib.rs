@@ -36,6 +36,7 @@
 pub mod backoff;
 pub mod clock;
 mod error;
+pub mod limit;
 mod sync;
 
 pub use error::ConfigError;

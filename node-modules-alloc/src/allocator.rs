@@ -82,7 +82,7 @@ use crate::fsutil::{atomic_write, remove_tree, sync_dir, unique_name};
 use crate::lockfile::{Lockfile, Selection};
 use crate::manifest::{Manifest, ManifestEntry, Plan};
 use crate::materialize::{TreeStats, build_tree, quick_check};
-use crate::store::{StoreReport, Store, hash_file};
+use crate::store::{Store, StoreReport, hash_file};
 
 /// Name of the completion marker inside a published tree (and a template).
 pub const MARKER: &str = ".breakwater-alloc.json";
@@ -94,7 +94,8 @@ const STAGING_PREFIX: &str = ".node_modules.staging-";
 pub struct AllocatorConfig {
     /// How files get into trees. Default [`LinkMode::Auto`].
     pub link_mode: LinkMode,
-    /// Bound on concurrent materializations and on the queue in front of them.
+    /// Bound on concurrent materializations and on the queue in front of them. Default: 4
+    /// at once (the work is disk-bound), 256 queued, shed after 60 s in the queue.
     pub limit: ConcurrencyLimitConfig,
     /// Refuse work when the store's or the app's filesystem has fewer free bytes than this.
     /// Default 512 MiB; 0 disables the guard.
@@ -107,7 +108,12 @@ impl Default for AllocatorConfig {
     fn default() -> Self {
         Self {
             link_mode: LinkMode::Auto,
-            limit: ConcurrencyLimitConfig::default(),
+            limit: ConcurrencyLimitConfig {
+                max_concurrent: 4,
+                max_queued: 256,
+                queue_timeout: Some(std::time::Duration::from_secs(60)),
+                ..ConcurrencyLimitConfig::default()
+            },
             min_free_bytes: 512 << 20,
             selection: Selection::default(),
         }
@@ -117,9 +123,7 @@ impl Default for AllocatorConfig {
 impl AllocatorConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        ConcurrencyLimit::new(self.limit.clone())
-            .map(|_| ())
-            .map_err(|e| e.nested("limit"))
+        self.limit.validate().map_err(|e| e.nested("limit"))
     }
 }
 
@@ -277,6 +281,7 @@ impl Allocator {
 
     /// An allocator whose limit uses `clock` (queue timeouts, `retry_after`).
     pub fn with_clock(store: Store, config: AllocatorConfig, clock: impl Clock) -> Result<Self> {
+        config.validate()?;
         let limit = ConcurrencyLimit::with_clock(config.limit.clone(), clock)
             .map_err(|e| e.nested("limit"))?;
         Ok(Self {
@@ -335,14 +340,22 @@ impl Allocator {
     }
 
     /// Allocates `APP_DIR/node_modules` for the lockfile at `lockfile`.
-    pub async fn allocate(&self, lockfile: impl AsRef<Path>, app_dir: impl AsRef<Path>) -> Result<Allocation> {
+    pub async fn allocate(
+        &self,
+        lockfile: impl AsRef<Path>,
+        app_dir: impl AsRef<Path>,
+    ) -> Result<Allocation> {
         let path = lockfile.as_ref().to_path_buf();
         let lockfile = blocking(move || Lockfile::from_path(&path)).await?;
         self.allocate_lockfile(&lockfile, app_dir).await
     }
 
     /// Allocates `APP_DIR/node_modules` for a parsed lockfile.
-    pub async fn allocate_lockfile(&self, lockfile: &Lockfile, app_dir: impl AsRef<Path>) -> Result<Allocation> {
+    pub async fn allocate_lockfile(
+        &self,
+        lockfile: &Lockfile,
+        app_dir: impl AsRef<Path>,
+    ) -> Result<Allocation> {
         let app_dir = app_dir.as_ref().to_path_buf();
         let span = tracing::info_span!(
             "allocate",
@@ -353,7 +366,10 @@ impl Allocator {
             link_mode = %self.inner.config.link_mode,
             outcome = tracing::field::Empty,
         );
-        let result = self.allocate_inner(lockfile.clone(), app_dir).instrument(span.clone()).await;
+        let result = self
+            .allocate_inner(lockfile.clone(), app_dir)
+            .instrument(span.clone())
+            .await;
         match &result {
             Ok(a) => {
                 span.record("outcome", tracing::field::display(a.outcome));
@@ -369,10 +385,16 @@ impl Allocator {
     async fn allocate_inner(&self, lockfile: Lockfile, app_dir: PathBuf) -> Result<Allocation> {
         let this = self.clone();
         let plan = Arc::new(
-            blocking(move || Manifest::plan(&this.inner.store, &lockfile, &this.inner.config.selection)).await?,
+            blocking(move || {
+                Manifest::plan(&this.inner.store, &lockfile, &this.inner.config.selection)
+            })
+            .await?,
         );
         let span = tracing::Span::current();
-        span.record("lockfile_digest", plan.lockfile_digest.get(..16).unwrap_or_default());
+        span.record(
+            "lockfile_digest",
+            plan.lockfile_digest.get(..16).unwrap_or_default(),
+        );
         span.record("packages", plan.packages);
         span.record("files", plan.manifest.files());
 
@@ -381,7 +403,8 @@ impl Allocator {
             let plan = Arc::clone(&plan);
             let app_dir = app_dir.clone();
             blocking(move || {
-                fs::create_dir_all(&app_dir).map_err(Error::io("cannot create app directory", &app_dir))?;
+                fs::create_dir_all(&app_dir)
+                    .map_err(Error::io("cannot create app directory", &app_dir))?;
                 let lock = lock_dir(&app_dir, true)?;
                 let reused = this.reusable(&plan, &app_dir);
                 Ok((lock, reused))
@@ -409,7 +432,11 @@ impl Allocator {
         let _gauge = Materializing::enter(&self.inner.gauges);
 
         let flight = {
-            let mut flights = self.inner.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut flights = self
+                .inner
+                .flights
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             Arc::clone(flights.entry(plan.digest.clone()).or_default())
         };
         let built = {
@@ -430,12 +457,22 @@ impl Allocator {
             .await?
         };
         self.inner.gauges.clones.fetch_add(1, Ordering::Relaxed);
-        let outcome = if built { Outcome::Materialized } else { Outcome::Cloned };
+        let outcome = if built {
+            Outcome::Materialized
+        } else {
+            Outcome::Cloned
+        };
         tracing::info!(%outcome, hardlinks = stats.hardlinks, reflinks = stats.reflinks, copies = stats.copies, "node_modules published");
         Ok(self.allocation(&plan, &app_dir, outcome, stats))
     }
 
-    fn allocation(&self, plan: &Plan, app_dir: &Path, outcome: Outcome, stats: TreeStats) -> Allocation {
+    fn allocation(
+        &self,
+        plan: &Plan,
+        app_dir: &Path,
+        outcome: Outcome,
+        stats: TreeStats,
+    ) -> Allocation {
         Allocation {
             node_modules: app_dir.join("node_modules"),
             manifest_digest: plan.digest.clone(),
@@ -474,14 +511,16 @@ impl Allocator {
     fn reusable(&self, plan: &Plan, app_dir: &Path) -> bool {
         let nm = app_dir.join("node_modules");
         match read_marker(&nm) {
-            Some(marker) if marker.manifest == plan.digest => match quick_check(&plan.manifest, &nm) {
-                None => true,
-                Some(problem) => {
-                    self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(problem, "published tree damaged; rebuilding it");
-                    false
+            Some(marker) if marker.manifest == plan.digest => {
+                match quick_check(&plan.manifest, &nm) {
+                    None => true,
+                    Some(problem) => {
+                        self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(problem, "published tree damaged; rebuilding it");
+                        false
+                    }
                 }
-            },
+            }
             _ => false,
         }
     }
@@ -495,7 +534,12 @@ impl Allocator {
         let template = store.dir("templates").join(&plan.digest);
         if template.exists() {
             let valid = read_marker(&template).is_some_and(|m| m.manifest == plan.digest);
-            match (valid, valid.then(|| quick_check(&plan.manifest, &template)).flatten()) {
+            match (
+                valid,
+                valid
+                    .then(|| quick_check(&plan.manifest, &template))
+                    .flatten(),
+            ) {
                 (true, None) => return Ok(false),
                 (_, problem) => {
                     self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
@@ -509,9 +553,12 @@ impl Allocator {
         let staging = store.dir("staging").join(unique_name("tpl-"));
         fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
         let result = (|| {
-            build_tree(&plan.manifest, &staging, self.inner.config.link_mode, &|_, digest, exec| {
-                store.file_path(digest, exec)
-            })?;
+            build_tree(
+                &plan.manifest,
+                &staging,
+                self.inner.config.link_mode,
+                &|_, digest, exec| store.file_path(digest, exec),
+            )?;
             write_marker(store, &staging, &plan.digest, None)?;
             fs::rename(&staging, &template).map_err(Error::io("cannot publish template", &template))
         })();
@@ -519,7 +566,10 @@ impl Allocator {
             let _ = remove_tree(&staging);
         }
         result?;
-        self.inner.gauges.templates_built.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .gauges
+            .templates_built
+            .fetch_add(1, Ordering::Relaxed);
         tracing::info!(template = %plan.digest, files = plan.manifest.files(), "template materialized");
         Ok(true)
     }
@@ -568,19 +618,26 @@ impl Allocator {
         let result = (|| {
             let lock_path = store.dir("locks").join(format!("{}.lock", plan.digest));
             let lock = open_lock(&lock_path)?;
-            lock.lock_shared().map_err(Error::io("cannot lock", &lock_path))?;
+            lock.lock_shared()
+                .map_err(Error::io("cannot lock", &lock_path))?;
             let template = store.dir("templates").join(&plan.digest);
             let stats = if read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
-                build_tree(&plan.manifest, &staging, self.inner.config.link_mode, &|path, _, _| {
-                    crate::fsutil::join_rel(&template, path)
-                })?
+                build_tree(
+                    &plan.manifest,
+                    &staging,
+                    self.inner.config.link_mode,
+                    &|path, _, _| crate::fsutil::join_rel(&template, path),
+                )?
             } else {
                 // The template vanished (store verify removed it): build from verified store files.
                 drop(lock);
                 self.verify_content(&plan.manifest)?;
-                build_tree(&plan.manifest, &staging, self.inner.config.link_mode, &|_, digest, exec| {
-                    store.file_path(digest, exec)
-                })?
+                build_tree(
+                    &plan.manifest,
+                    &staging,
+                    self.inner.config.link_mode,
+                    &|_, digest, exec| store.file_path(digest, exec),
+                )?
             };
             if let Some(problem) = quick_check(&plan.manifest, &staging) {
                 return Err(Error::Malformed {
@@ -603,13 +660,23 @@ impl Allocator {
     /// content is quarantined and re-imported, and the tree is rebuilt and republished from its
     /// manifest (or from `lockfile`, default `APP_DIR/package-lock.json`, when the marker is
     /// unusable).
-    pub async fn verify(&self, app_dir: impl AsRef<Path>, repair: bool, lockfile: Option<PathBuf>) -> Result<VerifyReport> {
+    pub async fn verify(
+        &self,
+        app_dir: impl AsRef<Path>,
+        repair: bool,
+        lockfile: Option<PathBuf>,
+    ) -> Result<VerifyReport> {
         let this = self.clone();
         let app_dir = app_dir.as_ref().to_path_buf();
         blocking(move || this.verify_blocking(&app_dir, repair, lockfile)).await
     }
 
-    fn verify_blocking(&self, app_dir: &Path, repair: bool, lockfile: Option<PathBuf>) -> Result<VerifyReport> {
+    fn verify_blocking(
+        &self,
+        app_dir: &Path,
+        repair: bool,
+        lockfile: Option<PathBuf>,
+    ) -> Result<VerifyReport> {
         let store = &self.inner.store;
         let mut report = VerifyReport::default();
         if !app_dir.is_dir() {
@@ -620,7 +687,9 @@ impl Allocator {
         }
         let _lock = lock_dir(app_dir, repair)?;
         for stale in stale_staging(app_dir)? {
-            report.problems.push(format!("stale staging directory {}", stale.display()));
+            report
+                .problems
+                .push(format!("stale staging directory {}", stale.display()));
         }
         let nm = app_dir.join("node_modules");
         let lockfile = lockfile.unwrap_or_else(|| app_dir.join("package-lock.json"));
@@ -630,9 +699,13 @@ impl Allocator {
             report.problems.push(format!("{} is missing", nm.display()));
         } else {
             match read_marker(&nm) {
-                None => report.problems.push(format!("{} has no valid completion marker", nm.display())),
+                None => report
+                    .problems
+                    .push(format!("{} has no valid completion marker", nm.display())),
                 Some(marker) => match Manifest::load(store, &marker.manifest) {
-                    Err(e) => report.problems.push(format!("manifest of {} unusable: {e}", nm.display())),
+                    Err(e) => report
+                        .problems
+                        .push(format!("manifest of {} unusable: {e}", nm.display())),
                     Ok(m) => {
                         check_tree_content(&m, &nm, &mut report.problems, &mut bad_digests);
                         manifest = Some(m);
@@ -653,7 +726,9 @@ impl Allocator {
                             store_report.quarantined.push(digest.clone());
                             quarantined.insert(digest.clone());
                         } else {
-                            report.problems.push(format!("store file {digest} is corrupt"));
+                            report
+                                .problems
+                                .push(format!("store file {digest} is corrupt"));
                         }
                     }
                 }
@@ -673,7 +748,9 @@ impl Allocator {
                 let digest = manifest.digest();
                 Plan {
                     packages: 0,
-                    lockfile_digest: read_marker(&nm).and_then(|m| m.lockfile).unwrap_or_default(),
+                    lockfile_digest: read_marker(&nm)
+                        .and_then(|m| m.lockfile)
+                        .unwrap_or_default(),
                     digest,
                     manifest,
                 }
@@ -703,14 +780,21 @@ impl Allocator {
 }
 
 /// Re-hashes every file of a tree against its manifest.
-fn check_tree_content(manifest: &Manifest, root: &Path, problems: &mut Vec<String>, bad: &mut BTreeSet<String>) {
+fn check_tree_content(
+    manifest: &Manifest,
+    root: &Path,
+    problems: &mut Vec<String>,
+    bad: &mut BTreeSet<String>,
+) {
     use std::os::unix::fs::MetadataExt;
     for entry in &manifest.entries {
         let path = crate::fsutil::join_rel(root, entry.path());
         match entry {
             ManifestEntry::File { digest, exec, .. } => match fs::symlink_metadata(&path) {
                 Err(_) => problems.push(format!("{} is missing", entry.path())),
-                Ok(meta) if !meta.is_file() => problems.push(format!("{} is not a file", entry.path())),
+                Ok(meta) if !meta.is_file() => {
+                    problems.push(format!("{} is not a file", entry.path()))
+                }
                 Ok(meta) => {
                     if (meta.mode() & 0o111 != 0) != *exec {
                         problems.push(format!("{} has the wrong executable bit", entry.path()));
@@ -718,7 +802,10 @@ fn check_tree_content(manifest: &Manifest, root: &Path, problems: &mut Vec<Strin
                     match hash_file(&path) {
                         Ok(actual) if actual == *digest => {}
                         Ok(_) => {
-                            problems.push(format!("{} content does not match its digest", entry.path()));
+                            problems.push(format!(
+                                "{} content does not match its digest",
+                                entry.path()
+                            ));
                             bad.insert(digest.clone());
                         }
                         Err(e) => problems.push(format!("{} unreadable: {e}", entry.path())),
@@ -737,7 +824,9 @@ fn check_tree_content(manifest: &Manifest, root: &Path, problems: &mut Vec<Strin
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result,
-        Err(join) => Err(Error::io("blocking task failed", PathBuf::new())(io::Error::other(join.to_string()))),
+        Err(join) => Err(Error::io("blocking task failed", PathBuf::new())(
+            io::Error::other(join.to_string()),
+        )),
     }
 }
 
@@ -754,7 +843,11 @@ fn open_lock(path: &Path) -> Result<File> {
 /// Locks a directory itself (flock on its descriptor): no lock file litters the app dir.
 fn lock_dir(dir: &Path, exclusive: bool) -> Result<File> {
     let file = File::open(dir).map_err(Error::io("cannot open", dir))?;
-    let locked = if exclusive { file.lock() } else { file.lock_shared() };
+    let locked = if exclusive {
+        file.lock()
+    } else {
+        file.lock_shared()
+    };
     locked.map_err(Error::io("cannot lock", dir))?;
     Ok(file)
 }
@@ -782,7 +875,11 @@ fn stale_staging(app_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(app_dir).map_err(Error::io("cannot read", app_dir))? {
         let entry = entry.map_err(Error::io("cannot read", app_dir))?;
-        if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
             out.push(entry.path());
         }
     }
@@ -806,7 +903,11 @@ fn publish(staging: &Path, target: &Path) -> Result<()> {
     if fs::symlink_metadata(target).is_ok() {
         match renameat_with(CWD, staging, CWD, target, RenameFlags::EXCHANGE) {
             Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::OPNOTSUPP => {
+            Err(e)
+                if e == rustix::io::Errno::INVAL
+                    || e == rustix::io::Errno::NOSYS
+                    || e == rustix::io::Errno::OPNOTSUPP =>
+            {
                 // No RENAME_EXCHANGE on this filesystem: move the old tree aside first. The
                 // window without a node_modules is visible, but never a partial one.
                 let aside = staging.with_file_name(unique_name(&format!("{STAGING_PREFIX}old-")));

@@ -158,13 +158,21 @@ mod tests {
     fn limits_deserialize_with_defaults_and_deny_unknown_fields() {
         let limits: ImportLimits = serde_json::from_str(r#"{"max_entries": 5}"#).unwrap();
         assert_eq!(limits.max_entries, 5);
-        assert_eq!(limits.max_total_bytes, ImportLimits::default().max_total_bytes);
+        assert_eq!(
+            limits.max_total_bytes,
+            ImportLimits::default().max_total_bytes
+        );
         assert!(serde_json::from_str::<ImportLimits>(r#"{"bogus": 1}"#).is_err());
     }
 
     #[test]
     fn link_mode_parses_and_displays() {
-        for mode in [LinkMode::Auto, LinkMode::Hardlink, LinkMode::Reflink, LinkMode::Copy] {
+        for mode in [
+            LinkMode::Auto,
+            LinkMode::Hardlink,
+            LinkMode::Reflink,
+            LinkMode::Copy,
+        ] {
             assert_eq!(mode.to_string().parse::<LinkMode>(), Ok(mode));
         }
         assert!("symlink".parse::<LinkMode>().is_err());

@@ -152,7 +152,9 @@ pub enum Error {
     },
     /// The store holds a file whose content no longer matches its digest, and no source to
     /// re-import it from.
-    #[error("store file {digest} is corrupt and no source is available to re-import package {integrity}")]
+    #[error(
+        "store file {digest} is corrupt and no source is available to re-import package {integrity}"
+    )]
     CorruptStore {
         /// The content digest (sha512 hex) of the damaged file.
         digest: String,
@@ -187,7 +189,10 @@ fn format_missing(missing: &[MissingPackage]) -> String {
 }
 
 impl Error {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io {
             action,

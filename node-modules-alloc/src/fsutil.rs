@@ -10,14 +10,22 @@ use crate::error::{Error, Result};
 /// A name unlikely to collide across processes and threads.
 pub(crate) fn unique_name(prefix: &str) -> String {
     let mut rng = fastrand::Rng::new();
-    let suffix: String = std::iter::repeat_with(|| rng.alphanumeric()).take(12).collect();
+    let suffix: String = std::iter::repeat_with(|| rng.alphanumeric())
+        .take(12)
+        .collect();
     format!("{prefix}{}-{suffix}", std::process::id())
 }
 
 /// Writes `bytes` to `target` atomically: a temporary file in `tmp_dir` (same filesystem),
 /// optionally fsynced, then renamed over `target`. Readers see the old or the new content,
 /// never a prefix.
-pub(crate) fn atomic_write(tmp_dir: &Path, target: &Path, bytes: &[u8], sync: bool, mode: u32) -> Result<()> {
+pub(crate) fn atomic_write(
+    tmp_dir: &Path,
+    target: &Path,
+    bytes: &[u8],
+    sync: bool,
+    mode: u32,
+) -> Result<()> {
     let tmp = tmp_dir.join(unique_name("w"));
     let result = (|| -> io::Result<()> {
         let mut file = OpenOptions::new()

@@ -271,7 +271,10 @@ impl Store {
         }
         let sha512 = format!(
             "sha512-{}",
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, Sha512::digest(bytes))
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                Sha512::digest(bytes)
+            )
         );
         if !force
             && let Some(existing) = self.read_index(&actual)?
@@ -325,7 +328,13 @@ impl Store {
             let raw_bytes = entry.path_bytes().into_owned();
             let raw = String::from_utf8_lossy(&raw_bytes).into_owned();
             if count > limits.max_entries {
-                return Err(reject(label, &raw, Rejection::TooManyEntries { limit: limits.max_entries }));
+                return Err(reject(
+                    label,
+                    &raw,
+                    Rejection::TooManyEntries {
+                        limit: limits.max_entries,
+                    },
+                ));
             }
             if std::str::from_utf8(&raw_bytes).is_err() {
                 return Err(reject(label, &raw, Rejection::NonUtf8Path));
@@ -337,11 +346,37 @@ impl Store {
                 T::Directory | T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => {
                     continue;
                 }
-                T::Char => return Err(reject(label, &raw, Rejection::SpecialFile { kind: "character device" })),
-                T::Block => return Err(reject(label, &raw, Rejection::SpecialFile { kind: "block device" })),
-                T::Fifo => return Err(reject(label, &raw, Rejection::SpecialFile { kind: "fifo" })),
+                T::Char => {
+                    return Err(reject(
+                        label,
+                        &raw,
+                        Rejection::SpecialFile {
+                            kind: "character device",
+                        },
+                    ));
+                }
+                T::Block => {
+                    return Err(reject(
+                        label,
+                        &raw,
+                        Rejection::SpecialFile {
+                            kind: "block device",
+                        },
+                    ));
+                }
+                T::Fifo => {
+                    return Err(reject(label, &raw, Rejection::SpecialFile { kind: "fifo" }));
+                }
                 T::Regular | T::Continuous | T::Symlink | T::Link => {}
-                _ => return Err(reject(label, &raw, Rejection::SpecialFile { kind: "unsupported" })),
+                _ => {
+                    return Err(reject(
+                        label,
+                        &raw,
+                        Rejection::SpecialFile {
+                            kind: "unsupported",
+                        },
+                    ));
+                }
             }
             if parts.is_empty() {
                 // The top directory itself, or a file outside any top directory.
@@ -356,7 +391,14 @@ impl Store {
                         .map(|t| String::from_utf8_lossy(&t).into_owned())
                         .unwrap_or_default();
                     if resolve_link(&parts, &target).is_none() || target.is_empty() {
-                        return Err(reject(label, &raw, Rejection::LinkEscapes { kind: "symlink", target }));
+                        return Err(reject(
+                            label,
+                            &raw,
+                            Rejection::LinkEscapes {
+                                kind: "symlink",
+                                target,
+                            },
+                        ));
                     }
                     symlinks.insert(path, target);
                 }
@@ -366,7 +408,14 @@ impl Store {
                         .map(|t| String::from_utf8_lossy(&t).into_owned())
                         .unwrap_or_default();
                     let target_parts = normalize_path(&target).map_err(|_| {
-                        reject(label, &raw, Rejection::LinkEscapes { kind: "hardlink", target: target.clone() })
+                        reject(
+                            label,
+                            &raw,
+                            Rejection::LinkEscapes {
+                                kind: "hardlink",
+                                target: target.clone(),
+                            },
+                        )
                     })?;
                     let Some(&i) = by_path.get(&target_parts.join("/")) else {
                         return Err(reject(label, &raw, Rejection::DanglingHardlink { target }));
@@ -374,19 +423,41 @@ impl Store {
                     let Some(source) = files.get(i) else {
                         return Err(reject(label, &raw, Rejection::DanglingHardlink { target }));
                     };
-                    let (digest, size, exec, tmp) =
-                        (source.digest.clone(), source.size, source.exec, source.tmp.clone());
+                    let (digest, size, exec, tmp) = (
+                        source.digest.clone(),
+                        source.size,
+                        source.exec,
+                        source.tmp.clone(),
+                    );
                     total = total.saturating_add(size);
                     if total > limits.max_total_bytes {
-                        return Err(reject(label, &raw, Rejection::TotalTooLarge { limit: limits.max_total_bytes }));
+                        return Err(reject(
+                            label,
+                            &raw,
+                            Rejection::TotalTooLarge {
+                                limit: limits.max_total_bytes,
+                            },
+                        ));
                     }
                     symlinks.remove(&path);
                     by_path.insert(path.clone(), files.len());
-                    files.push(PendingFile { path, digest, size, exec, tmp });
+                    files.push(PendingFile {
+                        path,
+                        digest,
+                        size,
+                        exec,
+                        tmp,
+                    });
                 }
                 _ => {
                     if entry.size() > limits.max_entry_bytes {
-                        return Err(reject(label, &raw, Rejection::EntryTooLarge { limit: limits.max_entry_bytes }));
+                        return Err(reject(
+                            label,
+                            &raw,
+                            Rejection::EntryTooLarge {
+                                limit: limits.max_entry_bytes,
+                            },
+                        ));
                     }
                     let exec = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
                     let tmp = self.temp_path();
@@ -407,14 +478,27 @@ impl Store {
                         size += n as u64;
                         total = total.saturating_add(n as u64);
                         if size > limits.max_entry_bytes {
-                            return Err(reject(label, &raw, Rejection::EntryTooLarge { limit: limits.max_entry_bytes }));
+                            return Err(reject(
+                                label,
+                                &raw,
+                                Rejection::EntryTooLarge {
+                                    limit: limits.max_entry_bytes,
+                                },
+                            ));
                         }
                         if total > limits.max_total_bytes {
-                            return Err(reject(label, &raw, Rejection::TotalTooLarge { limit: limits.max_total_bytes }));
+                            return Err(reject(
+                                label,
+                                &raw,
+                                Rejection::TotalTooLarge {
+                                    limit: limits.max_total_bytes,
+                                },
+                            ));
                         }
                         let chunk = buf.get(..n).unwrap_or_default();
                         hasher.update(chunk);
-                        out.write_all(chunk).map_err(Error::io("cannot write", &tmp))?;
+                        out.write_all(chunk)
+                            .map_err(Error::io("cannot write", &tmp))?;
                         if keep_json {
                             json_buf.extend_from_slice(chunk);
                         }
@@ -440,13 +524,23 @@ impl Store {
         // outside the package even when every target looks contained on its own).
         let link_paths: HashSet<&str> = symlinks.keys().map(String::as_str).collect();
         let traverses = |parts: &[&str]| {
-            (1..parts.len()).any(|i| parts.get(..i).is_some_and(|p| link_paths.contains(p.join("/").as_str())))
+            (1..parts.len()).any(|i| {
+                parts
+                    .get(..i)
+                    .is_some_and(|p| link_paths.contains(p.join("/").as_str()))
+            })
         };
         for (path, target) in &symlinks {
             let parts: Vec<&str> = path.split('/').collect();
             // Walking the target must not pass through another link before its last component.
-            let mut cur: Vec<&str> = parts.split_last().map(|(_, d)| d.to_vec()).unwrap_or_default();
-            let steps: Vec<&str> = target.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+            let mut cur: Vec<&str> = parts
+                .split_last()
+                .map(|(_, d)| d.to_vec())
+                .unwrap_or_default();
+            let steps: Vec<&str> = target
+                .split('/')
+                .filter(|p| !p.is_empty() && *p != ".")
+                .collect();
             let mut through_link = false;
             for (i, step) in steps.iter().enumerate() {
                 if *step == ".." {
@@ -459,7 +553,14 @@ impl Store {
                 }
             }
             if traverses(&parts) || through_link {
-                return Err(reject(label, path, Rejection::LinkEscapes { kind: "symlink", target: target.clone() }));
+                return Err(reject(
+                    label,
+                    path,
+                    Rejection::LinkEscapes {
+                        kind: "symlink",
+                        target: target.clone(),
+                    },
+                ));
             }
         }
         for file in &files {
@@ -468,15 +569,23 @@ impl Store {
                 return Err(reject(
                     label,
                     &file.path,
-                    Rejection::LinkEscapes { kind: "symlink", target: "(path traverses a symlink)".to_owned() },
+                    Rejection::LinkEscapes {
+                        kind: "symlink",
+                        target: "(path traverses a symlink)".to_owned(),
+                    },
                 ));
             }
         }
 
-        let (name, version, bins) = match package_json.as_deref().map(serde_json::from_slice::<serde_json::Value>) {
+        let (name, version, bins) = match package_json
+            .as_deref()
+            .map(serde_json::from_slice::<serde_json::Value>)
+        {
             Some(Ok(json)) => (
                 json.get("name").and_then(|v| v.as_str()).map(str::to_owned),
-                json.get("version").and_then(|v| v.as_str()).map(str::to_owned),
+                json.get("version")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
                 package_bins(&json),
             ),
             _ => (None, None, BTreeMap::new()),
@@ -491,7 +600,9 @@ impl Store {
                 continue;
             }
             let exec = file.exec || bin_targets.contains(file.path.as_str());
-            if published.insert((file.digest.clone(), exec)) && !self.file_path(&file.digest, exec).exists() {
+            if published.insert((file.digest.clone(), exec))
+                && !self.file_path(&file.digest, exec).exists()
+            {
                 if file.tmp.exists() {
                     self.publish_temp(&file.tmp, &file.digest, exec)?;
                 } else {
@@ -501,7 +612,12 @@ impl Store {
             }
             final_files.insert(
                 file.path.clone(),
-                IndexEntry::File { path: file.path.clone(), digest: file.digest.clone(), size: file.size, exec },
+                IndexEntry::File {
+                    path: file.path.clone(),
+                    digest: file.digest.clone(),
+                    size: file.size,
+                    exec,
+                },
             );
         }
         for (path, target) in symlinks {
@@ -513,7 +629,10 @@ impl Store {
             integrity: sha512.to_owned(),
             sha1: format!(
                 "sha1-{}",
-                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, Sha1::digest(bytes))
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    Sha1::digest(bytes)
+                )
             ),
             name,
             version,
@@ -555,7 +674,11 @@ impl Store {
                 if ft.is_dir() {
                     stack.push(p);
                 } else if ft.is_file() && p.extension().is_some_and(|e| e == "tgz") {
-                    out.push(ImportSource { label: p.display().to_string(), path: p, expected: None });
+                    out.push(ImportSource {
+                        label: p.display().to_string(),
+                        path: p,
+                        expected: None,
+                    });
                 }
             }
         }
@@ -564,9 +687,12 @@ impl Store {
 
     /// Imports one discovered source.
     pub fn import_source(&self, source: &ImportSource) -> Result<Imported> {
-        let result = self.import_tarball_file_expecting(&source.path, source.expected.as_ref(), false);
+        let result =
+            self.import_tarball_file_expecting(&source.path, source.expected.as_ref(), false);
         match result {
-            Err(Error::IntegrityMismatch { expected, actual, .. }) => Err(Error::IntegrityMismatch {
+            Err(Error::IntegrityMismatch {
+                expected, actual, ..
+            }) => Err(Error::IntegrityMismatch {
                 what: source.label.clone(),
                 expected,
                 actual,
@@ -607,7 +733,9 @@ fn discover_cacache(cacache: &Path) -> Result<Vec<ImportSource>> {
             }
             let text = fs::read_to_string(&p).map_err(Error::io("cannot read", &p))?;
             for line in text.lines().filter(|l| !l.is_empty()) {
-                let Some((hash, json)) = line.split_once('\t') else { continue };
+                let Some((hash, json)) = line.split_once('\t') else {
+                    continue;
+                };
                 if hex::encode(Sha1::digest(json.as_bytes())) != hash {
                     tracing::debug!(bucket = %p.display(), "skipping corrupt cache index line");
                     continue;
@@ -623,21 +751,35 @@ fn discover_cacache(cacache: &Path) -> Result<Vec<ImportSource>> {
     for (key, integrity) in latest {
         let Some(integrity) = integrity else { continue };
         let parsed: Integrity = integrity.parse()?;
-        let Some(hash) = parsed.strongest() else { continue };
+        let Some(hash) = parsed.strongest() else {
+            continue;
+        };
         let hex = hash.hex();
         let (a, rest) = hex.split_at(hex.len().min(2));
         let (b, c) = rest.split_at(rest.len().min(2));
-        let content = cacache.join("content-v2").join(hash.algorithm.name()).join(a).join(b).join(c);
+        let content = cacache
+            .join("content-v2")
+            .join(hash.algorithm.name())
+            .join(a)
+            .join(b)
+            .join(c);
         if !seen.insert(content.clone()) {
             continue;
         }
         // Only tarballs: npm also caches registry metadata (JSON) in the same store.
         let mut magic = [0u8; 2];
-        let is_gzip = File::open(&content).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == [0x1f, 0x8b];
+        let is_gzip = File::open(&content)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
+            && magic == [0x1f, 0x8b];
         if !is_gzip {
             continue;
         }
-        out.push(ImportSource { path: content, expected: Some(parsed), label: key });
+        out.push(ImportSource {
+            path: content,
+            expected: Some(parsed),
+            label: key,
+        });
     }
     Ok(out)
 }
@@ -648,25 +790,36 @@ mod tests {
 
     #[test]
     fn normalizes_any_single_top_directory() {
-        assert_eq!(normalize_path("package/lib/a.js").unwrap(), vec!["lib", "a.js"]);
+        assert_eq!(
+            normalize_path("package/lib/a.js").unwrap(),
+            vec!["lib", "a.js"]
+        );
         assert_eq!(normalize_path("node-v1/./a.js").unwrap(), vec!["a.js"]);
         assert_eq!(normalize_path("/etc/passwd"), Err(Rejection::AbsolutePath));
-        assert_eq!(normalize_path("package/../x"), Err(Rejection::ParentComponent));
+        assert_eq!(
+            normalize_path("package/../x"),
+            Err(Rejection::ParentComponent)
+        );
     }
 
     #[test]
     fn resolves_links_inside_and_refuses_escapes() {
         let link = vec!["lib".to_owned(), "l".to_owned()];
-        assert_eq!(resolve_link(&link, "../index.js").unwrap(), vec!["index.js"]);
+        assert_eq!(
+            resolve_link(&link, "../index.js").unwrap(),
+            vec!["index.js"]
+        );
         assert!(resolve_link(&link, "../../x").is_none());
         assert!(resolve_link(&link, "/etc/passwd").is_none());
     }
 
     #[test]
     fn bins_from_string_and_map() {
-        let json: serde_json::Value = serde_json::from_str(r#"{"name":"@s/tool","bin":"./cli.js"}"#).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(r#"{"name":"@s/tool","bin":"./cli.js"}"#).unwrap();
         assert_eq!(package_bins(&json).get("tool").unwrap(), "cli.js");
-        let json: serde_json::Value = serde_json::from_str(r#"{"bin":{"a":"bin/a","b":"./b"}}"#).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(r#"{"bin":{"a":"bin/a","b":"./b"}}"#).unwrap();
         assert_eq!(package_bins(&json).len(), 2);
     }
 }

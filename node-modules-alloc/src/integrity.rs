@@ -102,7 +102,12 @@ impl Hash {
 
 impl fmt::Display for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.algorithm.name(), STANDARD.encode(&self.digest))
+        write!(
+            f,
+            "{}-{}",
+            self.algorithm.name(),
+            STANDARD.encode(&self.digest)
+        )
     }
 }
 

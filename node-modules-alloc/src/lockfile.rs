@@ -192,7 +192,8 @@ impl Lockfile {
     /// Reads and parses a lockfile from disk.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(Error::io("cannot read lockfile", path))?;
+        let text =
+            std::fs::read_to_string(path).map_err(Error::io("cannot read lockfile", path))?;
         Self::parse(path, &text)
     }
 
@@ -210,11 +211,16 @@ impl Lockfile {
         if !(2..=3).contains(&version) {
             return Err(err(
                 "lockfileVersion".to_owned(),
-                format!("version {version} is not supported (need 2 or 3; run `npm install --lockfile-version 3`)"),
+                format!(
+                    "version {version} is not supported (need 2 or 3; run `npm install --lockfile-version 3`)"
+                ),
             ));
         }
         let Some(map) = raw.packages else {
-            return Err(err("packages".to_owned(), "missing `packages` map".to_owned()));
+            return Err(err(
+                "packages".to_owned(),
+                "missing `packages` map".to_owned(),
+            ));
         };
         let mut packages = Vec::new();
         for (path, value) in map {
@@ -239,7 +245,8 @@ impl Lockfile {
             let Some(names) = install_names(&path) else {
                 return Err(err(
                     loc(""),
-                    "not an install path of the form node_modules/<name>[/node_modules/<name>...]".to_owned(),
+                    "not an install path of the form node_modules/<name>[/node_modules/<name>...]"
+                        .to_owned(),
                 ));
             };
             if pkg.in_bundle {
@@ -247,7 +254,10 @@ impl Lockfile {
                 continue;
             }
             let Some(integrity_text) = pkg.integrity else {
-                let hint = pkg.resolved.map(|r| format!(" (resolved {r})")).unwrap_or_default();
+                let hint = pkg
+                    .resolved
+                    .map(|r| format!(" (resolved {r})"))
+                    .unwrap_or_default();
                 return Err(err(loc("integrity"), format!("missing integrity{hint}")));
             };
             let integrity: Integrity = integrity_text
@@ -259,16 +269,30 @@ impl Lockfile {
                 Some(serde_json::Value::Object(map)) => {
                     for (name, target) in map {
                         let Some(target) = target.as_str() else {
-                            return Err(err(loc(&format!("bin.{name}")), "bin target must be a string".to_owned()));
+                            return Err(err(
+                                loc(&format!("bin.{name}")),
+                                "bin target must be a string".to_owned(),
+                            ));
                         };
                         let normalized = normalize_bin_path(target);
-                        if !valid_bin_name(&name) || normalized.split('/').any(|p| p == "..") || normalized.is_empty() {
-                            return Err(err(loc(&format!("bin.{name}")), format!("invalid bin {name:?} -> {target:?}")));
+                        if !valid_bin_name(&name)
+                            || normalized.split('/').any(|p| p == "..")
+                            || normalized.is_empty()
+                        {
+                            return Err(err(
+                                loc(&format!("bin.{name}")),
+                                format!("invalid bin {name:?} -> {target:?}"),
+                            ));
                         }
                         bins.insert(name, normalized);
                     }
                 }
-                Some(_) => return Err(err(loc("bin"), "expected an object of name -> path".to_owned())),
+                Some(_) => {
+                    return Err(err(
+                        loc("bin"),
+                        "expected an object of name -> path".to_owned(),
+                    ));
+                }
             }
             let name = names.last().cloned().unwrap_or_default();
             packages.push(LockedPackage {
@@ -285,7 +309,11 @@ impl Lockfile {
                 cpu: pkg.cpu.unwrap_or_default(),
             });
         }
-        Ok(Self { file, version, packages })
+        Ok(Self {
+            file,
+            version,
+            packages,
+        })
     }
 
     /// The lockfile on disk (as given).
@@ -304,7 +332,10 @@ impl Lockfile {
     }
 
     /// The packages to install under `selection`.
-    pub fn select<'a>(&'a self, selection: &'a Selection) -> impl Iterator<Item = &'a LockedPackage> + 'a {
+    pub fn select<'a>(
+        &'a self,
+        selection: &'a Selection,
+    ) -> impl Iterator<Item = &'a LockedPackage> + 'a {
         self.packages.iter().filter(move |p| {
             if p.dev && !selection.include_dev {
                 return false;
@@ -347,34 +378,76 @@ mod tests {
         assert_eq!(pkgs[1].name, "@s/b");
         assert!(pkgs[1].optional && pkgs[1].peer);
         assert!(pkgs[2].dev);
-        let no_dev = Selection { include_dev: false, ..Selection::default() };
+        let no_dev = Selection {
+            include_dev: false,
+            ..Selection::default()
+        };
         assert_eq!(lockfile.select(&no_dev).count(), 2);
     }
 
     #[test]
     fn refuses_link_entries_naming_the_path() {
-        let text = lock(r#""node_modules/ws": {"resolved": "packages/ws", "link": true}"#, 3);
-        let err = Lockfile::parse("package-lock.json", &text).unwrap_err().to_string();
-        assert!(err.contains("node_modules/ws") && err.contains("link"), "{err}");
+        let text = lock(
+            r#""node_modules/ws": {"resolved": "packages/ws", "link": true}"#,
+            3,
+        );
+        let err = Lockfile::parse("package-lock.json", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("node_modules/ws") && err.contains("link"),
+            "{err}"
+        );
     }
 
     #[test]
     fn refuses_v1_missing_integrity_and_bad_paths() {
-        let err = Lockfile::parse("x", r#"{"lockfileVersion": 1, "dependencies": {}}"#).unwrap_err();
+        let err =
+            Lockfile::parse("x", r#"{"lockfileVersion": 1, "dependencies": {}}"#).unwrap_err();
         assert!(err.to_string().contains("lockfileVersion"), "{err}");
-        let err = Lockfile::parse("x", &lock(r#""node_modules/a": {"version": "1.0.0"}"#, 3)).unwrap_err();
-        assert!(err.to_string().contains("packages[\"node_modules/a\"].integrity"), "{err}");
-        for bad in ["node_modules/..", "lib/a", "node_modules/a/../../etc", "node_modules/@s"] {
-            let err = Lockfile::parse("x", &lock(&format!(r#""{bad}": {{"integrity": "{SRI}"}}"#), 3)).unwrap_err();
+        let err = Lockfile::parse("x", &lock(r#""node_modules/a": {"version": "1.0.0"}"#, 3))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("packages[\"node_modules/a\"].integrity"),
+            "{err}"
+        );
+        for bad in [
+            "node_modules/..",
+            "lib/a",
+            "node_modules/a/../../etc",
+            "node_modules/@s",
+        ] {
+            let err = Lockfile::parse(
+                "x",
+                &lock(&format!(r#""{bad}": {{"integrity": "{SRI}"}}"#), 3),
+            )
+            .unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
         }
-        let err = Lockfile::parse("x", &lock(&format!(r#""node_modules/a": {{"integrity": "{SRI}", "bin": {{"../x": "a"}}}}"#), 3)).unwrap_err();
+        let err = Lockfile::parse(
+            "x",
+            &lock(
+                &format!(r#""node_modules/a": {{"integrity": "{SRI}", "bin": {{"../x": "a"}}}}"#),
+                3,
+            ),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("bin"), "{err}");
     }
 
     #[test]
     fn skips_optional_packages_for_other_platforms() {
-        let text = lock(&format!(r#""node_modules/fsevents": {{"integrity": "{SRI}", "optional": true, "os": ["!{}"]}}"#, match std::env::consts::OS { "macos" => "darwin", o => o }), 3);
+        let text = lock(
+            &format!(
+                r#""node_modules/fsevents": {{"integrity": "{SRI}", "optional": true, "os": ["!{}"]}}"#,
+                match std::env::consts::OS {
+                    "macos" => "darwin",
+                    o => o,
+                }
+            ),
+            3,
+        );
         let lockfile = Lockfile::parse("x", &text).unwrap();
         assert_eq!(lockfile.select(&Selection::default()).count(), 0);
     }

@@ -17,7 +17,11 @@ use node_modules_alloc::import::ImportSummary;
 use node_modules_alloc::store::Store;
 
 #[derive(Parser, Debug)]
-#[command(name = "node-modules-alloc", version, about = "Crash-safe node_modules allocation from a content-addressed store")]
+#[command(
+    name = "node-modules-alloc",
+    version,
+    about = "Crash-safe node_modules allocation from a content-addressed store"
+)]
 struct Cli {
     /// Store directory (created if missing).
     #[arg(long, global = true, value_name = "DIR")]
@@ -78,7 +82,10 @@ fn one_line(text: &str) -> String {
 }
 
 fn fail(error: &Error) -> ExitCode {
-    eprintln!("node-modules-alloc: error: {}", one_line(&error.to_string()));
+    eprintln!(
+        "node-modules-alloc: error: {}",
+        one_line(&error.to_string())
+    );
     match error {
         Error::Overloaded { .. } | Error::InsufficientSpace { .. } => ExitCode::from(75),
         _ => ExitCode::FAILURE,
@@ -89,7 +96,10 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) {
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) {
                 print!("{e}");
                 return ExitCode::SUCCESS;
             }
@@ -180,7 +190,11 @@ fn run(cli: Cli, store_dir: PathBuf) -> Result<ExitCode, Error> {
                     "node-modules-alloc: error: {} problem(s) in {} (first: {}); run verify --repair",
                     report.problems.len(),
                     app_dir.display(),
-                    report.problems.first().map(|p| one_line(p)).unwrap_or_default()
+                    report
+                        .problems
+                        .first()
+                        .map(|p| one_line(p))
+                        .unwrap_or_default()
                 );
                 Ok(ExitCode::FAILURE)
             }

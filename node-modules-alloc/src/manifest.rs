@@ -143,7 +143,11 @@ impl Manifest {
             reason: format!("{what} conflicts with another package's entry"),
         };
         for pkg in lockfile.select(selection) {
-            canonical.push((pkg.path.clone(), pkg.integrity.to_string(), pkg.bins.clone()));
+            canonical.push((
+                pkg.path.clone(),
+                pkg.integrity.to_string(),
+                pkg.bins.clone(),
+            ));
             let Some(index) = store.read_index(&pkg.integrity)? else {
                 missing.push(MissingPackage {
                     path: pkg.path.clone(),
@@ -178,7 +182,9 @@ impl Manifest {
                 }
             }
             // `.bin` lives in the node_modules directory that holds the package.
-            let name_depth = if pkg.name.starts_with('@') && rel.rsplit('/').nth(1).is_some_and(|s| s.starts_with('@')) {
+            let name_depth = if pkg.name.starts_with('@')
+                && rel.rsplit('/').nth(1).is_some_and(|s| s.starts_with('@'))
+            {
                 2
             } else {
                 1
@@ -216,7 +222,8 @@ impl Manifest {
         let manifest = Self {
             entries: entries.into_values().collect(),
         };
-        let lockfile_digest = sha512_hex(&serde_json::to_vec(&(canonical, selection)).unwrap_or_default());
+        let lockfile_digest =
+            sha512_hex(&serde_json::to_vec(&(canonical, selection)).unwrap_or_default());
         Ok(Plan {
             digest: manifest.digest(),
             manifest,

@@ -80,9 +80,14 @@ pub(crate) fn hardlink_fallback(err: &io::Error) -> bool {
 
 /// Places `src` at `dst` according to `mode`.
 pub fn place_file(src: &Path, dst: &Path, mode: LinkMode, exec: bool) -> io::Result<Placed> {
-    place_file_with(src, dst, mode, exec, &|s, d| fs::hard_link(s, d), &|s, d| {
-        reflink_copy::reflink(s, d)
-    })
+    place_file_with(
+        src,
+        dst,
+        mode,
+        exec,
+        &|s, d| fs::hard_link(s, d),
+        &|s, d| reflink_copy::reflink(s, d),
+    )
 }
 
 type LinkFn<'a> = &'a dyn Fn(&Path, &Path) -> io::Result<()>;
@@ -203,14 +208,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
         fs::write(&src, b"content").unwrap();
-        for (i, e) in [rustix::io::Errno::XDEV, rustix::io::Errno::PERM, rustix::io::Errno::MLINK]
-            .into_iter()
-            .enumerate()
+        for (i, e) in [
+            rustix::io::Errno::XDEV,
+            rustix::io::Errno::PERM,
+            rustix::io::Errno::MLINK,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let dst = dir.path().join(format!("dst{i}"));
-            let placed = place_file_with(&src, &dst, LinkMode::Auto, true, &|_, _| Err(errno(e)), &|_, _| {
-                Err(errno(rustix::io::Errno::OPNOTSUPP))
-            })
+            let placed = place_file_with(
+                &src,
+                &dst,
+                LinkMode::Auto,
+                true,
+                &|_, _| Err(errno(e)),
+                &|_, _| Err(errno(rustix::io::Errno::OPNOTSUPP)),
+            )
             .unwrap();
             assert_eq!(placed, Placed::Copy);
             assert_eq!(fs::read(&dst).unwrap(), b"content");
@@ -224,9 +238,14 @@ mod tests {
         let src = dir.path().join("src");
         fs::write(&src, b"content").unwrap();
         let dst = dir.path().join("dst");
-        let placed = place_file_with(&src, &dst, LinkMode::Auto, false, &|_, _| Err(errno(rustix::io::Errno::XDEV)), &|s, d| {
-            fs::copy(s, d).map(|_| ())
-        })
+        let placed = place_file_with(
+            &src,
+            &dst,
+            LinkMode::Auto,
+            false,
+            &|_, _| Err(errno(rustix::io::Errno::XDEV)),
+            &|s, d| fs::copy(s, d).map(|_| ()),
+        )
         .unwrap();
         assert_eq!(placed, Placed::Reflink);
     }
@@ -236,15 +255,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
         fs::write(&src, b"content").unwrap();
-        let err = place_file_with(&src, &dir.path().join("d"), LinkMode::Hardlink, false, &|_, _| Err(errno(rustix::io::Errno::XDEV)), &|_, _| Ok(()))
-            .unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(rustix::io::Errno::XDEV.raw_os_error()));
+        let err = place_file_with(
+            &src,
+            &dir.path().join("d"),
+            LinkMode::Hardlink,
+            false,
+            &|_, _| Err(errno(rustix::io::Errno::XDEV)),
+            &|_, _| Ok(()),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.raw_os_error(),
+            Some(rustix::io::Errno::XDEV.raw_os_error())
+        );
     }
 
     #[test]
     fn other_errors_are_not_masked() {
         let dir = tempfile::tempdir().unwrap();
-        let err = place_file(&dir.path().join("missing"), &dir.path().join("d"), LinkMode::Auto, false).unwrap_err();
+        let err = place_file(
+            &dir.path().join("missing"),
+            &dir.path().join("d"),
+            LinkMode::Auto,
+            false,
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 }

@@ -334,7 +334,9 @@ impl Store {
     pub fn quarantine(&self, digest: &str, exec: bool) -> Result<()> {
         let path = self.file_path(digest, exec);
         let suffix = if exec { "-exec" } else { "" };
-        let target = self.dir("quarantine").join(unique_name(&format!("{digest}{suffix}.")));
+        let target = self
+            .dir("quarantine")
+            .join(unique_name(&format!("{digest}{suffix}.")));
         match fs::rename(&path, &target) {
             Ok(()) => {
                 tracing::warn!(digest, exec, quarantine = %target.display(), "quarantined corrupt store file");
@@ -376,7 +378,13 @@ impl Store {
             reason: e.to_string(),
         })?;
         for hash in keys.hashes() {
-            atomic_write(&self.dir("tmp"), &self.index_path(hash), &bytes, true, 0o644)?;
+            atomic_write(
+                &self.dir("tmp"),
+                &self.index_path(hash),
+                &bytes,
+                true,
+                0o644,
+            )?;
         }
         Ok(())
     }
@@ -458,7 +466,11 @@ impl Store {
     }
 
     /// Re-imports every package that references one of `bad` (content digests) from its source.
-    pub(crate) fn reimport_affected(&self, bad: &BTreeSet<String>, report: &mut StoreReport) -> Result<()> {
+    pub(crate) fn reimport_affected(
+        &self,
+        bad: &BTreeSet<String>,
+        report: &mut StoreReport,
+    ) -> Result<()> {
         for index in self.indexes()? {
             let affected = index.entries.iter().any(|e| match e {
                 IndexEntry::File { digest, .. } => bad.contains(digest),
@@ -633,7 +645,10 @@ mod tests {
         let b = store.put_bytes(b"same", false).unwrap();
         assert_eq!(a, b);
         assert_eq!(store.content_files().unwrap().len(), 1);
-        let mode = fs::metadata(store.file_path(&a, false)).unwrap().permissions().mode();
+        let mode = fs::metadata(store.file_path(&a, false))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o444);
     }
 

@@ -24,12 +24,19 @@ fn setup(dir: &std::path::Path) -> (Store, Vec<PathBuf>) {
         })
         .collect();
     for p in &pkgs {
-        store.import_tarball_bytes(&p.name, &p.tgz(), None, None).unwrap();
+        store
+            .import_tarball_bytes(&p.name, &p.tgz(), None, None)
+            .unwrap();
     }
     // Three different lockfiles over overlapping package sets.
     let locks = (0..3)
         .map(|k| {
-            let chosen: Vec<_> = pkgs.iter().skip(k * 3).take(6).map(|p| entry(&format!("node_modules/{}", p.name), p)).collect();
+            let chosen: Vec<_> = pkgs
+                .iter()
+                .skip(k * 3)
+                .take(6)
+                .map(|p| entry(&format!("node_modules/{}", p.name), p))
+                .collect();
             let path = dir.join(format!("lock{k}.json"));
             fs::write(&path, lockfile(&chosen)).unwrap();
             path
@@ -40,7 +47,12 @@ fn setup(dir: &std::path::Path) -> (Store, Vec<PathBuf>) {
 
 fn config(max_concurrent: usize, max_queued: usize) -> AllocatorConfig {
     AllocatorConfig {
-        limit: ConcurrencyLimitConfig { max_concurrent, max_queued, queue_timeout: None, ..ConcurrencyLimitConfig::default() },
+        limit: ConcurrencyLimitConfig {
+            max_concurrent,
+            max_queued,
+            queue_timeout: None,
+            ..ConcurrencyLimitConfig::default()
+        },
         min_free_bytes: 0,
         ..AllocatorConfig::default()
     }
@@ -56,19 +68,30 @@ async fn two_hundred_concurrent_allocations_complete_within_the_limit() {
         let allocator = allocator.clone();
         let lock = locks[i % 3].clone();
         let app = dir.path().join(format!("app{i}"));
-        tasks.push(tokio::spawn(async move { (i, allocator.allocate(&lock, &app).await) }));
+        tasks.push(tokio::spawn(async move {
+            (i, allocator.allocate(&lock, &app).await)
+        }));
     }
     for task in tasks {
         let (i, result) = task.await.unwrap();
         result.unwrap_or_else(|e| panic!("allocation {i} failed: {e}"));
     }
     let stats = allocator.stats();
-    assert!(stats.peak_materializing <= 4, "peak {} > limit", stats.peak_materializing);
+    assert!(
+        stats.peak_materializing <= 4,
+        "peak {} > limit",
+        stats.peak_materializing
+    );
     assert!(stats.peak_materializing >= 1);
     assert_eq!(stats.materializing, 0);
-    assert_eq!(stats.templates_built, 3, "identical lockfiles materialize once");
+    assert_eq!(
+        stats.templates_built, 3,
+        "identical lockfiles materialize once"
+    );
     assert_eq!(stats.clones, 200);
-    let references: Vec<_> = (0..3).map(|k| snapshot(&dir.path().join(format!("app{k}/node_modules")))).collect();
+    let references: Vec<_> = (0..3)
+        .map(|k| snapshot(&dir.path().join(format!("app{k}/node_modules"))))
+        .collect();
     for i in 0..200 {
         let nm = dir.path().join(format!("app{i}/node_modules"));
         assert!(nm.join(MARKER).exists(), "app{i} incomplete");
@@ -86,7 +109,9 @@ async fn overflow_beyond_the_queue_is_shed_with_retry_after_and_leaves_nothing()
         let allocator = allocator.clone();
         let lock = locks[i % 3].clone();
         let app = dir.path().join(format!("app{i}"));
-        tasks.push(tokio::spawn(async move { (i, allocator.allocate(&lock, &app).await) }));
+        tasks.push(tokio::spawn(async move {
+            (i, allocator.allocate(&lock, &app).await)
+        }));
     }
     let (mut ok, mut shed) = (0, 0);
     for task in tasks {

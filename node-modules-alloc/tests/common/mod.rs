@@ -21,7 +21,13 @@ pub enum Raw<'a> {
     Sized(&'a str, u64),
 }
 
-fn raw_header(name: &str, kind: tar::EntryType, size: u64, mode: u32, link: Option<&str>) -> tar::Header {
+fn raw_header(
+    name: &str,
+    kind: tar::EntryType,
+    size: u64,
+    mode: u32,
+    link: Option<&str>,
+) -> tar::Header {
     let mut header = tar::Header::new_gnu();
     {
         let old = header.as_old_mut();
@@ -42,11 +48,20 @@ fn raw_header(name: &str, kind: tar::EntryType, size: u64, mode: u32, link: Opti
 
 /// A gzip-compressed tarball from raw entries.
 pub fn raw_tgz(entries: &[Raw<'_>]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
     for entry in entries {
         match entry {
             Raw::File(name, data, mode) => {
-                let h = raw_header(name, tar::EntryType::Regular, data.len() as u64, *mode, None);
+                let h = raw_header(
+                    name,
+                    tar::EntryType::Regular,
+                    data.len() as u64,
+                    *mode,
+                    None,
+                );
                 builder.append(&h, *data).unwrap();
             }
             Raw::Dir(name) => {
@@ -75,7 +90,9 @@ pub fn raw_tgz(entries: &[Raw<'_>]) -> Vec<u8> {
             }
             Raw::Sized(name, size) => {
                 let h = raw_header(name, tar::EntryType::Regular, *size, 0o644, None);
-                builder.append(&h, std::io::repeat(0).take_n(*size)).unwrap();
+                builder
+                    .append(&h, std::io::repeat(0).take_n(*size))
+                    .unwrap();
             }
         }
     }
@@ -133,7 +150,11 @@ impl Pkg {
     pub fn tgz(&self) -> Vec<u8> {
         let json = self.package_json();
         let mut entries = vec![Raw::Dir("package/")];
-        let names: Vec<String> = self.files.iter().map(|(p, _, _)| format!("package/{p}")).collect();
+        let names: Vec<String> = self
+            .files
+            .iter()
+            .map(|(p, _, _)| format!("package/{p}"))
+            .collect();
         entries.push(Raw::File("package/package.json", &json, 0o644));
         for ((_, data, mode), name) in self.files.iter().zip(&names) {
             entries.push(Raw::File(name, data, *mode));
@@ -154,13 +175,20 @@ pub struct LockEntry {
 }
 
 pub fn entry(path: &str, pkg: &Pkg) -> LockEntry {
-    LockEntry { path: path.to_owned(), pkg: pkg.clone(), extra: serde_json::json!({}) }
+    LockEntry {
+        path: path.to_owned(),
+        pkg: pkg.clone(),
+        extra: serde_json::json!({}),
+    }
 }
 
 /// A `package-lock.json` (v3) for the entries.
 pub fn lockfile(entries: &[LockEntry]) -> String {
     let mut packages = serde_json::Map::new();
-    packages.insert("".into(), serde_json::json!({ "name": "app", "version": "1.0.0" }));
+    packages.insert(
+        "".into(),
+        serde_json::json!({ "name": "app", "version": "1.0.0" }),
+    );
     for e in entries {
         let mut v = serde_json::json!({
             "version": e.pkg.version,
@@ -218,7 +246,11 @@ pub fn write_cacache(cache: &Path, items: &[(&str, &[u8], String)]) {
             .join(&bucket_hash[4..]);
         std::fs::create_dir_all(bucket.parent().unwrap()).unwrap();
         let json = serde_json::json!({ "key": key, "integrity": integrity, "time": 1, "size": bytes.len(), "metadata": {} }).to_string();
-        let line = format!("\n{}\t{}", hex::encode(sha1::Sha1::digest(json.as_bytes())), json);
+        let line = format!(
+            "\n{}\t{}",
+            hex::encode(sha1::Sha1::digest(json.as_bytes())),
+            json
+        );
         let mut old = std::fs::read_to_string(&bucket).unwrap_or_default();
         old.push_str(&line);
         std::fs::write(&bucket, old).unwrap();
@@ -226,7 +258,10 @@ pub fn write_cacache(cache: &Path, items: &[(&str, &[u8], String)]) {
 }
 
 pub fn sha1_integrity(bytes: &[u8]) -> String {
-    format!("sha1-{}", base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(bytes)))
+    format!(
+        "sha1-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(bytes))
+    )
 }
 
 /// Every file under `root` (relative path → content or symlink target), for byte comparisons.
@@ -238,10 +273,24 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, (String, Vec<u8>)> {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let entry = entry.unwrap();
             let path = entry.path();
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let meta = std::fs::symlink_metadata(&path).unwrap();
             if meta.file_type().is_symlink() {
-                out.insert(rel, ("link".into(), std::fs::read_link(&path).unwrap().to_string_lossy().into_owned().into_bytes()));
+                out.insert(
+                    rel,
+                    (
+                        "link".into(),
+                        std::fs::read_link(&path)
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned()
+                            .into_bytes(),
+                    ),
+                );
             } else if meta.is_dir() {
                 stack.push(path);
             } else {

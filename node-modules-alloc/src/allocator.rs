@@ -415,7 +415,12 @@ impl Allocator {
             self.inner.gauges.reused.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("existing tree is valid; reused");
             drop(app_lock);
-            return Ok(self.allocation(&plan, &app_dir, Outcome::Reused, TreeStats::default()));
+            return Ok(Self::allocation(
+                &plan,
+                &app_dir,
+                Outcome::Reused,
+                TreeStats::default(),
+            ));
         }
 
         self.check_space(&app_dir)?;
@@ -463,16 +468,10 @@ impl Allocator {
             Outcome::Cloned
         };
         tracing::info!(%outcome, hardlinks = stats.hardlinks, reflinks = stats.reflinks, copies = stats.copies, "node_modules published");
-        Ok(self.allocation(&plan, &app_dir, outcome, stats))
+        Ok(Self::allocation(&plan, &app_dir, outcome, stats))
     }
 
-    fn allocation(
-        &self,
-        plan: &Plan,
-        app_dir: &Path,
-        outcome: Outcome,
-        stats: TreeStats,
-    ) -> Allocation {
+    fn allocation(plan: &Plan, app_dir: &Path, outcome: Outcome, stats: TreeStats) -> Allocation {
         Allocation {
             node_modules: app_dir.join("node_modules"),
             manifest_digest: plan.digest.clone(),
@@ -601,7 +600,7 @@ impl Allocator {
             if store.ensure_variant(digest, *exec).is_err() || !store.verify_file(digest, *exec)? {
                 return Err(Error::CorruptStore {
                     digest: digest.clone(),
-                    integrity: report.unrecoverable.join(" ").to_string(),
+                    integrity: report.unrecoverable.join(" "),
                 });
             }
         }
@@ -793,7 +792,7 @@ fn check_tree_content(
             ManifestEntry::File { digest, exec, .. } => match fs::symlink_metadata(&path) {
                 Err(_) => problems.push(format!("{} is missing", entry.path())),
                 Ok(meta) if !meta.is_file() => {
-                    problems.push(format!("{} is not a file", entry.path()))
+                    problems.push(format!("{} is not a file", entry.path()));
                 }
                 Ok(meta) => {
                     if (meta.mode() & 0o111 != 0) != *exec {

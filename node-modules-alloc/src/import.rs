@@ -47,6 +47,7 @@ use std::path::{Path, PathBuf};
 use sha1::Sha1;
 use sha2::{Digest, Sha512};
 
+use crate::config::ImportLimits;
 use crate::error::{Error, Rejection, Result};
 use crate::integrity::Integrity;
 use crate::store::{IndexEntry, PackageIndex, Store};
@@ -201,6 +202,320 @@ pub(crate) fn normalize_bin_path(path: &str) -> String {
         .join("/")
 }
 
+/// State of one tarball being unpacked.
+struct Unpacker<'a> {
+    store: &'a Store,
+    label: &'a str,
+    limits: ImportLimits,
+    temps: TempFiles,
+    files: Vec<PendingFile>,
+    by_path: HashMap<String, usize>,
+    symlinks: BTreeMap<String, String>,
+    package_json: Option<Vec<u8>>,
+    total: u64,
+    count: u64,
+}
+
+impl Unpacker<'_> {
+    fn reject(&self, entry: &str, reason: Rejection) -> Error {
+        reject(self.label, entry, reason)
+    }
+
+    fn add_total(&mut self, raw: &str, n: u64) -> Result<()> {
+        self.total = self.total.saturating_add(n);
+        if self.total > self.limits.max_total_bytes {
+            return Err(self.reject(
+                raw,
+                Rejection::TotalTooLarge {
+                    limit: self.limits.max_total_bytes,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
+        use tar::EntryType as T;
+        self.count += 1;
+        let raw_bytes = entry.path_bytes().into_owned();
+        let raw = String::from_utf8_lossy(&raw_bytes).into_owned();
+        if self.count > self.limits.max_entries {
+            return Err(self.reject(
+                &raw,
+                Rejection::TooManyEntries {
+                    limit: self.limits.max_entries,
+                },
+            ));
+        }
+        if std::str::from_utf8(&raw_bytes).is_err() {
+            return Err(self.reject(&raw, Rejection::NonUtf8Path));
+        }
+        let parts = normalize_path(&raw).map_err(|r| self.reject(&raw, r))?;
+        let kind = entry.header().entry_type();
+        let special = |kind| Err(reject(self.label, &raw, Rejection::SpecialFile { kind }));
+        match kind {
+            T::Directory | T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => {
+                return Ok(());
+            }
+            T::Char => return special("character device"),
+            T::Block => return special("block device"),
+            T::Fifo => return special("fifo"),
+            T::Regular | T::Continuous | T::Symlink | T::Link => {}
+            _ => return special("unsupported"),
+        }
+        if parts.is_empty() {
+            // The top directory itself, or a file outside any top directory.
+            tracing::debug!(tarball = self.label, entry = %raw, "skipping entry outside the top directory");
+            return Ok(());
+        }
+        let link_name = entry
+            .link_name_bytes()
+            .map(|t| String::from_utf8_lossy(&t).into_owned())
+            .unwrap_or_default();
+        match kind {
+            T::Symlink => self.symlink(&raw, &parts, link_name),
+            T::Link => self.hardlink(&raw, parts.join("/"), link_name),
+            _ => {
+                if entry.size() > self.limits.max_entry_bytes {
+                    return Err(self.reject(
+                        &raw,
+                        Rejection::EntryTooLarge {
+                            limit: self.limits.max_entry_bytes,
+                        },
+                    ));
+                }
+                let exec = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
+                self.regular(&mut entry, &raw, parts.join("/"), exec)
+            }
+        }
+    }
+
+    fn symlink(&mut self, raw: &str, parts: &[String], target: String) -> Result<()> {
+        if target.is_empty() || resolve_link(parts, &target).is_none() {
+            return Err(self.reject(
+                raw,
+                Rejection::LinkEscapes {
+                    kind: "symlink",
+                    target,
+                },
+            ));
+        }
+        self.symlinks.insert(parts.join("/"), target);
+        Ok(())
+    }
+
+    fn hardlink(&mut self, raw: &str, path: String, target: String) -> Result<()> {
+        let Ok(target_parts) = normalize_path(&target) else {
+            return Err(self.reject(
+                raw,
+                Rejection::LinkEscapes {
+                    kind: "hardlink",
+                    target,
+                },
+            ));
+        };
+        let Some(source) = self
+            .by_path
+            .get(&target_parts.join("/"))
+            .and_then(|&i| self.files.get(i))
+        else {
+            return Err(self.reject(raw, Rejection::DanglingHardlink { target }));
+        };
+        let pending = PendingFile {
+            path: path.clone(),
+            digest: source.digest.clone(),
+            size: source.size,
+            exec: source.exec,
+            tmp: source.tmp.clone(),
+        };
+        self.add_total(raw, pending.size)?;
+        self.symlinks.remove(&path);
+        self.by_path.insert(path, self.files.len());
+        self.files.push(pending);
+        Ok(())
+    }
+
+    fn regular(
+        &mut self,
+        entry: &mut impl Read,
+        raw: &str,
+        path: String,
+        exec: bool,
+    ) -> Result<()> {
+        let max_entry = self.limits.max_entry_bytes;
+        let tmp = self.store.temp_path();
+        self.temps.0.push(tmp.clone());
+        let mut out = File::create(&tmp).map_err(Error::io("cannot create", &tmp))?;
+        let mut hasher = Sha512::new();
+        let mut size: u64 = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        let keep_json = path == "package.json";
+        let mut json_buf = Vec::new();
+        loop {
+            let n = entry
+                .read(&mut buf)
+                .map_err(|e| bad(self.label, format!("entry {raw:?}: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            if size > max_entry {
+                return Err(self.reject(raw, Rejection::EntryTooLarge { limit: max_entry }));
+            }
+            self.add_total(raw, n as u64)?;
+            let chunk = buf.get(..n).unwrap_or_default();
+            hasher.update(chunk);
+            out.write_all(chunk)
+                .map_err(Error::io("cannot write", &tmp))?;
+            if keep_json {
+                json_buf.extend_from_slice(chunk);
+            }
+        }
+        drop(out);
+        if keep_json {
+            self.package_json = Some(json_buf);
+        }
+        self.symlinks.remove(&path);
+        self.by_path.insert(path.clone(), self.files.len());
+        self.files.push(PendingFile {
+            path,
+            digest: hex::encode(hasher.finalize()),
+            size,
+            exec,
+            tmp,
+        });
+        Ok(())
+    }
+
+    /// Links must not be traversed by other entries: a path through a symlink could resolve
+    /// outside the package even when every target looks contained on its own.
+    fn check_link_traversal(&self) -> Result<()> {
+        let link_paths: HashSet<&str> = self.symlinks.keys().map(String::as_str).collect();
+        let traverses = |parts: &[&str]| {
+            (1..parts.len()).any(|i| {
+                parts
+                    .get(..i)
+                    .is_some_and(|p| link_paths.contains(p.join("/").as_str()))
+            })
+        };
+        for (path, target) in &self.symlinks {
+            let parts: Vec<&str> = path.split('/').collect();
+            // Walking the target must not pass through another link before its last component.
+            let mut cur: Vec<&str> = parts
+                .split_last()
+                .map(|(_, d)| d.to_vec())
+                .unwrap_or_default();
+            let steps: Vec<&str> = target
+                .split('/')
+                .filter(|p| !p.is_empty() && *p != ".")
+                .collect();
+            let mut through_link = false;
+            for (i, step) in steps.iter().enumerate() {
+                if *step == ".." {
+                    cur.pop();
+                } else {
+                    cur.push(step);
+                    through_link |=
+                        i + 1 < steps.len() && link_paths.contains(cur.join("/").as_str());
+                }
+            }
+            if traverses(&parts) || through_link {
+                return Err(self.reject(
+                    path,
+                    Rejection::LinkEscapes {
+                        kind: "symlink",
+                        target: target.clone(),
+                    },
+                ));
+            }
+        }
+        for file in &self.files {
+            let parts: Vec<&str> = file.path.split('/').collect();
+            if traverses(&parts) {
+                return Err(self.reject(
+                    &file.path,
+                    Rejection::LinkEscapes {
+                        kind: "symlink",
+                        target: "(path traverses a symlink)".to_owned(),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes content (executable variants where needed) and returns the index.
+    fn finish(self, bytes: &[u8], sha512: &str) -> Result<PackageIndex> {
+        let (name, version, bins) = match self
+            .package_json
+            .as_deref()
+            .map(serde_json::from_slice::<serde_json::Value>)
+        {
+            Some(Ok(json)) => (
+                json.get("name").and_then(|v| v.as_str()).map(str::to_owned),
+                json.get("version")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+                package_bins(&json),
+            ),
+            _ => (None, None, BTreeMap::new()),
+        };
+        let bin_targets: HashSet<&str> = bins.values().map(String::as_str).collect();
+        // Last occurrence of a path wins (tar semantics).
+        let mut final_entries: BTreeMap<String, IndexEntry> = BTreeMap::new();
+        let mut published: HashSet<(String, bool)> = HashSet::new();
+        for file in &self.files {
+            if self.symlinks.contains_key(&file.path) {
+                continue;
+            }
+            let exec = file.exec || bin_targets.contains(file.path.as_str());
+            if published.insert((file.digest.clone(), exec))
+                && !self.store.file_path(&file.digest, exec).exists()
+            {
+                if file.tmp.exists() {
+                    self.store.publish_temp(&file.tmp, &file.digest, exec)?;
+                } else {
+                    // The temporary file was consumed by the other variant of the same content.
+                    self.store.ensure_variant(&file.digest, exec)?;
+                }
+            }
+            final_entries.insert(
+                file.path.clone(),
+                IndexEntry::File {
+                    path: file.path.clone(),
+                    digest: file.digest.clone(),
+                    size: file.size,
+                    exec,
+                },
+            );
+        }
+        for (path, target) in &self.symlinks {
+            final_entries.insert(
+                path.clone(),
+                IndexEntry::Symlink {
+                    path: path.clone(),
+                    target: target.clone(),
+                },
+            );
+        }
+        Ok(PackageIndex {
+            integrity: sha512.to_owned(),
+            sha1: format!(
+                "sha1-{}",
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    Sha1::digest(bytes)
+                )
+            ),
+            name,
+            version,
+            bins,
+            entries: final_entries.into_values().collect(),
+            source: None,
+        })
+    }
+}
+
 impl Store {
     /// Imports one `.tgz` file.
     pub fn import_tarball_file(&self, path: impl AsRef<Path>) -> Result<Imported> {
@@ -311,335 +626,26 @@ impl Store {
 
     /// Unpacks and checks every entry, publishes content, returns the index (not yet written).
     fn unpack(&self, label: &str, bytes: &[u8], sha512: &str) -> Result<PackageIndex> {
-        let limits = self.config().limits;
+        let mut unpacker = Unpacker {
+            store: self,
+            label,
+            limits: self.config().limits,
+            temps: TempFiles(Vec::new()),
+            files: Vec::new(),
+            by_path: HashMap::new(),
+            symlinks: BTreeMap::new(),
+            package_json: None,
+            total: 0,
+            count: 0,
+        };
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
-        let mut temps = TempFiles(Vec::new());
-        let mut files: Vec<PendingFile> = Vec::new();
-        let mut by_path: HashMap<String, usize> = HashMap::new();
-        let mut symlinks: BTreeMap<String, String> = BTreeMap::new();
-        let mut package_json: Option<Vec<u8>> = None;
-        let mut total: u64 = 0;
-        let mut count: u64 = 0;
-
         let entries = archive.entries().map_err(|e| bad(label, e))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| bad(label, format!("unreadable archive: {e}")))?;
-            count += 1;
-            let raw_bytes = entry.path_bytes().into_owned();
-            let raw = String::from_utf8_lossy(&raw_bytes).into_owned();
-            if count > limits.max_entries {
-                return Err(reject(
-                    label,
-                    &raw,
-                    Rejection::TooManyEntries {
-                        limit: limits.max_entries,
-                    },
-                ));
-            }
-            if std::str::from_utf8(&raw_bytes).is_err() {
-                return Err(reject(label, &raw, Rejection::NonUtf8Path));
-            }
-            let parts = normalize_path(&raw).map_err(|r| reject(label, &raw, r))?;
-            let kind = entry.header().entry_type();
-            use tar::EntryType as T;
-            match kind {
-                T::Directory | T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => {
-                    continue;
-                }
-                T::Char => {
-                    return Err(reject(
-                        label,
-                        &raw,
-                        Rejection::SpecialFile {
-                            kind: "character device",
-                        },
-                    ));
-                }
-                T::Block => {
-                    return Err(reject(
-                        label,
-                        &raw,
-                        Rejection::SpecialFile {
-                            kind: "block device",
-                        },
-                    ));
-                }
-                T::Fifo => {
-                    return Err(reject(label, &raw, Rejection::SpecialFile { kind: "fifo" }));
-                }
-                T::Regular | T::Continuous | T::Symlink | T::Link => {}
-                _ => {
-                    return Err(reject(
-                        label,
-                        &raw,
-                        Rejection::SpecialFile {
-                            kind: "unsupported",
-                        },
-                    ));
-                }
-            }
-            if parts.is_empty() {
-                // The top directory itself, or a file outside any top directory.
-                tracing::debug!(tarball = label, entry = %raw, "skipping entry outside the top directory");
-                continue;
-            }
-            let path = parts.join("/");
-            match kind {
-                T::Symlink => {
-                    let target = entry
-                        .link_name_bytes()
-                        .map(|t| String::from_utf8_lossy(&t).into_owned())
-                        .unwrap_or_default();
-                    if resolve_link(&parts, &target).is_none() || target.is_empty() {
-                        return Err(reject(
-                            label,
-                            &raw,
-                            Rejection::LinkEscapes {
-                                kind: "symlink",
-                                target,
-                            },
-                        ));
-                    }
-                    symlinks.insert(path, target);
-                }
-                T::Link => {
-                    let target = entry
-                        .link_name_bytes()
-                        .map(|t| String::from_utf8_lossy(&t).into_owned())
-                        .unwrap_or_default();
-                    let target_parts = normalize_path(&target).map_err(|_| {
-                        reject(
-                            label,
-                            &raw,
-                            Rejection::LinkEscapes {
-                                kind: "hardlink",
-                                target: target.clone(),
-                            },
-                        )
-                    })?;
-                    let Some(&i) = by_path.get(&target_parts.join("/")) else {
-                        return Err(reject(label, &raw, Rejection::DanglingHardlink { target }));
-                    };
-                    let Some(source) = files.get(i) else {
-                        return Err(reject(label, &raw, Rejection::DanglingHardlink { target }));
-                    };
-                    let (digest, size, exec, tmp) = (
-                        source.digest.clone(),
-                        source.size,
-                        source.exec,
-                        source.tmp.clone(),
-                    );
-                    total = total.saturating_add(size);
-                    if total > limits.max_total_bytes {
-                        return Err(reject(
-                            label,
-                            &raw,
-                            Rejection::TotalTooLarge {
-                                limit: limits.max_total_bytes,
-                            },
-                        ));
-                    }
-                    symlinks.remove(&path);
-                    by_path.insert(path.clone(), files.len());
-                    files.push(PendingFile {
-                        path,
-                        digest,
-                        size,
-                        exec,
-                        tmp,
-                    });
-                }
-                _ => {
-                    if entry.size() > limits.max_entry_bytes {
-                        return Err(reject(
-                            label,
-                            &raw,
-                            Rejection::EntryTooLarge {
-                                limit: limits.max_entry_bytes,
-                            },
-                        ));
-                    }
-                    let exec = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
-                    let tmp = self.temp_path();
-                    temps.0.push(tmp.clone());
-                    let mut out = File::create(&tmp).map_err(Error::io("cannot create", &tmp))?;
-                    let mut hasher = Sha512::new();
-                    let mut size: u64 = 0;
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let keep_json = path == "package.json";
-                    let mut json_buf = Vec::new();
-                    loop {
-                        let n = entry
-                            .read(&mut buf)
-                            .map_err(|e| bad(label, format!("entry {raw:?}: {e}")))?;
-                        if n == 0 {
-                            break;
-                        }
-                        size += n as u64;
-                        total = total.saturating_add(n as u64);
-                        if size > limits.max_entry_bytes {
-                            return Err(reject(
-                                label,
-                                &raw,
-                                Rejection::EntryTooLarge {
-                                    limit: limits.max_entry_bytes,
-                                },
-                            ));
-                        }
-                        if total > limits.max_total_bytes {
-                            return Err(reject(
-                                label,
-                                &raw,
-                                Rejection::TotalTooLarge {
-                                    limit: limits.max_total_bytes,
-                                },
-                            ));
-                        }
-                        let chunk = buf.get(..n).unwrap_or_default();
-                        hasher.update(chunk);
-                        out.write_all(chunk)
-                            .map_err(Error::io("cannot write", &tmp))?;
-                        if keep_json {
-                            json_buf.extend_from_slice(chunk);
-                        }
-                    }
-                    drop(out);
-                    if keep_json {
-                        package_json = Some(json_buf);
-                    }
-                    symlinks.remove(&path);
-                    by_path.insert(path.clone(), files.len());
-                    files.push(PendingFile {
-                        path,
-                        digest: hex::encode(hasher.finalize()),
-                        size,
-                        exec,
-                        tmp,
-                    });
-                }
-            }
+            let entry = entry.map_err(|e| bad(label, format!("unreadable archive: {e}")))?;
+            unpacker.entry(entry)?;
         }
-
-        // Links must not be traversed by other entries (a path through a symlink could resolve
-        // outside the package even when every target looks contained on its own).
-        let link_paths: HashSet<&str> = symlinks.keys().map(String::as_str).collect();
-        let traverses = |parts: &[&str]| {
-            (1..parts.len()).any(|i| {
-                parts
-                    .get(..i)
-                    .is_some_and(|p| link_paths.contains(p.join("/").as_str()))
-            })
-        };
-        for (path, target) in &symlinks {
-            let parts: Vec<&str> = path.split('/').collect();
-            // Walking the target must not pass through another link before its last component.
-            let mut cur: Vec<&str> = parts
-                .split_last()
-                .map(|(_, d)| d.to_vec())
-                .unwrap_or_default();
-            let steps: Vec<&str> = target
-                .split('/')
-                .filter(|p| !p.is_empty() && *p != ".")
-                .collect();
-            let mut through_link = false;
-            for (i, step) in steps.iter().enumerate() {
-                if *step == ".." {
-                    cur.pop();
-                } else {
-                    cur.push(step);
-                    if i + 1 < steps.len() && link_paths.contains(cur.join("/").as_str()) {
-                        through_link = true;
-                    }
-                }
-            }
-            if traverses(&parts) || through_link {
-                return Err(reject(
-                    label,
-                    path,
-                    Rejection::LinkEscapes {
-                        kind: "symlink",
-                        target: target.clone(),
-                    },
-                ));
-            }
-        }
-        for file in &files {
-            let parts: Vec<&str> = file.path.split('/').collect();
-            if traverses(&parts) {
-                return Err(reject(
-                    label,
-                    &file.path,
-                    Rejection::LinkEscapes {
-                        kind: "symlink",
-                        target: "(path traverses a symlink)".to_owned(),
-                    },
-                ));
-            }
-        }
-
-        let (name, version, bins) = match package_json
-            .as_deref()
-            .map(serde_json::from_slice::<serde_json::Value>)
-        {
-            Some(Ok(json)) => (
-                json.get("name").and_then(|v| v.as_str()).map(str::to_owned),
-                json.get("version")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned),
-                package_bins(&json),
-            ),
-            _ => (None, None, BTreeMap::new()),
-        };
-        let bin_targets: HashSet<&str> = bins.values().map(String::as_str).collect();
-
-        // Last occurrence of a path wins (tar semantics).
-        let mut final_files: BTreeMap<String, IndexEntry> = BTreeMap::new();
-        let mut published: HashSet<(String, bool)> = HashSet::new();
-        for file in &files {
-            if symlinks.contains_key(&file.path) {
-                continue;
-            }
-            let exec = file.exec || bin_targets.contains(file.path.as_str());
-            if published.insert((file.digest.clone(), exec))
-                && !self.file_path(&file.digest, exec).exists()
-            {
-                if file.tmp.exists() {
-                    self.publish_temp(&file.tmp, &file.digest, exec)?;
-                } else {
-                    // The temporary file was consumed by the other variant of the same content.
-                    self.ensure_variant(&file.digest, exec)?;
-                }
-            }
-            final_files.insert(
-                file.path.clone(),
-                IndexEntry::File {
-                    path: file.path.clone(),
-                    digest: file.digest.clone(),
-                    size: file.size,
-                    exec,
-                },
-            );
-        }
-        for (path, target) in symlinks {
-            final_files.insert(path.clone(), IndexEntry::Symlink { path, target });
-        }
-        drop(temps);
-
-        Ok(PackageIndex {
-            integrity: sha512.to_owned(),
-            sha1: format!(
-                "sha1-{}",
-                base64::Engine::encode(
-                    &base64::engine::general_purpose::STANDARD,
-                    Sha1::digest(bytes)
-                )
-            ),
-            name,
-            version,
-            bins,
-            entries: final_files.into_values().collect(),
-            source: None,
-        })
+        unpacker.check_link_traversal()?;
+        unpacker.finish(bytes, sha512)
     }
 
     /// Finds the tarballs under `path`: a `.tgz` file, a directory searched recursively for

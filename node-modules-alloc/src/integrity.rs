@@ -213,7 +213,7 @@ impl FromStr for Integrity {
         if hashes.is_empty() {
             return Err(err("no sha1/sha256/sha384/sha512 hash"));
         }
-        hashes.sort_by(|a, b| b.algorithm.cmp(&a.algorithm));
+        hashes.sort_by_key(|h| std::cmp::Reverse(h.algorithm));
         hashes.dedup();
         Ok(Self { hashes })
     }

@@ -37,6 +37,7 @@ use crate::import::normalize_bin_path;
 use crate::integrity::Integrity;
 
 /// One package to install.
+#[allow(clippy::struct_excessive_bools)] // mirrors the lockfile's independent flags
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockedPackage {
     /// Install path relative to the app dir (`node_modules/a/node_modules/b`).
@@ -126,6 +127,7 @@ struct RawLock {
     packages: Option<BTreeMap<String, serde_json::Value>>,
 }
 
+#[allow(clippy::struct_excessive_bools)] // mirrors the lockfile's independent flags
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RawPackage {
@@ -188,6 +190,89 @@ fn valid_bin_name(name: &str) -> bool {
     valid_name_part(name) && !name.contains('/')
 }
 
+/// Parses one `packages` entry; `Ok(None)` for entries provided by a parent (bundled).
+fn parse_entry(
+    path: &str,
+    value: serde_json::Value,
+) -> std::result::Result<Option<LockedPackage>, (String, String)> {
+    let loc = |field: &str| {
+        if field.is_empty() {
+            format!("packages[{path:?}]")
+        } else {
+            format!("packages[{path:?}].{field}")
+        }
+    };
+    let pkg: RawPackage =
+        serde_json::from_value(value).map_err(|e| (loc(""), format!("invalid entry: {e}")))?;
+    if pkg.link {
+        return Err((
+            loc("link"),
+            "linked packages (workspaces, `file:` links) are not supported".to_owned(),
+        ));
+    }
+    let Some(names) = install_names(path) else {
+        return Err((
+            loc(""),
+            "not an install path of the form node_modules/<name>[/node_modules/<name>...]"
+                .to_owned(),
+        ));
+    };
+    if pkg.in_bundle {
+        // Shipped inside the parent's tarball; the parent's files provide it.
+        return Ok(None);
+    }
+    let Some(integrity_text) = pkg.integrity else {
+        let hint = pkg
+            .resolved
+            .map(|r| format!(" (resolved {r})"))
+            .unwrap_or_default();
+        return Err((loc("integrity"), format!("missing integrity{hint}")));
+    };
+    let integrity: Integrity = integrity_text
+        .parse()
+        .map_err(|e| (loc("integrity"), format!("{e}")))?;
+    let mut bins = BTreeMap::new();
+    match pkg.bin {
+        None => {}
+        Some(serde_json::Value::Object(map)) => {
+            for (name, target) in map {
+                let Some(target) = target.as_str() else {
+                    return Err((
+                        loc(&format!("bin.{name}")),
+                        "bin target must be a string".to_owned(),
+                    ));
+                };
+                let normalized = normalize_bin_path(target);
+                if !valid_bin_name(&name)
+                    || normalized.split('/').any(|p| p == "..")
+                    || normalized.is_empty()
+                {
+                    return Err((
+                        loc(&format!("bin.{name}")),
+                        format!("invalid bin {name:?} -> {target:?}"),
+                    ));
+                }
+                bins.insert(name, normalized);
+            }
+        }
+        Some(_) => return Err((loc("bin"), "expected an object of name -> path".to_owned())),
+    }
+    let name = names.last().cloned().unwrap_or_default();
+    Ok(Some(LockedPackage {
+        name: pkg.name.unwrap_or(name),
+        path: path.to_owned(),
+        version: pkg.version,
+        integrity,
+        bins,
+        dev: pkg.dev,
+        optional: pkg.optional,
+        dev_optional: pkg.dev_optional,
+        peer: pkg.peer,
+        os: pkg.os.unwrap_or_default(),
+        cpu: pkg.cpu.unwrap_or_default(),
+    }))
+}
+
 impl Lockfile {
     /// Reads and parses a lockfile from disk.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
@@ -227,87 +312,11 @@ impl Lockfile {
             if path.is_empty() {
                 continue; // the root project itself
             }
-            let loc = |field: &str| {
-                if field.is_empty() {
-                    format!("packages[{path:?}]")
-                } else {
-                    format!("packages[{path:?}].{field}")
-                }
-            };
-            let pkg: RawPackage = serde_json::from_value(value)
-                .map_err(|e| err(loc(""), format!("invalid entry: {e}")))?;
-            if pkg.link {
-                return Err(err(
-                    loc("link"),
-                    "linked packages (workspaces, `file:` links) are not supported".to_owned(),
-                ));
+            if let Some(pkg) =
+                parse_entry(&path, value).map_err(|(location, reason)| err(location, reason))?
+            {
+                packages.push(pkg);
             }
-            let Some(names) = install_names(&path) else {
-                return Err(err(
-                    loc(""),
-                    "not an install path of the form node_modules/<name>[/node_modules/<name>...]"
-                        .to_owned(),
-                ));
-            };
-            if pkg.in_bundle {
-                // Shipped inside the parent's tarball; the parent's files provide it.
-                continue;
-            }
-            let Some(integrity_text) = pkg.integrity else {
-                let hint = pkg
-                    .resolved
-                    .map(|r| format!(" (resolved {r})"))
-                    .unwrap_or_default();
-                return Err(err(loc("integrity"), format!("missing integrity{hint}")));
-            };
-            let integrity: Integrity = integrity_text
-                .parse()
-                .map_err(|e| err(loc("integrity"), format!("{e}")))?;
-            let mut bins = BTreeMap::new();
-            match pkg.bin {
-                None => {}
-                Some(serde_json::Value::Object(map)) => {
-                    for (name, target) in map {
-                        let Some(target) = target.as_str() else {
-                            return Err(err(
-                                loc(&format!("bin.{name}")),
-                                "bin target must be a string".to_owned(),
-                            ));
-                        };
-                        let normalized = normalize_bin_path(target);
-                        if !valid_bin_name(&name)
-                            || normalized.split('/').any(|p| p == "..")
-                            || normalized.is_empty()
-                        {
-                            return Err(err(
-                                loc(&format!("bin.{name}")),
-                                format!("invalid bin {name:?} -> {target:?}"),
-                            ));
-                        }
-                        bins.insert(name, normalized);
-                    }
-                }
-                Some(_) => {
-                    return Err(err(
-                        loc("bin"),
-                        "expected an object of name -> path".to_owned(),
-                    ));
-                }
-            }
-            let name = names.last().cloned().unwrap_or_default();
-            packages.push(LockedPackage {
-                name: pkg.name.unwrap_or(name),
-                path,
-                version: pkg.version,
-                integrity,
-                bins,
-                dev: pkg.dev,
-                optional: pkg.optional,
-                dev_optional: pkg.dev_optional,
-                peer: pkg.peer,
-                os: pkg.os.unwrap_or_default(),
-                cpu: pkg.cpu.unwrap_or_default(),
-            });
         }
         Ok(Self {
             file,

@@ -6,7 +6,7 @@
 //! callers know that retrying later can succeed.
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +34,8 @@ struct Cli {
     command: Command,
 }
 
+// Doc comments are the `--help` text: plain words, no Markdown backticks.
+#[allow(clippy::doc_markdown)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Import .tgz files, directories of them, or an npm cache (_cacache).
@@ -119,14 +121,14 @@ fn main() -> ExitCode {
         eprintln!("node-modules-alloc: error: --store DIR is required");
         return ExitCode::from(2);
     };
-    match run(cli, store_dir) {
+    match run(cli, &store_dir) {
         Ok(code) => code,
         Err(e) => fail(&e),
     }
 }
 
-fn run(cli: Cli, store_dir: PathBuf) -> Result<ExitCode, Error> {
-    let store = Store::open(&store_dir)?;
+fn run(cli: Cli, store_dir: &Path) -> Result<ExitCode, Error> {
+    let store = Store::open(store_dir)?;
     match cli.command {
         Command::Import { paths } => {
             let summary = import(&store, &paths)?;

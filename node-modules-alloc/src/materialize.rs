@@ -143,14 +143,14 @@ pub(crate) fn build_tree(
     source: &dyn Fn(&str, &str, bool) -> PathBuf,
 ) -> Result<TreeStats> {
     let mut stats = TreeStats::default();
-    let mut made: HashSet<PathBuf> = HashSet::new();
+    let mut created_dirs: HashSet<PathBuf> = HashSet::new();
     for entry in &manifest.entries {
         let target = join_rel(dest, entry.path());
         if let Some(parent) = target.parent()
-            && !made.contains(parent)
+            && !created_dirs.contains(parent)
         {
             fs::create_dir_all(parent).map_err(Error::io("cannot create directory", parent))?;
-            made.insert(parent.to_path_buf());
+            created_dirs.insert(parent.to_path_buf());
         }
         match entry {
             ManifestEntry::File {

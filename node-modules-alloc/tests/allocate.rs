@@ -1,5 +1,12 @@
 //! Import + allocate: nested and scoped packages, bins, executables, shared files, link modes,
 //! npm caches, the hardlink hazard.
+// Helpers outside #[test] fns panic on broken fixtures by design.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod common;
 
 use std::fs;

@@ -1,6 +1,13 @@
 //! Crash safety: the CLI allocating is killed with SIGKILL at random (seeded) moments. Every
 //! `node_modules` carrying a completion marker must be complete and byte-identical to a
 //! reference; `verify` flags every other state and `verify --repair` fixes it.
+// Helpers outside #[test] fns panic on broken fixtures by design.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod common;
 
 use std::fs;
@@ -48,9 +55,8 @@ fn verify(store: &Path, app: &Path, extra: &[&str]) -> bool {
         .success()
 }
 
-#[test]
-fn sigkill_at_random_moments_never_publishes_a_partial_tree() {
-    let dir = tempfile::tempdir().unwrap();
+/// Imports 40 packages (~1000 files) into a store; returns the store and two lockfiles.
+fn setup(dir: &Path) -> (PathBuf, [PathBuf; 2]) {
     // ~40 packages × 25 files: enough work for kills to land mid-build.
     let pkgs: Vec<Pkg> = (0..40)
         .map(|i| {
@@ -71,12 +77,12 @@ fn sigkill_at_random_moments_never_publishes_a_partial_tree() {
         })
         .collect();
     let refs: Vec<&Pkg> = pkgs.iter().collect();
-    write_tarballs(&dir.path().join("tarballs"), &refs);
-    let store = dir.path().join("store");
+    write_tarballs(&dir.join("tarballs"), &refs);
+    let store = dir.join("store");
     assert!(
         cli(&store)
             .arg("import")
-            .arg(dir.path().join("tarballs"))
+            .arg(dir.join("tarballs"))
             .status()
             .unwrap()
             .success()
@@ -97,8 +103,8 @@ fn sigkill_at_random_moments_never_publishes_a_partial_tree() {
         .collect();
     // Two lockfiles (the second drops a few packages): alternating them makes every run replace
     // the previous tree, so kills land in clones, publishes (exchange) and old-tree removal.
-    let lock_a = dir.path().join("lock-a.json");
-    let lock_b = dir.path().join("lock-b.json");
+    let lock_a = dir.join("lock-a.json");
+    let lock_b = dir.join("lock-b.json");
     fs::write(&lock_a, lockfile(&entries)).unwrap();
     let fewer: Vec<_> = entries
         .into_iter()
@@ -108,18 +114,24 @@ fn sigkill_at_random_moments_never_publishes_a_partial_tree() {
         .collect();
     fs::write(&lock_b, lockfile(&fewer)).unwrap();
     let locks = [lock_a, lock_b];
+    (store, locks)
+}
 
-    let allocate = |app: &Path, lock: &Path| {
-        let mut cmd = cli(&store);
-        cmd.arg("allocate")
-            .arg("--lockfile")
-            .arg(lock)
-            .arg("--app-dir")
-            .arg(app)
-            .arg("--min-free-bytes")
-            .arg("0");
-        cmd
-    };
+fn allocate_cmd(store: &Path, app: &Path, lock: &Path) -> Command {
+    let mut cmd = cli(store);
+    cmd.args(["allocate", "--min-free-bytes", "0", "--lockfile"])
+        .arg(lock)
+        .arg("--app-dir")
+        .arg(app);
+    cmd
+}
+
+#[test]
+fn sigkill_at_random_moments_never_publishes_a_partial_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, locks) = setup(dir.path());
+
+    let allocate = |app: &Path, lock: &Path| allocate_cmd(&store, app, lock);
     // References, and the duration of one uninterrupted allocation that has to clone.
     let mut references = Vec::new();
     let mut full = Duration::from_millis(5);
@@ -138,7 +150,7 @@ fn sigkill_at_random_moments_never_publishes_a_partial_tree() {
     }
     let is_reference = |nm: &Path| {
         let snap = snapshot(nm);
-        references.iter().any(|r| *r == snap)
+        references.contains(&snap)
     };
 
     let mut rng = fastrand::Rng::with_seed(0x5eed_2019);

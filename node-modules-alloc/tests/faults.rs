@@ -1,5 +1,12 @@
 //! Faults: unusable store directories, missing packages, a full disk, concurrent imports from
 //! two processes, and the CLI's exit codes and one-line errors.
+// Helpers outside #[test] fns panic on broken fixtures by design.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod common;
 
 use std::fs;
@@ -297,6 +304,13 @@ fn cli_exit_codes_and_one_line_errors() {
     let out = run(&["--store", s(&store), "import", s(&evil)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_line(&out).contains("package/../../x"));
+}
+
+#[test]
+fn cli_success_path_verify_failure_and_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let lock = dir.path().join("package-lock.json");
     // Success path: import, allocate, verify, damage, verify fails, repair, gc.
     let pkg = Pkg::new("a", "1.0.0");
     write_tarballs(&dir.path().join("t"), &[&pkg]);

@@ -1,6 +1,13 @@
 //! Surge: 200 concurrent allocations of a mix of lockfiles on one store finish with zero
 //! incomplete trees, and materializations never exceed the limit; beyond the queue, load is
 //! shed with `Overloaded { retry_after }`.
+// Helpers outside #[test] fns panic on broken fixtures by design.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod common;
 
 use std::fs;

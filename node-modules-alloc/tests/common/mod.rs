@@ -1,5 +1,12 @@
 //! Test helpers: build tarballs, npm caches and lockfiles in memory (no network).
 #![allow(dead_code, unreachable_pub, missing_docs)]
+// Test support code: panicking on a broken fixture is the right behaviour.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -186,7 +193,7 @@ pub fn entry(path: &str, pkg: &Pkg) -> LockEntry {
 pub fn lockfile(entries: &[LockEntry]) -> String {
     let mut packages = serde_json::Map::new();
     packages.insert(
-        "".into(),
+        String::new(),
         serde_json::json!({ "name": "app", "version": "1.0.0" }),
     );
     for e in entries {

@@ -529,8 +529,17 @@ impl Allocator {
         let store = &self.inner.store;
         let lock_path = store.dir("locks").join(format!("{}.lock", plan.digest));
         let lock = open_lock(&lock_path)?;
-        lock.lock().map_err(Error::io("cannot lock", &lock_path))?;
         let template = store.dir("templates").join(&plan.digest);
+        // Fast path: a published template with a valid marker (shared lock, concurrent clones).
+        lock.lock_shared()
+            .map_err(Error::io("cannot lock", &lock_path))?;
+        if read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
+            return Ok(false);
+        }
+        lock.unlock()
+            .map_err(Error::io("cannot unlock", &lock_path))?;
+        // Slow path: one builder per template across processes.
+        lock.lock().map_err(Error::io("cannot lock", &lock_path))?;
         if template.exists() {
             let valid = read_marker(&template).is_some_and(|m| m.manifest == plan.digest);
             match (
@@ -588,6 +597,8 @@ impl Allocator {
             if store.ensure_variant(digest, *exec).is_err() || !store.verify_file(digest, *exec)? {
                 store.quarantine(digest, *exec)?;
                 bad.insert(digest.clone());
+            } else {
+                store.restore_mode(digest, *exec)?;
             }
         }
         if bad.is_empty() {
@@ -620,7 +631,16 @@ impl Allocator {
             lock.lock_shared()
                 .map_err(Error::io("cannot lock", &lock_path))?;
             let template = store.dir("templates").join(&plan.digest);
-            let stats = if read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
+            let from_store = |staging: &Path| {
+                self.verify_content(&plan.manifest)?;
+                build_tree(
+                    &plan.manifest,
+                    staging,
+                    self.inner.config.link_mode,
+                    &|_, digest, exec| store.file_path(digest, exec),
+                )
+            };
+            let mut stats = if read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
                 build_tree(
                     &plan.manifest,
                     &staging,
@@ -629,20 +649,30 @@ impl Allocator {
                 )?
             } else {
                 // The template vanished (store verify removed it): build from verified store files.
-                drop(lock);
-                self.verify_content(&plan.manifest)?;
-                build_tree(
-                    &plan.manifest,
-                    &staging,
-                    self.inner.config.link_mode,
-                    &|_, digest, exec| store.file_path(digest, exec),
-                )?
+                from_store(&staging)?
             };
+            drop(lock);
             if let Some(problem) = quick_check(&plan.manifest, &staging) {
-                return Err(Error::Malformed {
-                    path: staging.clone(),
-                    reason: format!("staged tree failed verification: {problem}"),
-                });
+                // The template was damaged (e.g. an app edited or chmod-ed a hardlinked file):
+                // discard it once no clone reads it, and build from verified store files.
+                self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(template = %plan.digest, problem, "template damaged; discarding it and rebuilding from the store");
+                {
+                    let exclusive = open_lock(&lock_path)?;
+                    exclusive
+                        .lock()
+                        .map_err(Error::io("cannot lock", &lock_path))?;
+                    store.discard_template(&plan.digest)?;
+                }
+                remove_tree(&staging)?;
+                fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
+                stats = from_store(&staging)?;
+                if let Some(problem) = quick_check(&plan.manifest, &staging) {
+                    return Err(Error::Malformed {
+                        path: staging.clone(),
+                        reason: format!("staged tree failed verification: {problem}"),
+                    });
+                }
             }
             write_marker(store, &staging, &plan.digest, Some(&plan.lockfile_digest))?;
             publish(&staging, &app_dir.join("node_modules"))?;

@@ -5,7 +5,7 @@
 //! A tarball is untrusted input that ends up next to running code. The importer verifies the
 //! tarball's SRI integrity before unpacking anything, then checks every entry: absolute paths,
 //! `..` components, symlinks or hardlinks that escape the package (or traverse another link),
-//! device files and FIFOs, and entries or totals over the [`ImportLimits`](crate::config::ImportLimits)
+//! device files and FIFOs, and entries or totals over the [`ImportLimits`]
 //! (decompression bombs) are refused with an error naming the entry. The first path component
 //! (`package/` in npm tarballs, or any other single prefix) is removed, as npm does. Content is
 //! written to temporary files and renamed into the store; the package index is published last,

@@ -330,6 +330,26 @@ impl Store {
         }
     }
 
+    /// Restores the mode of a store file (0444, or 0555 for the executable variant) if someone
+    /// changed it through a hardlink (`chmod` on a linked file changes the shared inode).
+    pub fn restore_mode(&self, digest: &str, exec: bool) -> Result<bool> {
+        let path = self.file_path(digest, exec);
+        let meta = fs::metadata(&path).map_err(Error::io("cannot stat", &path))?;
+        let expected = if exec { 0o555 } else { 0o444 };
+        if meta.permissions().mode() & 0o7777 == expected {
+            return Ok(false);
+        }
+        tracing::warn!(
+            digest,
+            exec,
+            mode = format_args!("{:o}", meta.permissions().mode() & 0o7777),
+            "store file mode was changed through a hardlink; restoring it"
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(expected))
+            .map_err(Error::io("cannot set permissions of", &path))?;
+        Ok(true)
+    }
+
     /// Moves a store file to `quarantine/` so that it is never linked again.
     pub fn quarantine(&self, digest: &str, exec: bool) -> Result<()> {
         let path = self.file_path(digest, exec);

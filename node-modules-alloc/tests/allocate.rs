@@ -484,3 +484,39 @@ async fn gc_removes_templates_and_unreferenced_content() {
     // Apps keep working: their hardlinks hold the inodes.
     assert!(f.dir.path().join("app/node_modules/a/index.js").exists());
 }
+
+#[tokio::test]
+async fn a_template_damaged_through_a_hardlink_is_rebuilt_not_cloned() {
+    let f = fixture();
+    let allocator = Allocator::new(f.store.clone(), config(LinkMode::Hardlink)).unwrap();
+    let app = f.dir.path().join("app");
+    allocator.allocate(&f.lock, &app).await.unwrap();
+    // `chmod +x` on an app file changes the shared inode: the template and the store file too.
+    let victim = app.join("node_modules/a/index.js");
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o755)).unwrap();
+    let second = allocator
+        .allocate(&f.lock, f.dir.path().join("app2"))
+        .await
+        .unwrap();
+    assert_eq!(second.outcome, Outcome::Cloned);
+    assert!(allocator.stats().rebuilt >= 1);
+    let mode = fs::metadata(f.dir.path().join("app2/node_modules/a/index.js"))
+        .unwrap()
+        .mode();
+    assert_eq!(mode & 0o777, 0o444, "store mode restored before linking");
+    assert!(
+        allocator
+            .verify(f.dir.path().join("app2"), false, None)
+            .await
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+    // A third allocation clones the rebuilt template without further repairs.
+    let rebuilt = allocator.stats().rebuilt;
+    allocator
+        .allocate(&f.lock, f.dir.path().join("app3"))
+        .await
+        .unwrap();
+    assert_eq!(allocator.stats().rebuilt, rebuilt);
+}

@@ -296,7 +296,8 @@ impl Allocator {
         })
     }
 
-    /// Replaces the free-space probe (tests simulate a full disk with it).
+    /// Replaces the free-space probe (tests simulate a full disk with it). Call it right after
+    /// construction: a clone made earlier keeps the previous probe and its own counters.
     #[must_use]
     pub fn with_free_space(self, probe: impl FreeSpace + 'static) -> Self {
         let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|arc| Inner {
@@ -982,6 +983,17 @@ mod tests {
         let back: AllocatorConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, config);
         assert!(serde_json::from_str::<AllocatorConfig>(r#"{"nope": 1}"#).is_err());
+    }
+
+    #[test]
+    fn invalid_limit_is_rejected_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut config = AllocatorConfig::default();
+        config.limit.max_concurrent = 0;
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
+        assert!(Allocator::new(store, config).is_err());
     }
 
     #[test]

@@ -819,6 +819,42 @@ mod tests {
         assert!(resolve_link(&link, "/etc/passwd").is_none());
     }
 
+    proptest::proptest! {
+        /// Whatever the tarball says, an accepted path has no `..`, no empty component and no
+        /// leading `/`, and a resolved link target stays inside the package.
+        #[test]
+        fn accepted_paths_and_links_stay_inside(
+            parts in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "..", ".", "", "node_modules"]), 0..8),
+            target in proptest::collection::vec(proptest::sample::select(vec!["a", "..", ".", ""]), 0..6),
+            absolute in proptest::bool::ANY,
+        ) {
+            let raw = format!("{}{}", if absolute { "/" } else { "" }, parts.join("/"));
+            if let Ok(components) = normalize_path(&raw) {
+                proptest::prop_assert!(!absolute);
+                proptest::prop_assert!(components.iter().all(|c| !c.is_empty() && c != ".." && c != "."));
+                let target = target.join("/");
+                // Independent model: walk depths; going above the package root is an escape.
+                let mut depth = (components.len() as i64 - 1).max(0);
+                let mut escaped = target.starts_with('/');
+                for part in target.split('/') {
+                    match part {
+                        "" | "." => {}
+                        ".." => { depth -= 1; escaped |= depth < 0; }
+                        _ => depth += 1,
+                    }
+                }
+                match resolve_link(&components, &target) {
+                    Some(resolved) => {
+                        proptest::prop_assert!(!escaped);
+                        proptest::prop_assert_eq!(resolved.len() as i64, depth.max(0));
+                        proptest::prop_assert!(resolved.iter().all(|c| c != ".." && !c.is_empty()));
+                    }
+                    None => proptest::prop_assert!(escaped),
+                }
+            }
+        }
+    }
+
     #[test]
     fn bins_from_string_and_map() {
         let json: serde_json::Value =

@@ -445,11 +445,22 @@ impl Allocator {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             Arc::clone(flights.entry(plan.digest.clone()).or_default())
         };
+        let plan_digest = plan.digest.clone();
         let built = {
             let _single = flight.lock().await;
             let this = self.clone();
             let plan = Arc::clone(&plan);
-            blocking(move || this.ensure_template(&plan)).await?
+            let built = blocking(move || this.ensure_template(&plan)).await;
+            // Forget the flight once nobody else waits on it (the map stays bounded).
+            let mut flights = self
+                .inner
+                .flights
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if Arc::strong_count(&flight) == 2 {
+                flights.remove(&plan_digest);
+            }
+            built?
         };
         let this = self.clone();
         let stats = {

@@ -45,7 +45,7 @@ cat > "$WORK/app/package.json" <<'JSON'
 JSON
 
 log "== resolving the app and filling a temporary npm cache"
-(cd "$WORK/app" && npm install --package-lock-only "${QUIET[@]}" && npm ci "${QUIET[@]}")
+(cd "$WORK/app" && npm install --package-lock-only "${QUIET[@]}" && npm ci "${QUIET[@]}") >/dev/null
 PACKAGES=$(node -e 'const l=require(process.argv[1]);console.log(Object.keys(l.packages).filter(Boolean).length)' "$WORK/app/package-lock.json")
 
 log "== fetching pnpm@$PNPM_VERSION and warming its store"

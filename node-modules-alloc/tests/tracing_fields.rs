@@ -1,4 +1,4 @@
-//! Every allocation runs in an `allocate` span carrying app_dir, lockfile digest, packages,
+//! Every allocation runs in an `allocate` span carrying `app_dir`, `lockfile_digest`, packages,
 //! files, link mode and outcome.
 // Helpers outside #[test] fns panic on broken fixtures by design.
 #![allow(

@@ -35,7 +35,7 @@ use std::pin::Pin;
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, SharedClock, Sleep, saturating_add};
 use crate::error::ConfigError;
@@ -50,16 +50,27 @@ const LIMIT_SHIFT: u32 = 32;
 const LIMIT_MASK: u64 = 0x7FFF_FFFF;
 const WAITERS: u64 = 1 << 63;
 
+#[inline]
 fn in_flight_of(state: u64) -> u64 {
     state & IN_FLIGHT_MASK
 }
 
+#[inline]
 fn limit_of(state: u64) -> u64 {
     (state >> LIMIT_SHIFT) & LIMIT_MASK
 }
 
+#[inline]
 fn has_waiters(state: u64) -> bool {
     state & WAITERS != 0
+}
+
+/// At least half of the limit is in use: only then is `retry_after` likely
+/// to be needed soon, so only then are hold times sampled (keeping clock
+/// reads off the uncontended path).
+#[inline]
+fn is_busy(state: u64) -> bool {
+    in_flight_of(state) * 2 >= limit_of(state)
 }
 
 fn with_limit(state: u64, limit: u64) -> u64 {
@@ -141,13 +152,11 @@ impl ConcurrencyLimit {
 
     /// Takes a permit if one is free and nobody is queued for one; never
     /// waits. Otherwise returns [`Overloaded`] with a `retry_after` hint.
+    #[inline]
     pub fn try_acquire(&self) -> Result<ConcurrencyPermit, Overloaded> {
         match self.inner.try_acquire_fast() {
-            Ok(()) => Ok(ConcurrencyPermit::new(self.inner.clone())),
-            Err(state) => {
-                let queued = self.queued();
-                Err(self.inner.shed(state, queued, "no permit free"))
-            }
+            Ok(state) => Ok(ConcurrencyPermit::new(self.inner.clone(), is_busy(state))),
+            Err(state) => Err(self.inner.shed_full(state)),
         }
     }
 
@@ -238,7 +247,8 @@ impl fmt::Debug for ConcurrencyLimit {
 }
 
 impl Inner {
-    /// One permit in this many (per thread) has its hold time sampled.
+    /// One permit in this many (per thread) acquired while the limit is
+    /// busy has its hold time sampled.
     pub(super) const HOLD_SAMPLE_EVERY: u32 = 16;
 
     fn lock(&self) -> MutexGuard<'_, Waiters> {
@@ -248,8 +258,9 @@ impl Inner {
     }
 
     /// One CAS loop: increments `in_flight` if below the limit and nobody
-    /// waits. On failure returns the observed state.
-    fn try_acquire_fast(&self) -> Result<(), u64> {
+    /// waits. Returns the state installed, or on failure the state observed.
+    #[inline]
+    fn try_acquire_fast(&self) -> Result<u64, u64> {
         let mut current = self.state.load(Relaxed);
         loop {
             if has_waiters(current) || in_flight_of(current) >= limit_of(current) {
@@ -259,24 +270,19 @@ impl Inner {
                 .state
                 .compare_exchange_weak(current, current + 1, Acquire, Relaxed)
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(current + 1),
                 Err(actual) => current = actual,
             }
         }
     }
 
     /// Releases one permit: a CAS when nobody waits, else the locked handoff.
+    #[inline]
     pub(super) fn release(&self) {
         let mut current = self.state.load(Relaxed);
         loop {
             if has_waiters(current) && in_flight_of(current) <= limit_of(current) {
-                let mut waiters = self.lock();
-                let wake = self.release_locked(&mut waiters);
-                drop(waiters);
-                if let Some(waker) = wake {
-                    waker.wake();
-                }
-                return;
+                return self.release_slow();
             }
             match self
                 .state
@@ -285,6 +291,17 @@ impl Inner {
                 Ok(_) => return,
                 Err(actual) => current = actual,
             }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release_slow(&self) {
+        let mut waiters = self.lock();
+        let wake = self.release_locked(&mut waiters);
+        drop(waiters);
+        if let Some(waker) = wake {
+            waker.wake();
         }
     }
 
@@ -344,6 +361,12 @@ impl Inner {
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    pub(super) fn record_hold_since(&self, start: Instant) {
+        self.record_hold(self.clock.now().saturating_duration_since(start));
+    }
+
     /// Folds one permit hold time into the moving average (weight 1/8).
     /// Racing updates may lose a sample; it is only a hint.
     pub(super) fn record_hold(&self, hold: Duration) {
@@ -369,6 +392,12 @@ impl Inner {
             (estimate / 1e9).min(self.config.max_retry_after.as_secs_f64()),
         );
         estimate.clamp(self.config.min_retry_after, self.config.max_retry_after)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn shed_full(&self, state: u64) -> Overloaded {
+        self.shed(state, self.queued.load(Relaxed), "no permit free")
     }
 
     fn shed(&self, state: u64, queued: usize, reason: &'static str) -> Overloaded {
@@ -403,7 +432,9 @@ impl AcquireFuture<'_> {
     fn start(&mut self, cx: &Context<'_>) -> Poll<Result<ConcurrencyPermit, Overloaded>> {
         let inner = self.inner;
         let state = match inner.try_acquire_fast() {
-            Ok(()) => return Poll::Ready(Ok(ConcurrencyPermit::new(inner.clone()))),
+            Ok(state) => {
+                return Poll::Ready(Ok(ConcurrencyPermit::new(inner.clone(), is_busy(state))));
+            }
             Err(state) => state,
         };
         if inner.config.max_queued == 0 {
@@ -423,7 +454,8 @@ impl AcquireFuture<'_> {
                 {
                     Ok(_) => {
                         drop(waiters);
-                        return Poll::Ready(Ok(ConcurrencyPermit::new(inner.clone())));
+                        let busy = is_busy(current + 1);
+                        return Poll::Ready(Ok(ConcurrencyPermit::new(inner.clone(), busy)));
                     }
                     Err(actual) => current = actual,
                 }
@@ -489,7 +521,8 @@ impl Future for AcquireFuture<'_> {
         if id <= waiters.last_granted {
             drop(waiters);
             this.state = AcquireState::Done;
-            return Poll::Ready(Ok(ConcurrencyPermit::new(inner.clone())));
+            // A queued caller only gets a permit when the limit is saturated.
+            return Poll::Ready(Ok(ConcurrencyPermit::new(inner.clone(), true)));
         }
         let position = waiters.position(id);
         if timed_out {

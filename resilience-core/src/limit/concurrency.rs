@@ -200,7 +200,8 @@ impl ConcurrencyLimit {
         self.inner.config.max_queued
     }
 
-    /// Changes the limit at run time (used by `AdaptiveLimit`).
+    /// Changes the limit at run time (used by
+    /// [`AdaptiveLimit`](super::AdaptiveLimit)).
     ///
     /// Raising it hands the new capacity to queued callers at once. Lowering
     /// it revokes no permit: `in_flight` drains down to the new limit as

@@ -26,7 +26,8 @@
 //!   grants always pop the front. A waiter therefore knows it owns a permit
 //!   when its id is `<= last_granted` (read under the lock), without a
 //!   per-waiter allocation.
-//! * `queued` and the average hold time are plain `Relaxed` statistics.
+//! * `queued` and the average hold time are `Relaxed` statistics; `queued`
+//!   is only written under the lock.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -95,7 +96,10 @@ pub(super) struct Inner {
     /// Mirror of `waiters.queue.len()` for lock-free reads.
     queued: AtomicUsize,
     /// Exponential moving average of sampled permit hold times, in nanos.
-    avg_hold_nanos: AtomicU64,
+    /// A statistic, not synchronization: a plain `std` atomic, kept out of
+    /// the loom model (which permits are sampled depends on a thread-local
+    /// counter that loom does not control).
+    avg_hold_nanos: std::sync::atomic::AtomicU64,
     /// The validated config; `max_concurrent` is only the initial limit.
     config: ConcurrencyLimitConfig,
     pub(super) clock: SharedClock,
@@ -143,7 +147,7 @@ impl ConcurrencyLimit {
                     last_granted: 0,
                 }),
                 queued: AtomicUsize::new(0),
-                avg_hold_nanos: AtomicU64::new(0),
+                avg_hold_nanos: std::sync::atomic::AtomicU64::new(0),
                 config,
                 clock: clock.into_shared(),
             }),

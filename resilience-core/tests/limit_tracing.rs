@@ -46,8 +46,7 @@ fn captured(f: impl FnOnce()) -> Vec<(Level, String)> {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry().with(capture.clone());
     tracing::subscriber::with_default(subscriber, f);
-    let events = capture.0.lock().unwrap().clone();
-    events
+    capture.0.lock().unwrap().clone()
 }
 
 #[test]

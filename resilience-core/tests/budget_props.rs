@@ -1,5 +1,6 @@
 //! Invariants of `RetryBudget` over random interleavings, and exactness of
 //! the ratio over long steady runs.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test helpers outside #[test] fns
 
 use std::time::Duration;
 

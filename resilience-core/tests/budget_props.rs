@@ -161,6 +161,10 @@ fn long_run_ratio_is_exact_within_one_percent() {
         }
         let share = granted as f64 / requests as f64;
         let error = (share - ratio).abs() / ratio;
+        println!(
+            "ratio {ratio}: granted share {share:.5} ({:+.3} %)",
+            (share - ratio) / ratio * 100.0
+        );
         assert!(
             error < 0.01,
             "ratio {ratio}: granted share {share} ({:.3} % off)",
@@ -202,5 +206,9 @@ fn long_run_ratio_with_floor_and_jitter() {
     }
     let expected = ratio * requests as f64 + 2.0 * elapsed.as_secs_f64();
     let error = (granted as f64 - expected).abs() / expected;
+    println!(
+        "ratio 0.6 + floor: granted {granted}, expected {expected:.0} ({:+.3} %)",
+        (granted as f64 - expected) / expected * 100.0
+    );
     assert!(error < 0.01, "granted {granted}, expected {expected}");
 }

@@ -56,6 +56,11 @@
 //! deposited, a full outage would leave only the floor, and a partial outage
 //! would allow fewer retries the more the backend fails.
 //!
+//! Call [`RetryBudget::try_withdraw`] when you *decide* to retry, before
+//! sleeping in backoff: retries waiting in backoff then already count
+//! against the budget, and a burst of failures cannot schedule more retries
+//! than it allows.
+//!
 //! # The floor is per instance: share or key budgets
 //!
 //! `min_retries_per_sec` is granted by *each* `RetryBudget`. Ten retries per

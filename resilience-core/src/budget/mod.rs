@@ -459,8 +459,16 @@ impl RetryBudget {
     #[cold]
     fn denied(&self, now: u64, balance: i128) {
         self.stripe().denied.fetch_add(1, Ordering::Relaxed);
-        let tokens = balance as f64 / SCALE as f64;
-        tracing::trace!(balance = tokens, "retry denied by budget");
+        // Field values are only computed when the event is enabled.
+        tracing::trace!(
+            balance = balance as f64 / SCALE as f64,
+            "retry denied by budget"
+        );
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        // Rate-limited: in an outage most retries are denied, so one event
+        // per second summarizes them.
         let last = self.shared.0.last_log_at.load(Ordering::Relaxed);
         if (last == NEVER || now.saturating_sub(last) >= LOG_INTERVAL_NANOS)
             && self
@@ -476,7 +484,7 @@ impl RetryBudget {
                 .map(|s| s.0.denied.load(Ordering::Relaxed))
                 .sum();
             tracing::debug!(
-                balance = tokens,
+                balance = balance as f64 / SCALE as f64,
                 retry_ratio = self.config.retry_ratio,
                 min_retries_per_sec = self.config.min_retries_per_sec,
                 denied_total = denied,
@@ -487,7 +495,12 @@ impl RetryBudget {
 
     fn now_nanos(&self) -> u64 {
         let elapsed = self.clock.now().saturating_duration_since(self.epoch);
-        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX >> 1)
+        // Cheaper than `as_nanos` (no 128-bit multiply); saturates after
+        // 584 years.
+        elapsed
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(elapsed.subsec_nanos()))
     }
 
     #[allow(clippy::indexing_slicing)] // masked by `len - 1` of a non-empty power-of-two slice

@@ -83,17 +83,19 @@
 //! `min_retries_per_sec * ttl + retry_ratio * (deposits within ttl) - (withdrawals within ttl)`,
 //! and [`RetryBudget::try_withdraw`] succeeds, taking one token, when the
 //! balance is at least one token. Time is divided into slots of at most
-//! `ttl / 256` (a power of two of nanoseconds). A deposit expires at the end
-//! of the slot `ttl` after its own (so it counts for between `ttl - ttl/256`
-//! and `ttl`), and a withdrawal exactly `ttl` after the last withdrawal of its
-//! slot (so it counts for at least `ttl`). Both roundings are conservative,
+//! `ttl / 256` (a power of two of nanoseconds). A deposit expires at the
+//! start of the slot whose start is at most `ttl` after the start of its own
+//! (so it counts for between `ttl - ttl/128` and `ttl`), and a withdrawal
+//! exactly `ttl` after the last withdrawal of its slot (so it counts for at
+//! least `ttl`, and at most one slot longer). Both roundings are conservative,
 //! which guarantees:
 //!
 //! - at every granted retry, the retries granted during the preceding `ttl`
 //!   are at most `retry_ratio * deposits during that ttl + min_retries_per_sec * ttl`;
 //! - after `ttl` without any call, the balance is back at the floor;
 //! - over a long steady run the share of retries is within 1 % of
-//!   `retry_ratio` (the slot rounding costs under 0.6 %; deposits are
+//!   `retry_ratio` (the slot rounding costs under 0.8 %, about 0.2 % with
+//!   the default 10 s ttl; deposits are
 //!   accounted in integer units of a millionth of a token, so ratios with up
 //!   to six decimals are exact and no ratio is rounded to an integer
 //!   reciprocal).

@@ -34,9 +34,16 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod backoff;
+pub mod breaker;
 pub mod budget;
 pub mod clock;
+pub mod deadline;
 mod error;
+pub mod rate;
+pub mod restart;
+pub mod retry;
+pub mod signal;
 mod sync;
+pub mod throttle;
 
 pub use error::ConfigError;

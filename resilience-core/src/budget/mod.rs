@@ -301,7 +301,7 @@ impl RetryBudget {
                 / 1_000_000_000;
         let reserve_units = i64::try_from(reserve).unwrap_or(i64::MAX);
         let stripes = stripe_count();
-        let epoch = clock.now();
+        let epoch = clock.now_coarse();
         Ok(RetryBudget {
             config,
             clock,
@@ -507,7 +507,10 @@ impl RetryBudget {
     }
 
     fn now_nanos(&self) -> u64 {
-        let elapsed = self.clock.now().saturating_duration_since(self.epoch);
+        let elapsed = self
+            .clock
+            .now_coarse()
+            .saturating_duration_since(self.epoch);
         // Cheaper than `as_nanos` (no 128-bit multiply); saturates after
         // 584 years.
         elapsed

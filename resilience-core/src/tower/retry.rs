@@ -16,7 +16,7 @@ use tower_service::Service;
 use crate::breaker::BreakerOpen;
 use crate::deadline::Deadline;
 use crate::limit::Overloaded;
-use crate::retry::{ErrorClass, RetryErrorKind, RetryPolicy, Retryable};
+use crate::retry::{ErrorClass, RetryErrorKind, RetryPolicy};
 
 use super::{BoxError, RetryGaveUp};
 
@@ -427,7 +427,7 @@ where
 {
     let mut first = Some(ready);
     let outcome = policy
-        .run_classified_with_deadline(&deadline, Failed::class, |_attempt| {
+        .run_classified_with_deadline(&deadline, Failed::class, move |_attempt| {
             let (service, is_ready) = match first.take() {
                 Some(service) => (service, true),
                 None => (template.clone(), false),

@@ -21,9 +21,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -56,12 +56,26 @@ pub struct RunOptions {
     pub max_concurrent: usize,
     /// Every n-th server hit fails with 503 outside the outage.
     pub fail_every: u64,
-    /// Server hits `outage.0..outage.1` all fail with 503.
-    pub outage: (u64, u64),
+    /// From this server hit on, every request fails with 503 ...
+    pub outage_start: u64,
+    /// ... until this.
+    pub outage_end: OutageEnd,
+    /// Pause between the starts of two requests (zero: as fast as the
+    /// concurrency allows).
+    pub pace: Duration,
     /// How long the server takes per request (zero: answer at once).
     pub server_delay: Duration,
     /// Bound on each request's retry loop (`None`: attempts and budget only).
     pub request_timeout: Option<Duration>,
+}
+
+/// When the server's outage ends.
+#[derive(Debug, Clone, Copy)]
+pub enum OutageEnd {
+    /// At this server hit.
+    Hit(u64),
+    /// This long (real time) after the first failing hit.
+    After(Duration),
 }
 
 impl Default for RunOptions {
@@ -71,8 +85,10 @@ impl Default for RunOptions {
             concurrency: 6,
             max_concurrent: 4,
             fail_every: 4,
-            outage: (60, 110),
-            server_delay: Duration::from_millis(5),
+            outage_start: 60,
+            outage_end: OutageEnd::After(Duration::from_millis(800)),
+            pace: Duration::from_millis(10),
+            server_delay: Duration::from_millis(50),
             request_timeout: Some(Duration::from_secs(2)),
         }
     }
@@ -123,15 +139,25 @@ pub async fn start_flaky_server(
     let hits = Arc::new(AtomicU64::new(0));
     let counter = hits.clone();
     let options = options.clone();
+    let outage_began = Arc::new(Mutex::new(None));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let counter = counter.clone();
             let options = options.clone();
+            let outage_began = outage_began.clone();
             tokio::spawn(async move {
                 let handler = hyper::service::service_fn(move |_request: Request<Incoming>| {
                     let n = counter.fetch_add(1, Ordering::SeqCst);
+                    let in_outage = n >= options.outage_start
+                        && match options.outage_end {
+                            OutageEnd::Hit(end) => n < end,
+                            OutageEnd::After(length) => outage_began
+                                .lock()
+                                .map(|mut began| began.get_or_insert_with(Instant::now).elapsed() < length)
+                                .unwrap_or(false),
+                        };
                     let options = options.clone();
-                    async move { Ok::<_, Infallible>(respond(n, &options).await) }
+                    async move { Ok::<_, Infallible>(respond(n, in_outage, &options).await) }
                 });
                 // A connection error only ends this connection.
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -143,11 +169,10 @@ pub async fn start_flaky_server(
     Ok((addr, hits))
 }
 
-async fn respond(hit: u64, options: &RunOptions) -> Response<Full<Bytes>> {
+async fn respond(hit: u64, in_outage: bool, options: &RunOptions) -> Response<Full<Bytes>> {
     if !options.server_delay.is_zero() {
         tokio::time::sleep(options.server_delay).await;
     }
-    let in_outage = (options.outage.0..options.outage.1).contains(&hit);
     let mut response = if in_outage || hit % options.fail_every == 0 {
         let mut response = Response::new(Full::new(Bytes::from_static(b"overloaded\n")));
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -260,8 +285,14 @@ pub async fn run(clock: impl Clock, options: RunOptions) -> Result<Report, BoxEr
         requests: options.requests,
         ..Report::default()
     };
-    let mut outcomes = futures::stream::iter(0..options.requests)
-        .map(|_| {
+    let pace = options.pace;
+    let outcomes = futures::stream::iter(0..options.requests)
+        .then(|_| async move {
+            if !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
+        })
+        .map(|()| {
             let request = Request::get(uri.clone()).body(Empty::<Bytes>::new());
             let client = client.clone();
             async move {
@@ -272,6 +303,7 @@ pub async fn run(clock: impl Clock, options: RunOptions) -> Result<Report, BoxEr
             }
         })
         .buffer_unordered(options.concurrency.max(1));
+    let mut outcomes = std::pin::pin!(outcomes);
     while let Some(outcome) = outcomes.next().await {
         match outcome {
             Ok(response) => {
@@ -310,11 +342,13 @@ pub async fn run(clock: impl Clock, options: RunOptions) -> Result<Report, BoxEr
 async fn main() -> Result<(), BoxError> {
     let options = RunOptions::default();
     println!(
-        "{} requests, {} at a time (limit {}), against a server failing every {}th request and all of hits {}..{}",
+        "{} requests, {} at a time (limit {}), against a server failing every {}th request and all from hit {} on for a while ({:?})",
         options.requests,
         options.concurrency,
         options.max_concurrent,
-        options.fail_every, options.outage.0, options.outage.1
+        options.fail_every,
+        options.outage_start,
+        options.outage_end
     );
     let report = tokio::time::timeout(
         Duration::from_secs(60),

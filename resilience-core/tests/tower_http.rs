@@ -24,7 +24,9 @@ async fn the_example_stack_retries_trips_the_breaker_and_accounts_for_every_atte
         concurrency: 3,
         max_concurrent: 3,
         fail_every: 4,
-        outage: (30, 60),
+        outage_start: 30,
+        outage_end: example::OutageEnd::Hit(60),
+        pace: Duration::ZERO,
         server_delay: Duration::ZERO,
         // A timeout would race real network I/O against the auto-advancing
         // clock; attempts and the budget bound the loop here.

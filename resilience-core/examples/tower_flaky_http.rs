@@ -21,8 +21,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,7 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use resilience_core::backoff::BackoffConfig;
 use resilience_core::breaker::{BreakerConfig, BreakerOpen, BreakerState, CircuitBreaker, Outcome};
 use resilience_core::budget::{RetryBudget, RetryBudgetConfig};
-use resilience_core::clock::Clock;
+use resilience_core::clock::{Clock, SharedClock};
 use resilience_core::limit::{ConcurrencyLimit, ConcurrencyLimitConfig, Overloaded};
 use resilience_core::retry::{RetryConfig, RetryPolicy};
 use resilience_core::tower::{
@@ -43,6 +43,7 @@ use resilience_core::tower::{
     RetryGaveUp, RetryLayer, classify_error, parse_retry_after,
 };
 use tokio::net::TcpListener;
+use tower::util::BoxCloneService;
 use tower::{ServiceBuilder, ServiceExt};
 
 /// What to run.
@@ -151,10 +152,11 @@ pub async fn start_flaky_server(
                     let in_outage = n >= options.outage_start
                         && match options.outage_end {
                             OutageEnd::Hit(end) => n < end,
-                            OutageEnd::After(length) => outage_began
-                                .lock()
-                                .map(|mut began| began.get_or_insert_with(Instant::now).elapsed() < length)
-                                .unwrap_or(false),
+                            OutageEnd::After(length) => {
+                                outage_began.lock().is_ok_and(|mut began| {
+                                    began.get_or_insert_with(Instant::now).elapsed() < length
+                                })
+                            }
                         };
                     let options = options.clone();
                     async move { Ok::<_, Infallible>(respond(n, in_outage, &options).await) }
@@ -173,12 +175,13 @@ async fn respond(hit: u64, in_outage: bool, options: &RunOptions) -> Response<Fu
     if !options.server_delay.is_zero() {
         tokio::time::sleep(options.server_delay).await;
     }
-    let mut response = if in_outage || hit % options.fail_every == 0 {
+    let mut response = if in_outage || hit.is_multiple_of(options.fail_every) {
         let mut response = Response::new(Full::new(Bytes::from_static(b"overloaded\n")));
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        response
-            .headers_mut()
-            .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
         response
     } else {
         Response::new(Full::new(Bytes::from_static(b"hello\n")))
@@ -189,12 +192,20 @@ async fn respond(hit: u64, in_outage: bool, options: &RunOptions) -> Response<Fu
     response
 }
 
-/// Runs the client stack against a fresh flaky server. Every mechanism uses
-/// `clock` (a `SystemClock` in `main`, a `ManualClock` in the test).
-pub async fn run(clock: impl Clock, options: RunOptions) -> Result<Report, BoxError> {
-    let clock = clock.into_shared();
-    let (addr, hits) = start_flaky_server(&options).await?;
+/// The client stack and the handles `run` reports from.
+struct Stack {
+    client: BoxCloneService<Request<Empty<Bytes>>, Response<Incoming>, BoxError>,
+    policy: RetryPolicy,
+    breaker: CircuitBreaker,
+    attempts_shed: Arc<AtomicU64>,
+    attempts_rejected: Arc<AtomicU64>,
+}
 
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+/// `RetryLayer` -> `BreakerLayer` -> `LimitLayer` -> hyper client, every
+/// mechanism on `clock`.
+fn client_stack(clock: &SharedClock, options: &RunOptions) -> Result<Stack, BoxError> {
     // One budget, breaker and limit for the whole client.
     let budget = Arc::new(RetryBudget::with_clock(
         RetryBudgetConfig {
@@ -238,7 +249,6 @@ pub async fn run(clock: impl Clock, options: RunOptions) -> Result<Report, BoxEr
         },
         clock.clone(),
     )?;
-    let mut transitions = breaker.subscribe();
 
     // The retry classifier retries 503 after its Retry-After and counts the
     // refusals of the layers below it.
@@ -266,19 +276,42 @@ pub async fn run(clock: impl Clock, options: RunOptions) -> Result<Report, BoxEr
     let breaker_classifier = |outcome: Result<&Response<Incoming>, &BoxError>| match outcome {
         Ok(response) if response.status().is_server_error() => Outcome::Failure,
         Ok(_) => Outcome::Success,
-        Err(error) => BreakerClassifier::<Response<Incoming>, BoxError>::classify(
-            &ErrorIsFailure,
-            Err(error),
-        ),
+        Err(error) => {
+            BreakerClassifier::<Response<Incoming>, BoxError>::classify(&ErrorIsFailure, Err(error))
+        }
     };
 
     let retry = RetryLayer::new(policy).classify(retry_classifier);
-    let http = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let http: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let client = ServiceBuilder::new()
         .layer(retry.clone())
         .layer(BreakerLayer::new(breaker.clone()).classify(breaker_classifier))
         .layer(LimitLayer::new(limit))
         .service(http);
+    let policy = retry.policy().clone();
+    Ok(Stack {
+        client: BoxCloneService::new(client),
+        policy,
+        breaker,
+        attempts_shed,
+        attempts_rejected,
+    })
+}
+
+/// Runs the client stack against a fresh flaky server. Every mechanism uses
+/// `clock` (a `SystemClock` in `main`, a `ManualClock` in the test).
+pub async fn run(clock: impl Clock, options: RunOptions) -> Result<Report, BoxError> {
+    let clock = clock.into_shared();
+    let (addr, hits) = start_flaky_server(&options).await?;
+
+    let Stack {
+        client,
+        policy,
+        breaker,
+        attempts_shed,
+        attempts_rejected,
+    } = client_stack(&clock, &options)?;
+    let mut transitions = breaker.subscribe();
 
     let uri: http::Uri = format!("http://{addr}/").parse()?;
     let mut report = Report {
@@ -323,7 +356,7 @@ pub async fn run(clock: impl Clock, options: RunOptions) -> Result<Report, BoxEr
         }
     }
 
-    let stats = retry.policy().stats();
+    let stats = policy.stats();
     report.server_hits = hits.load(Ordering::SeqCst);
     report.attempts = stats.attempts;
     report.retries = stats.retries;
@@ -377,9 +410,6 @@ async fn main() -> Result<(), BoxError> {
     for (from, to) in &report.breaker_transitions {
         println!("                    {from} -> {to}");
     }
-    println!(
-        "limit layer:        {} attempts shed",
-        report.attempts_shed
-    );
+    println!("limit layer:        {} attempts shed", report.attempts_shed);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `BreakerLayer`: opens after failures, rejects fast without calling the
 //! inner service, closes after the open wait; dropped futures record nothing.
 #![cfg(feature = "tower")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 use std::future::Future;
 use std::sync::Arc;
@@ -68,7 +69,11 @@ async fn opens_after_failures_and_rejects_fast_without_calling_the_service() {
     let err = service.ready().await.unwrap().call(()).await.unwrap_err();
     let open = err.downcast_ref::<BreakerOpen>().expect("BreakerOpen");
     assert_eq!(open.retry_after, OPEN_WAIT);
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "the rejected call never ran");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "the rejected call never ran"
+    );
 }
 
 #[tokio::test]
@@ -84,8 +89,11 @@ async fn closes_after_the_open_wait_when_the_probe_succeeds() {
     assert_eq!(layer.breaker().state(), BreakerState::Open);
 
     failing.store(false, Ordering::SeqCst);
-    clock.advance(OPEN_WAIT - Duration::from_millis(1));
-    assert!(service.ready().await.unwrap().call(()).await.is_err(), "still open");
+    clock.advance(OPEN_WAIT.checked_sub(Duration::from_millis(1)).unwrap());
+    assert!(
+        service.ready().await.unwrap().call(()).await.is_err(),
+        "still open"
+    );
     clock.advance(Duration::from_millis(1));
 
     let reply = service.ready().await.unwrap().call(()).await.unwrap();
@@ -137,14 +145,15 @@ async fn classifier_decides_what_counts_as_a_failure() {
     let clock = ManualClock::new();
     let inner = service_fn(|status: u16| async move { Ok::<u16, BoxError>(status) });
     // 5xx responses are failures, 4xx say nothing about the dependency.
-    let layer = BreakerLayer::new(breaker(&clock)).classify(
-        |outcome: Result<&u16, &BoxError>| match outcome {
-            Ok(status) if *status >= 500 => Outcome::Failure,
-            Ok(status) if *status >= 400 => Outcome::Ignored,
-            Ok(_) => Outcome::Success,
-            Err(_) => Outcome::Failure,
-        },
-    );
+    let layer =
+        BreakerLayer::new(breaker(&clock)).classify(
+            |outcome: Result<&u16, &BoxError>| match outcome {
+                Ok(status) if *status >= 500 => Outcome::Failure,
+                Ok(status) if *status >= 400 => Outcome::Ignored,
+                Ok(_) => Outcome::Success,
+                Err(_) => Outcome::Failure,
+            },
+        );
     let mut service = layer.layer(inner);
 
     for _ in 0..10 {

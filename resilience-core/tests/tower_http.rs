@@ -2,6 +2,7 @@
 //! server, with a manual clock (backoff and `Retry-After` waits are recorded,
 //! not slept) and a bounded request count.
 #![cfg(feature = "tower")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 #[path = "../examples/tower_flaky_http.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -65,5 +66,8 @@ async fn the_example_stack_retries_trips_the_breaker_and_accounts_for_every_atte
         "{report:#?}"
     );
     assert!(report.ok > 0, "{report:#?}");
-    assert!(clock.elapsed() > Duration::ZERO, "waits went through the clock");
+    assert!(
+        clock.elapsed() > Duration::ZERO,
+        "waits went through the clock"
+    );
 }

@@ -2,6 +2,7 @@
 //! `poll_ready`, and holds each permit until the response future completes or
 //! is dropped.
 #![cfg(feature = "tower")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 use std::future::Future;
 use std::time::Duration;
@@ -27,9 +28,9 @@ fn limit(max_concurrent: usize) -> ConcurrencyLimit {
 }
 
 /// Each call answers when the test sends on the channel the request carries.
-fn gated() -> impl Service<oneshot::Receiver<u32>, Response = u32, Error = BoxError, Future: Send>
-+ Clone
-+ Send {
+fn gated()
+-> impl Service<oneshot::Receiver<u32>, Response = u32, Error = BoxError, Future: Send> + Clone + Send
+{
     service_fn(|gate: oneshot::Receiver<u32>| async move {
         gate.await.map_err(|e| Box::new(e) as BoxError)
     })
@@ -61,7 +62,10 @@ async fn poll_ready_does_not_wait_for_capacity() {
     let _held = service.ready().await.unwrap().call(rx);
 
     let ready = service.ready().now_or_never();
-    assert!(matches!(ready, Some(Ok(_))), "ready while full: the call sheds instead");
+    assert!(
+        matches!(ready, Some(Ok(_))),
+        "ready while full: the call sheds instead"
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! `RetryLayer`: retries bounded by attempts, budget and deadline, driven by a
 //! classifier, on a `ManualClock`.
 #![cfg(feature = "tower")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -71,7 +72,11 @@ async fn retries_transient_errors_until_success() {
     assert_eq!(response, 70);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert_eq!(layer.policy().stats().retries, 2);
-    assert_eq!(clock.elapsed(), Duration::from_millis(200), "two backoff sleeps");
+    assert_eq!(
+        clock.elapsed(),
+        Duration::from_millis(200),
+        "two backoff sleeps"
+    );
 }
 
 #[tokio::test]
@@ -88,7 +93,10 @@ async fn gives_up_after_max_attempts_with_the_last_error_as_source() {
     let gave_up = err.downcast_ref::<RetryGaveUp>().expect("RetryGaveUp");
     assert_eq!(gave_up.reason(), RetryErrorKind::AttemptsExhausted);
     assert_eq!(gave_up.attempts(), 3);
-    assert_eq!(gave_up.last_error().unwrap().to_string(), "connection reset");
+    assert_eq!(
+        gave_up.last_error().unwrap().to_string(),
+        "connection reset"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
 
@@ -121,7 +129,13 @@ async fn retries_are_bounded_by_the_budget() {
 
     let mut budget_denials = 0;
     for request in 0..50 {
-        let err = service.ready().await.unwrap().call(request).await.unwrap_err();
+        let err = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request)
+            .await
+            .unwrap_err();
         let gave_up = err.downcast_ref::<RetryGaveUp>().unwrap();
         if gave_up.reason() == RetryErrorKind::BudgetExhausted {
             budget_denials += 1;
@@ -129,8 +143,16 @@ async fn retries_are_bounded_by_the_budget() {
     }
 
     let stats = layer.policy().stats();
-    assert!(stats.retries <= 5, "retries {} beyond 10 % of 50", stats.retries);
-    assert!(stats.retries >= 4, "the budget grants its ratio: {}", stats.retries);
+    assert!(
+        stats.retries <= 5,
+        "retries {} beyond 10 % of 50",
+        stats.retries
+    );
+    assert!(
+        stats.retries >= 4,
+        "the budget grants its ratio: {}",
+        stats.retries
+    );
     assert_eq!(u64::from(calls.load(Ordering::SeqCst)), 50 + stats.retries);
     assert!(budget_denials >= 45);
     assert_eq!(stats.budget_denials, budget_denials);
@@ -208,7 +230,7 @@ async fn retryable_responses_are_retried_after_their_retry_after_hint() {
     let clock = auto_clock();
     let calls = Arc::new(AtomicU32::new(0));
     let counter = calls.clone();
-    let inner = service_fn(move |_: ()| {
+    let inner = service_fn(move |()| {
         let n = counter.fetch_add(1, Ordering::SeqCst);
         async move {
             Ok::<_, BoxError>(if n == 0 {
@@ -241,7 +263,7 @@ async fn retryable_responses_are_retried_after_their_retry_after_hint() {
 #[tokio::test]
 async fn the_last_retryable_response_is_returned_when_retries_end() {
     let clock = auto_clock();
-    let inner = service_fn(|_: ()| async {
+    let inner = service_fn(|()| async {
         Ok::<_, BoxError>(Reply {
             status: 503,
             retry_after: None,
@@ -261,7 +283,7 @@ async fn non_retryable_errors_pass_through_unchanged() {
     let clock = auto_clock();
     let calls = Arc::new(AtomicU32::new(0));
     let counter = calls.clone();
-    let inner = service_fn(move |_: ()| {
+    let inner = service_fn(move |()| {
         counter.fetch_add(1, Ordering::SeqCst);
         async {
             Err::<(), BoxError>(Box::new(BreakerOpen {
@@ -282,7 +304,7 @@ async fn sheds_are_retried_after_their_hint() {
     let clock = auto_clock();
     let calls = Arc::new(AtomicU32::new(0));
     let counter = calls.clone();
-    let inner = service_fn(move |_: ()| {
+    let inner = service_fn(move |()| {
         let n = counter.fetch_add(1, Ordering::SeqCst);
         async move {
             if n == 0 {

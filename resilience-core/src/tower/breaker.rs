@@ -264,8 +264,7 @@ where
         if let Some(inner) = this.inner.as_mut().as_pin_mut() {
             let output = std::task::ready!(inner.poll(cx));
             this.inner.set(None);
-            if let (Some(permit), Some(classifier)) = (this.permit.take(), this.classifier.take())
-            {
+            if let (Some(permit), Some(classifier)) = (this.permit.take(), this.classifier.take()) {
                 permit.record(classifier.classify(output.as_ref()));
             }
             return Poll::Ready(output.map_err(Into::into));

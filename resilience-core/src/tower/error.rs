@@ -131,7 +131,10 @@ mod tests {
         assert!(err.source().is_some());
         assert_eq!(retry_after_hint(&err), Some(Duration::from_millis(5)));
         let none = RetryGaveUp::new(RetryErrorKind::DeadlineExceeded, 1, None);
-        assert_eq!(none.to_string(), "gave up after 1 attempt: deadline exceeded");
+        assert_eq!(
+            none.to_string(),
+            "gave up after 1 attempt: deadline exceeded"
+        );
         assert!(none.source().is_none());
         assert_eq!(retry_after_hint(&none), None);
     }

@@ -400,10 +400,9 @@ impl<Res, E> Failed<Res, E> {
 impl<Res, E: fmt::Debug> fmt::Debug for Failed<Res, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failed::Response(_, decision) => f
-                .debug_tuple("RetryableResponse")
-                .field(decision)
-                .finish(),
+            Failed::Response(_, decision) => {
+                f.debug_tuple("RetryableResponse").field(decision).finish()
+            }
             Failed::Error(error, decision) => {
                 f.debug_tuple("Error").field(error).field(decision).finish()
             }

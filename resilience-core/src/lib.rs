@@ -14,13 +14,11 @@
 //!
 //! # Features
 //!
-//! - `tower`: the `tower` module, tower [`Layer`]s over the same types —
+//! - `tower`: the `tower` module, tower `Layer`s over the same types —
 //!   `RetryLayer` (a [`retry::RetryPolicy`] with its budget, backoff and
 //!   deadline), `BreakerLayer` (a [`breaker::CircuitBreaker`]) and
 //!   `LimitLayer` (a [`limit::ConcurrencyLimit`] that sheds load) — for
 //!   hyper, axum and tonic stacks.
-//!
-//! [`Layer`]: https://docs.rs/tower-layer/0.3/tower_layer/trait.Layer.html
 //!
 //! # Example
 //!

@@ -10,8 +10,7 @@ use crate::retry::RetryErrorKind;
 
 /// A type-erased error, as tower, hyper and tonic use them
 /// (`Box<dyn Error + Send + Sync>`): every service of this module returns
-/// one, so the layers stack in any order. Inspect it with
-/// [`downcast_ref`](https://doc.rust-lang.org/std/error/trait.Error.html#method.downcast_ref)
+/// one, so the layers stack in any order. Inspect it with `downcast_ref`
 /// (`err.downcast_ref::<Overloaded>()`) or [`retry_after_hint`].
 pub type BoxError = Box<dyn Error + Send + Sync>;
 

@@ -115,7 +115,7 @@ impl<Res, E: 'static> RetryClassifier<Res, E> for DefaultRetryClassifier {
 ///   into it only burns budget;
 /// - [`RetryGaveUp`] (an inner retry layer gave up): done, retries must not
 ///   multiply across layers;
-/// - [`std::io::Error`]: as its [`Retryable`] impl says (connection failures
+/// - [`std::io::Error`]: as its [`Retryable`](crate::retry::Retryable) impl says (connection failures
 ///   and timeouts retry, the rest is done);
 /// - anything else: retry. Unknown errors are usually transport failures;
 ///   the policy's attempts, budget and deadline bound the cost. Pass your

@@ -1,32 +1,7 @@
 //! [`ConcurrencyLimit`]: a bulkhead with a bounded FIFO wait queue.
 //!
-//! # Memory ordering
-//!
-//! The limit's hot state is one `AtomicU64`, `state`, packing
-//! `in_flight` (bits 0..32), `limit` (bits 32..63) and a `WAITERS` flag
-//! (bit 63) that is set while the wait queue is non-empty.
-//!
-//! * **Fast path.** `try_acquire` (and the first step of `acquire`) is one
-//!   compare-and-swap that increments `in_flight` when it is below `limit`
-//!   and `WAITERS` is clear; it succeeds with `Acquire`. Dropping a permit
-//!   decrements `in_flight` with a `Release` CAS when `WAITERS` is clear.
-//!   Release/acquire pairs on `state` make everything a permit holder did
-//!   before dropping its permit visible to the next holder, as with any
-//!   semaphore.
-//! * **Slow path.** The wait queue lives behind a `Mutex`. `WAITERS` is only
-//!   set or cleared while that lock is held, and it is set with a CAS on the
-//!   same word the fast paths use, so an enqueuing caller and a releasing
-//!   permit cannot miss each other: either the release's CAS lands first
-//!   (the enqueuer then sees free capacity and takes it instead of queueing),
-//!   or the flag lands first (the release then fails its fast CAS and goes to
-//!   the lock to hand its capacity to the first waiter). Handing a permit to
-//!   a waiter leaves `in_flight` unchanged and happens under the lock, which
-//!   orders it with the waiter's observation of the grant.
-//! * **Grants.** Waiters get increasing ids and the queue is ordered by id;
-//!   grants always pop the front. A waiter therefore knows it owns a permit
-//!   when its id is `<= last_granted` (read under the lock), without a
-//!   per-waiter allocation.
-//! * `queued` and the average hold time are plain `Relaxed` statistics.
+//! See [`ConcurrencyLimit`]'s `# Memory ordering` section for how the lock-free
+//! fast path and the locked wait queue fit together.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -83,6 +58,37 @@ fn with_limit(state: u64, limit: u64) -> u64 {
 ///
 /// Cheap to clone (an `Arc` inside); clones share the same capacity. See the
 /// [module documentation](super) for why and an example.
+///
+/// # Memory ordering
+///
+/// The limit's hot state is one `AtomicU64`, `state`, packing
+/// `in_flight` (bits 0..32), `limit` (bits 32..63) and a `WAITERS` flag
+/// (bit 63) that is set while the wait queue is non-empty.
+///
+/// * **Fast path.** `try_acquire` (and the first step of `acquire`) is one
+///   compare-and-swap that increments `in_flight` when it is below `limit`
+///   and `WAITERS` is clear; it succeeds with `Acquire`. Dropping a permit
+///   decrements `in_flight` with a `Release` CAS when `WAITERS` is clear.
+///   Release/acquire pairs on `state` make everything a permit holder did
+///   before dropping its permit visible to the next holder, as with any
+///   semaphore.
+/// * **Slow path.** The wait queue lives behind a `Mutex`. `WAITERS` is only
+///   set or cleared while that lock is held, and it is set with a CAS on the
+///   same word the fast paths use, so an enqueuing caller and a releasing
+///   permit cannot miss each other: either the release's CAS lands first
+///   (the enqueuer then sees free capacity and takes it instead of queueing),
+///   or the flag lands first (the release then fails its fast CAS and goes to
+///   the lock to hand its capacity to the first waiter). Handing a permit to
+///   a waiter leaves `in_flight` unchanged and happens under the lock, which
+///   orders it with the waiter's observation of the grant.
+/// * **Grants.** Waiters get increasing ids and the queue is ordered by id;
+///   grants always pop the front. A waiter therefore knows it owns a permit
+///   when its id is `<= last_granted` (read under the lock), without a
+///   per-waiter allocation.
+/// * `queued` and the average hold time are `Relaxed` statistics; `queued`
+///   is only written under the lock. `set_max_concurrent` rewrites the limit
+///   bits with a CAS while holding the lock, then admits waiters if the new
+///   limit leaves room.
 #[derive(Clone)]
 pub struct ConcurrencyLimit {
     inner: Arc<Inner>,
@@ -95,7 +101,10 @@ pub(super) struct Inner {
     /// Mirror of `waiters.queue.len()` for lock-free reads.
     queued: AtomicUsize,
     /// Exponential moving average of sampled permit hold times, in nanos.
-    avg_hold_nanos: AtomicU64,
+    /// A statistic, not synchronization: a plain `std` atomic, kept out of
+    /// the loom model (which permits are sampled depends on a thread-local
+    /// counter that loom does not control).
+    avg_hold_nanos: std::sync::atomic::AtomicU64,
     /// The validated config; `max_concurrent` is only the initial limit.
     config: ConcurrencyLimitConfig,
     pub(super) clock: SharedClock,
@@ -143,7 +152,7 @@ impl ConcurrencyLimit {
                     last_granted: 0,
                 }),
                 queued: AtomicUsize::new(0),
-                avg_hold_nanos: AtomicU64::new(0),
+                avg_hold_nanos: std::sync::atomic::AtomicU64::new(0),
                 config,
                 clock: clock.into_shared(),
             }),

@@ -113,25 +113,29 @@ fn towers() -> Arc<TpsBudget> {
     Arc::new(TpsBudget::new(Duration::from_secs(10), 10, 0.2))
 }
 
-fn bench<S: Subject>(c: &mut Criterion, name: &str, make: fn() -> Arc<S>) {
+fn retry_budget(c: &mut Criterion) {
     let mut group = c.benchmark_group("retry_budget");
     group.throughput(Throughput::Elements(1));
+    // Ours and the baseline back to back for each variant, so that they see
+    // the same machine load.
     for workload in [Workload::Outage, Workload::Normal] {
-        let budget = make();
-        group.bench_function(format!("{name}/{}/1-thread", workload.name()), |b| {
-            b.iter_custom(|iters| one_thread(&*budget, workload, iters));
+        let (b, t) = (ours(), towers());
+        let name = workload.name();
+        group.bench_function(format!("breakwater/{name}/1-thread"), |bench| {
+            bench.iter_custom(|iters| one_thread(&*b, workload, iters));
         });
-        let budget = make();
-        group.bench_function(format!("{name}/{}/2-threads", workload.name()), |b| {
-            b.iter_custom(|iters| two_threads(&budget, workload, iters));
+        group.bench_function(format!("tower_tps_budget/{name}/1-thread"), |bench| {
+            bench.iter_custom(|iters| one_thread(&*t, workload, iters));
+        });
+        let (b, t) = (ours(), towers());
+        group.bench_function(format!("breakwater/{name}/2-threads"), |bench| {
+            bench.iter_custom(|iters| two_threads(&b, workload, iters));
+        });
+        group.bench_function(format!("tower_tps_budget/{name}/2-threads"), |bench| {
+            bench.iter_custom(|iters| two_threads(&t, workload, iters));
         });
     }
     group.finish();
-}
-
-fn retry_budget(c: &mut Criterion) {
-    bench(c, "breakwater", ours);
-    bench(c, "tower_tps_budget", towers);
 }
 
 criterion_group!(benches, retry_budget);

@@ -131,13 +131,18 @@ fn deposits_expire_after_the_ttl() {
 }
 
 #[test]
-fn deposits_count_for_at_least_ttl_minus_one_256th() {
-    let (budget, clock) = budget(10, 0, 1.0);
-    clock.advance(Duration::from_millis(1234));
-    budget.deposit();
-    // ttl / 256 = 39.06 ms
-    clock.advance(Duration::from_millis(10_000 - 40));
-    assert!(budget.try_withdraw());
+fn deposits_count_for_at_least_ttl_minus_one_128th() {
+    for start_ms in [0, 1, 1234, 5_033, 33, 34] {
+        let (budget, clock) = budget(10, 0, 1.0);
+        clock.advance(Duration::from_millis(start_ms));
+        budget.deposit();
+        // ttl / 128 = 78.1 ms
+        clock.advance(Duration::from_millis(10_000 - 79));
+        assert!(
+            budget.try_withdraw(),
+            "deposit at {start_ms} ms expired early"
+        );
+    }
 }
 
 #[test]
@@ -252,4 +257,42 @@ fn budget_is_send_sync_and_shared_through_an_arc() {
     std::thread::spawn(move || other.deposit()).join().unwrap();
     assert!(budget.try_withdraw());
     assert!(format!("{budget:?}").contains("RetryBudget"));
+}
+
+/// Denials are summarized by one debug event per second, not one per call.
+#[test]
+fn denials_are_logged_at_debug_at_most_once_per_second() {
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let (budget, clock) = budget(10, 0, 0.0);
+        for _ in 0..3 {
+            for _ in 0..1000 {
+                assert!(!budget.try_withdraw());
+            }
+            clock.advance(Duration::from_secs(1));
+        }
+    });
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.matches("retry denied by budget").count(), 3, "{text}");
+    assert!(text.contains("denied_total=1"), "{text}");
 }

@@ -233,6 +233,7 @@ where
 pin_project! {
     /// The response future of [`BreakerService`]: records the outcome when
     /// the inner future completes; dropped early, it records nothing.
+    #[must_use = "futures do nothing unless polled"]
     pub struct BreakerFuture<F, C> {
         #[pin]
         inner: Option<F>,

@@ -137,6 +137,7 @@ where
 pin_project! {
     /// The response future of [`LimitService`]: holds the permit until the
     /// inner future completes or this future is dropped.
+    #[must_use = "futures do nothing unless polled"]
     pub struct LimitFuture<F> {
         #[pin]
         inner: Option<F>,

@@ -370,7 +370,6 @@ pub async fn run(clock: impl Clock, options: RunOptions) -> Result<Report, BoxEr
     Ok(report)
 }
 
-#[allow(dead_code, reason = "the test includes this file and calls `run` only")]
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let options = RunOptions::default();

@@ -350,3 +350,25 @@ fn retry_services_are_clone_and_send_with_send_futures() {
     let future = service.call(1);
     send_future(&future);
 }
+
+proptest::proptest! {
+    #[test]
+    fn calls_are_one_plus_retries_and_success_needs_fewer_failures_than_attempts(
+        failures in 0u32..8,
+        max_attempts in 1u32..6,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let clock = auto_clock();
+        let calls = Arc::new(AtomicU32::new(0));
+        let layer = RetryLayer::new(policy(&clock, max_attempts, Duration::from_millis(5)));
+        let mut service = layer.layer(failing_first(failures, calls.clone()));
+
+        let outcome = runtime.block_on(async { service.ready().await.unwrap().call(3).await });
+
+        let made = calls.load(Ordering::SeqCst);
+        proptest::prop_assert_eq!(made, (failures + 1).min(max_attempts));
+        proptest::prop_assert_eq!(u64::from(made), 1 + layer.policy().stats().retries);
+        proptest::prop_assert_eq!(outcome.is_ok(), failures < max_attempts);
+        proptest::prop_assert_eq!(clock.elapsed(), Duration::from_millis(5) * (made - 1));
+    }
+}

@@ -36,6 +36,9 @@
 pub mod backoff;
 pub mod clock;
 mod error;
+pub mod restart;
+pub mod signal;
 mod sync;
+pub mod throttle;
 
 pub use error::ConfigError;

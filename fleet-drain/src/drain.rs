@@ -627,7 +627,23 @@ impl DrainController {
             resumed,
         });
         let mut pacer = StartPacer::new(self.config.limits.max_starts_per_host_per_minute);
-        if resumed {
+        // Targets the fleet shows draining that the journal does not know
+        // (its tail was lost): adopt them rather than start them again.
+        for &t in targets {
+            if snapshot.host(t).is_some_and(|h| h.state == HostState::Draining)
+                && !progress.draining.contains(&t)
+                && !progress.is_drained(t)
+            {
+                tracing::warn!(host = %t, "adopting a host the fleet shows draining but the journal does not");
+                progress.draining.push(t);
+            }
+        }
+        let touched = targets.iter().any(|&t| {
+            snapshot
+                .host(t)
+                .is_some_and(|h| matches!(h.state, HostState::Draining | HostState::Drained))
+        });
+        if resumed || touched {
             // The previous run's recent starts are unknown: wait one full
             // start window before the first start.
             pacer.blocked_until = Some(self.clock.now() + START_WINDOW);
@@ -669,16 +685,17 @@ impl DrainController {
             }
             let snapshot = self.with_retry(|f| f.snapshot()).await?;
             let remaining = remaining_targets(targets, &progress, &snapshot);
-            if remaining.is_empty() {
-                self.journal.append(&JournalRecord::Finished).await?;
-                state.report.elapsed = self.clock.now().saturating_duration_since(started);
-                state.report.peak_starts_per_host_per_minute = pacer.peak;
-                self.emit_summaries(true);
-                self.emit(DrainEvent::Finished {
-                    hosts_drained: state.report.hosts_drained,
-                    elapsed: state.report.elapsed,
-                });
-                return Ok(state.report);
+            // Starts begun by an earlier run (before a crash) complete on
+            // their own: wait for them before judging health or capacity.
+            let starting = snapshot
+                .apps()
+                .filter(|a| a.state == AppState::Starting)
+                .count();
+            if starting > 0 {
+                tracing::info!(starting, "waiting for starts begun by an earlier run");
+                self.check_deadline(started, remaining.len())?;
+                self.clock.sleep(self.config.check_interval).await;
+                continue;
             }
 
             // Apps left stopped or failed on receivers (an interrupted or
@@ -714,6 +731,18 @@ impl DrainController {
                 self.execute(repairs, budget, &mut pacer, &mut state, started, remaining.len())
                     .await?;
                 continue;
+            }
+
+            if remaining.is_empty() {
+                self.journal.append(&JournalRecord::Finished).await?;
+                state.report.elapsed = self.clock.now().saturating_duration_since(started);
+                state.report.peak_starts_per_host_per_minute = pacer.peak;
+                self.emit_summaries(true);
+                self.emit(DrainEvent::Finished {
+                    hosts_drained: state.report.hosts_drained,
+                    elapsed: state.report.elapsed,
+                });
+                return Ok(state.report);
             }
 
             // Wait for health before starting a wave.

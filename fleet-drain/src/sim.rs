@@ -160,8 +160,9 @@ pub struct SimStats {
     pub starts: u64,
     /// Starts that failed.
     pub failed_starts: u64,
-    /// Starts interrupted by the caller dropping the operation.
-    pub interrupted_starts: u64,
+    /// Starts whose caller dropped the operation (e.g. a crashed
+    /// controller); they still complete, in the background.
+    pub abandoned_starts: u64,
     /// Most starts in progress on one host at once.
     pub peak_concurrent_starts: u32,
     /// Most starts begun on one host within any 60 s window.
@@ -169,6 +170,8 @@ pub struct SimStats {
     /// How many times any single host entered [`HostState::Draining`]
     /// (1 when every host was drained at most once).
     pub max_drains_per_host: u32,
+    /// Most hosts in [`HostState::Draining`] at once.
+    pub peak_draining_hosts: u32,
 }
 
 #[derive(Debug)]
@@ -196,6 +199,8 @@ struct SimState {
     bad_versions: HashSet<String>,
     traffic: HashMap<String, f64>,
     stats: SimStats,
+    /// Starts in progress: (deadline, app, host, fails).
+    pending: Vec<(Instant, AppId, HostId, bool)>,
 }
 
 impl SimState {
@@ -248,6 +253,7 @@ impl SimFleet {
                 bad_versions: HashSet::new(),
                 traffic: HashMap::new(),
                 stats: SimStats::default(),
+                pending: Vec::new(),
             })),
         })
     }
@@ -260,7 +266,38 @@ impl SimFleet {
     fn lock(&self) -> MutexGuard<'_, SimState> {
         // Every mutation keeps the state consistent before any point that
         // could panic, so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::settle(&mut state, self.clock.now());
+        state
+    }
+
+    /// Completes every start whose duration has elapsed, whether or not
+    /// its caller still waits for it (a real host does not stop starting
+    /// an app because the controller crashed).
+    fn settle(state: &mut SimState, now: Instant) {
+        if !state.pending.iter().any(|p| p.0 <= now) {
+            return;
+        }
+        let pending = std::mem::take(&mut state.pending);
+        for (deadline, app, host, fails) in pending {
+            if deadline > now {
+                state.pending.push((deadline, app, host, fails));
+                continue;
+            }
+            if let Some(h) = state.hosts.get_mut(host.0 as usize) {
+                h.starting = h.starting.saturating_sub(1);
+            }
+            if let Some(entry) = state.apps.get_mut(app.0 as usize) {
+                entry.state = if fails {
+                    AppState::Failed
+                } else {
+                    AppState::Running
+                };
+            }
+            if fails {
+                state.stats.failed_starts += 1;
+            }
+        }
     }
 
     /// Adds an active host running `version` and serving traffic.
@@ -384,6 +421,7 @@ impl SimFleet {
     /// Validates a start and books it; returns whether it will fail.
     fn begin_start(&self, app: AppId, to: HostId) -> Result<bool, FleetError> {
         let now = self.clock.now();
+        let deadline = now + self.config.start_duration;
         let mut guard = self.lock();
         let state = &mut *guard;
         let current = *state
@@ -434,38 +472,23 @@ impl SimFleet {
         stats.peak_starts_per_host_per_minute = stats.peak_starts_per_host_per_minute.max(per_minute);
         let p = self.config.failure_probability(concurrent);
         let fails = p > 0.0 && state.rng.f64() < p;
+        state.pending.push((deadline, app, to, fails));
         tracing::trace!(%app, host = %to, concurrent, p, fails, "sim: start begun");
         Ok(fails)
     }
 
-    fn end_start(&self, app: AppId, to: HostId, outcome: AppState) {
-        let mut state = self.lock();
-        if let Some(h) = state.hosts.get_mut(to.0 as usize) {
-            h.starting = h.starting.saturating_sub(1);
-        }
-        if let Some(entry) = state.apps.get_mut(app.0 as usize) {
-            entry.state = outcome;
-        }
-        match outcome {
-            AppState::Failed => state.stats.failed_starts += 1,
-            AppState::Stopped => state.stats.interrupted_starts += 1,
-            _ => {}
-        }
-    }
 }
 
-/// Ends a start as interrupted if the migrate future is dropped mid-start.
+/// Counts a start as abandoned if the migrate future is dropped mid-start.
 struct StartGuard<'a> {
     fleet: &'a SimFleet,
-    app: AppId,
-    host: HostId,
     armed: bool,
 }
 
 impl Drop for StartGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.fleet.end_start(self.app, self.host, AppState::Stopped);
+            self.fleet.lock().stats.abandoned_starts += 1;
         }
     }
 }
@@ -504,6 +527,15 @@ impl Fleet for SimFleet {
         if let Ok(h) = state.host_mut(host) {
             h.host.state = to;
         }
+        if to == HostState::Draining {
+            let draining = state
+                .hosts
+                .iter()
+                .filter(|h| h.host.state == HostState::Draining)
+                .count();
+            let draining = u32::try_from(draining).unwrap_or(u32::MAX);
+            state.stats.peak_draining_hosts = state.stats.peak_draining_hosts.max(draining);
+        }
         tracing::debug!(%host, %from, %to, "sim: host state changed");
         Ok(())
     }
@@ -512,18 +544,12 @@ impl Fleet for SimFleet {
         let fails = self.begin_start(app, to)?;
         let mut guard = StartGuard {
             fleet: self,
-            app,
-            host: to,
             armed: true,
         };
         self.clock.sleep(self.config.start_duration).await;
         guard.armed = false;
-        let outcome = if fails {
-            AppState::Failed
-        } else {
-            AppState::Running
-        };
-        self.end_start(app, to, outcome);
+        // Settles this start (and any other due one).
+        drop(self.lock());
         if fails {
             Err(FleetError::StartFailed {
                 app,
@@ -965,7 +991,7 @@ mod tests {
     }
 
     #[test]
-    fn an_interrupted_start_leaves_the_app_stopped_on_the_receiver() {
+    fn an_abandoned_start_completes_in_the_background() {
         let (clock, fleet) = fleet(SimConfig::default());
         let [a, b] = [fleet.add_host(10, "v1"), fleet.add_host(10, "v1")];
         let app = fleet.add_app(a).unwrap();
@@ -973,12 +999,12 @@ mod tests {
             run_steps(&clock, fleet.migrate(app, b), 1).unwrap_err(),
             SimError::StepLimit
         );
-        assert_eq!(
-            run(&clock, fleet.app_health(app)).unwrap().unwrap(),
-            AppState::Stopped
-        );
+        assert_eq!(fleet.stats().abandoned_starts, 1);
+        let health = |fleet: &SimFleet| run(&clock, fleet.app_health(app)).unwrap().unwrap();
+        assert_eq!(health(&fleet), AppState::Starting);
         assert_eq!(fleet.load(b), 1);
-        assert_eq!(fleet.stats().interrupted_starts, 1);
+        clock.advance(Duration::from_secs(20));
+        assert_eq!(health(&fleet), AppState::Running);
     }
 
     #[test]

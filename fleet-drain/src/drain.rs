@@ -342,9 +342,7 @@ impl StartPacer {
     fn record(&mut self, host: HostId, now: Instant) {
         let log = self.starts.entry(host).or_default();
         log.push_back(now);
-        self.peak = self
-            .peak
-            .max(u32::try_from(log.len()).unwrap_or(u32::MAX));
+        self.peak = self.peak.max(u32::try_from(log.len()).unwrap_or(u32::MAX));
     }
 }
 
@@ -361,6 +359,7 @@ pub struct DrainController {
     callbacks: Vec<Callback>,
     aggregator: EventAggregator<String, DrainEvent>,
     rng_seed: u64,
+    needs_replan: bool,
 }
 
 impl fmt::Debug for DrainController {
@@ -417,6 +416,7 @@ impl DrainController {
             events,
             callbacks: Vec::new(),
             aggregator,
+            needs_replan: false,
         })
     }
 
@@ -438,21 +438,33 @@ impl DrainController {
 
     fn emit(&self, event: DrainEvent) {
         match &event {
-            DrainEvent::Paused { reason, .. } => tracing::warn!(%reason, "drain paused by health gate"),
-            DrainEvent::Aborted { reason } => tracing::error!(%reason, "drain aborted"),
+            DrainEvent::Paused { reason, .. } => {
+                tracing::warn!(%reason, "drain paused by health gate");
+            }
+            DrainEvent::Aborted { reason } => {
+                tracing::error!(%reason, "drain aborted");
+            }
             DrainEvent::StartFailed {
                 app,
                 host,
                 attempt,
                 error,
-            } => tracing::warn!(%app, %host, attempt, %error, "app start failed"),
-            DrainEvent::AppMigrated { app, to } => tracing::debug!(%app, %to, "app migrated"),
+            } => {
+                tracing::warn!(%app, %host, attempt, %error, "app start failed");
+            }
+            DrainEvent::AppMigrated { app, to } => {
+                tracing::debug!(%app, %to, "app migrated");
+            }
             DrainEvent::Aggregated {
                 fingerprint,
                 suppressed,
                 ..
-            } => tracing::info!(%fingerprint, suppressed, "similar drain events aggregated"),
-            other => tracing::info!(event = ?other, "drain event"),
+            } => {
+                tracing::info!(%fingerprint, suppressed, "similar drain events aggregated");
+            }
+            other => {
+                tracing::info!(event = ?other, "drain event");
+            }
         }
         for callback in &self.callbacks {
             callback(&event);
@@ -497,7 +509,9 @@ impl DrainController {
     /// configured backoff.
     async fn with_retry<T, F>(&self, op: F) -> Result<T, DrainError>
     where
-        F: for<'a> Fn(&'a dyn Fleet) -> Pin<Box<dyn Future<Output = Result<T, FleetError>> + Send + 'a>>,
+        F: for<'a> Fn(
+            &'a dyn Fleet,
+        ) -> Pin<Box<dyn Future<Output = Result<T, FleetError>> + Send + 'a>>,
     {
         let mut backoff = Backoff::with_seed(self.config.retry.clone(), self.rng_seed)?;
         loop {
@@ -583,76 +597,9 @@ impl DrainController {
     pub async fn run(&mut self, targets: &[HostId]) -> Result<DrainReport, DrainError> {
         let started = self.clock.now();
         let mut state = RunState::default();
-        let records = self.journal.records().await?;
-        let mut progress = DrainProgress::from_records(&records);
-        if let Some(journaled) = &progress.targets
-            && journaled.as_slice() != targets
-        {
-            return Err(DrainError::JournalMismatch);
-        }
-        if let Some(reason) = &progress.aborted {
-            return Err(DrainError::Aborted {
-                reason: format!("journal says the drain was aborted: {reason}"),
-            });
-        }
-        if progress.finished {
-            tracing::info!("journal says the drain already finished");
+        let Some((mut progress, mut pacer)) = self.begin(targets, &mut state).await? else {
             return Ok(state.report);
-        }
-        let snapshot = self.with_retry(|f| f.snapshot()).await?;
-        let remaining = remaining_targets(targets, &progress, &snapshot);
-        self.planner.check_feasible(&snapshot, &remaining)?;
-        if self.config.dry_run {
-            let plan = self.planner.next_wave(&snapshot, &remaining)?;
-            tracing::info!(
-                hosts = ?plan.hosts(),
-                assignments = plan.assignments().len(),
-                "dry run: next wave"
-            );
-            state.report.plan = Some(plan);
-            return Ok(state.report);
-        }
-        let resumed = progress.targets.is_some();
-        state.report.resumed = resumed;
-        if !resumed {
-            self.journal
-                .append(&JournalRecord::DrainStarted {
-                    targets: targets.to_vec(),
-                })
-                .await?;
-            progress.targets = Some(targets.to_vec());
-        }
-        self.emit(DrainEvent::Started {
-            targets: targets.len(),
-            resumed,
-        });
-        let mut pacer = StartPacer::new(self.config.limits.max_starts_per_host_per_minute);
-        // Targets the fleet shows draining that the journal does not know
-        // (its tail was lost): adopt them rather than start them again.
-        for &t in targets {
-            if snapshot.host(t).is_some_and(|h| h.state == HostState::Draining)
-                && !progress.draining.contains(&t)
-                && !progress.is_drained(t)
-            {
-                tracing::warn!(host = %t, "adopting a host the fleet shows draining but the journal does not");
-                progress.draining.push(t);
-            }
-        }
-        let touched = targets.iter().any(|&t| {
-            snapshot
-                .host(t)
-                .is_some_and(|h| matches!(h.state, HostState::Draining | HostState::Drained))
-        });
-        if resumed || touched {
-            // The previous run's recent starts are unknown: wait one full
-            // start window before the first start.
-            pacer.blocked_until = Some(self.clock.now() + START_WINDOW);
-            tracing::info!(
-                draining = ?progress.draining,
-                drained = progress.drained.len(),
-                "resuming drain from journal; waiting one start window before starting apps"
-            );
-        }
+        };
         let target_set: HashSet<HostId> = targets.iter().copied().collect();
         let mut wave = progress.waves;
         loop {
@@ -660,29 +607,8 @@ impl DrainController {
             let remaining = remaining_targets(targets, &progress, &snapshot);
             self.check_deadline(started, remaining.len())?;
 
-            // Bring the fleet in line with the journal: journaled-draining
-            // hosts are draining; empty ones are drained.
-            for host in progress.draining.clone() {
-                let Some(h) = snapshot.host(host) else {
-                    continue;
-                };
-                let empty = snapshot.apps_on(host).is_empty();
-                if h.state != HostState::Draining && h.state != HostState::Drained {
-                    self.with_retry(|f| f.set_host_state(host, HostState::Draining))
-                        .await?;
-                }
-                if empty {
-                    self.with_retry(|f| f.set_host_state(host, HostState::Drained))
-                        .await?;
-                    self.journal
-                        .append(&JournalRecord::HostDrained { host })
-                        .await?;
-                    progress.draining.retain(|h| *h != host);
-                    progress.drained.push(host);
-                    state.report.hosts_drained += 1;
-                    self.emit(DrainEvent::HostDrained { host });
-                }
-            }
+            self.settle_draining_hosts(&snapshot, &mut progress, &mut state)
+                .await?;
             let snapshot = self.with_retry(|f| f.snapshot()).await?;
             let remaining = remaining_targets(targets, &progress, &snapshot);
             // Starts begun by an earlier run (before a crash) complete on
@@ -701,48 +627,32 @@ impl DrainController {
             // Apps left stopped or failed on receivers (an interrupted or
             // failed start of an earlier run) are restarted in place first,
             // whatever the gate says: that restores health.
-            let now = self.clock.now();
-            let repairs: VecDeque<Work> = snapshot
-                .apps()
-                .filter(|app| {
-                    !target_set.contains(&app.host)
-                        && matches!(app.state, AppState::Stopped | AppState::Failed)
-                        && snapshot
-                            .host(app.host)
-                            .is_some_and(|h| h.state.accepts_apps())
-                })
-                .map(|app| Work {
-                    app: app.id,
-                    to: app.host,
-                    attempt: 0,
-                    repair: true,
-                    backoff: None,
-                    not_before: now,
-                })
-                .collect();
+            let repairs = repairs(&snapshot, &target_set, self.clock.now());
             if !repairs.is_empty() {
-                tracing::info!(apps = repairs.len(), "restarting apps left stopped or failed on receivers");
+                tracing::info!(
+                    apps = repairs.len(),
+                    "restarting apps left stopped or failed on receivers"
+                );
                 let budget = usize::try_from(
                     self.config
                         .limits
                         .unavailable_budget(snapshot.total_apps() as u64),
                 )
                 .unwrap_or(usize::MAX);
-                self.execute(repairs, budget, &mut pacer, &mut state, started, remaining.len())
-                    .await?;
+                self.execute(
+                    repairs,
+                    budget,
+                    &mut pacer,
+                    &mut state,
+                    started,
+                    remaining.len(),
+                )
+                .await?;
                 continue;
             }
 
             if remaining.is_empty() {
-                self.journal.append(&JournalRecord::Finished).await?;
-                state.report.elapsed = self.clock.now().saturating_duration_since(started);
-                state.report.peak_starts_per_host_per_minute = pacer.peak;
-                self.emit_summaries(true);
-                self.emit(DrainEvent::Finished {
-                    hosts_drained: state.report.hosts_drained,
-                    elapsed: state.report.elapsed,
-                });
-                return Ok(state.report);
+                return self.finish(started, &pacer, state).await;
             }
 
             // Wait for health before starting a wave.
@@ -755,23 +665,8 @@ impl DrainController {
             let plan = self.planner.next_wave(&snapshot, &remaining)?;
             if !plan.new_hosts().is_empty() {
                 wave += 1;
-                state.report.waves += 1;
-                self.journal
-                    .append(&JournalRecord::WaveStarted {
-                        wave,
-                        hosts: plan.new_hosts().to_vec(),
-                    })
+                self.start_wave(&plan, wave, &mut progress, &mut state)
                     .await?;
-                for &host in plan.new_hosts() {
-                    self.with_retry(|f| f.set_host_state(host, HostState::Draining))
-                        .await?;
-                    progress.draining.push(host);
-                }
-                self.emit(DrainEvent::WaveStarted {
-                    wave,
-                    hosts: plan.new_hosts().to_vec(),
-                    apps: plan.assignments().len(),
-                });
             }
             let now = self.clock.now();
             let work: VecDeque<Work> = plan
@@ -799,10 +694,127 @@ impl DrainController {
                 continue;
             }
             let budget = usize::try_from(plan.unavailable_budget()).unwrap_or(usize::MAX);
-            self.execute(work, budget, &mut pacer, &mut state, started, remaining.len())
-                .await?;
+            self.execute(
+                work,
+                budget,
+                &mut pacer,
+                &mut state,
+                started,
+                remaining.len(),
+            )
+            .await?;
             state.report.peak_starts_per_host_per_minute = pacer.peak;
         }
+    }
+
+    /// Replays the journal, checks feasibility, handles a dry run and
+    /// prepares the pacer. `None`: nothing more to do (report in `state`).
+    async fn begin(
+        &mut self,
+        targets: &[HostId],
+        state: &mut RunState,
+    ) -> Result<Option<(DrainProgress, StartPacer)>, DrainError> {
+        let records = self.journal.records().await?;
+        let mut progress = DrainProgress::from_records(&records);
+        if let Some(journaled) = &progress.targets
+            && journaled.as_slice() != targets
+        {
+            return Err(DrainError::JournalMismatch);
+        }
+        if let Some(reason) = &progress.aborted {
+            return Err(DrainError::Aborted {
+                reason: format!("journal says the drain was aborted: {reason}"),
+            });
+        }
+        if progress.finished {
+            tracing::info!("journal says the drain already finished");
+            return Ok(None);
+        }
+        let snapshot = self.with_retry(|f| f.snapshot()).await?;
+        let remaining = remaining_targets(targets, &progress, &snapshot);
+        self.planner.check_feasible(&snapshot, &remaining)?;
+        if self.config.dry_run {
+            let plan = self.planner.next_wave(&snapshot, &remaining)?;
+            tracing::info!(
+                hosts = ?plan.hosts(),
+                assignments = plan.assignments().len(),
+                "dry run: next wave"
+            );
+            state.report.plan = Some(plan);
+            return Ok(None);
+        }
+        let resumed = progress.targets.is_some();
+        state.report.resumed = resumed;
+        if !resumed {
+            self.journal
+                .append(&JournalRecord::DrainStarted {
+                    targets: targets.to_vec(),
+                })
+                .await?;
+            progress.targets = Some(targets.to_vec());
+        }
+        self.emit(DrainEvent::Started {
+            targets: targets.len(),
+            resumed,
+        });
+        let mut pacer = StartPacer::new(self.config.limits.max_starts_per_host_per_minute);
+        // Targets the fleet shows draining that the journal does not know
+        // (its tail was lost): adopt them rather than start them again.
+        for &t in targets {
+            if snapshot
+                .host(t)
+                .is_some_and(|h| h.state == HostState::Draining)
+                && !progress.draining.contains(&t)
+                && !progress.is_drained(t)
+            {
+                tracing::warn!(host = %t, "adopting a host the fleet shows draining but the journal does not");
+                progress.draining.push(t);
+            }
+        }
+        let touched = targets.iter().any(|&t| {
+            snapshot
+                .host(t)
+                .is_some_and(|h| matches!(h.state, HostState::Draining | HostState::Drained))
+        });
+        if resumed || touched {
+            // The previous run's recent starts are unknown: wait one full
+            // start window before the first start.
+            pacer.blocked_until = Some(self.clock.now() + START_WINDOW);
+            tracing::info!(
+                draining = ?progress.draining,
+                drained = progress.drained.len(),
+                "resuming drain from journal; waiting one start window before starting apps"
+            );
+        }
+        Ok(Some((progress, pacer)))
+    }
+
+    /// Journals a new wave, then marks its hosts draining.
+    async fn start_wave(
+        &mut self,
+        plan: &DrainPlan,
+        wave: u32,
+        progress: &mut DrainProgress,
+        state: &mut RunState,
+    ) -> Result<(), DrainError> {
+        state.report.waves += 1;
+        self.journal
+            .append(&JournalRecord::WaveStarted {
+                wave,
+                hosts: plan.new_hosts().to_vec(),
+            })
+            .await?;
+        for &host in plan.new_hosts() {
+            self.with_retry(|f| f.set_host_state(host, HostState::Draining))
+                .await?;
+            progress.draining.push(host);
+        }
+        self.emit(DrainEvent::WaveStarted {
+            wave,
+            hosts: plan.new_hosts().to_vec(),
+            apps: plan.assignments().len(),
+        });
+        Ok(())
     }
 
     /// Starts every app of `work`, pacing, gating and retrying, until all
@@ -820,6 +832,7 @@ impl DrainController {
         let mut next_check = self.clock.now();
         let mut paused = false;
         let mut replan = false;
+        self.needs_replan = false;
         loop {
             self.check_deadline(started, remaining)?;
             let now = self.clock.now();
@@ -865,61 +878,122 @@ impl DrainController {
                 continue;
             }
             match futures::future::select(in_flight.next(), sleep).await {
-                Either::Left((Some((mut item, result)), _)) => match result {
-                    Ok(()) => {
-                        self.health.record_start(item.to, true);
-                        state.report.apps_migrated += 1;
-                        let to = item.to;
-                        self.emit_aggregated(
-                            format!("app_migrated/{to}"),
-                            DrainEvent::AppMigrated { app: item.app, to },
-                        );
+                Either::Left((Some((item, result)), _)) => {
+                    if let Some(retry) = self.on_start_result(item, result, state)? {
+                        work.push_back(retry);
+                    } else if !replan && self.needs_replan {
+                        replan = true;
                     }
-                    Err(error) => {
-                        if matches!(error, FleetError::StartFailed { .. }) {
-                            self.health.record_start(item.to, false);
-                            state.report.failed_starts += 1;
-                        }
-                        let host = item.to;
-                        self.emit_aggregated(
-                            format!("start_failed/{host}"),
-                            DrainEvent::StartFailed {
-                                app: item.app,
-                                host,
-                                attempt: item.attempt,
-                                error: error.to_string(),
-                            },
-                        );
-                        if error.is_retryable() {
-                            let seed = self.rng_seed ^ u64::from(item.app.0);
-                            let backoff = match item.backoff.as_mut() {
-                                Some(b) => b,
-                                None => item
-                                    .backoff
-                                    .insert(Backoff::with_seed(self.config.retry.clone(), seed)?),
-                            };
-                            match backoff.next_delay() {
-                                Some(delay) => {
-                                    item.not_before = self.clock.now() + delay;
-                                    tracing::debug!(app = %item.app, ?delay, "retrying start after backoff");
-                                    work.push_back(item);
-                                }
-                                None => {
-                                    tracing::error!(app = %item.app, attempts = item.attempt, "app out of start attempts");
-                                    return Err(error.into());
-                                }
-                            }
-                        } else {
-                            // The receiver changed (full, cordoned): re-plan
-                            // once in-flight starts are done.
-                            tracing::info!(app = %item.app, %error, "receiver unusable; re-planning");
-                            replan = true;
-                        }
-                    }
-                },
+                }
                 Either::Left((None, _)) | Either::Right(_) => {}
             }
         }
+    }
+
+    /// Brings the fleet in line with the journal: journaled-draining hosts
+    /// are draining; empty ones become drained (journaled).
+    async fn settle_draining_hosts(
+        &mut self,
+        snapshot: &FleetSnapshot,
+        progress: &mut DrainProgress,
+        state: &mut RunState,
+    ) -> Result<(), DrainError> {
+        for host in progress.draining.clone() {
+            let Some(h) = snapshot.host(host) else {
+                continue;
+            };
+            let empty = snapshot.apps_on(host).is_empty();
+            if h.state != HostState::Draining && h.state != HostState::Drained {
+                self.with_retry(|f| f.set_host_state(host, HostState::Draining))
+                    .await?;
+            }
+            if empty {
+                self.with_retry(|f| f.set_host_state(host, HostState::Drained))
+                    .await?;
+                self.journal
+                    .append(&JournalRecord::HostDrained { host })
+                    .await?;
+                progress.draining.retain(|h| *h != host);
+                progress.drained.push(host);
+                state.report.hosts_drained += 1;
+                self.emit(DrainEvent::HostDrained { host });
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(
+        &mut self,
+        started: Instant,
+        pacer: &StartPacer,
+        mut state: RunState,
+    ) -> Result<DrainReport, DrainError> {
+        self.journal.append(&JournalRecord::Finished).await?;
+        state.report.elapsed = self.clock.now().saturating_duration_since(started);
+        state.report.peak_starts_per_host_per_minute = pacer.peak;
+        self.emit_summaries(true);
+        self.emit(DrainEvent::Finished {
+            hosts_drained: state.report.hosts_drained,
+            elapsed: state.report.elapsed,
+        });
+        Ok(state.report)
+    }
+
+    /// Accounts for one finished start; returns the work to retry, if any.
+    fn on_start_result(
+        &mut self,
+        mut item: Work,
+        result: Result<(), FleetError>,
+        state: &mut RunState,
+    ) -> Result<Option<Work>, DrainError> {
+        let error = match result {
+            Ok(()) => {
+                self.health.record_start(item.to, true);
+                state.report.apps_migrated += 1;
+                let to = item.to;
+                self.emit_aggregated(
+                    format!("app_migrated/{to}"),
+                    DrainEvent::AppMigrated { app: item.app, to },
+                );
+                return Ok(None);
+            }
+            Err(error) => error,
+        };
+        if matches!(error, FleetError::StartFailed { .. }) {
+            self.health.record_start(item.to, false);
+            state.report.failed_starts += 1;
+        }
+        let host = item.to;
+        self.emit_aggregated(
+            format!("start_failed/{host}"),
+            DrainEvent::StartFailed {
+                app: item.app,
+                host,
+                attempt: item.attempt,
+                error: error.to_string(),
+            },
+        );
+        if !error.is_retryable() {
+            // The receiver changed (full, cordoned): re-plan once in-flight
+            // starts are done.
+            tracing::info!(app = %item.app, %error, "receiver unusable; re-planning");
+            self.needs_replan = true;
+            return Ok(None);
+        }
+        let seed = self.rng_seed ^ u64::from(item.app.0);
+        let backoff = match item.backoff.as_mut() {
+            Some(b) => b,
+            None => item
+                .backoff
+                .insert(Backoff::with_seed(self.config.retry.clone(), seed)?),
+        };
+        let Some(delay) = backoff.next_delay() else {
+            tracing::error!(app = %item.app, attempts = item.attempt, "app out of start attempts");
+            return Err(error.into());
+        };
+        item.not_before = self.clock.now() + delay;
+        tracing::debug!(app = %item.app, ?delay, "retrying start after backoff");
+        Ok(Some(item))
     }
 
     fn start(&self, mut item: Work) -> StartFuture {
@@ -930,6 +1004,29 @@ impl DrainController {
             (item, result)
         })
     }
+}
+
+/// Apps left stopped or failed on receivers (an interrupted or failed start
+/// of an earlier run), to restart in place.
+fn repairs(snapshot: &FleetSnapshot, targets: &HashSet<HostId>, now: Instant) -> VecDeque<Work> {
+    snapshot
+        .apps()
+        .filter(|app| {
+            !targets.contains(&app.host)
+                && matches!(app.state, AppState::Stopped | AppState::Failed)
+                && snapshot
+                    .host(app.host)
+                    .is_some_and(|h| h.state.accepts_apps())
+        })
+        .map(|app| Work {
+            app: app.id,
+            to: app.host,
+            attempt: 0,
+            repair: true,
+            backoff: None,
+            not_before: now,
+        })
+        .collect()
 }
 
 /// Targets not yet drained, by the journal or the fleet.
@@ -943,9 +1040,9 @@ fn remaining_targets(
         .copied()
         .filter(|&t| {
             !progress.is_drained(t)
-                && snapshot
-                    .host(t)
-                    .is_none_or(|h| h.state != HostState::Drained || !snapshot.apps_on(t).is_empty())
+                && snapshot.host(t).is_none_or(|h| {
+                    h.state != HostState::Drained || !snapshot.apps_on(t).is_empty()
+                })
         })
         .collect()
 }
@@ -968,10 +1065,7 @@ mod tests {
             pacer.next_allowed(h, t0 + Duration::from_secs(20)),
             t0 + START_WINDOW
         );
-        assert_eq!(
-            pacer.next_allowed(h, t0 + START_WINDOW),
-            t0 + START_WINDOW
-        );
+        assert_eq!(pacer.next_allowed(h, t0 + START_WINDOW), t0 + START_WINDOW);
         assert_eq!(pacer.next_allowed(HostId(2), t0), t0);
         assert_eq!(pacer.peak, 2);
     }

@@ -1,4 +1,10 @@
 //! Configs load from TOML and JSON and are validated.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::time::Duration;
 
@@ -34,9 +40,15 @@ fn unknown_fields_and_bad_values_are_refused() {
     let err = toml::from_str::<DrainConfig>("[limits]\nmax_unavailable = \"ten%\"").unwrap_err();
     assert!(err.to_string().contains("percentage"), "{err}");
     let config: DrainConfig = toml::from_str("[limits]\nmax_draining_hosts = 0").unwrap();
-    assert_eq!(config.validate().unwrap_err().field(), "limits.max_draining_hosts");
+    assert_eq!(
+        config.validate().unwrap_err().field(),
+        "limits.max_draining_hosts"
+    );
     let config: DrainConfig = toml::from_str("[limits]\nmin_free_capacity = \"100%\"").unwrap();
-    assert_eq!(config.validate().unwrap_err().field(), "limits.min_free_capacity");
+    assert_eq!(
+        config.validate().unwrap_err().field(),
+        "limits.min_free_capacity"
+    );
 }
 
 #[test]

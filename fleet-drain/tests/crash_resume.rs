@@ -64,7 +64,7 @@ fn polls_to_finish() -> u64 {
         high *= 2;
     }
     while low + 1 < high {
-        let mid = (low + high) / 2;
+        let mid = u64::midpoint(low, high);
         if finishes(mid) {
             high = mid;
         } else {

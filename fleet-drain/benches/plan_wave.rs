@@ -1,7 +1,12 @@
 //! Planning speed: a 1,000-host wave on a fleet of 10,000 hosts with
 //! 1,000,000 apps, and an incremental re-plan after one receiver's health
 //! changes.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::hint::black_box;
 

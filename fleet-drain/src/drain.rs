@@ -37,6 +37,7 @@
 //! use std::sync::Arc;
 //! use fleet_drain::drain::{DrainConfig, DrainController};
 //! use fleet_drain::journal::MemoryJournal;
+//! use fleet_drain::plan::Amount;
 //! use fleet_drain::sim::{self, SimConfig, SimFleet};
 //! use resilience_core::clock::ManualClock;
 //!
@@ -46,8 +47,11 @@
 //! fleet.add_hosts(4, 20, "v1");
 //! for &host in &old { fleet.add_apps(host, 8)?; }
 //!
+//! let mut config = DrainConfig::default();
+//! // 10 % of 32 apps would be 3: less than one host's 8 apps (an error).
+//! config.limits.max_unavailable = Amount::Count(16);
 //! let mut controller = DrainController::with_clock(
-//!     DrainConfig::default(),
+//!     config,
 //!     Arc::new(fleet.clone()),
 //!     Box::new(MemoryJournal::new()),
 //!     clock.clone(),

@@ -674,14 +674,18 @@ pub fn run_steps<F: Future>(
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
     let mut steps = 0u64;
+    if max_steps == 0 {
+        return Err(SimError::StepLimit);
+    }
     loop {
-        if steps >= max_steps {
-            return Err(SimError::StepLimit);
-        }
         steps += 1;
         flag.0.store(false, Ordering::Release);
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return Ok(output);
+        }
+        if steps >= max_steps {
+            // Dropped right after its last poll: time has not moved on.
+            return Err(SimError::StepLimit);
         }
         if flag.0.load(Ordering::Acquire) {
             continue;

@@ -63,7 +63,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -75,7 +75,7 @@ use futures::future::Either;
 use futures::stream::FuturesUnordered;
 use resilience_core::ConfigError;
 use resilience_core::backoff::{Backoff, BackoffConfig};
-use resilience_core::clock::{Clock, SharedClock};
+use resilience_core::clock::{Clock, SharedClock, Sleep};
 use resilience_core::signal::{EventAggregator, EventAggregatorConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -825,17 +825,26 @@ impl DrainController {
     /// have started or one needs a new plan.
     async fn execute(
         &mut self,
-        mut work: VecDeque<Work>,
+        work: VecDeque<Work>,
         budget: usize,
         pacer: &mut StartPacer,
         state: &mut RunState,
         started: Instant,
         remaining: usize,
     ) -> Result<(), DrainError> {
+        // First starts queue per receiver (in plan order); retries wait in
+        // a small list with their backoff deadlines.
+        let mut fresh: BTreeMap<HostId, VecDeque<Work>> = BTreeMap::new();
+        for item in work {
+            fresh.entry(item.to).or_default().push_back(item);
+        }
+        let mut retries: Vec<Work> = Vec::new();
         let mut in_flight: FuturesUnordered<StartFuture> = FuturesUnordered::new();
         let mut next_check = self.clock.now();
         let mut paused = false;
         let mut replan = false;
+        let mut timer: Option<(Instant, Sleep)> = None;
+        let budget = budget.max(1);
         self.needs_replan = false;
         loop {
             self.check_deadline(started, remaining)?;
@@ -847,49 +856,70 @@ impl DrainController {
             }
             let mut wake = next_check;
             if !replan {
-                let waiting_retry = work.iter().filter(|w| w.attempt > 0).count();
-                let mut unavailable = in_flight.len() + waiting_retry;
-                let mut kept = VecDeque::with_capacity(work.len());
-                while let Some(item) = work.pop_front() {
+                let mut unavailable = in_flight.len() + retries.len();
+                // Retries restore health: they go on while paused.
+                let mut waiting = Vec::with_capacity(retries.len());
+                for item in retries.drain(..) {
                     let allowed = pacer.next_allowed(item.to, now).max(item.not_before);
-                    let fresh = item.attempt == 0;
-                    let may_start = !paused || !fresh || item.repair;
-                    if may_start && allowed <= now && (!fresh || unavailable < budget.max(1)) {
+                    if allowed <= now {
                         pacer.record(item.to, now);
-                        if fresh {
-                            unavailable += 1;
-                        }
                         in_flight.push(self.start(item));
                     } else {
-                        if may_start && allowed > now {
-                            wake = wake.min(allowed);
-                        }
-                        kept.push_back(item);
+                        wake = wake.min(allowed);
+                        waiting.push(item);
                     }
                 }
-                work = kept;
+                retries = waiting;
+                for (&host, queue) in &mut fresh {
+                    while let Some(front) = queue.front() {
+                        if (paused && !front.repair) || unavailable >= budget {
+                            break;
+                        }
+                        let allowed = pacer.next_allowed(host, now).max(front.not_before);
+                        if allowed > now {
+                            wake = wake.min(allowed);
+                            break;
+                        }
+                        let Some(item) = queue.pop_front() else {
+                            break;
+                        };
+                        pacer.record(host, now);
+                        unavailable += 1;
+                        in_flight.push(self.start(item));
+                    }
+                }
+                fresh.retain(|_, queue| !queue.is_empty());
             }
-            if in_flight.is_empty() && (work.is_empty() || replan) {
+            if in_flight.is_empty() && ((fresh.is_empty() && retries.is_empty()) || replan) {
                 return Ok(());
             }
             if let Some(deadline) = self.config.deadline {
                 wake = wake.min(started + deadline);
             }
-            let sleep = self.clock.sleep_until(wake);
+            // Reuse the timer while its deadline holds: re-arming a clock
+            // sleep per completed start would cost a registration each.
+            if timer.as_ref().is_none_or(|(at, _)| *at != wake) {
+                timer = Some((wake, self.clock.sleep_until(wake)));
+            }
+            let Some((_, sleep)) = timer.as_mut() else {
+                continue;
+            };
             if in_flight.is_empty() {
                 // Nothing to wait for but time (backoff, pacing, the gate).
                 sleep.await;
+                timer = None;
                 continue;
             }
             match futures::future::select(in_flight.next(), sleep).await {
                 Either::Left((Some((item, result)), _)) => {
                     if let Some(retry) = self.on_start_result(item, result, state)? {
-                        work.push_back(retry);
+                        retries.push(retry);
                     } else if !replan && self.needs_replan {
                         replan = true;
                     }
                 }
-                Either::Left((None, _)) | Either::Right(_) => {}
+                Either::Left((None, _)) => {}
+                Either::Right(((), _)) => timer = None,
             }
         }
     }

@@ -742,6 +742,7 @@ impl DrainController {
             tracing::info!(
                 hosts = ?plan.hosts(),
                 assignments = plan.assignments().len(),
+                plan = %plan,
                 "dry run: next wave"
             );
             state.report.plan = Some(plan);
@@ -1128,8 +1129,46 @@ mod tests {
     }
 
     #[test]
-    fn controller_is_send() {
-        fn bounds<T: Send>() {}
-        bounds::<DrainController>();
+    fn shared_types_are_send_and_sync() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<DrainController>();
+        send::<crate::rollout::Rollout>();
+        send::<crate::journal::FileJournal>();
+        send_sync::<DrainPlan>();
+        send_sync::<Planner>();
+        send_sync::<HealthGate>();
+        send_sync::<FleetHealth>();
+        send_sync::<crate::journal::MemoryJournal>();
+        send_sync::<DrainEvent>();
+    }
+
+    #[test]
+    fn the_run_future_is_send() {
+        fn send<T: Send>(_: &T) {}
+        let clock = resilience_core::clock::ManualClock::new();
+        let fleet =
+            crate::sim::SimFleet::with_clock(crate::sim::SimConfig::default(), clock.clone())
+                .unwrap();
+        let mut controller = DrainController::with_clock(
+            DrainConfig::default(),
+            Arc::new(fleet.clone()),
+            Box::new(crate::journal::MemoryJournal::new()),
+            clock.clone(),
+        )
+        .unwrap();
+        send(&controller.run(&[]));
+        let mut rollout = crate::rollout::Rollout::with_clock(
+            crate::rollout::RolloutConfig {
+                version: "v2".into(),
+                steps: vec![crate::rollout::RolloutStep::StartWithoutTraffic],
+                ..crate::rollout::RolloutConfig::default()
+            },
+            Arc::new(fleet),
+            vec![crate::fleet::HostId(0)],
+            clock,
+        )
+        .unwrap();
+        send(&rollout.run());
     }
 }

@@ -121,6 +121,11 @@ pub struct DrainConfig {
     /// Only plan: [`DrainController::run`] returns the next wave in
     /// [`DrainReport::plan`] and changes nothing.
     pub dry_run: bool,
+    /// Stop sending apps to a receiver whose start failures per minute
+    /// exceed this: its remaining apps are re-planned onto other receivers
+    /// ([`Planner::replan_host`]) and it receives no more apps for the rest
+    /// of the run. `None` (default): never. Finite, > 0.
+    pub receiver_max_failures_per_minute: Option<f64>,
 }
 
 impl Default for DrainConfig {
@@ -143,6 +148,7 @@ impl Default for DrainConfig {
                 max_fingerprints: 1000,
             },
             dry_run: false,
+            receiver_max_failures_per_minute: None,
         }
     }
 }
@@ -172,6 +178,14 @@ impl DrainConfig {
         }
         self.retry.validate().map_err(|e| e.nested("retry"))?;
         self.events.validate().map_err(|e| e.nested("events"))?;
+        if let Some(max) = self.receiver_max_failures_per_minute
+            && !(max.is_finite() && max > 0.0)
+        {
+            return Err(ConfigError::new(
+                "receiver_max_failures_per_minute",
+                format!("must be a finite rate > 0 (or unset), got {max}"),
+            ));
+        }
         Ok(())
     }
 }
@@ -214,6 +228,16 @@ pub enum DrainEvent {
         attempt: u32,
         /// The error.
         error: String,
+    },
+    /// A receiver failed too many starts: its remaining apps were
+    /// re-planned onto other receivers.
+    ReceiverExcluded {
+        /// The receiver.
+        host: HostId,
+        /// Its start failures per minute.
+        start_failures_per_minute: f64,
+        /// Apps moved to other receivers.
+        moved: usize,
     },
     /// A host is empty and drained.
     HostDrained {
@@ -300,6 +324,17 @@ struct Work {
     not_before: Instant,
 }
 
+/// What one call of `execute` works within.
+#[derive(Debug)]
+struct Batch {
+    budget: usize,
+    started: Instant,
+    remaining: usize,
+    /// The wave's plan and the snapshot it was made from, for re-planning
+    /// around receivers that fail.
+    plan: Option<(DrainPlan, FleetSnapshot)>,
+}
+
 /// Holds starts into each receiver to a limit per sliding 60 s window.
 #[derive(Debug)]
 struct StartPacer {
@@ -364,6 +399,8 @@ pub struct DrainController {
     aggregator: EventAggregator<String, DrainEvent>,
     rng_seed: u64,
     needs_replan: bool,
+    /// Receivers excluded for failing starts, for the rest of the run.
+    excluded: HashSet<HostId>,
 }
 
 impl fmt::Debug for DrainController {
@@ -421,6 +458,7 @@ impl DrainController {
             callbacks: Vec::new(),
             aggregator,
             needs_replan: false,
+            excluded: HashSet::new(),
         })
     }
 
@@ -643,15 +681,13 @@ impl DrainController {
                         .unavailable_budget(snapshot.total_apps() as u64),
                 )
                 .unwrap_or(usize::MAX);
-                self.execute(
-                    repairs,
+                let batch = Batch {
                     budget,
-                    &mut pacer,
-                    &mut state,
                     started,
-                    remaining.len(),
-                )
-                .await?;
+                    remaining: remaining.len(),
+                    plan: None,
+                };
+                self.execute(repairs, batch, &mut pacer, &mut state).await?;
                 continue;
             }
 
@@ -666,6 +702,10 @@ impl DrainController {
                 self.clock.sleep(self.config.check_interval).await;
             }
 
+            let mut snapshot = snapshot;
+            for &host in &self.excluded {
+                snapshot.set_host_healthy(host, false);
+            }
             let plan = self.planner.next_wave(&snapshot, &remaining)?;
             if !plan.new_hosts().is_empty() {
                 wave += 1;
@@ -673,18 +713,7 @@ impl DrainController {
                     .await?;
             }
             let now = self.clock.now();
-            let work: VecDeque<Work> = plan
-                .assignments()
-                .iter()
-                .map(|a| Work {
-                    app: a.app,
-                    to: a.to,
-                    attempt: 0,
-                    repair: false,
-                    backoff: None,
-                    not_before: now,
-                })
-                .collect();
+            let work = first_starts(&plan, now);
             if work.is_empty() && plan.new_hosts().is_empty() {
                 if progress.draining.is_empty() {
                     // Nothing fits right now (budget used by unhealthy apps
@@ -697,16 +726,16 @@ impl DrainController {
                 self.clock.sleep(self.config.check_interval).await;
                 continue;
             }
-            let budget = usize::try_from(plan.unavailable_budget()).unwrap_or(usize::MAX);
-            self.execute(
-                work,
-                budget,
-                &mut pacer,
-                &mut state,
+            let batch = Batch {
+                budget: usize::try_from(plan.unavailable_budget()).unwrap_or(usize::MAX),
                 started,
-                remaining.len(),
-            )
-            .await?;
+                remaining: remaining.len(),
+                plan: self
+                    .config
+                    .receiver_max_failures_per_minute
+                    .map(|_| (plan, snapshot)),
+            };
+            self.execute(work, batch, &mut pacer, &mut state).await?;
             state.report.peak_starts_per_host_per_minute = pacer.peak;
         }
     }
@@ -827,12 +856,12 @@ impl DrainController {
     async fn execute(
         &mut self,
         work: VecDeque<Work>,
-        budget: usize,
+        mut batch: Batch,
         pacer: &mut StartPacer,
         state: &mut RunState,
-        started: Instant,
-        remaining: usize,
     ) -> Result<(), DrainError> {
+        let (budget, started, remaining) = (batch.budget, batch.started, batch.remaining);
+        let mut redirect: HashMap<AppId, HostId> = HashMap::new();
         // First starts queue per receiver (in plan order); retries wait in
         // a small list with their backoff deadlines.
         let mut fresh: BTreeMap<HostId, VecDeque<Work>> = BTreeMap::new();
@@ -854,6 +883,12 @@ impl DrainController {
                 paused = self.check_gate(state).await?;
                 self.emit_summaries(false);
                 next_check = now + self.config.check_interval;
+                self.exclude_failing_receivers(
+                    &mut batch,
+                    &mut fresh,
+                    &mut retries,
+                    &mut redirect,
+                )?;
             }
             let mut wake = next_check;
             if !replan {
@@ -913,7 +948,10 @@ impl DrainController {
             }
             match futures::future::select(in_flight.next(), sleep).await {
                 Either::Left((Some((item, result)), _)) => {
-                    if let Some(retry) = self.on_start_result(item, result, state)? {
+                    if let Some(mut retry) = self.on_start_result(item, result, state)? {
+                        if let Some(&to) = redirect.get(&retry.app) {
+                            retry.to = to;
+                        }
                         retries.push(retry);
                     } else if !replan && self.needs_replan {
                         replan = true;
@@ -923,6 +961,61 @@ impl DrainController {
                 Either::Right(((), _)) => timer = None,
             }
         }
+    }
+
+    /// Re-plans the apps queued for receivers that fail too many starts.
+    fn exclude_failing_receivers(
+        &mut self,
+        batch: &mut Batch,
+        fresh: &mut BTreeMap<HostId, VecDeque<Work>>,
+        retries: &mut [Work],
+        redirect: &mut HashMap<AppId, HostId>,
+    ) -> Result<(), DrainError> {
+        let (Some(max), Some((plan, snapshot))) = (
+            self.config.receiver_max_failures_per_minute,
+            batch.plan.as_mut(),
+        ) else {
+            return Ok(());
+        };
+        let failing: Vec<(HostId, f64)> = plan
+            .receivers()
+            .iter()
+            .filter(|r| !r.excluded)
+            .filter_map(|r| {
+                let rate = self.health.host(r.host)?.start_failures_per_minute;
+                (rate > max).then_some((r.host, rate))
+            })
+            .collect();
+        for (host, rate) in failing {
+            self.excluded.insert(host);
+            snapshot.set_host_healthy(host, false);
+            let replan = self.planner.replan_host(plan, snapshot, host)?;
+            let moved: HashMap<AppId, HostId> =
+                plan.assignments().iter().map(|a| (a.app, a.to)).collect();
+            let queued = fresh.remove(&host).unwrap_or_default();
+            for mut item in queued {
+                // Unplaced apps stay on their draining host for the next plan.
+                if let Some(&to) = moved.get(&item.app) {
+                    item.to = to;
+                    fresh.entry(to).or_default().push_back(item);
+                }
+            }
+            for item in retries.iter_mut().filter(|w| w.to == host) {
+                if let Some(&to) = moved.get(&item.app) {
+                    item.to = to;
+                }
+            }
+            for (app, to) in moved {
+                redirect.insert(app, to);
+            }
+            tracing::warn!(%host, rate, moved = replan.moved, "receiver excluded: too many start failures");
+            self.emit(DrainEvent::ReceiverExcluded {
+                host,
+                start_failures_per_minute: rate,
+                moved: replan.moved,
+            });
+        }
+        Ok(())
     }
 
     /// Brings the fleet in line with the journal: journaled-draining hosts
@@ -1041,6 +1134,21 @@ impl DrainController {
     }
 }
 
+/// The first start of every app a plan moves, in plan order.
+fn first_starts(plan: &DrainPlan, now: Instant) -> VecDeque<Work> {
+    plan.assignments()
+        .iter()
+        .map(|a| Work {
+            app: a.app,
+            to: a.to,
+            attempt: 0,
+            repair: false,
+            backoff: None,
+            not_before: now,
+        })
+        .collect()
+}
+
 /// Apps left stopped or failed on receivers (an interrupted or failed start
 /// of an earlier run), to restart in place.
 fn repairs(snapshot: &FleetSnapshot, targets: &HashSet<HostId>, now: Instant) -> VecDeque<Work> {
@@ -1126,6 +1234,16 @@ mod tests {
         let mut config = DrainConfig::default();
         config.gate.fire_after = 0;
         assert_eq!(config.validate().unwrap_err().field(), "gate.fire_after");
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let config = DrainConfig {
+                receiver_max_failures_per_minute: Some(bad),
+                ..DrainConfig::default()
+            };
+            assert_eq!(
+                config.validate().unwrap_err().field(),
+                "receiver_max_failures_per_minute"
+            );
+        }
     }
 
     #[test]

@@ -184,6 +184,7 @@ struct SimHost {
     previous_versions: Vec<String>,
     drains: u32,
     recent_starts: VecDeque<Instant>,
+    extra_failure: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -323,6 +324,7 @@ impl SimFleet {
             previous_versions: Vec::new(),
             drains: 0,
             recent_starts: VecDeque::new(),
+            extra_failure: 0.0,
         });
         id
     }
@@ -367,6 +369,22 @@ impl SimFleet {
         } else {
             state.bad_versions.insert(version.to_owned());
         }
+    }
+
+    /// Adds `probability` (in `0..=1`) to the failure probability of every
+    /// start on `host` (a broken host), on top of the model.
+    pub fn set_host_failure_probability(
+        &self,
+        host: HostId,
+        probability: f64,
+    ) -> Result<(), FleetError> {
+        if !(0.0..=1.0).contains(&probability) {
+            return Err(FleetError::InvalidArgument(format!(
+                "probability must be in 0..=1, got {probability}"
+            )));
+        }
+        self.lock().host_mut(host)?.extra_failure = probability;
+        Ok(())
     }
 
     /// Forces one app's state (e.g. to inject a crash).
@@ -460,6 +478,7 @@ impl SimFleet {
         }
         target.starting += 1;
         let concurrent = target.starting;
+        let extra_failure = target.extra_failure;
         target.recent_starts.push_back(now);
         while target
             .recent_starts
@@ -481,7 +500,7 @@ impl SimFleet {
         counters.peak_concurrent_starts = counters.peak_concurrent_starts.max(concurrent);
         counters.peak_starts_per_host_per_minute =
             counters.peak_starts_per_host_per_minute.max(per_minute);
-        let p = self.config.failure_probability(concurrent);
+        let p = (self.config.failure_probability(concurrent) + extra_failure).min(1.0);
         let fails = p > 0.0 && state.rng.f64() < p;
         state.pending.push(Reverse((deadline, app, to, fails)));
         tracing::trace!(%app, host = %to, concurrent, p, fails, "sim: start begun");

@@ -6,6 +6,8 @@
 
 pub mod drain;
 mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod fleet;
 pub mod health;
 pub mod journal;

@@ -288,6 +288,10 @@ struct Work {
     app: AppId,
     to: HostId,
     attempt: u32,
+    /// Restarts an app left stopped or failed on a receiver: repairs (and
+    /// retries) go on while the gate pauses new work, since they restore
+    /// health rather than disrupt it.
+    repair: bool,
     backoff: Option<Backoff>,
     not_before: Instant,
 }
@@ -677,6 +681,41 @@ impl DrainController {
                 return Ok(state.report);
             }
 
+            // Apps left stopped or failed on receivers (an interrupted or
+            // failed start of an earlier run) are restarted in place first,
+            // whatever the gate says: that restores health.
+            let now = self.clock.now();
+            let repairs: VecDeque<Work> = snapshot
+                .apps()
+                .filter(|app| {
+                    !target_set.contains(&app.host)
+                        && matches!(app.state, AppState::Stopped | AppState::Failed)
+                        && snapshot
+                            .host(app.host)
+                            .is_some_and(|h| h.state.accepts_apps())
+                })
+                .map(|app| Work {
+                    app: app.id,
+                    to: app.host,
+                    attempt: 0,
+                    repair: true,
+                    backoff: None,
+                    not_before: now,
+                })
+                .collect();
+            if !repairs.is_empty() {
+                tracing::info!(apps = repairs.len(), "restarting apps left stopped or failed on receivers");
+                let budget = usize::try_from(
+                    self.config
+                        .limits
+                        .unavailable_budget(snapshot.total_apps() as u64),
+                )
+                .unwrap_or(usize::MAX);
+                self.execute(repairs, budget, &mut pacer, &mut state, started, remaining.len())
+                    .await?;
+                continue;
+            }
+
             // Wait for health before starting a wave.
             while self.check_gate(&mut state).await? {
                 self.check_deadline(started, remaining.len())?;
@@ -706,35 +745,18 @@ impl DrainController {
                 });
             }
             let now = self.clock.now();
-            let mut work: VecDeque<Work> = plan
+            let work: VecDeque<Work> = plan
                 .assignments()
                 .iter()
                 .map(|a| Work {
                     app: a.app,
                     to: a.to,
                     attempt: 0,
+                    repair: false,
                     backoff: None,
                     not_before: now,
                 })
                 .collect();
-            // Apps left stopped or failed on receivers (an interrupted or
-            // failed start of an earlier run) are restarted in place.
-            for app in snapshot.apps() {
-                if !target_set.contains(&app.host)
-                    && matches!(app.state, AppState::Stopped | AppState::Failed)
-                    && snapshot
-                        .host(app.host)
-                        .is_some_and(|h| h.state.accepts_apps())
-                {
-                    work.push_back(Work {
-                        app: app.id,
-                        to: app.host,
-                        attempt: 0,
-                        backoff: None,
-                        not_before: now,
-                    });
-                }
-            }
             if work.is_empty() && plan.new_hosts().is_empty() {
                 if progress.draining.is_empty() {
                     // Nothing fits right now (budget used by unhealthy apps
@@ -778,21 +800,22 @@ impl DrainController {
                 next_check = now + self.config.check_interval;
             }
             let mut wake = next_check;
-            if !paused && !replan {
+            if !replan {
                 let waiting_retry = work.iter().filter(|w| w.attempt > 0).count();
                 let mut unavailable = in_flight.len() + waiting_retry;
                 let mut kept = VecDeque::with_capacity(work.len());
                 while let Some(item) = work.pop_front() {
                     let allowed = pacer.next_allowed(item.to, now).max(item.not_before);
                     let fresh = item.attempt == 0;
-                    if allowed <= now && (!fresh || unavailable < budget.max(1)) {
+                    let may_start = !paused || !fresh || item.repair;
+                    if may_start && allowed <= now && (!fresh || unavailable < budget.max(1)) {
                         pacer.record(item.to, now);
                         if fresh {
                             unavailable += 1;
                         }
                         in_flight.push(self.start(item));
                     } else {
-                        if allowed > now {
+                        if may_start && allowed > now {
                             wake = wake.min(allowed);
                         }
                         kept.push_back(item);
@@ -807,6 +830,11 @@ impl DrainController {
                 wake = wake.min(started + deadline);
             }
             let sleep = self.clock.sleep_until(wake);
+            if in_flight.is_empty() {
+                // Nothing to wait for but time (backoff, pacing, the gate).
+                sleep.await;
+                continue;
+            }
             match futures::future::select(in_flight.next(), sleep).await {
                 Either::Left((Some((mut item, result)), _)) => match result {
                     Ok(()) => {

@@ -8,7 +8,9 @@
 //! nobody looked, because no metric said "the apps we just moved are not
 //! healthy". [`FleetHealth`] keeps exactly those figures, per fleet and per
 //! host: the share of apps running healthy, and app start failures per
-//! minute over a sliding window. The [`HealthGate`] compares them to
+//! minute over a sliding window. Apps that are starting are in transition
+//! (the drain bounds them with `max_unavailable`) and count neither as
+//! healthy nor unhealthy. The [`HealthGate`] compares the figures to
 //! thresholds through [`resilience_core::signal::Hysteresis`], so a figure
 //! hovering around a mark does not make the drain flap between pause and
 //! resume, and returns a [`GateVerdict`].
@@ -48,7 +50,7 @@ use resilience_core::clock::{Clock, SharedClock};
 use resilience_core::signal::{Direction, Hysteresis, HysteresisConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::{App, HostId};
+use crate::fleet::{App, AppState, HostId};
 
 /// Health figures of a fleet or of one host.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -57,7 +59,10 @@ pub struct HealthFigures {
     pub apps: u64,
     /// Of which running healthy.
     pub healthy: u64,
-    /// `healthy / apps` (1 when there are no apps).
+    /// Of which starting (in transition: bounded by the drain's
+    /// `max_unavailable`, so neither healthy nor unhealthy).
+    pub starting: u64,
+    /// `healthy / (apps - starting)` (1 when that is 0).
     pub healthy_share: f64,
     /// App start failures per minute over the window.
     pub start_failures_per_minute: f64,
@@ -68,6 +73,7 @@ impl Default for HealthFigures {
         HealthFigures {
             apps: 0,
             healthy: 0,
+            starting: 0,
             healthy_share: 1.0,
             start_failures_per_minute: 0.0,
         }
@@ -93,7 +99,7 @@ pub struct FleetHealth {
     clock: SharedClock,
     window: Duration,
     failures: VecDeque<(Instant, HostId)>,
-    counts: HashMap<HostId, (u64, u64)>,
+    counts: HashMap<HostId, (u64, u64, u64)>,
     fleet: HealthFigures,
 }
 
@@ -145,7 +151,7 @@ impl FleetHealth {
     pub fn observe<'a>(&mut self, apps: impl IntoIterator<Item = &'a App>) {
         self.expire();
         self.counts.clear();
-        let (mut total, mut healthy) = (0u64, 0u64);
+        let (mut total, mut healthy, mut starting) = (0u64, 0u64, 0u64);
         for app in apps {
             let entry = self.counts.entry(app.host).or_default();
             entry.0 += 1;
@@ -153,9 +159,17 @@ impl FleetHealth {
             if app.state.is_healthy() {
                 entry.1 += 1;
                 healthy += 1;
+            } else if app.state == AppState::Starting {
+                entry.2 += 1;
+                starting += 1;
             }
         }
-        self.fleet = figures(total, healthy, self.per_minute(self.failures.len()));
+        self.fleet = figures(
+            total,
+            healthy,
+            starting,
+            self.per_minute(self.failures.len()),
+        );
     }
 
     /// The whole fleet's figures as of the last [`FleetHealth::observe`].
@@ -167,19 +181,25 @@ impl FleetHealth {
     pub fn host(&self, host: HostId) -> Option<HealthFigures> {
         let failures = self.failures.iter().filter(|(_, h)| *h == host).count();
         match self.counts.get(&host) {
-            Some(&(total, healthy)) => Some(figures(total, healthy, self.per_minute(failures))),
-            None if failures > 0 => Some(figures(0, 0, self.per_minute(failures))),
+            Some(&(total, healthy, starting)) => Some(figures(
+                total,
+                healthy,
+                starting,
+                self.per_minute(failures),
+            )),
+            None if failures > 0 => Some(figures(0, 0, 0, self.per_minute(failures))),
             None => None,
         }
     }
 
     /// The figures of a group of hosts together (e.g. a rollout's canary).
     pub fn hosts(&self, hosts: &[HostId]) -> HealthFigures {
-        let (mut total, mut healthy) = (0, 0);
+        let (mut total, mut healthy, mut starting) = (0, 0, 0);
         for host in hosts {
-            if let Some(&(t, h)) = self.counts.get(host) {
+            if let Some(&(t, h, s)) = self.counts.get(host) {
                 total += t;
                 healthy += h;
+                starting += s;
             }
         }
         let failures = self
@@ -187,18 +207,20 @@ impl FleetHealth {
             .iter()
             .filter(|(_, h)| hosts.contains(h))
             .count();
-        figures(total, healthy, self.per_minute(failures))
+        figures(total, healthy, starting, self.per_minute(failures))
     }
 }
 
-fn figures(apps: u64, healthy: u64, start_failures_per_minute: f64) -> HealthFigures {
+fn figures(apps: u64, healthy: u64, starting: u64, start_failures_per_minute: f64) -> HealthFigures {
+    let settled = apps.saturating_sub(starting);
     HealthFigures {
         apps,
         healthy,
-        healthy_share: if apps == 0 {
+        starting,
+        healthy_share: if settled == 0 {
             1.0
         } else {
-            healthy as f64 / apps as f64
+            healthy as f64 / settled as f64
         },
         start_failures_per_minute,
     }
@@ -464,13 +486,14 @@ impl HealthGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::{AppId, AppState};
+    use crate::fleet::AppId;
     use resilience_core::clock::ManualClock;
 
     fn figures_of(share: f64, rate: f64) -> HealthFigures {
         HealthFigures {
             apps: 100,
             healthy: (share * 100.0) as u64,
+            starting: 0,
             healthy_share: share,
             start_failures_per_minute: rate,
         }

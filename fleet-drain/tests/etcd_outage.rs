@@ -6,6 +6,16 @@
 //! can stop it without disturbing the other tests; runs only where the
 //! shared test etcd is configured (`BREAKWATER_ETCD_ENDPOINTS`).
 #![cfg(feature = "etcd")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    clippy::large_futures,
+    clippy::too_many_lines,
+    clippy::too_many_arguments,
+    clippy::items_after_statements,
+    clippy::new_without_default,
+    clippy::indexing_slicing
+)]
 
 #[path = "etcd_support.rs"]
 mod support;
@@ -93,21 +103,28 @@ async fn controllers_pause_while_etcd_is_down_and_resume_within_the_budget() {
             world.drained_count() >= 1
         })
         .await;
-        assert!(world.drained_count() < 8, "drains finished before the outage");
+        assert!(
+            world.drained_count() < 8,
+            "drains finished before the outage"
+        );
 
         etcd("halt", &name);
         let halted_at = Instant::now();
         // Every controller reports the outage and stops acting.
-        wait_for(Duration::from_secs(4), "controllers to report etcd down", || {
-            coordinators.iter().all(|c| {
-                let status = c.status();
-                matches!(status.verdict, CoordinationVerdict::Pause { .. })
-                    && status
-                        .last_error
-                        .as_deref()
-                        .is_some_and(|e| e.contains("etcd unreachable"))
-            })
-        })
+        wait_for(
+            Duration::from_secs(4),
+            "controllers to report etcd down",
+            || {
+                coordinators.iter().all(|c| {
+                    let status = c.status();
+                    matches!(status.verdict, CoordinationVerdict::Pause { .. })
+                        && status
+                            .last_error
+                            .as_deref()
+                            .is_some_and(|e| e.contains("etcd unreachable"))
+                })
+            },
+        )
         .await;
         // Nothing changes while etcd is down beyond starts already handed
         // to the fleet.
@@ -134,9 +151,17 @@ async fn controllers_pause_while_etcd_is_down_and_resume_within_the_budget() {
             assert_eq!(c.verdict(), CoordinationVerdict::Proceed);
         }
         let checks = world.checks.lock().unwrap();
-        assert!(checks.max_draining <= 2, "{} draining at once", checks.max_draining);
+        assert!(
+            checks.max_draining <= 2,
+            "{} draining at once",
+            checks.max_draining
+        );
         assert!(checks.max_concurrent_starts <= 2);
-        assert_eq!(world.sim.stats().max_drains_per_host, 1, "a host was drained twice");
+        assert_eq!(
+            world.sim.stats().max_drains_per_host,
+            1,
+            "a host was drained twice"
+        );
     }))
     .await
     .unwrap();

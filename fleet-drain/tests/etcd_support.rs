@@ -2,6 +2,16 @@
 //! by `etcd_coordination.rs` and `etcd_outage.rs`; as a test target of its
 //! own it has no tests).
 #![cfg(feature = "etcd")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    clippy::large_futures,
+    clippy::too_many_lines,
+    clippy::too_many_arguments,
+    clippy::items_after_statements,
+    clippy::new_without_default,
+    clippy::indexing_slicing
+)]
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::collections::HashMap;
@@ -87,7 +97,9 @@ impl Clock for FastClock {
 
     fn sleep_until(&self, deadline: Instant) -> Sleep {
         let real = self.origin + deadline.saturating_duration_since(self.origin) / FACTOR;
-        Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(real)))
+        Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+            real,
+        )))
     }
 }
 
@@ -166,7 +178,12 @@ impl Fleet for CheckedFleet {
         let _done = Done(self, to);
         self.sim.migrate(app, to).await
     }
-    async fn start_version(&self, host: HostId, version: &str, traffic: bool) -> Result<(), FleetError> {
+    async fn start_version(
+        &self,
+        host: HostId,
+        version: &str,
+        traffic: bool,
+    ) -> Result<(), FleetError> {
         self.sim.start_version(host, version, traffic).await
     }
     async fn stop_version(&self, host: HostId, version: &str) -> Result<(), FleetError> {
@@ -229,16 +246,22 @@ impl World {
     }
 
     pub fn all_drained(&self, targets: &[HostId]) -> bool {
-        targets
-            .iter()
-            .all(|&h| self.sim.host(h).is_some_and(|h| h.state == HostState::Drained))
+        targets.iter().all(|&h| {
+            self.sim
+                .host(h)
+                .is_some_and(|h| h.state == HostState::Drained)
+        })
     }
 
     pub fn drained_count(&self) -> usize {
         self.targets
             .iter()
             .flatten()
-            .filter(|&&h| self.sim.host(h).is_some_and(|h| h.state == HostState::Drained))
+            .filter(|&&h| {
+                self.sim
+                    .host(h)
+                    .is_some_and(|h| h.state == HostState::Drained)
+            })
             .count()
     }
 }
@@ -325,7 +348,10 @@ pub async fn run_controller(
 pub async fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
     while !condition() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -370,7 +396,8 @@ impl Proxy {
                     let target = target.clone();
                     let task = tokio::spawn(async move {
                         if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                         }
                     });
                     connections.lock().unwrap().push(task.abort_handle());

@@ -67,6 +67,7 @@ impl LeaderCtx {
     /// writes `journal` in the same transaction. Idempotent: slots already
     /// held by this lease count as reserved, and a journal record already
     /// written ends the call.
+    #[allow(clippy::too_many_lines)] // one read-decide-write loop, clearer whole
     pub(crate) async fn reserve(
         &self,
         request: &SlotRequest<'_>,
@@ -203,10 +204,13 @@ impl LeaderCtx {
                     async move { client.txn(txn).await }
                 },
                 || {
-                    session.snapshot().lost.map(|reason| EtcdError::LeadershipLost {
-                        drain: self.drain.clone(),
-                        reason,
-                    })
+                    session
+                        .snapshot()
+                        .lost
+                        .map(|reason| EtcdError::LeadershipLost {
+                            drain: self.drain.clone(),
+                            reason,
+                        })
                 },
             )
             .await;

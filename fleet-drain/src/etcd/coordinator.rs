@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions,
-    Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Client, Compare, CompareOp, ConnectOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
+    TxnOp, TxnOpResponse, TxnResponse,
 };
 use futures::future::{Either, select};
 use tokio::sync::watch;
@@ -287,7 +287,7 @@ impl EtcdCoordinator {
         self.inner.client.clone()
     }
 
-    fn from_client(&self, error: &etcd_client::Error) -> EtcdError {
+    fn classify(&self, error: &etcd_client::Error) -> EtcdError {
         EtcdError::from_client(&self.inner.config.endpoints, error)
     }
 
@@ -303,7 +303,7 @@ impl EtcdCoordinator {
                 Ok(value)
             }
             Ok(Err(e)) => {
-                let error = self.from_client(&e);
+                let error = self.classify(&e);
                 if error.is_transient() {
                     self.record_error(&error);
                 }
@@ -346,12 +346,11 @@ impl EtcdCoordinator {
 
     async fn check_budget(&self) -> Result<(), EtcdError> {
         let key = self.inner.keys.budget_limits();
-        let configured = serde_json::to_string(&self.inner.config.budget).map_err(|e| {
-            EtcdError::Corrupt {
+        let configured =
+            serde_json::to_string(&self.inner.config.budget).map_err(|e| EtcdError::Corrupt {
                 key: key.clone(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.clone(), configured.clone(), None)])
@@ -398,12 +397,8 @@ impl EtcdCoordinator {
             valid_until,
             lost: None,
         });
-        let task = tokio::spawn(keep_alive(
-            self.clone_for_task(),
-            lease,
-            state.clone(),
-        ))
-        .abort_handle();
+        let task =
+            tokio::spawn(keep_alive(self.clone_for_task(), lease, state.clone())).abort_handle();
         let session = Arc::new(Session { lease, state, task });
         tracing::info!(controller = %self.inner.id, lease, ttl, "lease granted");
         *self
@@ -602,7 +597,10 @@ async fn keep_alive(ctx: TaskCtx, lease: i64, state: watch::Sender<LeaseState>) 
             Ok(Ok(ttl)) if ttl > 0 => {
                 let valid_until = sent + Duration::from_secs(u64::try_from(ttl).unwrap_or(0));
                 state.send_modify(|s| s.valid_until = s.valid_until.max(valid_until));
-                let mut last = ctx.last_error.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut last = ctx
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 if let Some(previous) = last.take() {
                     tracing::info!(controller = %ctx.id, lease, %previous, "lease renewed again; etcd answers");
                 }
@@ -627,7 +625,9 @@ async fn keep_alive(ctx: TaskCtx, lease: i64, state: watch::Sender<LeaseState>) 
                     .to_string(),
                 };
                 tracing::warn!(controller = %ctx.id, lease, error = %reason, "lease renewal failed");
-                *ctx.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+                *ctx.last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(reason);
                 // Retry sooner than the regular interval.
                 next = tokio::time::Instant::now() + ctx.interval / 3;
             }
@@ -757,9 +757,8 @@ impl LeaderCtx {
             {
                 Ok(response) if response.succeeded() => return Ok(Some(response)),
                 Ok(response) => {
-                    let still_leader = first_kv(&response).is_some_and(|(lease, rev, _)| {
-                        lease == self.lease() && rev == self.token
-                    });
+                    let still_leader = first_kv(&response)
+                        .is_some_and(|(lease, rev, _)| lease == self.lease() && rev == self.token);
                     if still_leader {
                         return Ok(None);
                     }
@@ -911,7 +910,11 @@ impl Leadership {
     pub async fn resign(&self) {
         let key = self.ctx.leader_key.clone();
         let txn = Txn::new()
-            .when([Compare::lease(key.clone(), CompareOp::Equal, self.ctx.lease())])
+            .when([Compare::lease(
+                key.clone(),
+                CompareOp::Equal,
+                self.ctx.lease(),
+            )])
             .and_then([TxnOp::delete(key, None)]);
         let coordinator = &self.ctx.coordinator;
         if let Err(error) = coordinator.request(coordinator.client().txn(txn)).await {

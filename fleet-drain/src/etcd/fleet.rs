@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use super::budget::SlotRequest;
 use super::coordinator::{LeaderCtx, Leadership};
 use super::error::EtcdError;
-use crate::fleet::{App, AppId, AppState, Fleet, FleetError, FleetSnapshot, Host, HostId, HostState};
+use crate::fleet::{
+    App, AppId, AppState, Fleet, FleetError, FleetSnapshot, Host, HostId, HostState,
+};
 
 /// Wraps the real [`Fleet`] of a leading controller:
 ///
@@ -134,7 +136,9 @@ impl Fleet for CoordinatedFleet {
         }
         self.inner.set_host_state(host, state).await?;
         if state != HostState::Draining {
-            ctx.release(keys.host_slot(host)).await.map_err(fleet_error)?;
+            ctx.release(keys.host_slot(host))
+                .await
+                .map_err(fleet_error)?;
         }
         Ok(())
     }
@@ -147,7 +151,12 @@ impl Fleet for CoordinatedFleet {
             epoch: keys.starts_epoch(to),
             dir: keys.starts_dir(to),
             keys: vec![key.clone()],
-            limit: ctx.coordinator.inner.config.budget.max_concurrent_starts_per_receiver,
+            limit: ctx
+                .coordinator
+                .inner
+                .config
+                .budget
+                .max_concurrent_starts_per_receiver,
             limit_field: "budget.max_concurrent_starts_per_receiver",
             what: "start slot",
         };

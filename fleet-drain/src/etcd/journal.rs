@@ -89,21 +89,24 @@ impl EtcdJournal {
             let ctx = &self.leadership.ctx;
             let dir = ctx.coordinator.inner.keys.journal_dir(&ctx.drain);
             let response = ctx
-                .read(Txn::new().and_then([TxnOp::get(
-                    dir,
-                    Some(GetOptions::new().with_prefix()),
-                )]))
+                .read(Txn::new().and_then([TxnOp::get(dir, Some(GetOptions::new().with_prefix()))]))
                 .await?;
             let mut records = Vec::new();
             for r in response.op_responses() {
                 let TxnOpResponse::Get(get) = r else { continue };
                 for kv in get.kvs() {
                     let key = String::from_utf8_lossy(kv.key()).into_owned();
-                    let expected = ctx.coordinator.inner.keys.journal_entry(&ctx.drain, records.len());
+                    let expected = ctx
+                        .coordinator
+                        .inner
+                        .keys
+                        .journal_entry(&ctx.drain, records.len());
                     if key != expected {
                         return Err(EtcdError::Corrupt {
                             key,
-                            reason: format!("expected the next journal entry to be `{expected}` (a gap or a foreign key)"),
+                            reason: format!(
+                                "expected the next journal entry to be `{expected}` (a gap or a foreign key)"
+                            ),
                         });
                     }
                     let record: JournalRecord =

@@ -92,12 +92,19 @@ mod tests {
     fn layout_is_stable() {
         let keys = Keys::new("/bw");
         assert_eq!(keys.host_slot(HostId(7)), "/bw/budget/hosts/7");
-        assert_eq!(keys.start_slot(HostId(2), AppId(9)), "/bw/budget/starts/2/9");
+        assert_eq!(
+            keys.start_slot(HostId(2), AppId(9)),
+            "/bw/budget/starts/2/9"
+        );
         assert_eq!(keys.journal_entry("d", 3), "/bw/journal/d/000000000003");
         assert_eq!(keys.leader("d"), "/bw/leader/d");
         // The epoch keys are outside the slot directories they guard.
         assert!(!keys.hosts_epoch().starts_with(&keys.hosts_dir()));
-        assert!(!keys.starts_epoch(HostId(2)).starts_with(&keys.starts_dir(HostId(2))));
+        assert!(
+            !keys
+                .starts_epoch(HostId(2))
+                .starts_with(&keys.starts_dir(HostId(2)))
+        );
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! # fleet-drain
 //!
 //! Bounded, health-gated fleet drains and staged rollouts.
+//!
+//! With the `etcd` feature, the `etcd` module coordinates several controllers on one
+//! fleet: leader election with fencing, a fleet-wide disruption budget and
+//! the journal stored in etcd.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 

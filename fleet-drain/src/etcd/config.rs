@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 ///     max_concurrent_starts_per_receiver = 4
 /// "#)?;
 /// config.validate()?;
-/// assert_eq!(config.keepalive_interval(), std::time::Duration::from_millis(1666));
+/// assert_eq!(config.keepalive_interval(), std::time::Duration::from_secs(5) / 3);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,7 +290,7 @@ mod tests {
     fn default_is_valid_and_derives_interval_and_margin() {
         let config = EtcdConfig::default();
         config.validate().unwrap();
-        assert_eq!(config.keepalive_interval(), Duration::from_millis(3333));
+        assert_eq!(config.keepalive_interval(), Duration::from_secs(10) / 3);
         assert_eq!(config.safety_margin(), Duration::from_millis(2500));
     }
 

@@ -151,3 +151,18 @@ pub use coordinator::{CoordinationVerdict, CoordinatorStatus, EtcdCoordinator, L
 pub use error::EtcdError;
 pub use fleet::CoordinatedFleet;
 pub use journal::EtcdJournal;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn bounds<T: Send + Sync>() {}
+        bounds::<EtcdCoordinator>();
+        bounds::<Leadership>();
+        bounds::<CoordinatedFleet>();
+        bounds::<EtcdJournal>();
+        bounds::<EtcdError>();
+    }
+}

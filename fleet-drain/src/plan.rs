@@ -6,7 +6,7 @@
 //! was "is the fleet less than 80 % full?". Capacity was fine; what broke
 //! was the *surge of app starts into each receiving host*. [`DrainLimits`]
 //! therefore bounds every dimension of a wave, in the spirit of a
-//! Kubernetes PodDisruptionBudget or Nomad's `max_parallel`, plus the one
+//! Kubernetes `PodDisruptionBudget` or Nomad's `max_parallel`, plus the one
 //! they lack:
 //!
 //! - `max_draining_hosts`: hosts draining at once;
@@ -148,9 +148,9 @@ impl FromStr for Amount {
                 .map(Amount::Percent)
                 .map_err(|_| format!("`{s}` is not a percentage like \"10%\""))
         } else {
-            s.parse::<u32>()
-                .map(Amount::Count)
-                .map_err(|_| format!("`{s}` is neither a count like 5 nor a percentage like \"10%\""))
+            s.parse::<u32>().map(Amount::Count).map_err(|_| {
+                format!("`{s}` is neither a count like 5 nor a percentage like \"10%\"")
+            })
         }
     }
 }
@@ -363,6 +363,50 @@ impl DrainPlan {
     }
 }
 
+/// A human-readable summary (what a dry run prints): the hosts, then one
+/// line per receiver with its assignments and start slots used.
+impl fmt::Display for DrainPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |hosts: &[HostId]| {
+            hosts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(
+            f,
+            "wave: {} hosts draining ({} new: {}), {} apps to move, {} unplaced, unavailability budget {}",
+            self.hosts.len(),
+            self.new_hosts.len(),
+            list(&self.new_hosts),
+            self.assignments.len(),
+            self.unplaced.len(),
+            self.unavailable_budget
+        )?;
+        for r in self.receivers.iter().filter(|r| r.assigned > 0) {
+            let slots = self
+                .assignments
+                .iter()
+                .filter(|a| a.to == r.host)
+                .map(|a| a.slot)
+                .max()
+                .map_or(0, |s| s + 1);
+            writeln!(
+                f,
+                "  {}: {} -> {} of {} apps (+{}, over {} minute(s))",
+                r.host,
+                r.load,
+                r.load + r.assigned,
+                r.capacity,
+                r.assigned,
+                slots
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// What [`Planner::replan_host`] changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Replan {
@@ -421,9 +465,7 @@ impl Planner {
         targets: &[HostId],
     ) -> Result<(), PlanError> {
         let is_target = Self::target_flags(snapshot, targets)?;
-        let budget = self
-            .limits
-            .unavailable_budget(snapshot.total_apps() as u64);
+        let budget = self.limits.unavailable_budget(snapshot.total_apps() as u64);
         let mut needed = 0u64;
         for &t in targets {
             let apps = snapshot.apps_on(t).len() as u64;
@@ -471,9 +513,7 @@ impl Planner {
     ) -> Result<DrainPlan, PlanError> {
         let is_target = Self::target_flags(snapshot, targets)?;
         let hosts = snapshot.hosts();
-        let budget = self
-            .limits
-            .unavailable_budget(snapshot.total_apps() as u64);
+        let budget = self.limits.unavailable_budget(snapshot.total_apps() as u64);
 
         // Receivers, their room, and apps already unavailable outside the
         // targets (they use up the unavailability budget).
@@ -805,7 +845,10 @@ mod tests {
         assert_eq!(Amount::Percent(10.0).ceil_of(99), 10);
         let json = serde_json::to_string(&Amount::Percent(10.0)).unwrap();
         assert_eq!(json, "\"10%\"");
-        assert_eq!(serde_json::from_str::<Amount>("7").unwrap(), Amount::Count(7));
+        assert_eq!(
+            serde_json::from_str::<Amount>("7").unwrap(),
+            Amount::Count(7)
+        );
     }
 
     #[test]
@@ -896,6 +939,15 @@ mod tests {
         let plan = planner.next_wave(&snap, &[HostId(0)]).unwrap();
         let slots: Vec<u32> = plan.assignments().iter().map(|a| a.slot).collect();
         assert_eq!(slots, [0, 0, 1, 1, 2]);
+        let text = plan.to_string();
+        assert!(
+            text.contains("1 hosts draining (1 new: host-0), 5 apps to move"),
+            "{text}"
+        );
+        assert!(
+            text.contains("host-1: 0 -> 5 of 10 apps (+5, over 3 minute(s))"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -50,9 +50,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
@@ -160,8 +161,9 @@ pub struct SimStats {
     pub starts: u64,
     /// Starts that failed.
     pub failed_starts: u64,
-    /// Starts interrupted by the caller dropping the operation.
-    pub interrupted_starts: u64,
+    /// Starts whose caller dropped the operation (e.g. a crashed
+    /// controller); they still complete, in the background.
+    pub abandoned_starts: u64,
     /// Most starts in progress on one host at once.
     pub peak_concurrent_starts: u32,
     /// Most starts begun on one host within any 60 s window.
@@ -169,6 +171,8 @@ pub struct SimStats {
     /// How many times any single host entered [`HostState::Draining`]
     /// (1 when every host was drained at most once).
     pub max_drains_per_host: u32,
+    /// Most hosts in [`HostState::Draining`] at once.
+    pub peak_draining_hosts: u32,
 }
 
 #[derive(Debug)]
@@ -180,6 +184,7 @@ struct SimHost {
     previous_versions: Vec<String>,
     drains: u32,
     recent_starts: VecDeque<Instant>,
+    extra_failure: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -196,6 +201,12 @@ struct SimState {
     bad_versions: HashSet<String>,
     traffic: HashMap<String, f64>,
     stats: SimStats,
+    /// Starts waiting for each deadline: one clock sleep per distinct
+    /// deadline (held by one of them), the others parked here.
+    timers: HashMap<Instant, TimerGroup>,
+    /// Starts in progress, earliest deadline first: (deadline, app, host,
+    /// fails).
+    pending: BinaryHeap<Reverse<(Instant, AppId, HostId, bool)>>,
 }
 
 impl SimState {
@@ -205,11 +216,15 @@ impl SimState {
             .ok_or(FleetError::UnknownHost(id))
     }
 
-    fn app_state(&self, app: &SimApp) -> AppState {
+    fn app_state(&self, app: SimApp) -> AppState {
         if app.state == AppState::Running
             && let Some(host) = self.hosts.get(app.host as usize)
             && self.bad_versions.contains(&host.host.version)
-            && (host.serving || self.traffic.get(&host.host.version).is_some_and(|p| *p > 0.0))
+            && (host.serving
+                || self
+                    .traffic
+                    .get(&host.host.version)
+                    .is_some_and(|p| *p > 0.0))
         {
             return AppState::Unhealthy;
         }
@@ -248,6 +263,8 @@ impl SimFleet {
                 bad_versions: HashSet::new(),
                 traffic: HashMap::new(),
                 stats: SimStats::default(),
+                pending: BinaryHeap::new(),
+                timers: HashMap::new(),
             })),
         })
     }
@@ -260,7 +277,34 @@ impl SimFleet {
     fn lock(&self) -> MutexGuard<'_, SimState> {
         // Every mutation keeps the state consistent before any point that
         // could panic, so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::settle(&mut state, self.clock.now());
+        state
+    }
+
+    /// Completes every start whose duration has elapsed, whether or not
+    /// its caller still waits for it (a real host does not stop starting
+    /// an app because the controller crashed).
+    fn settle(state: &mut SimState, now: Instant) {
+        while let Some(Reverse((deadline, app, host, fails))) = state.pending.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            state.pending.pop();
+            if let Some(h) = state.hosts.get_mut(host.0 as usize) {
+                h.starting = h.starting.saturating_sub(1);
+            }
+            if let Some(entry) = state.apps.get_mut(app.0 as usize) {
+                entry.state = if fails {
+                    AppState::Failed
+                } else {
+                    AppState::Running
+                };
+            }
+            if fails {
+                state.stats.failed_starts += 1;
+            }
+        }
     }
 
     /// Adds an active host running `version` and serving traffic.
@@ -280,6 +324,7 @@ impl SimFleet {
             previous_versions: Vec::new(),
             drains: 0,
             recent_starts: VecDeque::new(),
+            extra_failure: 0.0,
         });
         id
     }
@@ -326,6 +371,22 @@ impl SimFleet {
         }
     }
 
+    /// Adds `probability` (in `0..=1`) to the failure probability of every
+    /// start on `host` (a broken host), on top of the model.
+    pub fn set_host_failure_probability(
+        &self,
+        host: HostId,
+        probability: f64,
+    ) -> Result<(), FleetError> {
+        if !(0.0..=1.0).contains(&probability) {
+            return Err(FleetError::InvalidArgument(format!(
+                "probability must be in 0..=1, got {probability}"
+            )));
+        }
+        self.lock().host_mut(host)?.extra_failure = probability;
+        Ok(())
+    }
+
     /// Forces one app's state (e.g. to inject a crash).
     pub fn set_app_state(&self, app: AppId, app_state: AppState) -> Result<(), FleetError> {
         let mut state = self.lock();
@@ -349,7 +410,10 @@ impl SimFleet {
 
     /// Whether `host` is receiving traffic.
     pub fn is_serving(&self, id: HostId) -> bool {
-        self.lock().hosts.get(id.0 as usize).is_some_and(|h| h.serving)
+        self.lock()
+            .hosts
+            .get(id.0 as usize)
+            .is_some_and(|h| h.serving)
     }
 
     /// The traffic share last set for `version` with
@@ -376,14 +440,16 @@ impl SimFleet {
             .map(|(i, a)| App {
                 id: AppId(u32::try_from(i).unwrap_or(u32::MAX)),
                 host: HostId(a.host),
-                state: state.app_state(a),
+                state: state.app_state(*a),
             })
             .collect()
     }
 
-    /// Validates a start and books it; returns whether it will fail.
-    fn begin_start(&self, app: AppId, to: HostId) -> Result<bool, FleetError> {
+    /// Validates a start and books it; returns whether it will fail and
+    /// when it ends.
+    fn begin_start(&self, app: AppId, to: HostId) -> Result<(bool, Instant), FleetError> {
         let now = self.clock.now();
+        let deadline = now + self.config.start_duration;
         let mut guard = self.lock();
         let state = &mut *guard;
         let current = *state
@@ -412,6 +478,7 @@ impl SimFleet {
         }
         target.starting += 1;
         let concurrent = target.starting;
+        let extra_failure = target.extra_failure;
         target.recent_starts.push_back(now);
         while target
             .recent_starts
@@ -428,44 +495,113 @@ impl SimFleet {
             entry.host = to.0;
             entry.state = AppState::Starting;
         }
-        let stats = &mut state.stats;
-        stats.starts += 1;
-        stats.peak_concurrent_starts = stats.peak_concurrent_starts.max(concurrent);
-        stats.peak_starts_per_host_per_minute = stats.peak_starts_per_host_per_minute.max(per_minute);
-        let p = self.config.failure_probability(concurrent);
+        let counters = &mut state.stats;
+        counters.starts += 1;
+        counters.peak_concurrent_starts = counters.peak_concurrent_starts.max(concurrent);
+        counters.peak_starts_per_host_per_minute =
+            counters.peak_starts_per_host_per_minute.max(per_minute);
+        let p = (self.config.failure_probability(concurrent) + extra_failure).min(1.0);
         let fails = p > 0.0 && state.rng.f64() < p;
+        state.pending.push(Reverse((deadline, app, to, fails)));
         tracing::trace!(%app, host = %to, concurrent, p, fails, "sim: start begun");
-        Ok(fails)
+        Ok((fails, deadline))
     }
+}
 
-    fn end_start(&self, app: AppId, to: HostId, outcome: AppState) {
-        let mut state = self.lock();
-        if let Some(h) = state.hosts.get_mut(to.0 as usize) {
-            h.starting = h.starting.saturating_sub(1);
+#[derive(Debug, Default)]
+struct TimerGroup {
+    has_holder: bool,
+    waiters: Vec<Waker>,
+}
+
+/// Waits until `deadline` on the fleet's clock. Starts ending at the same
+/// instant share one clock sleep (held by the first of them to wait), so a
+/// simulation with thousands of concurrent starts registers a handful of
+/// timers, not thousands.
+struct StartWait<'a> {
+    fleet: &'a SimFleet,
+    deadline: Instant,
+    sleep: Option<resilience_core::clock::Sleep>,
+    done: bool,
+}
+
+impl StartWait<'_> {
+    fn finish(&mut self) -> Poll<()> {
+        self.done = true;
+        if self.sleep.take().is_some() {
+            let group = self.fleet.lock().timers.remove(&self.deadline);
+            for waker in group.map(|g| g.waiters).unwrap_or_default() {
+                waker.wake();
+            }
         }
-        if let Some(entry) = state.apps.get_mut(app.0 as usize) {
-            entry.state = outcome;
+        Poll::Ready(())
+    }
+}
+
+impl Future for StartWait<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.fleet.clock.now() >= self.deadline {
+            return self.finish();
         }
-        match outcome {
-            AppState::Failed => state.stats.failed_starts += 1,
-            AppState::Stopped => state.stats.interrupted_starts += 1,
-            _ => {}
+        if let Some(sleep) = self.sleep.as_mut() {
+            return match sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => self.finish(),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        let hold = {
+            let mut state = self.fleet.lock();
+            let group = state.timers.entry(self.deadline).or_default();
+            if group.has_holder {
+                group.waiters.push(cx.waker().clone());
+                false
+            } else {
+                group.has_holder = true;
+                true
+            }
+        };
+        if !hold {
+            return Poll::Pending;
+        }
+        let mut sleep = self.fleet.clock.sleep_until(self.deadline);
+        let ready = sleep.as_mut().poll(cx).is_ready();
+        self.sleep = Some(sleep);
+        if ready { self.finish() } else { Poll::Pending }
+    }
+}
+
+impl Drop for StartWait<'_> {
+    fn drop(&mut self) {
+        if self.done || self.sleep.is_none() {
+            return;
+        }
+        // The holder leaves early: wake the waiters; the first to poll
+        // takes the timer over, the others park again.
+        let waiters = self
+            .fleet
+            .lock()
+            .timers
+            .remove(&self.deadline)
+            .map(|g| g.waiters)
+            .unwrap_or_default();
+        for waker in waiters {
+            waker.wake();
         }
     }
 }
 
-/// Ends a start as interrupted if the migrate future is dropped mid-start.
+/// Counts a start as abandoned if the migrate future is dropped mid-start.
 struct StartGuard<'a> {
     fleet: &'a SimFleet,
-    app: AppId,
-    host: HostId,
     armed: bool,
 }
 
 impl Drop for StartGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.fleet.end_start(self.app, self.host, AppState::Stopped);
+            self.fleet.lock().stats.abandoned_starts += 1;
         }
     }
 }
@@ -504,26 +640,35 @@ impl Fleet for SimFleet {
         if let Ok(h) = state.host_mut(host) {
             h.host.state = to;
         }
+        if to == HostState::Draining {
+            let draining = state
+                .hosts
+                .iter()
+                .filter(|h| h.host.state == HostState::Draining)
+                .count();
+            let draining = u32::try_from(draining).unwrap_or(u32::MAX);
+            state.stats.peak_draining_hosts = state.stats.peak_draining_hosts.max(draining);
+        }
         tracing::debug!(%host, %from, %to, "sim: host state changed");
         Ok(())
     }
 
     async fn migrate(&self, app: AppId, to: HostId) -> Result<(), FleetError> {
-        let fails = self.begin_start(app, to)?;
+        let (fails, deadline) = self.begin_start(app, to)?;
         let mut guard = StartGuard {
             fleet: self,
-            app,
-            host: to,
             armed: true,
         };
-        self.clock.sleep(self.config.start_duration).await;
+        StartWait {
+            fleet: self,
+            deadline,
+            sleep: None,
+            done: false,
+        }
+        .await;
         guard.armed = false;
-        let outcome = if fails {
-            AppState::Failed
-        } else {
-            AppState::Running
-        };
-        self.end_start(app, to, outcome);
+        // Settles this start (and any other due one).
+        drop(self.lock());
         if fails {
             Err(FleetError::StartFailed {
                 app,
@@ -590,7 +735,7 @@ impl Fleet for SimFleet {
             .apps
             .get(app.0 as usize)
             .ok_or(FleetError::UnknownApp(app))?;
-        Ok(state.app_state(entry))
+        Ok(state.app_state(*entry))
     }
 }
 
@@ -641,14 +786,18 @@ pub fn run_steps<F: Future>(
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
     let mut steps = 0u64;
+    if max_steps == 0 {
+        return Err(SimError::StepLimit);
+    }
     loop {
-        if steps >= max_steps {
-            return Err(SimError::StepLimit);
-        }
         steps += 1;
         flag.0.store(false, Ordering::Release);
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return Ok(output);
+        }
+        if steps >= max_steps {
+            // Dropped right after its last poll: time has not moved on.
+            return Err(SimError::StepLimit);
         }
         if flag.0.load(Ordering::Acquire) {
             continue;
@@ -753,9 +902,9 @@ pub async fn naive_drain(
         return Err(FleetError::InvalidArgument("no receivers".into()));
     }
     // (id, capacity, load) of every receiver.
-    let mut load: Vec<(HostId, u32, u32)> = receivers.iter().map(|h| (h.id, h.capacity, 0)).collect();
-    let position: HashMap<HostId, usize> =
-        load.iter().enumerate().map(|(i, r)| (r.0, i)).collect();
+    let mut load: Vec<(HostId, u32, u32)> =
+        receivers.iter().map(|h| (h.id, h.capacity, 0)).collect();
+    let position: HashMap<HostId, usize> = load.iter().enumerate().map(|(i, r)| (r.0, i)).collect();
     for app in fleet.apps().await? {
         if let Some(r) = position.get(&app.host).and_then(|&i| load.get_mut(i)) {
             r.2 += 1;
@@ -772,7 +921,11 @@ pub async fn naive_drain(
             let batch: Vec<HostId> = (0..config.hosts_at_once)
                 .filter_map(|_| pending.pop_front())
                 .collect();
-            tracing::info!(hosts = batch.len(), capacity_use = use_share, "naive: draining batch");
+            tracing::info!(
+                hosts = batch.len(),
+                capacity_use = use_share,
+                "naive: draining batch"
+            );
             let apps = fleet.apps().await?;
             for host in &batch {
                 fleet.set_host_state(*host, HostState::Draining).await?;
@@ -954,7 +1107,13 @@ mod tests {
         let apps = fleet.add_apps(a, 2).unwrap();
         run(&clock, fleet.migrate(apps[0], b)).unwrap().unwrap();
         let err = run(&clock, fleet.migrate(apps[1], b)).unwrap().unwrap_err();
-        assert_eq!(err, FleetError::NoCapacity { host: b, capacity: 1 });
+        assert_eq!(
+            err,
+            FleetError::NoCapacity {
+                host: b,
+                capacity: 1
+            }
+        );
         run(&clock, fleet.cordon(a)).unwrap().unwrap();
         let err = run(&clock, fleet.migrate(apps[0], a)).unwrap().unwrap_err();
         assert!(matches!(err, FleetError::NotAccepting { .. }));
@@ -965,7 +1124,7 @@ mod tests {
     }
 
     #[test]
-    fn an_interrupted_start_leaves_the_app_stopped_on_the_receiver() {
+    fn an_abandoned_start_completes_in_the_background() {
         let (clock, fleet) = fleet(SimConfig::default());
         let [a, b] = [fleet.add_host(10, "v1"), fleet.add_host(10, "v1")];
         let app = fleet.add_app(a).unwrap();
@@ -973,12 +1132,12 @@ mod tests {
             run_steps(&clock, fleet.migrate(app, b), 1).unwrap_err(),
             SimError::StepLimit
         );
-        assert_eq!(
-            run(&clock, fleet.app_health(app)).unwrap().unwrap(),
-            AppState::Stopped
-        );
+        assert_eq!(fleet.stats().abandoned_starts, 1);
+        let health = |fleet: &SimFleet| run(&clock, fleet.app_health(app)).unwrap().unwrap();
+        assert_eq!(health(&fleet), AppState::Starting);
         assert_eq!(fleet.load(b), 1);
-        assert_eq!(fleet.stats().interrupted_starts, 1);
+        clock.advance(Duration::from_secs(20));
+        assert_eq!(health(&fleet), AppState::Running);
     }
 
     #[test]
@@ -992,11 +1151,53 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(health(&fleet), AppState::Running);
-        run(&clock, fleet.shift_traffic("v2", 10.0)).unwrap().unwrap();
+        run(&clock, fleet.shift_traffic("v2", 10.0))
+            .unwrap()
+            .unwrap();
         assert_eq!(health(&fleet), AppState::Unhealthy);
-        run(&clock, fleet.stop_version(host, "v2")).unwrap().unwrap();
+        run(&clock, fleet.stop_version(host, "v2"))
+            .unwrap()
+            .unwrap();
         assert_eq!(health(&fleet), AppState::Running);
         assert_eq!(fleet.host(host).unwrap().version, "v1");
+    }
+
+    #[test]
+    fn concurrent_starts_share_one_clock_timer_per_deadline() {
+        let (clock, fleet) = fleet(SimConfig::default());
+        let [a, b] = [fleet.add_host(1000, "v1"), fleet.add_host(1000, "v1")];
+        let apps = fleet.add_apps(a, 1000).unwrap();
+        let mut starts: FuturesUnordered<_> =
+            apps.iter().map(|&app| fleet.migrate(app, b)).collect();
+        // Poll every start once: they all wait, on a single clock sleeper.
+        let polled = run_steps(&clock, starts.next(), 1);
+        assert_eq!(polled.unwrap_err(), SimError::StepLimit);
+        assert_eq!(clock.sleepers(), 1);
+        let done = run(&clock, async {
+            let mut n = 0;
+            while starts.next().await.is_some() {
+                n += 1;
+            }
+            n
+        })
+        .unwrap();
+        assert_eq!(done, 1000);
+        assert_eq!(fleet.load(b), 1000);
+        assert_eq!(clock.elapsed(), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_holder_dropped_early_hands_the_timer_over() {
+        let (clock, fleet) = fleet(SimConfig::default());
+        let [a, b] = [fleet.add_host(10, "v1"), fleet.add_host(10, "v1")];
+        let apps = fleet.add_apps(a, 2).unwrap();
+        let mut first = Box::pin(fleet.migrate(apps[0], b));
+        let mut second = Box::pin(fleet.migrate(apps[1], b));
+        assert!(run_steps(&clock, first.as_mut(), 1).is_err());
+        assert!(run_steps(&clock, second.as_mut(), 1).is_err());
+        drop(first);
+        run(&clock, second).unwrap().unwrap();
+        assert_eq!(clock.elapsed(), Duration::from_secs(20));
     }
 
     #[test]

@@ -41,7 +41,7 @@ async fn controllers_share_the_budget(n: usize, test: &str) {
             EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), format!("c{i}"))
                 .await
                 .unwrap();
-        tasks.push(tokio::task::spawn_local(run_controller(
+        tasks.push(tokio::spawn(run_controller(
             coordinator,
             format!("drain-{i}"),
             format!("c{i}"),
@@ -83,20 +83,20 @@ async fn controllers_share_the_budget(n: usize, test: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_controllers_never_exceed_the_fleet_wide_budget() {
-    support::local(tokio::time::timeout(
+    tokio::time::timeout(
         Duration::from_secs(45),
         controllers_share_the_budget(2, "two"),
-    ))
+    )
     .await
     .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_controllers_never_exceed_the_fleet_wide_budget() {
-    support::local(tokio::time::timeout(
+    tokio::time::timeout(
         Duration::from_secs(45),
         controllers_share_the_budget(3, "three"),
-    ))
+    )
     .await
     .unwrap();
 }
@@ -115,7 +115,7 @@ async fn handover(test: &str, kill: &str) {
     let a = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, budget), "a")
         .await
         .unwrap();
-    let task_a = tokio::task::spawn_local(run_controller(
+    let task_a = tokio::spawn(run_controller(
         a.clone(),
         "drain".into(),
         "a".into(),
@@ -132,7 +132,7 @@ async fn handover(test: &str, kill: &str) {
     let b = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, budget), "b")
         .await
         .unwrap();
-    let task_b = tokio::task::spawn_local(run_controller(
+    let task_b = tokio::spawn(run_controller(
         b.clone(),
         "drain".into(),
         "b".into(),
@@ -239,27 +239,21 @@ async fn handover(test: &str, kill: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_the_leaders_lease_hands_over_within_two_ttls_and_resumes_from_the_journal() {
-    support::local(tokio::time::timeout(
-        Duration::from_secs(50),
-        handover("revoke", "revoke"),
-    ))
-    .await
-    .unwrap();
+    tokio::time::timeout(Duration::from_secs(50), handover("revoke", "revoke"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_leader_is_replaced_within_two_ttls_and_never_drains_a_host_twice() {
-    support::local(tokio::time::timeout(
-        Duration::from_secs(50),
-        handover("crash", "crash"),
-    ))
-    .await
-    .unwrap();
+    tokio::time::timeout(Duration::from_secs(50), handover("crash", "crash"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_leader_stops_acting_before_its_lease_expires() {
-    support::local(tokio::time::timeout(Duration::from_secs(50), async {
+    tokio::time::timeout(Duration::from_secs(50), async {
         let Some(endpoints) = endpoints() else { return };
         let prefix = unique_prefix("partition");
         let budget = BudgetLimits {
@@ -275,7 +269,7 @@ async fn a_partitioned_leader_stops_acting_before_its_lease_expires() {
         )
         .await
         .unwrap();
-        let task_a = tokio::task::spawn_local(run_controller(
+        let task_a = tokio::spawn(run_controller(
             a.clone(),
             "drain".into(),
             "a".into(),
@@ -292,7 +286,7 @@ async fn a_partitioned_leader_stops_acting_before_its_lease_expires() {
         let b = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, budget), "b")
             .await
             .unwrap();
-        let task_b = tokio::task::spawn_local(run_controller(
+        let task_b = tokio::spawn(run_controller(
             b.clone(),
             "drain".into(),
             "b".into(),
@@ -375,7 +369,7 @@ async fn a_partitioned_leader_stops_acting_before_its_lease_expires() {
         assert!(world.checks.lock().unwrap().max_draining <= 1);
         task_a.abort();
         b.close().await.unwrap();
-    }))
+    })
     .await
     .unwrap();
 }

@@ -71,7 +71,7 @@ async fn controllers_pause_while_etcd_is_down_and_resume_within_the_budget() {
         .strip_prefix("export BREAKWATER_ETCD_ENDPOINTS=")
         .unwrap()
         .to_owned();
-    support::local(tokio::time::timeout(Duration::from_secs(55), async {
+    tokio::time::timeout(Duration::from_secs(55), async {
         let prefix = unique_prefix("outage");
         let budget = BudgetLimits {
             max_draining_hosts: 2,
@@ -88,7 +88,7 @@ async fn controllers_pause_while_etcd_is_down_and_resume_within_the_budget() {
             .await
             .unwrap();
             coordinators.push(coordinator.clone());
-            tasks.push(tokio::task::spawn_local(run_controller(
+            tasks.push(tokio::spawn(run_controller(
                 coordinator,
                 format!("drain-{i}"),
                 format!("c{i}"),
@@ -162,7 +162,7 @@ async fn controllers_pause_while_etcd_is_down_and_resume_within_the_budget() {
             1,
             "a host was drained twice"
         );
-    }))
+    })
     .await
     .unwrap();
 }

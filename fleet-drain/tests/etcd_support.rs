@@ -430,10 +430,3 @@ impl Drop for Proxy {
         }
     }
 }
-
-/// Runs `future` on a `LocalSet`: a drain controller's `run` future is not
-/// `Send` (it holds `&dyn Journal` across awaits), so the tests run each
-/// controller with `spawn_local`.
-pub async fn local<F: std::future::Future>(future: F) -> F::Output {
-    tokio::task::LocalSet::new().run_until(future).await
-}

@@ -191,41 +191,58 @@ impl LeaderCtx {
     /// Deletes `key` if this lease holds it. Waits out unreachability
     /// while the lease lasts; once it is lost, etcd deletes the slot
     /// itself.
+    ///
+    /// Retries every error (not only unreachability): a slot that is not
+    /// released stays held as long as the lease lives, shrinking the
+    /// budget of every controller.
     pub(crate) async fn release(&self, key: String) -> Result<(), EtcdError> {
         let lease = self.lease();
-        let session = &self.session;
-        let result = self
-            .coordinator
-            .request_patiently(
-                |mut client| {
-                    let txn = Txn::new()
-                        .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])
-                        .and_then([TxnOp::delete(key.clone(), None)]);
-                    async move { client.txn(txn).await }
-                },
-                || {
-                    session
-                        .snapshot()
-                        .lost
-                        .map(|reason| EtcdError::LeadershipLost {
-                            drain: self.drain.clone(),
-                            reason,
-                        })
-                },
-            )
-            .await;
-        match result {
-            Ok(_) | Err(EtcdError::LeadershipLost { .. }) => {
-                tracing::debug!(controller = %self.coordinator.inner.id, %key, "slot released");
-                Ok(())
+        let mut logged = false;
+        loop {
+            if self.session.snapshot().lost.is_some() {
+                // etcd deletes the slot with the lease.
+                return Ok(());
             }
-            Err(e) => Err(e),
+            let txn = Txn::new()
+                .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])
+                .and_then([TxnOp::delete(key.clone(), None)]);
+            match self
+                .coordinator
+                .request(self.coordinator.client().txn(txn))
+                .await
+            {
+                Ok(_) => {
+                    tracing::debug!(controller = %self.coordinator.inner.id, %key, "slot released");
+                    return Ok(());
+                }
+                Err(error) => {
+                    if !logged && !error.is_transient() {
+                        tracing::warn!(controller = %self.coordinator.inner.id, %key, %error, "releasing a slot failed; retrying");
+                        logged = true;
+                    }
+                    tokio::time::sleep(self.coordinator.inner.config.poll_interval).await;
+                }
+            }
         }
+    }
+
+    /// Releases the start slots this lease holds for this drain: called
+    /// when a leadership begins, they are leftovers of the previous
+    /// leadership's abandoned starts (a reservation whose answer was lost
+    /// when its work was dropped).
+    pub(crate) async fn release_stale_starts(&self) -> Result<(), EtcdError> {
+        let dir = self.coordinator.inner.keys.starts_root();
+        self.release_matching(dir).await
     }
 
     /// Releases every host slot this lease holds for this drain.
     pub(crate) async fn release_all_hosts(&self) -> Result<(), EtcdError> {
         let dir = self.coordinator.inner.keys.hosts_dir();
+        self.release_matching(dir).await
+    }
+
+    /// Releases every slot under `dir` held by this lease for this drain.
+    async fn release_matching(&self, dir: String) -> Result<(), EtcdError> {
         let response = self
             .read(Txn::new().and_then([TxnOp::get(dir, Some(GetOptions::new().with_prefix()))]))
             .await?;

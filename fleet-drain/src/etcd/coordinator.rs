@@ -485,16 +485,24 @@ impl EtcdCoordinator {
             if let Some(token) = token {
                 tracing::info!(controller = %self.inner.id, drain, token, lease = session.lease, "elected leader");
                 let (deposed, _) = watch::channel(None);
-                return Ok(Leadership {
+                let leadership = Leadership {
                     ctx: Arc::new(LeaderCtx {
                         coordinator: self.clone(),
                         session,
                         drain: drain.to_owned(),
-                        leader_key: key,
+                        leader_key: key.clone(),
                         token,
                         deposed,
                     }),
-                });
+                };
+                match leadership.ctx.release_stale_starts().await {
+                    Ok(()) => return Ok(leadership),
+                    Err(e) if e.is_transient() || matches!(e, EtcdError::LeadershipLost { .. }) => {
+                        tokio::time::sleep(self.inner.config.poll_interval).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             tokio::time::sleep(self.inner.config.poll_interval).await;
         }

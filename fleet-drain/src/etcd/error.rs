@@ -3,6 +3,16 @@
 use resilience_core::ConfigError;
 use tonic::Code;
 
+/// etcd's own messages for conditions that pass (a restart, an election).
+const TRANSIENT_SERVER_ERRORS: [&str; 6] = [
+    "no leader",
+    "leader changed",
+    "request timed out",
+    "too many requests",
+    "server stopped",
+    "not capable",
+];
+
 /// Coordination through etcd failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -69,8 +79,15 @@ impl EtcdError {
             E::GRpcStatus(status) => {
                 matches!(
                     status.code(),
-                    Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
-                ) || status.message().contains("no leader")
+                    Code::Unavailable
+                        | Code::DeadlineExceeded
+                        | Code::Cancelled
+                        | Code::Unknown
+                        | Code::Aborted
+                        | Code::ResourceExhausted
+                ) || TRANSIENT_SERVER_ERRORS
+                    .iter()
+                    .any(|m| status.message().contains(m))
             }
             E::LeaseKeepAliveError(message) => !message.contains("not found"),
             _ => false,

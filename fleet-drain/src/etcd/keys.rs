@@ -63,6 +63,10 @@ impl Keys {
         format!("{}/budget/epoch/starts/{}", self.prefix, receiver.0)
     }
 
+    pub(crate) fn starts_root(&self) -> String {
+        format!("{}/budget/starts/", self.prefix)
+    }
+
     pub(crate) fn starts_dir(&self, receiver: HostId) -> String {
         format!("{}/budget/starts/{}/", self.prefix, receiver.0)
     }

@@ -523,7 +523,7 @@ impl EtcdCoordinator {
         Fut: Future<Output = T>,
     {
         loop {
-            let leadership = self.campaign(drain).await?;
+            let leadership = Box::pin(self.campaign(drain)).await?;
             match leadership.run(work(leadership.clone())).await {
                 Ok(output) if leadership.lost_reason().is_none() => {
                     leadership.resign().await;

@@ -19,6 +19,7 @@
 //! | [`drain`] | [`drain::DrainController`]: runs waves to completion, pacing starts per receiver, pausing/resuming/aborting on health, journaled, with events |
 //! | [`rollout`] | [`rollout::Rollout`]: canary, waves, bake, start without traffic, traffic shifts, automatic rollback |
 //! | [`journal`] | [`journal::Journal`] and the append-only, checksummed [`journal::FileJournal`]: a restarted controller resumes |
+//! | `etcd` (feature `etcd`) | several controllers on one fleet: leader election on a lease with fencing, a fleet-wide disruption budget, the journal in etcd |
 //!
 //! Time, backoff and alert signals come from `resilience-core`
 //! ([`Clock`](resilience_core::clock::Clock),
@@ -71,6 +72,8 @@
 
 pub mod drain;
 mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod fleet;
 pub mod health;
 pub mod journal;

@@ -1,0 +1,270 @@
+//! The fleet-wide disruption budget: lease-bound slot keys reserved with
+//! transactions that compare the version of an epoch key.
+//!
+//! Reserving `k` slots in a directory that allows `limit`:
+//!
+//! 1. read the epoch key and every slot key of the directory (one
+//!    serializable snapshot: a read-only transaction);
+//! 2. if `held + k > limit`, wait (poll) — the budget is full;
+//! 3. otherwise one transaction: *if* the fence holds, the epoch's version
+//!    is the one read and none of the new slot keys exists, *then* create
+//!    the slots (bound to this controller's lease) and bump the epoch.
+//!
+//! Any concurrent reservation bumps the epoch, so of two controllers that
+//! read the same snapshot only one commits; the other re-reads. Slots are
+//! released by deleting them when the work is done, or by etcd itself when
+//! the lease expires (a crashed controller frees its budget after one
+//! TTL). A freed slot never needs the epoch: it only makes room.
+
+use std::collections::HashMap;
+
+use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::coordinator::LeaderCtx;
+use super::error::EtcdError;
+
+/// Who holds a slot (the slot key's value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SlotHolder {
+    pub(crate) controller: String,
+    pub(crate) drain: String,
+}
+
+/// A journal record to write in the same transaction as a reservation.
+#[derive(Debug, Clone)]
+pub(crate) struct JournalWrite {
+    pub(crate) key: String,
+    pub(crate) value: Vec<u8>,
+}
+
+/// A set of slots to reserve in one directory.
+#[derive(Debug)]
+pub(crate) struct SlotRequest<'a> {
+    pub(crate) epoch: String,
+    pub(crate) dir: String,
+    pub(crate) keys: Vec<String>,
+    pub(crate) limit: u32,
+    /// The limit's field name, for errors.
+    pub(crate) limit_field: &'static str,
+    /// What is being reserved, for logs ("host slots", "start slot").
+    pub(crate) what: &'a str,
+}
+
+impl LeaderCtx {
+    fn holder(&self) -> Result<Vec<u8>, EtcdError> {
+        serde_json::to_vec(&SlotHolder {
+            controller: self.coordinator.inner.id.clone(),
+            drain: self.drain.clone(),
+        })
+        .map_err(|e| EtcdError::Corrupt {
+            key: String::new(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reserves every slot of `request` at once (waiting for room), and
+    /// writes `journal` in the same transaction. Idempotent: slots already
+    /// held by this lease count as reserved, and a journal record already
+    /// written ends the call.
+    #[allow(clippy::too_many_lines)] // one read-decide-write loop, clearer whole
+    pub(crate) async fn reserve(
+        &self,
+        request: &SlotRequest<'_>,
+        journal: Option<&JournalWrite>,
+    ) -> Result<(), EtcdError> {
+        if request.keys.len() > request.limit as usize {
+            return Err(EtcdError::Config(resilience_core::ConfigError::new(
+                request.limit_field,
+                format!(
+                    "one step needs {} {} but the fleet-wide budget allows {}; lower the controller's own limit to at most the budget",
+                    request.keys.len(),
+                    request.what,
+                    request.limit
+                ),
+            )));
+        }
+        let holder = self.holder()?;
+        let mut waiting = false;
+        loop {
+            let mut reads = vec![
+                TxnOp::get(request.epoch.clone(), None),
+                TxnOp::get(request.dir.clone(), Some(GetOptions::new().with_prefix())),
+            ];
+            if let Some(j) = journal {
+                reads.push(TxnOp::get(j.key.clone(), None));
+            }
+            let snapshot = self.read(Txn::new().and_then(reads)).await?;
+            let mut gets = snapshot.op_responses().into_iter().filter_map(|r| match r {
+                TxnOpResponse::Get(g) => Some(g),
+                _ => None,
+            });
+            let epoch_version = gets
+                .next()
+                .and_then(|g| g.kvs().first().map(etcd_client::KeyValue::version))
+                .unwrap_or(0);
+            let held: HashMap<Vec<u8>, i64> = gets
+                .next()
+                .map(|g| {
+                    g.kvs()
+                        .iter()
+                        .map(|kv| (kv.key().to_vec(), kv.lease()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(j) = journal
+                && let Some(existing) = gets.next().and_then(|g| g.kvs().first().cloned())
+            {
+                if existing.value() == j.value.as_slice() {
+                    return Ok(());
+                }
+                return Err(EtcdError::Corrupt {
+                    key: j.key.clone(),
+                    reason: "journal entry already written with other content (two writers?)"
+                        .into(),
+                });
+            }
+            let lease = self.lease();
+            let need: Vec<&String> = request
+                .keys
+                .iter()
+                .filter(|k| held.get(k.as_bytes()) != Some(&lease))
+                .collect();
+            let taken_elsewhere = need.iter().any(|k| held.contains_key(k.as_bytes()));
+            if taken_elsewhere || held.len() + need.len() > request.limit as usize {
+                if !waiting {
+                    tracing::info!(
+                        controller = %self.coordinator.inner.id,
+                        drain = %self.drain,
+                        what = request.what,
+                        wanted = need.len(),
+                        held = held.len(),
+                        limit = request.limit,
+                        taken_elsewhere,
+                        "fleet-wide budget full; waiting for room"
+                    );
+                    waiting = true;
+                }
+                tokio::time::sleep(self.coordinator.inner.config.poll_interval).await;
+                continue;
+            }
+            let mut compares = Vec::new();
+            let mut ops = Vec::new();
+            if !need.is_empty() {
+                compares.push(Compare::version(
+                    request.epoch.clone(),
+                    CompareOp::Equal,
+                    epoch_version,
+                ));
+                for key in &need {
+                    compares.push(Compare::create_revision(
+                        (*key).clone(),
+                        CompareOp::Equal,
+                        0,
+                    ));
+                    ops.push(TxnOp::put(
+                        (*key).clone(),
+                        holder.clone(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    ));
+                }
+                ops.push(TxnOp::put(request.epoch.clone(), "", None));
+            }
+            if let Some(j) = journal {
+                compares.push(Compare::create_revision(j.key.clone(), CompareOp::Equal, 0));
+                ops.push(TxnOp::put(j.key.clone(), j.value.clone(), None));
+            }
+            if ops.is_empty() {
+                return Ok(());
+            }
+            if self.txn(compares, ops).await?.is_some() {
+                if waiting {
+                    tracing::info!(controller = %self.coordinator.inner.id, what = request.what, "room in the fleet-wide budget; reserved");
+                }
+                tracing::debug!(controller = %self.coordinator.inner.id, drain = %self.drain, what = request.what, slots = need.len(), "reserved");
+                return Ok(());
+            }
+            // Another controller reserved between the read and the write.
+        }
+    }
+
+    /// Deletes `key` if this lease holds it. Waits out unreachability
+    /// while the lease lasts; once it is lost, etcd deletes the slot
+    /// itself.
+    ///
+    /// Retries every error (not only unreachability): a slot that is not
+    /// released stays held as long as the lease lives, shrinking the
+    /// budget of every controller.
+    pub(crate) async fn release(&self, key: String) -> Result<(), EtcdError> {
+        let lease = self.lease();
+        let mut logged = false;
+        loop {
+            if self.session.snapshot().lost.is_some() {
+                // etcd deletes the slot with the lease.
+                return Ok(());
+            }
+            let txn = Txn::new()
+                .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])
+                .and_then([TxnOp::delete(key.clone(), None)]);
+            match self
+                .coordinator
+                .request(self.coordinator.client().txn(txn))
+                .await
+            {
+                Ok(_) => {
+                    tracing::debug!(controller = %self.coordinator.inner.id, %key, "slot released");
+                    return Ok(());
+                }
+                Err(error) => {
+                    if !logged && !error.is_transient() {
+                        tracing::warn!(controller = %self.coordinator.inner.id, %key, %error, "releasing a slot failed; retrying");
+                        logged = true;
+                    }
+                    tokio::time::sleep(self.coordinator.inner.config.poll_interval).await;
+                }
+            }
+        }
+    }
+
+    /// Releases the start slots this lease holds for this drain: called
+    /// when a leadership begins, they are leftovers of the previous
+    /// leadership's abandoned starts (a reservation whose answer was lost
+    /// when its work was dropped).
+    pub(crate) async fn release_stale_starts(&self) -> Result<(), EtcdError> {
+        let dir = self.coordinator.inner.keys.starts_root();
+        self.release_matching(dir).await
+    }
+
+    /// Releases every host slot this lease holds for this drain.
+    pub(crate) async fn release_all_hosts(&self) -> Result<(), EtcdError> {
+        let dir = self.coordinator.inner.keys.hosts_dir();
+        self.release_matching(dir).await
+    }
+
+    /// Releases every slot under `dir` held by this lease for this drain.
+    async fn release_matching(&self, dir: String) -> Result<(), EtcdError> {
+        let response = self
+            .read(Txn::new().and_then([TxnOp::get(dir, Some(GetOptions::new().with_prefix()))]))
+            .await?;
+        let lease = self.lease();
+        let mine: Vec<String> = response
+            .op_responses()
+            .into_iter()
+            .filter_map(|r| match r {
+                TxnOpResponse::Get(g) => Some(g),
+                _ => None,
+            })
+            .flat_map(|g| g.kvs().to_vec())
+            .filter(|kv| kv.lease() == lease)
+            .filter(|kv| {
+                serde_json::from_slice::<SlotHolder>(kv.value())
+                    .is_ok_and(|h| h.drain == self.drain)
+            })
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect();
+        for key in mine {
+            self.release(key).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! [`CoordinatedFleet`]: a [`Fleet`] whose every change is fenced and
+//! within the fleet-wide budget.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::budget::SlotRequest;
+use super::coordinator::{LeaderCtx, Leadership};
+use super::error::EtcdError;
+use crate::fleet::{
+    App, AppId, AppState, Fleet, FleetError, FleetSnapshot, Host, HostId, HostState,
+};
+
+/// Wraps the real [`Fleet`] of a leading controller:
+///
+/// - reads pass through;
+/// - `set_host_state(host, Draining)` first holds the host's slot in the
+///   fleet-wide budget (already held when the wave was journaled through
+///   an [`EtcdJournal`](super::EtcdJournal); otherwise reserved now,
+///   waiting for room); leaving `Draining` releases it;
+/// - `migrate(app, to)` holds a start slot on receiver `to` (at most
+///   `budget.max_concurrent_starts_per_receiver` across every controller)
+///   for the duration of the start, waiting for room;
+/// - every other change first checks the fence (a transaction comparing
+///   the leader key's token and lease);
+/// - while etcd is unreachable every change waits: nothing is done
+///   blind.
+///
+/// A deposed leader's calls fail with [`FleetError::Unavailable`] naming
+/// the lost leadership, *before* reaching the inner fleet. (A change
+/// already handed to the inner fleet when the leadership is lost cannot be
+/// recalled; a backend that must refuse even those can check
+/// [`Leadership::token`] itself.)
+pub struct CoordinatedFleet {
+    leadership: Leadership,
+    inner: Arc<dyn Fleet>,
+}
+
+impl fmt::Debug for CoordinatedFleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoordinatedFleet")
+            .field("leadership", &self.leadership)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fleet_error(error: EtcdError) -> FleetError {
+    match error {
+        EtcdError::Config(e) => FleetError::InvalidArgument(e.to_string()),
+        other => FleetError::Unavailable(other.to_string()),
+    }
+}
+
+/// Releases a start slot when the start ends, or if the start is dropped.
+struct StartSlot {
+    ctx: Arc<LeaderCtx>,
+    key: Option<String>,
+}
+
+impl StartSlot {
+    async fn release(mut self) -> Result<(), EtcdError> {
+        match self.key.take() {
+            Some(key) => self.ctx.release(key).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for StartSlot {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let ctx = Arc::clone(&self.ctx);
+            runtime.spawn(async move {
+                let _ = ctx.release(key).await;
+            });
+        }
+    }
+}
+
+impl CoordinatedFleet {
+    pub(crate) fn new(leadership: Leadership, inner: Arc<dyn Fleet>) -> Self {
+        CoordinatedFleet { leadership, inner }
+    }
+
+    /// The leadership whose fence guards the changes.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+
+    fn ctx(&self) -> &Arc<LeaderCtx> {
+        &self.leadership.ctx
+    }
+
+    async fn fence(&self) -> Result<(), FleetError> {
+        self.ctx()
+            .txn(Vec::new(), Vec::new())
+            .await
+            .map(|_| ())
+            .map_err(fleet_error)
+    }
+}
+
+#[async_trait]
+impl Fleet for CoordinatedFleet {
+    async fn hosts(&self) -> Result<Vec<Host>, FleetError> {
+        self.inner.hosts().await
+    }
+
+    async fn apps(&self) -> Result<Vec<App>, FleetError> {
+        self.inner.apps().await
+    }
+
+    async fn snapshot(&self) -> Result<FleetSnapshot, FleetError> {
+        self.inner.snapshot().await
+    }
+
+    async fn set_host_state(&self, host: HostId, state: HostState) -> Result<(), FleetError> {
+        let ctx = self.ctx();
+        let keys = &ctx.coordinator.inner.keys;
+        if state == HostState::Draining {
+            let request = SlotRequest {
+                epoch: keys.hosts_epoch(),
+                dir: keys.hosts_dir(),
+                keys: vec![keys.host_slot(host)],
+                limit: ctx.coordinator.inner.config.budget.max_draining_hosts,
+                limit_field: "budget.max_draining_hosts",
+                what: "host slot",
+            };
+            ctx.reserve(&request, None).await.map_err(fleet_error)?;
+        } else {
+            self.fence().await?;
+        }
+        self.inner.set_host_state(host, state).await?;
+        if state != HostState::Draining {
+            ctx.release(keys.host_slot(host))
+                .await
+                .map_err(fleet_error)?;
+        }
+        Ok(())
+    }
+
+    async fn migrate(&self, app: AppId, to: HostId) -> Result<(), FleetError> {
+        let ctx = self.ctx();
+        let keys = &ctx.coordinator.inner.keys;
+        let key = keys.start_slot(to, app);
+        let request = SlotRequest {
+            epoch: keys.starts_epoch(to),
+            dir: keys.starts_dir(to),
+            keys: vec![key.clone()],
+            limit: ctx
+                .coordinator
+                .inner
+                .config
+                .budget
+                .max_concurrent_starts_per_receiver,
+            limit_field: "budget.max_concurrent_starts_per_receiver",
+            what: "start slot",
+        };
+        ctx.reserve(&request, None).await.map_err(fleet_error)?;
+        let slot = StartSlot {
+            ctx: Arc::clone(ctx),
+            key: Some(key),
+        };
+        let result = self.inner.migrate(app, to).await;
+        slot.release().await.map_err(fleet_error)?;
+        result
+    }
+
+    async fn start_version(
+        &self,
+        host: HostId,
+        version: &str,
+        traffic: bool,
+    ) -> Result<(), FleetError> {
+        self.fence().await?;
+        self.inner.start_version(host, version, traffic).await
+    }
+
+    async fn stop_version(&self, host: HostId, version: &str) -> Result<(), FleetError> {
+        self.fence().await?;
+        self.inner.stop_version(host, version).await
+    }
+
+    async fn shift_traffic(&self, version: &str, percent: f64) -> Result<(), FleetError> {
+        self.fence().await?;
+        self.inner.shift_traffic(version, percent).await
+    }
+
+    async fn app_health(&self, app: AppId) -> Result<AppState, FleetError> {
+        self.inner.app_health(app).await
+    }
+}

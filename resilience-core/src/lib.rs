@@ -37,6 +37,7 @@ pub mod backoff;
 pub mod breaker;
 pub mod clock;
 mod error;
+pub mod limit;
 pub mod rate;
 pub mod restart;
 pub mod signal;

@@ -35,6 +35,7 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod budget;
 pub mod clock;
 mod error;
 pub mod limit;

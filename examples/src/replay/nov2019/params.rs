@@ -45,6 +45,12 @@ pub struct Nov2019Params {
     pub bad_memory_factor: f64,
     /// Time for a crashed or redeployed server process to boot, milliseconds.
     pub boot_ms: u64,
+    /// A freshly booted server is cold (JIT, caches, connection pools): its
+    /// service time starts at `cold_service_factor` times normal and falls
+    /// linearly back to normal over `warmup_s` seconds.
+    pub warmup_s: u64,
+    /// Service-time multiplier right after boot (see `warmup_s`).
+    pub cold_service_factor: f64,
     /// One-way network latency between tiers, milliseconds.
     pub network_ms: f64,
     /// A proxy gives up on one attempt after this long, milliseconds; the
@@ -76,6 +82,10 @@ pub struct Nov2019Params {
     pub breaker_open_ms: u64,
     /// Breakwater: adaptive-throttle K (accepts multiplier).
     pub throttle_k: f64,
+    /// Breakwater: adaptive-throttle trailing window, seconds. The SRE book
+    /// uses 2 minutes; recovery after an outage takes a few windows, so a
+    /// fleet this small uses a shorter one.
+    pub throttle_window_s: u64,
 }
 
 impl Default for Nov2019Params {
@@ -92,9 +102,11 @@ impl Default for Nov2019Params {
             workers_per_server: 8,
             service_ms: 50.0,
             bad_service_factor: 2.0,
-            memory_limit: 200.0,
+            memory_limit: 1_000.0,
             bad_memory_factor: 8.0,
             boot_ms: 5_000,
+            warmup_s: 30,
+            cold_service_factor: 3.0,
             network_ms: 1.0,
             attempt_timeout_ms: 2_000,
             max_attempts: 5,
@@ -104,10 +116,11 @@ impl Default for Nov2019Params {
             backoff_max_ms: 2_000,
             max_retry_after_ms: 1_000,
             shed_queue: 32,
-            slow_start_s: 20,
+            slow_start_s: 10,
             breaker_failure_rate: 0.5,
             breaker_open_ms: 2_000,
             throttle_k: 2.0,
+            throttle_window_s: 10,
         }
     }
 }
@@ -214,6 +227,16 @@ impl Nov2019Params {
                 && self.breaker_failure_rate <= 1.0,
             "nov.breaker_failure_rate",
             format!("must be in (0, 1], got {}", self.breaker_failure_rate),
+        )?;
+        ensure(
+            self.cold_service_factor.is_finite() && self.cold_service_factor >= 1.0,
+            "nov.cold_service_factor",
+            format!("must be >= 1, got {}", self.cold_service_factor),
+        )?;
+        ensure(
+            (1..=3_600).contains(&self.throttle_window_s),
+            "nov.throttle_window_s",
+            format!("must be in 1..=3600, got {}", self.throttle_window_s),
         )?;
         ensure(
             self.throttle_k.is_finite() && self.throttle_k >= 1.0,

@@ -39,12 +39,17 @@ impl Mechanisms {
         slow_start: false,
     };
 
-    /// Every mechanism.
+    /// Breakwater's policy: every mechanism except per-server circuit
+    /// breakers. In November 2019 every server ran the same bad release, so
+    /// a breaker per server has nothing to route around and only fails
+    /// requests fast; the adaptive throttle does that job in proportion to
+    /// what the servers actually accept. (The breaker's effect alone is in
+    /// the ablation table.)
     pub const BREAKWATER: Mechanisms = Mechanisms {
         retry_budget: true,
         backoff: true,
         deadline: true,
-        breaker: true,
+        breaker: false,
         throttle: true,
         load_shedding: true,
         restart_backoff: true,

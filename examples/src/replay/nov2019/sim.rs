@@ -76,7 +76,6 @@ struct Client {
 
 struct Attempt {
     client: Key,
-    server: usize,
     proxy: usize,
     breaker: Option<BreakerPermit>,
 }
@@ -95,6 +94,8 @@ struct InService {
 
 struct Server {
     up: bool,
+    /// When the current process finished booting (`None`: warm since before the run).
+    booted_at: Option<Micros>,
     bad: bool,
     /// The version the next boot runs.
     target_bad: bool,
@@ -184,8 +185,8 @@ impl<'p> Sim<'p> {
             let throttle = if m.throttle {
                 Some(AdaptiveThrottle::with_seed(
                     AdaptiveThrottleConfig {
-                        window: Duration::from_secs(60),
-                        buckets: 60,
+                        window: Duration::from_secs(p.throttle_window_s),
+                        buckets: u32::try_from(p.throttle_window_s.clamp(1, 600)).unwrap_or(600),
                         k: p.throttle_k,
                     },
                     clock.clone(),
@@ -263,6 +264,7 @@ impl<'p> Sim<'p> {
             };
             servers.push(Server {
                 up: true,
+                booted_at: None,
                 bad: false,
                 target_bad: false,
                 incarnation: 0,
@@ -426,7 +428,6 @@ impl<'p> Sim<'p> {
         };
         let attempt = self.attempts.insert(Attempt {
             client: client_key,
-            server,
             proxy,
             breaker,
         });
@@ -501,13 +502,26 @@ impl<'p> Sim<'p> {
         }
     }
 
+    /// Service-time multiplier of a server still warming up after boot.
+    fn cold_factor(&self, s: usize) -> f64 {
+        let Some(booted) = self.servers[s].booted_at else {
+            return 1.0;
+        };
+        let warmup = (self.p.warmup_s * SECOND) as f64;
+        if warmup <= 0.0 {
+            return 1.0;
+        }
+        let progress = ((self.now.saturating_sub(booted)) as f64 / warmup).min(1.0);
+        1.0 + (self.p.cold_service_factor - 1.0) * (1.0 - progress)
+    }
+
     fn start_service(&mut self, s: usize, attempt: Key, permit: Option<ConcurrencyPermit>) {
-        let mean = self.p.service_ms
-            * if self.servers[s].bad {
-                self.p.bad_service_factor
-            } else {
-                1.0
-            };
+        let release = if self.servers[s].bad {
+            self.p.bad_service_factor
+        } else {
+            1.0
+        };
+        let mean = self.p.service_ms * release * self.cold_factor(s);
         let service = -(1.0 - self.rng.f64()).ln() * mean * 1_000.0;
         self.next_slot += 1;
         let slot = self.next_slot;
@@ -609,6 +623,7 @@ impl<'p> Sim<'p> {
             return;
         }
         server.up = true;
+        server.booted_at = Some(self.now);
         server.bad = server.target_bad;
         if let Some(restart) = &mut server.restart {
             restart.on_started();

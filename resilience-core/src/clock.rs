@@ -30,6 +30,7 @@
 //! assert_eq!(clock.elapsed(), Duration::from_secs(12));
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -48,6 +49,14 @@ pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current monotonic time.
     fn now(&self) -> Instant;
+
+    /// A cheaper reading of the current time, for hot paths that only need
+    /// millisecond-scale resolution (sliding windows, budgets): it may lag or
+    /// lead [`Clock::now`] by up to one scheduler tick (1–10 ms) but never
+    /// goes backwards. Defaults to [`Clock::now`].
+    fn now_coarse(&self) -> Instant {
+        self.now()
+    }
 
     /// A future that completes once [`Clock::now`] is at or past `deadline`.
     fn sleep_until(&self, deadline: Instant) -> Sleep;
@@ -91,10 +100,49 @@ impl Clock for SystemClock {
         Instant::now()
     }
 
+    /// On Linux, `CLOCK_MONOTONIC_COARSE` (a few nanoseconds through the
+    /// vDSO, instead of about 25 ns for `Instant::now()`), mapped onto
+    /// `Instant` through one calibration pair taken on first use. Elsewhere,
+    /// [`Clock::now`].
+    fn now_coarse(&self) -> Instant {
+        coarse::now()
+    }
+
     fn sleep_until(&self, deadline: Instant) -> Sleep {
         Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
             deadline,
         )))
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod coarse {
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    use rustix::time::{ClockId, clock_gettime};
+
+    fn coarse_since_boot() -> Duration {
+        let ts = clock_gettime(ClockId::MonotonicCoarse);
+        let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+        let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0);
+        Duration::new(secs, nanos)
+    }
+
+    /// `CLOCK_MONOTONIC` (what `Instant` reads on Linux) and its coarse
+    /// variant share one time base, so one pair maps one onto the other.
+    static CALIBRATION: OnceLock<(Instant, Duration)> = OnceLock::new();
+
+    pub(super) fn now() -> Instant {
+        let (instant, coarse) = *CALIBRATION.get_or_init(|| (Instant::now(), coarse_since_boot()));
+        super::saturating_add(instant, coarse_since_boot().saturating_sub(coarse))
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod coarse {
+    pub(super) fn now() -> std::time::Instant {
+        std::time::Instant::now()
     }
 }
 
@@ -140,6 +188,10 @@ impl Clock for SharedClock {
         self.0.sleep(duration)
     }
 
+    fn now_coarse(&self) -> Instant {
+        self.0.now_coarse()
+    }
+
     fn into_shared(self) -> SharedClock {
         self
     }
@@ -165,16 +217,13 @@ struct ManualInner {
     sleepers: Mutex<Sleepers>,
 }
 
+/// Sleepers ordered by `(deadline, id)`: waking the due ones, finding the
+/// next deadline and deregistering one are all logarithmic, so a simulation
+/// with many thousands of concurrent sleeps stays fast.
 #[derive(Default)]
 struct Sleepers {
     next_id: u64,
-    waiting: Vec<Sleeper>,
-}
-
-struct Sleeper {
-    id: u64,
-    deadline: Instant,
-    waker: Waker,
+    waiting: BTreeMap<(Instant, u64), Waker>,
 }
 
 impl ManualClock {
@@ -235,9 +284,8 @@ impl ManualClock {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.lock_sleepers()
             .waiting
-            .iter()
-            .map(|s| s.deadline)
-            .min()
+            .first_key_value()
+            .map(|(&(deadline, _), _)| deadline)
     }
 
     /// Advances to the earliest sleeper's deadline, waking it. Returns `false`
@@ -266,14 +314,12 @@ impl ManualClock {
         let due: Vec<Waker> = {
             let mut sleepers = self.lock_sleepers();
             let mut due = Vec::new();
-            sleepers.waiting.retain(|s| {
-                if s.deadline <= now {
-                    due.push(s.waker.clone());
-                    false
-                } else {
-                    true
+            while let Some(entry) = sleepers.waiting.first_entry() {
+                if entry.key().0 > now {
+                    break;
                 }
-            });
+                due.push(entry.remove());
+            }
             due
         };
         for waker in due {
@@ -339,30 +385,17 @@ impl Future for ManualSleep {
             return Poll::Ready(());
         }
         let waker = cx.waker().clone();
-        if let Some(id) = self.id {
-            // Registered before: refresh the waker. The entry is only removed
-            // by a wake once the deadline has passed, so re-inserting is a
-            // defensive path that keeps the sleeper findable.
-            if let Some(entry) = sleepers.waiting.iter_mut().find(|s| s.id == id) {
-                entry.waker = waker;
-            } else {
-                sleepers.waiting.push(Sleeper {
-                    id,
-                    deadline: self.deadline,
-                    waker,
-                });
-            }
-        } else {
+        let deadline = self.deadline;
+        let id = self.id.unwrap_or_else(|| {
             let id = sleepers.next_id;
             sleepers.next_id = sleepers.next_id.wrapping_add(1);
-            sleepers.waiting.push(Sleeper {
-                id,
-                deadline: self.deadline,
-                waker,
-            });
-            drop(sleepers);
-            self.id = Some(id);
-        }
+            id
+        });
+        // (Re-)register: an entry is only removed by a wake once the
+        // deadline has passed, so this refreshes the waker of a spurious poll.
+        sleepers.waiting.insert((deadline, id), waker);
+        drop(sleepers);
+        self.id = Some(id);
         Poll::Pending
     }
 }
@@ -370,7 +403,10 @@ impl Future for ManualSleep {
 impl Drop for ManualSleep {
     fn drop(&mut self) {
         if let Some(id) = self.id {
-            self.clock.lock_sleepers().waiting.retain(|s| s.id != id);
+            self.clock
+                .lock_sleepers()
+                .waiting
+                .remove(&(self.deadline, id));
         }
     }
 }
@@ -480,6 +516,31 @@ mod tests {
         assert_eq!(shared.now(), manual.now());
         let again = shared.clone().into_shared();
         assert_eq!(again.now(), manual.now());
+    }
+
+    #[test]
+    fn coarse_system_time_tracks_the_precise_clock() {
+        let clock = SystemClock;
+        for _ in 0..100 {
+            let precise = clock.now();
+            let coarse = clock.now_coarse();
+            let skew = if coarse > precise {
+                coarse - precise
+            } else {
+                precise - coarse
+            };
+            assert!(skew < Duration::from_millis(50), "skew {skew:?}");
+        }
+        let a = clock.now_coarse();
+        let b = clock.now_coarse();
+        assert!(b >= a, "coarse time went backwards");
+    }
+
+    #[test]
+    fn manual_coarse_time_is_exact() {
+        let clock = ManualClock::new();
+        clock.advance(Duration::from_millis(3));
+        assert_eq!(clock.now_coarse(), clock.now());
     }
 
     #[test]

@@ -12,6 +12,14 @@
 //! `Default` holds the reference parameters and which is validated into its
 //! runtime type: invalid input is a [`ConfigError`], never a silent clamp.
 //!
+//! # Features
+//!
+//! - `tower`: the `tower` module, tower `Layer`s over the same types —
+//!   `RetryLayer` (a [`retry::RetryPolicy`] with its budget, backoff and
+//!   deadline), `BreakerLayer` (a [`breaker::CircuitBreaker`]) and
+//!   `LimitLayer` (a [`limit::ConcurrencyLimit`] that sheds load) — for
+//!   hyper, axum and tonic stacks.
+//!
 //! # Example
 //!
 //! ```
@@ -37,12 +45,16 @@ pub mod backoff;
 pub mod breaker;
 pub mod budget;
 pub mod clock;
+pub mod deadline;
 mod error;
 pub mod limit;
 pub mod rate;
 pub mod restart;
+pub mod retry;
 pub mod signal;
 mod sync;
 pub mod throttle;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use error::ConfigError;

@@ -1,4 +1,5 @@
 //! Validation and (de)serialization of `RetryBudgetConfig`.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test helpers outside #[test] fns
 
 use std::time::Duration;
 

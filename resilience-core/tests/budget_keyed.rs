@@ -1,5 +1,6 @@
 //! `KeyedRetryBudget`: per-key isolation, bounded keys, idle eviction and
 //! the overflow budget.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test helpers outside #[test] fns
 
 use std::sync::Arc;
 use std::time::Duration;

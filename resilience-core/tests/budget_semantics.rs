@@ -1,4 +1,5 @@
 //! Deterministic specification of `RetryBudget` on a `ManualClock`.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test helpers outside #[test] fns
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,12 +131,18 @@ fn deposits_expire_after_the_ttl() {
 }
 
 #[test]
-fn deposits_count_for_at_least_ttl_minus_one_256th() {
-    let (budget, clock) = budget(10, 0, 1.0);
-    clock.advance(Duration::from_millis(1234));
-    budget.deposit();
-    clock.advance(Duration::from_secs(10) - Duration::from_secs(10) / 256);
-    assert!(budget.try_withdraw());
+fn deposits_count_for_at_least_ttl_minus_one_128th() {
+    for start_ms in [0, 1, 1234, 5_033, 33, 34] {
+        let (budget, clock) = budget(10, 0, 1.0);
+        clock.advance(Duration::from_millis(start_ms));
+        budget.deposit();
+        // ttl / 128 = 78.1 ms
+        clock.advance(Duration::from_millis(10_000 - 79));
+        assert!(
+            budget.try_withdraw(),
+            "deposit at {start_ms} ms expired early"
+        );
+    }
 }
 
 #[test]

@@ -170,3 +170,68 @@ proptest! {
         prop_assert!(all.iter().all(Result::is_ok));
     }
 }
+
+mod adaptive {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+    use resilience_core::clock::ManualClock;
+    use resilience_core::limit::{
+        AdaptiveLimit, AdaptiveLimitConfig, AdaptivePermit, AimdConfig, Gradient2Config,
+        LimitAlgorithm,
+    };
+
+    fn algorithm() -> impl Strategy<Value = (LimitAlgorithm, usize, usize)> {
+        (1usize..20, 0usize..50, any::<bool>()).prop_map(|(min, span, aimd)| {
+            let max = min + span;
+            let initial = min + span / 2;
+            let algorithm = if aimd {
+                LimitAlgorithm::Aimd(AimdConfig {
+                    initial_limit: initial,
+                    min_limit: min,
+                    max_limit: max,
+                    latency_threshold: Duration::from_millis(50),
+                    ..AimdConfig::default()
+                })
+            } else {
+                LimitAlgorithm::Gradient2(Gradient2Config {
+                    initial_limit: initial,
+                    min_limit: min,
+                    max_limit: max,
+                    queue_size: 4.min(max),
+                    ..Gradient2Config::default()
+                })
+            };
+            (algorithm, min, max)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn adaptive_limits_stay_within_min_and_max(
+            (algorithm, min, max) in algorithm(),
+            steps in proptest::collection::vec((0usize..80, 0u64..200, any::<bool>()), 1..60),
+        ) {
+            let clock = ManualClock::new();
+            let limit = AdaptiveLimit::with_clock(
+                AdaptiveLimitConfig { algorithm, max_queued: 0, ..AdaptiveLimitConfig::default() },
+                clock.clone(),
+            )
+            .unwrap();
+            for (demand, latency_ms, dropped) in steps {
+                let permits: Vec<AdaptivePermit> =
+                    (0..demand).map_while(|_| limit.try_acquire().ok()).collect();
+                prop_assert!(permits.len() <= max);
+                clock.advance(Duration::from_millis(latency_ms));
+                for permit in permits {
+                    if dropped { permit.record_dropped() } else { permit.record_success() }
+                }
+                let current = limit.current_limit();
+                prop_assert!((min..=max).contains(&current), "{} not in {}..={}", current, min, max);
+            }
+            prop_assert_eq!(limit.in_flight(), 0);
+        }
+    }
+}

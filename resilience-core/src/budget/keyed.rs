@@ -221,12 +221,25 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
 
     /// [`RetryBudget::deposit`] on `key`'s budget.
     pub fn deposit(&self, key: &K) {
-        self.budget_for(key).deposit();
+        self.with_budget(key, RetryBudget::deposit);
     }
 
     /// [`RetryBudget::try_withdraw`] on `key`'s budget.
     pub fn try_withdraw(&self, key: &K) -> bool {
-        self.budget_for(key).try_withdraw()
+        self.with_budget(key, RetryBudget::try_withdraw)
+    }
+
+    /// Runs `f` on `key`'s budget; for a known key under the read lock,
+    /// without touching the `Arc`'s reference count.
+    fn with_budget<R>(&self, key: &K, f: impl FnOnce(&RetryBudget) -> R) -> R {
+        {
+            let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = map.get(key) {
+                touch(entry, self.now_nanos());
+                return f(&entry.budget);
+            }
+        }
+        f(&self.budget_for(key))
     }
 
     /// Whether `key` currently has its own budget.

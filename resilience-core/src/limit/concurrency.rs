@@ -1,32 +1,7 @@
 //! [`ConcurrencyLimit`]: a bulkhead with a bounded FIFO wait queue.
 //!
-//! # Memory ordering
-//!
-//! The limit's hot state is one `AtomicU64`, `state`, packing
-//! `in_flight` (bits 0..32), `limit` (bits 32..63) and a `WAITERS` flag
-//! (bit 63) that is set while the wait queue is non-empty.
-//!
-//! * **Fast path.** `try_acquire` (and the first step of `acquire`) is one
-//!   compare-and-swap that increments `in_flight` when it is below `limit`
-//!   and `WAITERS` is clear; it succeeds with `Acquire`. Dropping a permit
-//!   decrements `in_flight` with a `Release` CAS when `WAITERS` is clear.
-//!   Release/acquire pairs on `state` make everything a permit holder did
-//!   before dropping its permit visible to the next holder, as with any
-//!   semaphore.
-//! * **Slow path.** The wait queue lives behind a `Mutex`. `WAITERS` is only
-//!   set or cleared while that lock is held, and it is set with a CAS on the
-//!   same word the fast paths use, so an enqueuing caller and a releasing
-//!   permit cannot miss each other: either the release's CAS lands first
-//!   (the enqueuer then sees free capacity and takes it instead of queueing),
-//!   or the flag lands first (the release then fails its fast CAS and goes to
-//!   the lock to hand its capacity to the first waiter). Handing a permit to
-//!   a waiter leaves `in_flight` unchanged and happens under the lock, which
-//!   orders it with the waiter's observation of the grant.
-//! * **Grants.** Waiters get increasing ids and the queue is ordered by id;
-//!   grants always pop the front. A waiter therefore knows it owns a permit
-//!   when its id is `<= last_granted` (read under the lock), without a
-//!   per-waiter allocation.
-//! * `queued` and the average hold time are plain `Relaxed` statistics.
+//! See [`ConcurrencyLimit`]'s `# Memory ordering` section for how the lock-free
+//! fast path and the locked wait queue fit together.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -35,7 +10,7 @@ use std::pin::Pin;
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, SharedClock, Sleep, saturating_add};
 use crate::error::ConfigError;
@@ -50,16 +25,27 @@ const LIMIT_SHIFT: u32 = 32;
 const LIMIT_MASK: u64 = 0x7FFF_FFFF;
 const WAITERS: u64 = 1 << 63;
 
+#[inline]
 fn in_flight_of(state: u64) -> u64 {
     state & IN_FLIGHT_MASK
 }
 
+#[inline]
 fn limit_of(state: u64) -> u64 {
     (state >> LIMIT_SHIFT) & LIMIT_MASK
 }
 
+#[inline]
 fn has_waiters(state: u64) -> bool {
     state & WAITERS != 0
+}
+
+/// At least half of the limit is in use: only then is `retry_after` likely
+/// to be needed soon, so only then are hold times sampled (keeping clock
+/// reads off the uncontended path).
+#[inline]
+fn is_busy(state: u64) -> bool {
+    in_flight_of(state) * 2 >= limit_of(state)
 }
 
 fn with_limit(state: u64, limit: u64) -> u64 {
@@ -72,6 +58,37 @@ fn with_limit(state: u64, limit: u64) -> u64 {
 ///
 /// Cheap to clone (an `Arc` inside); clones share the same capacity. See the
 /// [module documentation](super) for why and an example.
+///
+/// # Memory ordering
+///
+/// The limit's hot state is one `AtomicU64`, `state`, packing
+/// `in_flight` (bits 0..32), `limit` (bits 32..63) and a `WAITERS` flag
+/// (bit 63) that is set while the wait queue is non-empty.
+///
+/// * **Fast path.** `try_acquire` (and the first step of `acquire`) is one
+///   compare-and-swap that increments `in_flight` when it is below `limit`
+///   and `WAITERS` is clear; it succeeds with `Acquire`. Dropping a permit
+///   decrements `in_flight` with a `Release` CAS when `WAITERS` is clear.
+///   Release/acquire pairs on `state` make everything a permit holder did
+///   before dropping its permit visible to the next holder, as with any
+///   semaphore.
+/// * **Slow path.** The wait queue lives behind a `Mutex`. `WAITERS` is only
+///   set or cleared while that lock is held, and it is set with a CAS on the
+///   same word the fast paths use, so an enqueuing caller and a releasing
+///   permit cannot miss each other: either the release's CAS lands first
+///   (the enqueuer then sees free capacity and takes it instead of queueing),
+///   or the flag lands first (the release then fails its fast CAS and goes to
+///   the lock to hand its capacity to the first waiter). Handing a permit to
+///   a waiter leaves `in_flight` unchanged and happens under the lock, which
+///   orders it with the waiter's observation of the grant.
+/// * **Grants.** Waiters get increasing ids and the queue is ordered by id;
+///   grants always pop the front. A waiter therefore knows it owns a permit
+///   when its id is `<= last_granted` (read under the lock), without a
+///   per-waiter allocation.
+/// * `queued` and the average hold time are `Relaxed` statistics; `queued`
+///   is only written under the lock. `set_max_concurrent` rewrites the limit
+///   bits with a CAS while holding the lock, then admits waiters if the new
+///   limit leaves room.
 #[derive(Clone)]
 pub struct ConcurrencyLimit {
     inner: Arc<Inner>,
@@ -84,7 +101,10 @@ pub(super) struct Inner {
     /// Mirror of `waiters.queue.len()` for lock-free reads.
     queued: AtomicUsize,
     /// Exponential moving average of sampled permit hold times, in nanos.
-    avg_hold_nanos: AtomicU64,
+    /// A statistic, not synchronization: a plain `std` atomic, kept out of
+    /// the loom model (which permits are sampled depends on a thread-local
+    /// counter that loom does not control).
+    avg_hold_nanos: std::sync::atomic::AtomicU64,
     /// The validated config; `max_concurrent` is only the initial limit.
     config: ConcurrencyLimitConfig,
     pub(super) clock: SharedClock,
@@ -132,7 +152,7 @@ impl ConcurrencyLimit {
                     last_granted: 0,
                 }),
                 queued: AtomicUsize::new(0),
-                avg_hold_nanos: AtomicU64::new(0),
+                avg_hold_nanos: std::sync::atomic::AtomicU64::new(0),
                 config,
                 clock: clock.into_shared(),
             }),
@@ -141,13 +161,11 @@ impl ConcurrencyLimit {
 
     /// Takes a permit if one is free and nobody is queued for one; never
     /// waits. Otherwise returns [`Overloaded`] with a `retry_after` hint.
+    #[inline]
     pub fn try_acquire(&self) -> Result<ConcurrencyPermit, Overloaded> {
         match self.inner.try_acquire_fast() {
-            Ok(()) => Ok(ConcurrencyPermit::new(self.inner.clone())),
-            Err(state) => {
-                let queued = self.queued();
-                Err(self.inner.shed(state, queued, "no permit free"))
-            }
+            Ok(state) => Ok(ConcurrencyPermit::new(self.inner.clone(), is_busy(state))),
+            Err(state) => Err(self.inner.shed_full(state)),
         }
     }
 
@@ -191,7 +209,8 @@ impl ConcurrencyLimit {
         self.inner.config.max_queued
     }
 
-    /// Changes the limit at run time (used by `AdaptiveLimit`).
+    /// Changes the limit at run time (used by
+    /// [`AdaptiveLimit`](super::AdaptiveLimit)).
     ///
     /// Raising it hands the new capacity to queued callers at once. Lowering
     /// it revokes no permit: `in_flight` drains down to the new limit as
@@ -238,7 +257,8 @@ impl fmt::Debug for ConcurrencyLimit {
 }
 
 impl Inner {
-    /// One permit in this many (per thread) has its hold time sampled.
+    /// One permit in this many (per thread) acquired while the limit is
+    /// busy has its hold time sampled.
     pub(super) const HOLD_SAMPLE_EVERY: u32 = 16;
 
     fn lock(&self) -> MutexGuard<'_, Waiters> {
@@ -248,8 +268,9 @@ impl Inner {
     }
 
     /// One CAS loop: increments `in_flight` if below the limit and nobody
-    /// waits. On failure returns the observed state.
-    fn try_acquire_fast(&self) -> Result<(), u64> {
+    /// waits. Returns the state installed, or on failure the state observed.
+    #[inline]
+    fn try_acquire_fast(&self) -> Result<u64, u64> {
         let mut current = self.state.load(Relaxed);
         loop {
             if has_waiters(current) || in_flight_of(current) >= limit_of(current) {
@@ -259,24 +280,19 @@ impl Inner {
                 .state
                 .compare_exchange_weak(current, current + 1, Acquire, Relaxed)
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(current + 1),
                 Err(actual) => current = actual,
             }
         }
     }
 
     /// Releases one permit: a CAS when nobody waits, else the locked handoff.
+    #[inline]
     pub(super) fn release(&self) {
         let mut current = self.state.load(Relaxed);
         loop {
             if has_waiters(current) && in_flight_of(current) <= limit_of(current) {
-                let mut waiters = self.lock();
-                let wake = self.release_locked(&mut waiters);
-                drop(waiters);
-                if let Some(waker) = wake {
-                    waker.wake();
-                }
-                return;
+                return self.release_slow();
             }
             match self
                 .state
@@ -285,6 +301,17 @@ impl Inner {
                 Ok(_) => return,
                 Err(actual) => current = actual,
             }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release_slow(&self) {
+        let mut waiters = self.lock();
+        let wake = self.release_locked(&mut waiters);
+        drop(waiters);
+        if let Some(waker) = wake {
+            waker.wake();
         }
     }
 
@@ -344,6 +371,12 @@ impl Inner {
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    pub(super) fn record_hold_since(&self, start: Instant) {
+        self.record_hold(self.clock.now().saturating_duration_since(start));
+    }
+
     /// Folds one permit hold time into the moving average (weight 1/8).
     /// Racing updates may lose a sample; it is only a hint.
     pub(super) fn record_hold(&self, hold: Duration) {
@@ -369,6 +402,12 @@ impl Inner {
             (estimate / 1e9).min(self.config.max_retry_after.as_secs_f64()),
         );
         estimate.clamp(self.config.min_retry_after, self.config.max_retry_after)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn shed_full(&self, state: u64) -> Overloaded {
+        self.shed(state, self.queued.load(Relaxed), "no permit free")
     }
 
     fn shed(&self, state: u64, queued: usize, reason: &'static str) -> Overloaded {
@@ -403,7 +442,9 @@ impl AcquireFuture<'_> {
     fn start(&mut self, cx: &Context<'_>) -> Poll<Result<ConcurrencyPermit, Overloaded>> {
         let inner = self.inner;
         let state = match inner.try_acquire_fast() {
-            Ok(()) => return Poll::Ready(Ok(ConcurrencyPermit::new(inner.clone()))),
+            Ok(state) => {
+                return Poll::Ready(Ok(ConcurrencyPermit::new(inner.clone(), is_busy(state))));
+            }
             Err(state) => state,
         };
         if inner.config.max_queued == 0 {
@@ -423,7 +464,8 @@ impl AcquireFuture<'_> {
                 {
                     Ok(_) => {
                         drop(waiters);
-                        return Poll::Ready(Ok(ConcurrencyPermit::new(inner.clone())));
+                        let busy = is_busy(current + 1);
+                        return Poll::Ready(Ok(ConcurrencyPermit::new(inner.clone(), busy)));
                     }
                     Err(actual) => current = actual,
                 }
@@ -489,7 +531,8 @@ impl Future for AcquireFuture<'_> {
         if id <= waiters.last_granted {
             drop(waiters);
             this.state = AcquireState::Done;
-            return Poll::Ready(Ok(ConcurrencyPermit::new(inner.clone())));
+            // A queued caller only gets a permit when the limit is saturated.
+            return Poll::Ready(Ok(ConcurrencyPermit::new(inner.clone(), true)));
         }
         let position = waiters.position(id);
         if timed_out {

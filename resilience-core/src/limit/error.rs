@@ -15,8 +15,10 @@ use std::time::Duration;
 /// back of the queue, computed as
 /// `average permit hold time × (queue position / max_concurrent)` and
 /// clamped to the config's `min_retry_after..=max_retry_after`. The average
-/// hold time is a moving average over a sample of released permits; before
-/// the first sample the hint is `min_retry_after`.
+/// hold time is a moving average (weight 1/8) over a sample of permits: one
+/// in 16 per thread among those acquired while at least half of the limit
+/// was in use, so the uncontended path never reads the clock. Before the
+/// first sample the hint is `min_retry_after`.
 ///
 /// ```
 /// use std::time::Duration;

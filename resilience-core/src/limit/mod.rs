@@ -1,5 +1,6 @@
 //! Concurrency limits with load shedding: a bulkhead with a bounded FIFO
-//! wait queue ([`ConcurrencyLimit`]).
+//! wait queue ([`ConcurrencyLimit`]) and a limit that adapts itself to the
+//! latency and drops it observes ([`AdaptiveLimit`]).
 //!
 //! # Why shed load?
 //!
@@ -24,6 +25,15 @@
 //! estimates when capacity will be free. Dropping a permit hands its
 //! capacity to the first waiter. The uncontended path is a single
 //! compare-and-swap; a short lock is taken only when callers queue.
+//!
+//! The right limit is rarely known in advance and changes with the
+//! dependency's health. An [`AdaptiveLimit`] wraps a `ConcurrencyLimit`
+//! and moves its limit from the outcome each [`AdaptivePermit`] reports,
+//! with one of two algorithms from Netflix's `concurrency-limits`:
+//! [AIMD](AimdConfig) (grow by one per fast success, shrink by a ratio on a
+//! drop or a slow response) or [Gradient2](Gradient2Config) (shrink as the
+//! short-term latency rises above its long-term average, i.e. as queues
+//! build up, before anything fails).
 //!
 //! # Example
 //!
@@ -58,12 +68,18 @@
 //! # }
 //! ```
 
+mod adaptive;
+mod aimd;
 mod concurrency;
 mod config;
 mod error;
+mod gradient;
 mod permit;
 
+pub use adaptive::{AdaptiveLimit, AdaptiveLimitConfig, AdaptivePermit, LimitAlgorithm};
+pub use aimd::AimdConfig;
 pub use concurrency::ConcurrencyLimit;
 pub use config::{ConcurrencyLimitConfig, MAX_CONCURRENT};
 pub use error::Overloaded;
+pub use gradient::Gradient2Config;
 pub use permit::ConcurrencyPermit;

@@ -25,35 +25,35 @@ pub struct ConcurrencyPermit {
 }
 
 impl ConcurrencyPermit {
-    pub(super) fn new(inner: Arc<Inner>) -> Self {
-        let sampled_at = if sample_this_permit() {
-            Some(inner.clock.now())
-        } else {
-            None
-        };
+    /// `busy`: acquired while at least half of the limit was in use.
+    #[inline]
+    pub(super) fn new(inner: Arc<Inner>, busy: bool) -> Self {
+        let sampled_at = if busy { sample_start(&inner) } else { None };
         ConcurrencyPermit { inner, sampled_at }
     }
 }
 
-/// Every [`Inner::HOLD_SAMPLE_EVERY`]-th permit acquired on a thread (the
-/// first one included) has its hold time measured: reading the clock on
-/// every permit would double the cost of the uncontended path.
-fn sample_this_permit() -> bool {
+/// Every [`Inner::HOLD_SAMPLE_EVERY`]-th busy permit acquired on a thread
+/// (the first one included) has its hold time measured: reading the clock
+/// on every permit would double the cost of acquiring one.
+#[inline(never)]
+fn sample_start(inner: &Inner) -> Option<Instant> {
     thread_local! {
         static ACQUIRED: Cell<u32> = const { Cell::new(0) };
     }
-    ACQUIRED.with(|count| {
+    let sample = ACQUIRED.with(|count| {
         let n = count.get();
         count.set(n.wrapping_add(1));
         n % Inner::HOLD_SAMPLE_EVERY == 0
-    })
+    });
+    sample.then(|| inner.clock.now())
 }
 
 impl Drop for ConcurrencyPermit {
+    #[inline]
     fn drop(&mut self) {
         if let Some(start) = self.sampled_at {
-            self.inner
-                .record_hold(self.inner.clock.now().saturating_duration_since(start));
+            self.inner.record_hold_since(start);
         }
         self.inner.release();
     }

@@ -27,6 +27,7 @@ enum Scenario {
 }
 
 /// Replay both incidents, naive vs Breakwater.
+#[allow(clippy::struct_excessive_bools)] // independent command-line flags
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
@@ -84,14 +85,19 @@ fn run(cli: &Cli) -> Result<(), replay::ReplayError> {
     }
     options.validate()?;
     if cli.list_params {
-        let params = serde_json::json!({ "nov": options.nov });
-        println!("{}", serde_json::to_string_pretty(&params).unwrap_or_default());
+        let params = serde_json::json!({ "nov": options.nov, "feb": options.feb });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&params).unwrap_or_default()
+        );
         return Ok(());
     }
     let started = Instant::now();
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(options.runs() as u64);
-        if let Ok(style) = ProgressStyle::with_template("{spinner} replaying [{bar:30}] {pos}/{len} runs {msg}") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} replaying [{bar:30}] {pos}/{len} runs {msg}")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
         Some(bar)

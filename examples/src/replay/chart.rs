@@ -45,7 +45,12 @@ fn chart_err(path: &Path, e: impl std::fmt::Display) -> ReplayError {
 }
 
 /// Draws `panels` stacked vertically into an SVG file at `path`.
-pub fn draw(path: &Path, title: &str, x_label: &str, panels: &[Panel<'_>]) -> Result<(), ReplayError> {
+pub fn draw(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    panels: &[Panel<'_>],
+) -> Result<(), ReplayError> {
     let height = 60 + 300 * u32::try_from(panels.len()).unwrap_or(1);
     let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| chart_err(path, e))?;
@@ -98,9 +103,14 @@ fn draw_panel(
     for s in &panel.series {
         let color = s.color;
         chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))?
             .label(s.label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -119,7 +129,11 @@ pub fn rolling_ratio(numerator: &[u32], denominator: &[u32], window: usize) -> V
         .filter_map(|i| {
             let from = (i + 1).saturating_sub(window);
             let num: u64 = numerator.get(from..=i)?.iter().map(|&v| u64::from(v)).sum();
-            let den: u64 = denominator.get(from..=i)?.iter().map(|&v| u64::from(v)).sum();
+            let den: u64 = denominator
+                .get(from..=i)?
+                .iter()
+                .map(|&v| u64::from(v))
+                .sum();
             (den > 0).then(|| (i as f64, num as f64 / den as f64))
         })
         .collect()

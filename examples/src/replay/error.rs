@@ -22,6 +22,10 @@ pub enum ReplayError {
     /// A library type refused the configuration the replay derived.
     #[error("library configuration rejected: {0}")]
     Config(#[from] resilience_core::ConfigError),
+    /// The simulated fleet or controller failed (a bug in the model, or
+    /// parameters it cannot run with).
+    #[error("simulation failed: {0}")]
+    Simulation(String),
     /// Writing charts or JSON failed.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -42,7 +46,11 @@ pub enum ReplayError {
 }
 
 /// Checks `condition`, or returns an [`ReplayError::InvalidParam`].
-pub(crate) fn ensure(condition: bool, name: &str, reason: impl Into<String>) -> Result<(), ReplayError> {
+pub(crate) fn ensure(
+    condition: bool,
+    name: &str,
+    reason: impl Into<String>,
+) -> Result<(), ReplayError> {
     if condition {
         Ok(())
     } else {

@@ -57,7 +57,8 @@ impl<E> std::fmt::Debug for EventQueue<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventQueue")
             .field("pending", &self.heap.len())
-            .finish()
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
     }
 }
 

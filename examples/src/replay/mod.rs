@@ -4,6 +4,7 @@
 pub mod chart;
 pub mod error;
 pub mod events;
+pub mod feb2019;
 pub mod nov2019;
 pub mod parallel;
 pub mod slab;
@@ -13,6 +14,7 @@ pub use error::ReplayError;
 
 use serde::Serialize;
 
+use feb2019::{Feb2019Params, Feb2019Report};
 use nov2019::{Nov2019Params, Nov2019Report};
 
 /// Which incidents to replay.
@@ -31,6 +33,10 @@ impl ScenarioChoice {
     fn includes_nov(self) -> bool {
         matches!(self, ScenarioChoice::Nov2019 | ScenarioChoice::All)
     }
+
+    fn includes_feb(self) -> bool {
+        matches!(self, ScenarioChoice::Feb2019 | ScenarioChoice::All)
+    }
 }
 
 /// Everything a replay needs.
@@ -42,12 +48,15 @@ pub struct ReplayOptions {
     pub seed: u64,
     /// November 2019 model parameters.
     pub nov: Nov2019Params,
+    /// February 2019 model parameters.
+    pub feb: Feb2019Params,
     /// Also run the ablation (naive plus one mechanism at a time).
     pub ablation: bool,
 }
 
 impl ReplayOptions {
-    /// Applies a `--set` override: `nov.<param>=<value>` (values are JSON
+    /// Applies a `--set` override: `nov.<param>=<value>` or
+    /// `feb.<param>=<value>` (values are JSON
     /// numbers/booleans/strings; bare words are taken as strings).
     pub fn set(&mut self, assignment: &str) -> Result<(), ReplayError> {
         let bad = |reason: &str| ReplayError::BadOverride {
@@ -56,7 +65,7 @@ impl ReplayOptions {
         };
         let (key, value) = assignment
             .split_once('=')
-            .ok_or_else(|| bad("expected KEY=VALUE, e.g. nov.servers=20"))?;
+            .ok_or_else(|| bad("expected SCENARIO.PARAM=VALUE, e.g. nov.servers=20"))?;
         let (scenario, field) = key
             .trim()
             .split_once('.')
@@ -65,7 +74,12 @@ impl ReplayOptions {
             .unwrap_or_else(|_| serde_json::Value::String(value.trim().to_owned()));
         match scenario {
             "nov" => self.nov = with_field(&self.nov, field, value, assignment)?,
-            other => return Err(bad(&format!("unknown scenario `{other}` (expected `nov`)"))),
+            "feb" => self.feb = with_field(&self.feb, field, value, assignment)?,
+            other => {
+                return Err(bad(&format!(
+                    "unknown scenario `{other}` (expected `nov` or `feb`)"
+                )));
+            }
         }
         Ok(())
     }
@@ -75,6 +89,9 @@ impl ReplayOptions {
         if self.scenario.includes_nov() {
             self.nov.validate()?;
         }
+        if self.scenario.includes_feb() {
+            self.feb.validate()?;
+        }
         Ok(())
     }
 
@@ -82,7 +99,14 @@ impl ReplayOptions {
     pub fn runs(&self) -> usize {
         let mut n = 0;
         if self.scenario.includes_nov() {
-            n += 2 + if self.ablation { nov2019::Mechanisms::ablations().len() } else { 0 };
+            n += 2 + if self.ablation {
+                nov2019::Mechanisms::ablations().len()
+            } else {
+                0
+            };
+        }
+        if self.scenario.includes_feb() {
+            n += 2;
         }
         n
     }
@@ -105,7 +129,10 @@ fn with_field<T: Serialize + serde::de::DeserializeOwned>(
     if !map.contains_key(field) {
         let mut known: Vec<&str> = map.keys().map(String::as_str).collect();
         known.sort_unstable();
-        return Err(bad(format!("unknown parameter; known: {}", known.join(", "))));
+        return Err(bad(format!(
+            "unknown parameter; known: {}",
+            known.join(", ")
+        )));
     }
     map.insert(field.to_owned(), value);
     serde_json::from_value(json).map_err(|e| bad(e.to_string()))
@@ -117,6 +144,8 @@ fn with_field<T: Serialize + serde::de::DeserializeOwned>(
 pub enum ScenarioReport {
     /// `nov-2019`.
     Nov2019(Box<Nov2019Report>),
+    /// `feb-2019`.
+    Feb2019(Box<Feb2019Report>),
 }
 
 /// The whole replay: `{"seed":N,"scenarios":[...]}`.
@@ -140,13 +169,17 @@ impl Report {
             .iter()
             .map(|s| match s {
                 ScenarioReport::Nov2019(r) => table::nov2019(r, self.seed),
+                ScenarioReport::Feb2019(r) => table::feb2019(r, self.seed),
             })
             .collect::<Vec<_>>()
             .join("\n")
     }
 
     /// Writes one SVG chart per scenario into `dir`; returns their paths.
-    pub fn write_charts(&self, dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, ReplayError> {
+    pub fn write_charts(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<Vec<std::path::PathBuf>, ReplayError> {
         std::fs::create_dir_all(dir).map_err(|source| ReplayError::Io {
             path: dir.display().to_string(),
             source,
@@ -155,6 +188,7 @@ impl Report {
             .iter()
             .map(|s| match s {
                 ScenarioReport::Nov2019(r) => nov2019::write_chart(r, dir),
+                ScenarioReport::Feb2019(r) => feb2019::write_chart(r, dir),
             })
             .collect()
     }
@@ -162,12 +196,19 @@ impl Report {
 
 /// Replays the selected scenarios. `progress` is called once per finished
 /// simulation run.
-pub fn run(options: &ReplayOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<Report, ReplayError> {
+pub fn run(
+    options: &ReplayOptions,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Report, ReplayError> {
     options.validate()?;
     let mut scenarios = Vec::new();
     if options.scenario.includes_nov() {
         let report = nov2019::run(&options.nov, options.seed, options.ablation, progress)?;
         scenarios.push(ScenarioReport::Nov2019(Box::new(report)));
+    }
+    if options.scenario.includes_feb() {
+        let report = feb2019::run(&options.feb, options.seed, progress)?;
+        scenarios.push(ScenarioReport::Feb2019(Box::new(report)));
     }
     Ok(Report {
         seed: options.seed,

@@ -52,7 +52,10 @@ pub fn run(
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Nov2019Report, ReplayError> {
     params.validate()?;
-    let mut policies = vec![("naive", Mechanisms::NAIVE), ("breakwater", Mechanisms::BREAKWATER)];
+    let mut policies = vec![
+        ("naive", Mechanisms::NAIVE),
+        ("breakwater", Mechanisms::BREAKWATER),
+    ];
     if with_ablation {
         policies.extend(Mechanisms::ablations());
     }
@@ -86,19 +89,33 @@ pub fn run(
 
 /// Draws goodput, load and servers up over time for both policies into
 /// `dir/nov-2019.svg`.
-pub fn write_chart(report: &Nov2019Report, dir: &std::path::Path) -> Result<std::path::PathBuf, ReplayError> {
+pub fn write_chart(
+    report: &Nov2019Report,
+    dir: &std::path::Path,
+) -> Result<std::path::PathBuf, ReplayError> {
     use crate::replay::chart::{self, BREAKWATER, NAIVE, Panel, Series};
     let path = dir.join("nov-2019.svg");
     let p = &report.params;
-    let markers = vec![(p.deploy_at_s as f64, " bad deploy"), (p.revert_at_s as f64, " revert")];
+    let markers = vec![
+        (p.deploy_at_s as f64, " bad deploy"),
+        (p.revert_at_s as f64, " revert"),
+    ];
     let (n, b) = (&report.naive.timeline, &report.breakwater.timeline);
     let panels = [
         Panel {
             title: "Goodput: share of client requests answered in time (10-s rolling)",
             y_label: "goodput",
             series: vec![
-                Series { label: "naive", color: NAIVE, points: chart::rolling_ratio(&n.succeeded, &n.offered, 10) },
-                Series { label: "breakwater", color: BREAKWATER, points: chart::rolling_ratio(&b.succeeded, &b.offered, 10) },
+                Series {
+                    label: "naive",
+                    color: NAIVE,
+                    points: chart::rolling_ratio(&n.succeeded, &n.offered, 10),
+                },
+                Series {
+                    label: "breakwater",
+                    color: BREAKWATER,
+                    points: chart::rolling_ratio(&b.succeeded, &b.offered, 10),
+                },
             ],
             markers: markers.clone(),
         },
@@ -106,8 +123,16 @@ pub fn write_chart(report: &Nov2019Report, dir: &std::path::Path) -> Result<std:
             title: "Load on the API servers: attempts per second",
             y_label: "attempts/s",
             series: vec![
-                Series { label: "naive", color: NAIVE, points: chart::per_second(&n.server_attempts) },
-                Series { label: "breakwater", color: BREAKWATER, points: chart::per_second(&b.server_attempts) },
+                Series {
+                    label: "naive",
+                    color: NAIVE,
+                    points: chart::per_second(&n.server_attempts),
+                },
+                Series {
+                    label: "breakwater",
+                    color: BREAKWATER,
+                    points: chart::per_second(&b.server_attempts),
+                },
             ],
             markers: markers.clone(),
         },
@@ -115,12 +140,25 @@ pub fn write_chart(report: &Nov2019Report, dir: &std::path::Path) -> Result<std:
             title: "API servers up",
             y_label: "servers",
             series: vec![
-                Series { label: "naive", color: NAIVE, points: chart::per_second(&n.servers_up) },
-                Series { label: "breakwater", color: BREAKWATER, points: chart::per_second(&b.servers_up) },
+                Series {
+                    label: "naive",
+                    color: NAIVE,
+                    points: chart::per_second(&n.servers_up),
+                },
+                Series {
+                    label: "breakwater",
+                    color: BREAKWATER,
+                    points: chart::per_second(&b.servers_up),
+                },
             ],
             markers,
         },
     ];
-    chart::draw(&path, "November 2019 replay: naive vs Breakwater", "seconds", &panels)?;
+    chart::draw(
+        &path,
+        "November 2019 replay: naive vs Breakwater",
+        "seconds",
+        &panels,
+    )?;
     Ok(path)
 }

@@ -128,6 +128,7 @@ impl Default for Nov2019Params {
 impl Nov2019Params {
     /// Checks every parameter; the error names the first invalid one as
     /// `nov.<name>`.
+    #[allow(clippy::too_many_lines)] // one check per parameter
     pub fn validate(&self) -> Result<(), ReplayError> {
         let positive = |v: f64| v.is_finite() && v > 0.0;
         ensure(

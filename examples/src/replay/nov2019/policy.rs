@@ -60,12 +60,36 @@ impl Mechanisms {
     pub fn ablations() -> Vec<(&'static str, Mechanisms)> {
         let n = Mechanisms::NAIVE;
         vec![
-            ("retry budget", Mechanisms { retry_budget: true, ..n }),
+            (
+                "retry budget",
+                Mechanisms {
+                    retry_budget: true,
+                    ..n
+                },
+            ),
             ("backoff + jitter", Mechanisms { backoff: true, ..n }),
-            ("deadline", Mechanisms { deadline: true, ..n }),
+            (
+                "deadline",
+                Mechanisms {
+                    deadline: true,
+                    ..n
+                },
+            ),
             ("circuit breaker", Mechanisms { breaker: true, ..n }),
-            ("adaptive throttle", Mechanisms { throttle: true, ..n }),
-            ("load shedding", Mechanisms { load_shedding: true, ..n }),
+            (
+                "adaptive throttle",
+                Mechanisms {
+                    throttle: true,
+                    ..n
+                },
+            ),
+            (
+                "load shedding",
+                Mechanisms {
+                    load_shedding: true,
+                    ..n
+                },
+            ),
             (
                 "restart backoff + slow start",
                 Mechanisms {

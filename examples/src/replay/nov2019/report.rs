@@ -65,8 +65,18 @@ impl Timeline {
     pub fn goodput(&self, from: usize, to: usize) -> Option<f64> {
         let to = to.min(self.offered.len());
         let from = from.min(to);
-        let offered: u64 = self.offered.get(from..to)?.iter().map(|&v| u64::from(v)).sum();
-        let ok: u64 = self.succeeded.get(from..to)?.iter().map(|&v| u64::from(v)).sum();
+        let offered: u64 = self
+            .offered
+            .get(from..to)?
+            .iter()
+            .map(|&v| u64::from(v))
+            .sum();
+        let ok: u64 = self
+            .succeeded
+            .get(from..to)?
+            .iter()
+            .map(|&v| u64::from(v))
+            .sum();
         (offered > 0).then(|| ok as f64 / offered as f64)
     }
 }
@@ -121,7 +131,10 @@ impl Nov2019Outcome {
         wasted_work: u64,
     ) -> Self {
         let secs = |s: u64| usize::try_from(s).unwrap_or(usize::MAX);
-        let judged_end = secs(p.horizon_s.saturating_sub(p.client_timeout_ms.div_ceil(1_000)));
+        let judged_end = secs(
+            p.horizon_s
+                .saturating_sub(p.client_timeout_ms.div_ceil(1_000)),
+        );
         let deploy = secs(p.deploy_at_s);
         let revert = secs(p.revert_at_s);
         let sum = |v: &[u32], from: usize, to: usize| -> u64 {

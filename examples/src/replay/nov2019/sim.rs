@@ -30,7 +30,9 @@ use resilience_core::backoff::{Backoff, BackoffConfig, Jitter};
 use resilience_core::breaker::{BreakerConfig, BreakerPermit, CircuitBreaker, WindowConfig};
 use resilience_core::budget::{RetryBudget, RetryBudgetConfig};
 use resilience_core::clock::{Clock, ManualClock};
-use resilience_core::limit::{ConcurrencyLimit, ConcurrencyLimitConfig, ConcurrencyPermit, Overloaded};
+use resilience_core::limit::{
+    ConcurrencyLimit, ConcurrencyLimitConfig, ConcurrencyPermit, Overloaded,
+};
 use resilience_core::restart::{RestartBackoff, RestartBackoffConfig, SlowStart, SlowStartConfig};
 use resilience_core::throttle::{AdaptiveThrottle, AdaptiveThrottleConfig};
 
@@ -50,9 +52,17 @@ enum Ev {
     /// An attempt reaches its server.
     AtServer { attempt: Key, server: usize },
     /// A server finished an attempt (ignored if the server crashed meanwhile).
-    ServiceDone { server: usize, slot: u64, incarnation: u32 },
+    ServiceDone {
+        server: usize,
+        slot: u64,
+        incarnation: u32,
+    },
     /// The server's answer reaches the proxy.
-    Response { attempt: Key, ok: bool, retry_after: Micros },
+    Response {
+        attempt: Key,
+        ok: bool,
+        retry_after: Micros,
+    },
     /// The proxy's per-attempt timeout fires.
     AttemptTimeout(Key),
     /// A backed-off retry fires.
@@ -156,6 +166,7 @@ pub fn run(p: &Nov2019Params, m: Mechanisms, seed: u64) -> Result<Nov2019Outcome
 }
 
 impl<'p> Sim<'p> {
+    #[allow(clippy::too_many_lines)] // builds every proxy's and server's library types
     fn new(p: &'p Nov2019Params, m: Mechanisms, seed: u64) -> Result<Self, ReplayError> {
         let clock = ManualClock::new();
         let epoch = clock.now();
@@ -277,7 +288,9 @@ impl<'p> Sim<'p> {
             });
         }
         // Servers that have been up for long are warm.
-        if let Some(first) = servers.first() && first.slow_start.is_some() {
+        if let Some(first) = servers.first()
+            && first.slow_start.is_some()
+        {
             clock.advance(Duration::from_secs(p.slow_start_s.saturating_add(1)));
         }
         let start_offset = clock.now() - epoch;
@@ -307,8 +320,14 @@ impl<'p> Sim<'p> {
         let n = p.servers as u64;
         for server in 0..p.servers {
             let offset = spread * server as u64 / n.max(1);
-            sim.q.push(p.deploy_at_s * SECOND + offset, Ev::Redeploy { server, bad: true });
-            sim.q.push(p.revert_at_s * SECOND + offset, Ev::Redeploy { server, bad: false });
+            sim.q.push(
+                p.deploy_at_s * SECOND + offset,
+                Ev::Redeploy { server, bad: true },
+            );
+            sim.q.push(
+                p.revert_at_s * SECOND + offset,
+                Ev::Redeploy { server, bad: false },
+            );
         }
         Ok(sim)
     }
@@ -325,7 +344,7 @@ impl<'p> Sim<'p> {
         }
     }
 
-    fn bucket(&self, at: Micros) -> usize {
+    fn bucket(at: Micros) -> usize {
         usize::try_from(at / SECOND).unwrap_or(usize::MAX)
     }
 
@@ -355,7 +374,7 @@ impl<'p> Sim<'p> {
             } => self.on_server_up(server, incarnation),
             Ev::Redeploy { server, bad } => self.on_redeploy(server, bad),
             Ev::Tick => {
-                let b = self.bucket(self.now);
+                let b = Self::bucket(self.now);
                 let up = self.servers.iter().filter(|s| s.up).count();
                 self.tl.sample_servers_up(b, up);
                 self.q.push(self.now + SECOND, Ev::Tick);
@@ -367,7 +386,7 @@ impl<'p> Sim<'p> {
         let gap = -(1.0 - self.rng.f64()).ln() / self.p.client_rps;
         self.q
             .push(self.now + (gap * 1e6).max(1.0) as Micros, Ev::Arrive);
-        let bucket = self.bucket(self.now);
+        let bucket = Self::bucket(self.now);
         self.tl.offered(bucket);
         let proxy = self.rng.usize(..self.p.proxies);
         if let Some(budget) = &self.proxies[proxy].budget {
@@ -431,15 +450,17 @@ impl<'p> Sim<'p> {
             proxy,
             breaker,
         });
-        let bucket = self.bucket(self.now);
+        let bucket = Self::bucket(self.now);
         self.tl.server_attempt(bucket);
         let mut timeout = ms(self.p.attempt_timeout_ms);
         if self.m.deadline {
             timeout = timeout.min(deadline.saturating_sub(self.now));
         }
         let net = self.network();
-        self.q.push(self.now + net, Ev::AtServer { attempt, server });
-        self.q.push(self.now + timeout.max(1), Ev::AttemptTimeout(attempt));
+        self.q
+            .push(self.now + net, Ev::AtServer { attempt, server });
+        self.q
+            .push(self.now + timeout.max(1), Ev::AttemptTimeout(attempt));
     }
 
     fn respond(&mut self, attempt: Key, ok: bool, retry_after: Micros) {
@@ -474,7 +495,8 @@ impl<'p> Sim<'p> {
                 Poll::Ready(Ok(permit)) => self.start_service(s, attempt, Some(permit)),
                 Poll::Ready(Err(overloaded)) => {
                     self.c.shed += 1;
-                    let hint = u64::try_from(overloaded.retry_after.as_micros()).unwrap_or(u64::MAX);
+                    let hint =
+                        u64::try_from(overloaded.retry_after.as_micros()).unwrap_or(u64::MAX);
                     self.respond(attempt, false, hint);
                 }
                 Poll::Pending => self.servers[s].waiting.push_back((attempt, fut)),
@@ -600,7 +622,7 @@ impl<'p> Sim<'p> {
         }
         if out_of_memory && was_up {
             self.c.crashes += 1;
-            let b = self.bucket(self.now);
+            let b = Self::bucket(self.now);
             self.tl.crash(b);
             let mut delay = ms(self.p.boot_ms);
             if let Some(restart) = &mut self.servers[s].restart {

@@ -1,0 +1,139 @@
+//! February 2019: a fleet replaced by draining 30 hosts at a time, a surge
+//! of app starts that corrupted `node_modules`, and a flapping disk alert.
+//!
+//! See [`sim`] for the model and [`params::Feb2019Params`] for every
+//! parameter.
+
+pub mod params;
+pub mod sim;
+
+use serde::Serialize;
+
+pub use params::Feb2019Params;
+pub use sim::{Feb2019Outcome, FebTimeline, Policy};
+
+use crate::replay::error::ReplayError;
+
+/// The February 2019 scenario's results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Feb2019Report {
+    /// Always `"feb-2019"`.
+    pub name: &'static str,
+    /// Capacity-gated drain of 30 hosts at a time, raw alerts.
+    pub naive: Feb2019Outcome,
+    /// Bounded, health-gated drain; hysteresis and aggregated alerts.
+    pub breakwater: Feb2019Outcome,
+    /// The parameters used.
+    pub params: Feb2019Params,
+}
+
+/// Replays both policies (in parallel). `progress` is called once per run.
+pub fn run(
+    params: &Feb2019Params,
+    seed: u64,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Feb2019Report, ReplayError> {
+    params.validate()?;
+    let policies = [("naive", Policy::Naive), ("breakwater", Policy::Breakwater)];
+    let results = crate::replay::parallel::map(&policies, |&(name, policy)| {
+        let outcome = sim::run(params, policy, seed);
+        progress(name);
+        outcome
+    });
+    let mut it = results.into_iter();
+    let (Some(naive), Some(breakwater)) = (it.next(), it.next()) else {
+        return Err(ReplayError::Simulation(
+            "a policy run is missing".to_owned(),
+        ));
+    };
+    Ok(Feb2019Report {
+        name: "feb-2019",
+        naive: naive?,
+        breakwater: breakwater?,
+        params: params.clone(),
+    })
+}
+
+/// Draws app starts per host, failed starts and alerts over time for both
+/// policies into `dir/feb-2019.svg`.
+pub fn write_chart(
+    report: &Feb2019Report,
+    dir: &std::path::Path,
+) -> Result<std::path::PathBuf, ReplayError> {
+    use crate::replay::chart::{self, BREAKWATER, NAIVE, Panel, Series};
+    let path = dir.join("feb-2019.svg");
+    let minutes = |t: &[f64]| t.iter().map(|s| s / 60.0).collect::<Vec<_>>();
+    let pts = |t: &[f64], v: &[f64]| {
+        minutes(t)
+            .into_iter()
+            .zip(v.iter().copied())
+            .collect::<Vec<_>>()
+    };
+    let pts_u = |t: &[f64], v: &[u64]| {
+        minutes(t)
+            .into_iter()
+            .zip(v.iter().map(|&x| x as f64))
+            .collect::<Vec<_>>()
+    };
+    let (n, b) = (&report.naive.timeline, &report.breakwater.timeline);
+    let panels = [
+        Panel {
+            title: "App starts per receiving host per minute (mean over receivers)",
+            y_label: "starts/host/min",
+            series: vec![
+                Series {
+                    label: "naive",
+                    color: NAIVE,
+                    points: pts(&n.t, &n.starts_per_host_per_minute),
+                },
+                Series {
+                    label: "breakwater",
+                    color: BREAKWATER,
+                    points: pts(&b.t, &b.starts_per_host_per_minute),
+                },
+            ],
+            markers: vec![],
+        },
+        Panel {
+            title: "Failed (corrupted node_modules) app starts, cumulative",
+            y_label: "failed starts",
+            series: vec![
+                Series {
+                    label: "naive",
+                    color: NAIVE,
+                    points: pts_u(&n.t, &n.failed_starts),
+                },
+                Series {
+                    label: "breakwater",
+                    color: BREAKWATER,
+                    points: pts_u(&b.t, &b.failed_starts),
+                },
+            ],
+            markers: vec![],
+        },
+        Panel {
+            title: "Notifications sent to the on-call, cumulative",
+            y_label: "alerts",
+            series: vec![
+                Series {
+                    label: "naive (raw monitors)",
+                    color: NAIVE,
+                    points: pts_u(&n.t, &n.alerts_sent),
+                },
+                Series {
+                    label: "breakwater (hysteresis + aggregation)",
+                    color: BREAKWATER,
+                    points: pts_u(&b.t, &b.alerts_sent),
+                },
+            ],
+            markers: vec![],
+        },
+    ];
+    chart::draw(
+        &path,
+        "February 2019 replay: naive vs Breakwater",
+        "minutes",
+        &panels,
+    )?;
+    Ok(path)
+}

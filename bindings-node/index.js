@@ -1,0 +1,17 @@
+'use strict';
+// breakwater: Node bindings of the Breakwater Rust crates.
+//
+// Every decision (budgets, backoff, breaker states, limits, drain plans,
+// allocation) is made in Rust; this thin layer validates arguments, loops
+// and awaits in JS, and turns results into idiomatic errors with stable
+// `code` strings.
+const native = require('./lib/native');
+const { codes } = require('./lib/errors');
+const { Backoff } = require('./lib/backoff');
+
+module.exports = {
+  Backoff,
+  codes,
+  /** @internal Panics inside Rust on purpose (tests only). */
+  __debugPanic: (message) => native.__debugPanic(String(message)),
+};

@@ -203,12 +203,12 @@ impl ManualClock {
     /// Moves time forward by `duration` and wakes every sleeper that is due.
     pub fn advance(&self, duration: Duration) {
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-        let _ = self
-            .inner
-            .offset_nanos
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
-                Some(current.saturating_add(nanos))
-            });
+        let _ =
+            self.inner
+                .offset_nanos
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                    Some(current.saturating_add(nanos))
+                });
         self.wake_due();
     }
 
@@ -233,7 +233,11 @@ impl ManualClock {
 
     /// The earliest deadline among current sleepers.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.lock_sleepers().waiting.iter().map(|s| s.deadline).min()
+        self.lock_sleepers()
+            .waiting
+            .iter()
+            .map(|s| s.deadline)
+            .min()
     }
 
     /// Advances to the earliest sleeper's deadline, waking it. Returns `false`

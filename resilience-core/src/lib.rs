@@ -34,8 +34,13 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod backoff;
+pub mod breaker;
 pub mod clock;
 mod error;
+pub mod rate;
+pub mod restart;
+pub mod signal;
 mod sync;
+pub mod throttle;
 
 pub use error::ConfigError;

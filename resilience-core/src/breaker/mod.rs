@@ -1,0 +1,749 @@
+//! Circuit breaker: stop sending load to a dependency that keeps failing.
+//!
+//! # Why a circuit breaker?
+//!
+//! In November 2019 a bad release made the API servers run out of memory.
+//! Reverting it did not end the outage: the API proxies kept sending full
+//! load, plus aggressive retries, to servers that were crash-looping, so no
+//! server stayed up long enough to recover. A breaker in each proxy would have
+//! noticed the failures, failed calls fast instead of forwarding them, and
+//! given the servers room to come back, then let traffic return gradually
+//! through a few probe calls.
+//!
+//! A [`CircuitBreaker`] is **closed** while the dependency is healthy and
+//! records the outcome of every call. It **opens** (trips) on
+//! - `consecutive_failures` failures in a row (optional), or
+//! - a failure rate of at least `failure_rate_threshold` over a sliding
+//!   window (the last N calls, or the last D seconds in buckets), or
+//! - a slow-call rate of at least `slow_call_rate_threshold`, where a call is
+//!   slow when it took longer than `slow_call_duration` between
+//!   [`CircuitBreaker::try_acquire`] and its record,
+//!
+//! the rate rules applying only once the window holds `minimum_calls` calls.
+//! While open it rejects calls with [`BreakerOpen`] carrying a `retry_after`.
+//! After the open wait (which grows with every trip in a row, following the
+//! `open_wait` [`Backoff`]) the next `try_acquire` moves it to **half-open**:
+//! at most `half_open_probes` probe calls are in flight at a time; after that
+//! many probe successes it closes (and the wait growth resets), and one probe
+//! failure (or, when slow calls are tracked, one slow probe) reopens it.
+//!
+//! Permits never leak: every admitted call holds a [`BreakerPermit`], and a
+//! permit dropped without a record (a cancelled future, an early return) is
+//! *cancelled*: it frees its probe slot and counts as neither success nor
+//! failure. Outcomes that say nothing about the dependency (client errors) are
+//! recorded as [`Outcome::Ignored`]. (resilience4j #903 and opossum #119 are
+//! breakers that got stuck half-open because of leaked probes.)
+//!
+//! The synchronous `try_acquire` → record API is the primary one (it is what
+//! the Node bindings drive); [`CircuitBreaker::call`] wraps a future.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use resilience_core::backoff::BackoffConfig;
+//! use resilience_core::breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+//! use resilience_core::clock::ManualClock;
+//!
+//! let clock = ManualClock::new();
+//! let breaker = CircuitBreaker::with_clock(
+//!     BreakerConfig {
+//!         consecutive_failures: Some(3),
+//!         open_wait: BackoffConfig {
+//!             base: Duration::from_secs(10),
+//!             ..BreakerConfig::default().open_wait
+//!         },
+//!         half_open_probes: 1,
+//!         ..BreakerConfig::default()
+//!     },
+//!     clock.clone(),
+//! )?;
+//!
+//! for _ in 0..3 {
+//!     breaker.try_acquire()?.record_failure();
+//! }
+//! assert_eq!(breaker.state(), BreakerState::Open);
+//! let rejected = breaker.try_acquire().unwrap_err();
+//! assert_eq!(rejected.retry_after, Duration::from_secs(10));
+//!
+//! clock.advance(Duration::from_secs(10));
+//! let probe = breaker.try_acquire()?; // the wait is over: one probe goes through
+//! assert_eq!(breaker.state(), BreakerState::HalfOpen);
+//! assert!(breaker.try_acquire().is_err()); // only one probe at a time
+//! probe.record_success();
+//! assert_eq!(breaker.state(), BreakerState::Closed);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # State changes
+//!
+//! Every transition emits a `tracing` event (`warn` when opening, `info` when
+//! half-opening or closing) and is sent to the
+//! [`tokio::sync::broadcast`] receivers returned by
+//! [`CircuitBreaker::subscribe`], in order. The receiver also works without a
+//! runtime (`try_recv`); it keeps the last 64 changes, a receiver that falls
+//! further behind gets `RecvError::Lagged`.
+//!
+//! # Memory ordering
+//!
+//! All breaker state lives behind one mutex, taken once per record (one short
+//! critical section, no allocation). The only lock-free part is the fast path
+//! of `try_acquire` in the closed state: a single `AtomicU64` holds
+//! `epoch << 2 | state`, written (with `Release`) only while the mutex is held,
+//! on every transition, and read with `Acquire`. A permit remembers the epoch
+//! it was issued in, and its record is checked against the current epoch
+//! under the mutex, so nothing else is read from the atomic; a permit taken
+//! just before a concurrent trip is counted in the metrics but does not
+//! affect the new state. (`Relaxed` would suffice for that; `Acquire` costs
+//! nothing on x86 and pairs with the `Release` store.)
+
+mod config;
+mod error;
+mod state;
+mod window;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+pub use config::{BreakerConfig, MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS, MIN_BUCKET, WindowConfig};
+pub use error::{BreakerError, BreakerOpen};
+pub use state::{BreakerState, Outcome, StateChange};
+
+use crate::backoff::Backoff;
+use crate::clock::{Clock, SharedClock, saturating_add};
+use crate::error::ConfigError;
+use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard};
+use window::Window;
+
+/// How many state changes a [`CircuitBreaker::subscribe`] receiver buffers.
+pub const EVENT_CAPACITY: usize = 64;
+
+const STATE_MASK: u64 = 0b11;
+const CLOSED_BITS: u64 = 0;
+/// Epochs wrap within the 62 bits the state word has room for.
+const EPOCH_MASK: u64 = u64::MAX >> 2;
+
+fn pack(epoch: u64, state: BreakerState) -> u64 {
+    (epoch << 2) | state.to_bits()
+}
+
+/// A circuit breaker. Cheap to clone: clones share one breaker.
+///
+/// See the [module documentation](self) for the state machine.
+#[derive(Clone)]
+pub struct CircuitBreaker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `epoch << 2 | state`; see "Memory ordering" in the module docs.
+    word: AtomicU64,
+    clock: SharedClock,
+    slow_call_duration: Option<Duration>,
+    /// The clock must be read when recording (time window or slow calls).
+    clock_on_record: bool,
+    config: BreakerConfig,
+    events: broadcast::Sender<StateChange>,
+    core: Mutex<Core>,
+}
+
+/// Everything behind the mutex.
+#[derive(Debug)]
+struct Core {
+    state: BreakerState,
+    epoch: u64,
+    window: Window,
+    consecutive_failures: u32,
+    open_until: Instant,
+    open_wait: Backoff,
+    probes_in_flight: u32,
+    probe_successes: u32,
+    counters: Counters,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    successes: u64,
+    failures: u64,
+    slow_calls: u64,
+    ignored: u64,
+    cancelled: u64,
+    rejections: u64,
+    trips: u64,
+}
+
+/// Why a breaker opened (for the `tracing` event).
+#[derive(Debug, Clone, Copy)]
+enum TripReason {
+    ConsecutiveFailures(u32),
+    FailureRate(f64),
+    SlowCallRate(f64),
+    ProbeFailed,
+    ProbeSlow,
+}
+
+impl TripReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            TripReason::ConsecutiveFailures(_) => "consecutive failures",
+            TripReason::FailureRate(_) => "failure rate over threshold",
+            TripReason::SlowCallRate(_) => "slow-call rate over threshold",
+            TripReason::ProbeFailed => "half-open probe failed",
+            TripReason::ProbeSlow => "half-open probe was slow",
+        }
+    }
+}
+
+/// A transition that happened inside the critical section, logged after it.
+#[derive(Debug, Clone, Copy)]
+struct Transition {
+    change: StateChange,
+    reason: Option<TripReason>,
+    wait: Duration,
+    trips_in_a_row: u32,
+}
+
+/// A snapshot of a breaker's counters, for dashboards.
+///
+/// Counters are cumulative since creation; `calls` counts permits that have
+/// completed (with any outcome, cancellations included), so permits still in
+/// flight are not in it yet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerMetrics {
+    /// The current state.
+    pub state: BreakerState,
+    /// Completed permits: `successes + failures + ignored + cancelled`.
+    pub calls: u64,
+    /// Calls recorded as [`Outcome::Success`] (slow ones included).
+    pub successes: u64,
+    /// Calls recorded as [`Outcome::Failure`].
+    pub failures: u64,
+    /// Successes and failures that were slow.
+    pub slow_calls: u64,
+    /// Calls recorded as [`Outcome::Ignored`].
+    pub ignored: u64,
+    /// Permits dropped without a record.
+    pub cancelled: u64,
+    /// Calls rejected with [`BreakerOpen`].
+    pub rejections: u64,
+    /// Transitions to open.
+    pub trips: u64,
+    /// Calls currently in the sliding window (closed state).
+    pub window_calls: u32,
+    /// Failure rate over the window (0 when empty).
+    pub window_failure_rate: f64,
+    /// Slow-call rate over the window (0 when empty).
+    pub window_slow_call_rate: f64,
+}
+
+impl CircuitBreaker {
+    /// A breaker on the [`SystemClock`](crate::clock::SystemClock).
+    pub fn new(config: BreakerConfig) -> Result<Self, ConfigError> {
+        Self::with_clock(config, SharedClock::system())
+    }
+
+    /// A breaker on the given clock (a [`ManualClock`](crate::clock::ManualClock)
+    /// in tests and simulations).
+    pub fn with_clock(config: BreakerConfig, clock: impl Clock) -> Result<Self, ConfigError> {
+        let open_wait = Backoff::new(config.open_wait.clone()).map_err(|e| e.nested("open_wait"));
+        Self::build(config, clock.into_shared(), open_wait)
+    }
+
+    /// Like [`CircuitBreaker::with_clock`], with the open-wait jitter drawn
+    /// from a generator seeded with `seed`, for reproducible simulations.
+    pub fn with_clock_and_seed(
+        config: BreakerConfig,
+        clock: impl Clock,
+        seed: u64,
+    ) -> Result<Self, ConfigError> {
+        let open_wait =
+            Backoff::with_seed(config.open_wait.clone(), seed).map_err(|e| e.nested("open_wait"));
+        Self::build(config, clock.into_shared(), open_wait)
+    }
+
+    fn build(
+        config: BreakerConfig,
+        clock: SharedClock,
+        open_wait: Result<Backoff, ConfigError>,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let open_wait = open_wait?;
+        let now = clock.now();
+        let window = Window::new(config.window, now);
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        Ok(CircuitBreaker {
+            inner: Arc::new(Inner {
+                word: AtomicU64::new(pack(0, BreakerState::Closed)),
+                slow_call_duration: config.slow_call_duration,
+                clock_on_record: config.slow_call_duration.is_some() || window.needs_clock(),
+                clock,
+                config,
+                events,
+                core: Mutex::new(Core {
+                    state: BreakerState::Closed,
+                    epoch: 0,
+                    window,
+                    consecutive_failures: 0,
+                    open_until: now,
+                    open_wait,
+                    probes_in_flight: 0,
+                    probe_successes: 0,
+                    counters: Counters::default(),
+                }),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.inner.config
+    }
+
+    /// Asks to make one call. `Ok` holds a permit to record the outcome with;
+    /// `Err` means the breaker is open (or half-open with every probe slot
+    /// taken) and the call must not be made.
+    ///
+    /// In the closed state this is lock-free and reads the clock only if slow
+    /// calls are tracked. When open, the first call after the wait moves the
+    /// breaker to half-open and becomes a probe.
+    pub fn try_acquire(&self) -> Result<BreakerPermit, BreakerOpen> {
+        let word = self.inner.word.load(Ordering::Acquire);
+        if word & STATE_MASK == CLOSED_BITS {
+            let started = self
+                .inner
+                .slow_call_duration
+                .map(|_| self.inner.clock.now());
+            return Ok(BreakerPermit::new(self.clone(), word >> 2, false, started));
+        }
+        self.acquire_contended()
+    }
+
+    /// `try_acquire` outside the closed fast path: under the mutex.
+    fn acquire_contended(&self) -> Result<BreakerPermit, BreakerOpen> {
+        let now = self.inner.clock.now();
+        let mut core = self.inner.lock();
+        let mut transition = None;
+        if core.state == BreakerState::Open {
+            if now < core.open_until {
+                core.counters.rejections += 1;
+                let retry_after = core.open_until - now;
+                drop(core);
+                tracing::trace!(?retry_after, "call rejected by open circuit breaker");
+                return Err(BreakerOpen { retry_after });
+            }
+            transition = Some(
+                self.inner
+                    .transition(&mut core, BreakerState::HalfOpen, now, None),
+            );
+        }
+        let result = match core.state {
+            BreakerState::Closed => Ok(BreakerPermit::new(
+                self.clone(),
+                core.epoch,
+                false,
+                self.inner.slow_call_duration.map(|_| now),
+            )),
+            BreakerState::HalfOpen
+                if core.probes_in_flight.saturating_add(core.probe_successes)
+                    < self.inner.config.half_open_probes =>
+            {
+                core.probes_in_flight += 1;
+                Ok(BreakerPermit::new(
+                    self.clone(),
+                    core.epoch,
+                    true,
+                    self.inner.slow_call_duration.map(|_| now),
+                ))
+            }
+            BreakerState::HalfOpen | BreakerState::Open => {
+                core.counters.rejections += 1;
+                Err(BreakerOpen {
+                    retry_after: self.inner.config.open_wait.base,
+                })
+            }
+        };
+        let in_flight = core.probes_in_flight;
+        drop(core);
+        if let Some(transition) = transition {
+            transition.log();
+        }
+        if result.is_err() {
+            tracing::trace!(
+                probes_in_flight = in_flight,
+                "call rejected: every half-open probe slot is taken"
+            );
+        }
+        result
+    }
+
+    /// The current state.
+    ///
+    /// An open breaker whose wait has elapsed still reports `Open` until the
+    /// next [`CircuitBreaker::try_acquire`] moves it to half-open.
+    pub fn state(&self) -> BreakerState {
+        BreakerState::from_bits(self.inner.word.load(Ordering::Acquire) & STATE_MASK)
+    }
+
+    /// A receiver of every state change from now on, in order. See "State
+    /// changes" in the module docs.
+    pub fn subscribe(&self) -> broadcast::Receiver<StateChange> {
+        self.inner.events.subscribe()
+    }
+
+    /// A snapshot of the counters and the current window.
+    pub fn metrics(&self) -> BreakerMetrics {
+        let now = self.inner.clock_on_record.then(|| self.inner.clock.now());
+        let mut core = self.inner.lock();
+        let totals = core.window.totals(now);
+        let c = core.counters;
+        BreakerMetrics {
+            state: core.state,
+            calls: c.successes + c.failures + c.ignored + c.cancelled,
+            successes: c.successes,
+            failures: c.failures,
+            slow_calls: c.slow_calls,
+            ignored: c.ignored,
+            cancelled: c.cancelled,
+            rejections: c.rejections,
+            trips: c.trips,
+            window_calls: totals.calls,
+            window_failure_rate: totals.failure_rate(),
+            window_slow_call_rate: totals.slow_rate(),
+        }
+    }
+
+    /// Runs `fut` if the breaker admits it and records `Ok` as a success and
+    /// `Err` as a failure. A rejected `fut` is dropped without being polled.
+    /// If the returned future is dropped before `fut` completes, the call
+    /// counts as cancelled.
+    ///
+    /// ```
+    /// # use resilience_core::breaker::{BreakerConfig, BreakerError, CircuitBreaker};
+    /// # use resilience_core::clock::ManualClock;
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// let breaker = CircuitBreaker::with_clock(BreakerConfig::default(), ManualClock::new())?;
+    /// let value = breaker.call(async { Ok::<_, std::io::Error>(42) }).await?;
+    /// assert_eq!(value, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn call<F, T, E>(&self, fut: F) -> Result<T, BreakerError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        self.call_with(fut, |result| {
+            if result.is_ok() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            }
+        })
+        .await
+    }
+
+    /// Like [`CircuitBreaker::call`] with a classifier deciding the outcome,
+    /// e.g. [`Outcome::Ignored`] for client errors.
+    pub async fn call_with<F, T, E, C>(&self, fut: F, classify: C) -> Result<T, BreakerError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+        C: FnOnce(&Result<T, E>) -> Outcome,
+    {
+        let permit = self.try_acquire()?;
+        let result = fut.await;
+        permit.record(classify(&result));
+        result.map_err(BreakerError::Inner)
+    }
+
+    /// Completes a permit (`outcome` `None`: dropped without a record).
+    fn complete(&self, permit: &BreakerPermit, outcome: Option<Outcome>) {
+        let inner = &*self.inner;
+        let mut now = if outcome.is_some() && inner.clock_on_record {
+            Some(inner.clock.now())
+        } else {
+            None
+        };
+        let slow = match (inner.slow_call_duration, permit.started, now, outcome) {
+            (Some(limit), Some(started), Some(now), Some(Outcome::Success | Outcome::Failure)) => {
+                now.saturating_duration_since(started) > limit
+            }
+            _ => false,
+        };
+
+        let mut core = inner.lock();
+        match outcome {
+            Some(Outcome::Success) => core.counters.successes += 1,
+            Some(Outcome::Failure) => core.counters.failures += 1,
+            Some(Outcome::Ignored) => core.counters.ignored += 1,
+            None => core.counters.cancelled += 1,
+        }
+        if slow {
+            core.counters.slow_calls += 1;
+        }
+        if permit.epoch != core.epoch {
+            // Issued before the last transition: history, not evidence about
+            // the current state.
+            return;
+        }
+        let mut transition = None;
+        match core.state {
+            BreakerState::Closed => {
+                let failed = match outcome {
+                    Some(Outcome::Success) => false,
+                    Some(Outcome::Failure) => true,
+                    Some(Outcome::Ignored) | None => return,
+                };
+                core.consecutive_failures = if failed {
+                    core.consecutive_failures.saturating_add(1)
+                } else {
+                    0
+                };
+                core.window.record(now, failed, slow);
+                if let Some(reason) = inner.trip_reason(&mut core) {
+                    let at = *now.get_or_insert_with(|| inner.clock.now());
+                    transition =
+                        Some(inner.transition(&mut core, BreakerState::Open, at, Some(reason)));
+                }
+            }
+            BreakerState::HalfOpen => {
+                core.probes_in_flight = core.probes_in_flight.saturating_sub(1);
+                let reason = match outcome {
+                    Some(Outcome::Success) if slow => Some(TripReason::ProbeSlow),
+                    Some(Outcome::Success) => {
+                        core.probe_successes += 1;
+                        None
+                    }
+                    Some(Outcome::Failure) => Some(TripReason::ProbeFailed),
+                    Some(Outcome::Ignored) | None => None,
+                };
+                if reason.is_some() {
+                    let at = *now.get_or_insert_with(|| inner.clock.now());
+                    transition = Some(inner.transition(&mut core, BreakerState::Open, at, reason));
+                } else if core.probe_successes >= inner.config.half_open_probes {
+                    let at = *now.get_or_insert_with(|| inner.clock.now());
+                    transition = Some(inner.transition(&mut core, BreakerState::Closed, at, None));
+                }
+            }
+            BreakerState::Open => {}
+        }
+        drop(core);
+        if let Some(transition) = transition {
+            transition.log();
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // Every critical section leaves `Core` consistent (plain field
+        // updates, no user code), so a poisoned lock is still usable.
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the closed breaker must open after the last record.
+    fn trip_reason(&self, core: &mut Core) -> Option<TripReason> {
+        let config = &self.config;
+        if let Some(limit) = config.consecutive_failures
+            && core.consecutive_failures >= limit
+        {
+            return Some(TripReason::ConsecutiveFailures(core.consecutive_failures));
+        }
+        // The window was rolled to the record's time just before.
+        let totals = core.window.totals(None);
+        if totals.calls < config.minimum_calls {
+            return None;
+        }
+        let calls = f64::from(totals.calls);
+        if f64::from(totals.failures) >= config.failure_rate_threshold * calls {
+            return Some(TripReason::FailureRate(totals.failure_rate()));
+        }
+        if self.slow_call_duration.is_some()
+            && f64::from(totals.slow) >= config.slow_call_rate_threshold * calls
+        {
+            return Some(TripReason::SlowCallRate(totals.slow_rate()));
+        }
+        None
+    }
+
+    /// Moves to `to` (under the lock): bumps the epoch, publishes the state
+    /// word and the event, and resets what the new state starts from.
+    fn transition(
+        &self,
+        core: &mut Core,
+        to: BreakerState,
+        at: Instant,
+        reason: Option<TripReason>,
+    ) -> Transition {
+        let from = core.state;
+        core.state = to;
+        core.epoch = core.epoch.wrapping_add(1) & EPOCH_MASK;
+        core.probes_in_flight = 0;
+        core.probe_successes = 0;
+        let mut wait = Duration::ZERO;
+        match to {
+            BreakerState::Open => {
+                wait = core
+                    .open_wait
+                    .next_delay()
+                    .unwrap_or(self.config.open_wait.max);
+                core.open_until = saturating_add(at, wait);
+                core.counters.trips += 1;
+            }
+            BreakerState::Closed => {
+                core.window.clear();
+                core.consecutive_failures = 0;
+                core.open_wait.reset();
+            }
+            BreakerState::HalfOpen => {}
+        }
+        self.word.store(pack(core.epoch, to), Ordering::Release);
+        let change = StateChange { from, to, at };
+        // No receivers is fine; `send` never blocks.
+        let _ = self.events.send(change);
+        Transition {
+            change,
+            reason,
+            wait,
+            trips_in_a_row: core.open_wait.retries(),
+        }
+    }
+}
+
+impl Transition {
+    fn log(self) {
+        let StateChange { from, to, .. } = self.change;
+        match to {
+            BreakerState::Open => tracing::warn!(
+                %from,
+                reason = self.reason.map_or("", TripReason::as_str),
+                consecutive_failures = match self.reason {
+                    Some(TripReason::ConsecutiveFailures(n)) => n,
+                    _ => 0,
+                },
+                rate = match self.reason {
+                    Some(TripReason::FailureRate(r) | TripReason::SlowCallRate(r)) => r,
+                    _ => 0.0,
+                },
+                wait = ?self.wait,
+                trips_in_a_row = self.trips_in_a_row,
+                "circuit breaker opened: rejecting calls to give the dependency time to recover"
+            ),
+            BreakerState::HalfOpen => tracing::info!(
+                %from,
+                "circuit breaker half-open: letting probe calls through"
+            ),
+            BreakerState::Closed => {
+                tracing::info!(%from, "circuit breaker closed: calls flow again");
+            }
+        }
+    }
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("state", &self.state())
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Permission to make one call through a [`CircuitBreaker`].
+///
+/// Record how the call ended with [`record_success`](Self::record_success),
+/// [`record_failure`](Self::record_failure),
+/// [`record_ignored`](Self::record_ignored) or [`record`](Self::record).
+/// Dropping it without a record means the call was cancelled: it frees its
+/// half-open probe slot and counts as neither success nor failure.
+#[must_use = "a permit is for one call: record its outcome (dropping it counts as cancelled)"]
+pub struct BreakerPermit {
+    breaker: Option<CircuitBreaker>,
+    epoch: u64,
+    probe: bool,
+    started: Option<Instant>,
+}
+
+impl BreakerPermit {
+    fn new(breaker: CircuitBreaker, epoch: u64, probe: bool, started: Option<Instant>) -> Self {
+        BreakerPermit {
+            breaker: Some(breaker),
+            epoch,
+            probe,
+            started,
+        }
+    }
+
+    /// Whether this is a half-open probe call.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// Records how the call ended.
+    pub fn record(mut self, outcome: Outcome) {
+        if let Some(breaker) = self.breaker.take() {
+            breaker.complete(&self, Some(outcome));
+        }
+    }
+
+    /// Records a success (a slow one counts towards the slow-call rate).
+    pub fn record_success(self) {
+        self.record(Outcome::Success);
+    }
+
+    /// Records a failure of the dependency.
+    pub fn record_failure(self) {
+        self.record(Outcome::Failure);
+    }
+
+    /// Records an outcome that says nothing about the dependency's health
+    /// (e.g. a client error): not counted.
+    pub fn record_ignored(self) {
+        self.record(Outcome::Ignored);
+    }
+}
+
+impl Drop for BreakerPermit {
+    fn drop(&mut self) {
+        if let Some(breaker) = self.breaker.take() {
+            breaker.complete(self, None);
+        }
+    }
+}
+
+impl fmt::Debug for BreakerPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakerPermit")
+            .field("probe", &self.probe)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_word_round_trips_state_and_epoch() {
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            for epoch in [0, 1, 12_345, EPOCH_MASK] {
+                let word = pack(epoch, state);
+                assert_eq!(BreakerState::from_bits(word & STATE_MASK), state);
+                assert_eq!(word >> 2, epoch);
+            }
+        }
+        assert_eq!(pack(7, BreakerState::Closed) & STATE_MASK, CLOSED_BITS);
+        // Epochs wrap inside the mask, so a permit's epoch (read from the
+        // word) always compares equal to the core's.
+        assert_eq!(EPOCH_MASK.wrapping_add(1) & EPOCH_MASK, 0);
+    }
+}

@@ -35,10 +35,13 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod budget;
 pub mod clock;
+pub mod deadline;
 mod error;
 pub mod rate;
 pub mod restart;
+pub mod retry;
 pub mod signal;
 mod sync;
 pub mod throttle;

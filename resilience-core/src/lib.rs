@@ -39,6 +39,7 @@ pub mod budget;
 pub mod clock;
 pub mod deadline;
 mod error;
+pub mod limit;
 pub mod rate;
 pub mod restart;
 pub mod retry;

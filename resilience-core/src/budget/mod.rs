@@ -56,6 +56,11 @@
 //! deposited, a full outage would leave only the floor, and a partial outage
 //! would allow fewer retries the more the backend fails.
 //!
+//! Call [`RetryBudget::try_withdraw`] when you *decide* to retry, before
+//! sleeping in backoff: retries waiting in backoff then already count
+//! against the budget, and a burst of failures cannot schedule more retries
+//! than it allows.
+//!
 //! # The floor is per instance: share or key budgets
 //!
 //! `min_retries_per_sec` is granted by *each* `RetryBudget`. Ten retries per
@@ -99,9 +104,11 @@
 //! changes (at most once per slot, i.e. a few hundred times per `ttl`), when
 //! a withdrawal expires, and by [`RetryBudget::stats`].
 //!
-//! - Deposits `fetch_add` into a per-thread-striped, cache-padded word that
-//!   packs `(frozen bit, slot tag, count)`, so threads that only deposit do
-//!   not contend on one cache line.
+//! - Deposits increment, with a `compare_exchange` (`AcqRel`), a
+//!   per-thread-striped, cache-padded word that packs `(frozen bit, slot tag,
+//!   count)`, so threads that only deposit do not contend on one cache line.
+//!   The exchange only succeeds on an unfrozen word tagged with the current
+//!   slot, so a deposit is never lost to a concurrent slot rotation.
 //! - Withdrawals go through a single word packing `(frozen, tag, count)`: a
 //!   withdrawal loads it (`Acquire`), loads the committed balance and the
 //!   deposit stripes, and commits with a `compare_exchange` (`AcqRel`) of that
@@ -114,8 +121,8 @@
 //!   word (`Release`). The committed balance only changes while the
 //!   withdrawal word is frozen, so a withdrawal whose `compare_exchange`
 //!   succeeds read a balance consistent with it; one that raced with the slow
-//!   path fails its exchange and retries. A deposit that lands on a frozen
-//!   stripe sees the frozen bit in the value `fetch_add` returns and retries.
+//!   path fails its exchange and retries. A thread that finds a word frozen
+//!   waits for the slow path on the mutex instead of spinning.
 //! - Reading a stripe that is being incremented concurrently can only
 //!   under-count deposits, which can deny a retry in a race but never grant
 //!   one too many.
@@ -155,6 +162,7 @@ const COUNT_MASK: u64 = (1 << 32) - 1;
 /// that concurrent increments can never carry into the tag.
 const FLUSH_AT: u64 = 1 << 31;
 /// Most deposit stripes (per-thread counters).
+#[cfg_attr(loom, allow(dead_code))]
 const MAX_STRIPES: usize = 8;
 /// The "budget exhausted" debug event is emitted at most this often.
 const LOG_INTERVAL_NANOS: u64 = 1_000_000_000;
@@ -335,14 +343,16 @@ impl RetryBudget {
                 slot = self.advance(now, slot, count(word) >= FLUSH_AT);
                 continue;
             }
-            let old = stripe.word.fetch_add(1, Ordering::AcqRel);
-            if old & FROZEN == 0 {
-                // Counted in the slot `old` is tagged with: ours, or a newer
-                // one if the slot moved on in between (the deposit then
-                // happened after that rotation).
+            // A compare-exchange rather than `fetch_add`: it can never land
+            // on a word the slow path has frozen in the meantime. The stripe
+            // is (nearly) private to this thread, so it rarely fails.
+            if stripe
+                .word
+                .compare_exchange(word, word + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
                 return;
             }
-            // Landed on a frozen stripe: the slow path overwrites it. Retry.
         }
     }
 
@@ -367,7 +377,9 @@ impl RetryBudget {
             for stripe in &*self.stripes {
                 let word = stripe.0.word.load(Ordering::Acquire);
                 if word & FROZEN != 0 || !tag_matches(word, slot) {
-                    // A rotation is under way: our exchange would fail.
+                    // A rotation is under way (our exchange would fail):
+                    // wait for it on the lock rather than spin.
+                    slot = self.advance(now, slot, false);
                     continue 'retry;
                 }
                 deposits += count(word);
@@ -625,8 +637,10 @@ fn stripe_index() -> usize {
 #[cfg(loom)]
 fn stripe_index() -> usize {
     use std::hash::{Hash, Hasher};
+    // loom's `ThreadId` hashes its execution id too; its `Debug` form
+    // ("ThreadId(n)") is the same in every execution, as loom requires.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    loom::thread::current().id().hash(&mut hasher);
+    format!("{:?}", loom::thread::current().id()).hash(&mut hasher);
     hasher.finish() as usize
 }
 

@@ -15,6 +15,8 @@ use resilience_core::ConfigError;
 pub const INVALID_ARG: &str = "ERR_BREAKWATER_INVALID_ARG";
 /// Rust code panicked; the call failed but the process lives on.
 pub const PANIC: &str = "ERR_BREAKWATER_PANIC";
+/// An invariant of the addon itself was broken (a bug, never user input).
+pub const INTERNAL: &str = "ERR_BREAKWATER_INTERNAL";
 
 /// A failure of an export, before it is thrown into JS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +94,24 @@ pub fn from_config(err: &ConfigError) -> BwError {
         camel_case(err.field()),
         err.reason()
     ))
+}
+
+/// Maps a configuration error like [`from_config`], spelling the duration
+/// fields listed in `ms_fields` (snake-case paths such as `"ttl"` or
+/// `"open_wait.base"`) as JS does: `ttlMs`, `openWait.baseMs`.
+pub fn from_config_ms(err: &ConfigError, ms_fields: &[&str]) -> BwError {
+    let field = err.field();
+    let name = if ms_fields.contains(&field) {
+        format!("{}Ms", camel_case(field))
+    } else {
+        camel_case(field)
+    };
+    BwError::range(format!("invalid option `{name}`: {}", err.reason()))
+}
+
+/// A `Duration` as JS milliseconds.
+pub fn to_ms(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }
 
 /// `max_attempts` → `maxAttempts`, `backoff.max_retry_after` →
@@ -176,6 +196,15 @@ pub fn whole_usize(name: &str, value: f64) -> BwResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duration_fields_get_the_ms_suffix() {
+        let err = ConfigError::new("base", "too small").nested("open_wait");
+        let mapped = from_config_ms(&err, &["open_wait.base"]);
+        assert_eq!(mapped.message(), "invalid option `openWait.baseMs`: too small");
+        let plain = from_config_ms(&ConfigError::new("half_open_probes", "x"), &["ttl"]);
+        assert!(plain.message().contains("`halfOpenProbes`"));
+    }
 
     #[test]
     fn camel_cases_snake_case_fields() {

@@ -16,5 +16,11 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod backoff;
+pub mod breaker;
+pub mod budget;
 pub mod debug;
 pub mod error;
+pub mod handles;
+pub mod limit;
+pub mod retry;
+pub mod throttle;

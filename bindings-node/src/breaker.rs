@@ -1,0 +1,443 @@
+//! `CircuitBreaker`: resilience-core's breaker, driven through its
+//! synchronous `try_acquire` → record API.
+//!
+//! A permit lives in the breaker's own [`Slots`] table until JS records its
+//! outcome, so a call through the breaker costs two cheap crossings
+//! (acquire, record) and no JS object per permit.
+
+use std::cell::RefCell;
+
+use napi::Env;
+use napi_derive::napi;
+use resilience_core::backoff::BackoffConfig;
+use resilience_core::breaker::{
+    BreakerConfig, BreakerPermit, BreakerState, CircuitBreaker, Outcome, WindowConfig,
+};
+use resilience_core::clock::SharedClock;
+
+use crate::backoff::{BackoffOptions, parse_jitter, seed};
+use crate::error::{
+    BwError, BwResult, duration_ms, from_config_ms, guard, to_ms, whole_u32,
+};
+use crate::handles::{self, Handle, Slots};
+
+/// A breaker and the permits it handed out that JS has not recorded yet.
+#[derive(Debug)]
+pub struct BreakerEntry {
+    breaker: CircuitBreaker,
+    permits: Slots<BreakerPermit>,
+}
+
+thread_local! {
+    static BREAKERS: RefCell<Slots<BreakerEntry>> = const { RefCell::new(Slots::new()) };
+}
+
+const WHAT: &str = "CircuitBreaker";
+
+/// Duration fields of the config, spelled with `Ms` in JS.
+const MS_FIELDS: &[&str] = &[
+    "slow_call_duration",
+    "window.duration",
+    "open_wait.base",
+    "open_wait.max",
+];
+
+/// `breakerRecord` outcome: the dependency did its job.
+pub const OUTCOME_SUCCESS: u32 = 0;
+/// `breakerRecord` outcome: the dependency failed.
+pub const OUTCOME_FAILURE: u32 = 1;
+/// `breakerRecord` outcome: says nothing about the dependency.
+pub const OUTCOME_IGNORED: u32 = 2;
+/// `breakerRecord` outcome: the call was cancelled (the permit is dropped).
+pub const OUTCOME_CANCELLED: u32 = 3;
+
+/// The sliding window: `calls` for a count window, `durationMs` (+
+/// `buckets`) for a time window. The JS wrapper resolves the `type`.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct WindowOptions {
+    /// Number of calls in a count window.
+    pub calls: Option<f64>,
+    /// Length of a time window, in ms.
+    pub duration_ms: Option<f64>,
+    /// Slices of a time window (default 10).
+    pub buckets: Option<f64>,
+}
+
+/// Options of `new CircuitBreaker(...)`, type-checked by the JS wrapper.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct BreakerOptions {
+    /// Trip after this many failures in a row.
+    pub consecutive_failures: Option<f64>,
+    /// Trip at this failure share of the window, in (0, 1].
+    pub failure_rate_threshold: Option<f64>,
+    /// Calls slower than this (ms) are slow.
+    pub slow_call_duration_ms: Option<f64>,
+    /// Trip at this slow-call share of the window, in (0, 1].
+    pub slow_call_rate_threshold: Option<f64>,
+    /// The sliding window.
+    pub window: Option<WindowOptions>,
+    /// Calls the window must hold before the rate rules apply.
+    pub minimum_calls: Option<f64>,
+    /// How long the breaker stays open (grows per trip in a row).
+    pub open_wait: Option<BackoffOptions>,
+    /// Probe calls admitted when half-open.
+    pub half_open_probes: Option<f64>,
+    /// Seed for reproducible open-wait jitter.
+    pub seed: Option<f64>,
+}
+
+/// A snapshot of the breaker's counters.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct BreakerStats {
+    /// `'closed' | 'open' | 'half-open'`.
+    pub state: String,
+    /// Completed permits (any outcome, cancellations included).
+    pub calls: f64,
+    /// Calls recorded as successes.
+    pub successes: f64,
+    /// Calls recorded as failures.
+    pub failures: f64,
+    /// Successes and failures that were slow.
+    pub slow_calls: f64,
+    /// Calls recorded as ignored.
+    pub ignored: f64,
+    /// Permits released without an outcome.
+    pub cancelled: f64,
+    /// Calls rejected while open.
+    pub rejections: f64,
+    /// Transitions to open.
+    pub trips: f64,
+    /// Calls in the sliding window.
+    pub window_calls: f64,
+    /// Failure share of the window.
+    pub window_failure_rate: f64,
+    /// Slow-call share of the window.
+    pub window_slow_call_rate: f64,
+    /// Permits handed out and not recorded yet.
+    pub in_flight: f64,
+}
+
+fn open_wait(options: Option<&BackoffOptions>, defaults: BackoffConfig) -> BwResult<BackoffConfig> {
+    let Some(o) = options else {
+        return Ok(defaults);
+    };
+    Ok(BackoffConfig {
+        base: o
+            .base_ms
+            .map_or(Ok(defaults.base), |ms| duration_ms("openWait.baseMs", ms))?,
+        max: o
+            .max_ms
+            .map_or(Ok(defaults.max), |ms| duration_ms("openWait.maxMs", ms))?,
+        factor: o.factor.unwrap_or(defaults.factor),
+        jitter: o
+            .jitter
+            .as_deref()
+            .map_or(Ok(defaults.jitter), parse_jitter)
+            .map_err(|e| BwError::range(e.message().replacen("`jitter`", "`openWait.jitter`", 1)))?,
+        max_attempts: o
+            .max_attempts
+            .map(|n| whole_u32("openWait.maxAttempts", n))
+            .transpose()?,
+    })
+}
+
+fn window(options: Option<&WindowOptions>, default: WindowConfig) -> BwResult<WindowConfig> {
+    let Some(w) = options else {
+        return Ok(default);
+    };
+    match (w.calls, w.duration_ms) {
+        (Some(calls), None) => Ok(WindowConfig::Count {
+            calls: whole_u32("window.calls", calls)?,
+        }),
+        (None, Some(ms)) => Ok(WindowConfig::Time {
+            duration: duration_ms("window.durationMs", ms)?,
+            buckets: w
+                .buckets
+                .map_or(Ok(10), |n| whole_u32("window.buckets", n))?,
+        }),
+        _ => Err(BwError::type_error(
+            "`window` must have either `calls` (a count window) or `durationMs` (a time window)",
+        )),
+    }
+}
+
+/// Builds a validated config from JS options (defaults for unset ones).
+pub fn breaker_config(options: &BreakerOptions) -> BwResult<BreakerConfig> {
+    let d = BreakerConfig::default();
+    let config = BreakerConfig {
+        consecutive_failures: options
+            .consecutive_failures
+            .map(|n| whole_u32("consecutiveFailures", n))
+            .transpose()?,
+        failure_rate_threshold: options
+            .failure_rate_threshold
+            .unwrap_or(d.failure_rate_threshold),
+        slow_call_duration: options
+            .slow_call_duration_ms
+            .map(|ms| duration_ms("slowCallDurationMs", ms))
+            .transpose()?,
+        slow_call_rate_threshold: options
+            .slow_call_rate_threshold
+            .unwrap_or(d.slow_call_rate_threshold),
+        window: window(options.window.as_ref(), d.window)?,
+        minimum_calls: options
+            .minimum_calls
+            .map_or(Ok(d.minimum_calls), |n| whole_u32("minimumCalls", n))?,
+        open_wait: open_wait(options.open_wait.as_ref(), d.open_wait)?,
+        half_open_probes: options
+            .half_open_probes
+            .map_or(Ok(d.half_open_probes), |n| whole_u32("halfOpenProbes", n))?,
+    };
+    config.validate().map_err(|e| from_config_ms(&e, MS_FIELDS))?;
+    Ok(config)
+}
+
+fn release(key: f64) {
+    drop(handles::remove(&BREAKERS, key));
+}
+
+fn with_breaker<R>(key: f64, body: impl FnOnce(&mut BreakerEntry) -> BwResult<R>) -> BwResult<R> {
+    handles::with_entry(&BREAKERS, key, WHAT, body)
+}
+
+/// Creates a breaker; the JS wrapper keeps the returned handle.
+#[napi(js_name = "breakerCreate")]
+pub fn create(env: Env, options: BreakerOptions) -> napi::Result<Handle> {
+    guard(&env, || {
+        let config = breaker_config(&options)?;
+        let breaker = match options.seed {
+            Some(s) => CircuitBreaker::with_clock_and_seed(config, SharedClock::system(), seed(s)?),
+            None => CircuitBreaker::new(config),
+        }
+        .map_err(|e| from_config_ms(&e, MS_FIELDS))?;
+        let key = handles::insert(
+            &BREAKERS,
+            WHAT,
+            BreakerEntry {
+                breaker,
+                permits: Slots::new(),
+            },
+        )?;
+        Ok(Handle::new(key, release))
+    })
+}
+
+/// Asks to make one call. Returns a permit key (>= 0), or, when the breaker
+/// is open, `-1 - retryAfterMs`.
+#[napi(js_name = "breakerAcquire")]
+pub fn acquire(env: Env, key: f64) -> napi::Result<f64> {
+    guard(&env, || {
+        with_breaker(key, |entry| match entry.breaker.try_acquire() {
+            Ok(permit) => entry
+                .permits
+                .insert(permit)
+                .ok_or_else(|| BwError::range("too many circuit breaker permits in flight")),
+            Err(open) => Ok(-1.0 - to_ms(open.retry_after)),
+        })
+    })
+}
+
+/// Records how the call behind `permit` ended (see the `OUTCOME_*` codes).
+#[napi(js_name = "breakerRecord")]
+pub fn record(env: Env, key: f64, permit: f64, outcome: u32) -> napi::Result<()> {
+    guard(&env, || {
+        with_breaker(key, |entry| {
+            let permit = entry
+                .permits
+                .remove(permit)
+                .ok_or_else(|| BwError::range("unknown or already recorded breaker permit"))?;
+            match outcome {
+                OUTCOME_SUCCESS => permit.record(Outcome::Success),
+                OUTCOME_FAILURE => permit.record(Outcome::Failure),
+                OUTCOME_IGNORED => permit.record(Outcome::Ignored),
+                _ => drop(permit),
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Whether the permit is a half-open probe.
+#[napi(js_name = "breakerIsProbe")]
+pub fn is_probe(env: Env, key: f64, permit: f64) -> napi::Result<bool> {
+    guard(&env, || {
+        with_breaker(key, |entry| {
+            Ok(entry.permits.get(permit).is_some_and(BreakerPermit::is_probe))
+        })
+    })
+}
+
+/// The state: 0 closed, 1 open, 2 half-open.
+#[napi(js_name = "breakerState")]
+pub fn state(env: Env, key: f64) -> napi::Result<u32> {
+    guard(&env, || {
+        with_breaker(key, |entry| {
+            Ok(match entry.breaker.state() {
+                BreakerState::Closed => 0,
+                BreakerState::Open => 1,
+                BreakerState::HalfOpen => 2,
+            })
+        })
+    })
+}
+
+/// Counters and the current window.
+#[napi(js_name = "breakerStats")]
+pub fn stats(env: Env, key: f64) -> napi::Result<BreakerStats> {
+    guard(&env, || {
+        with_breaker(key, |entry| {
+            let m = entry.breaker.metrics();
+            Ok(BreakerStats {
+                state: m.state.as_str().to_owned(),
+                calls: m.calls as f64,
+                successes: m.successes as f64,
+                failures: m.failures as f64,
+                slow_calls: m.slow_calls as f64,
+                ignored: m.ignored as f64,
+                cancelled: m.cancelled as f64,
+                rejections: m.rejections as f64,
+                trips: m.trips as f64,
+                window_calls: f64::from(m.window_calls),
+                window_failure_rate: m.window_failure_rate,
+                window_slow_call_rate: m.window_slow_call_rate,
+                in_flight: entry.permits.len() as f64,
+            })
+        })
+    })
+}
+
+/// Breakers alive on this thread (for leak tests).
+#[napi(js_name = "__liveBreakers")]
+pub fn live() -> u32 {
+    u32::try_from(handles::count(&BREAKERS)).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::INVALID_ARG;
+    use std::time::Duration;
+
+    #[test]
+    fn defaults_are_the_cores() {
+        assert_eq!(
+            breaker_config(&BreakerOptions::default()).unwrap(),
+            BreakerConfig::default()
+        );
+    }
+
+    #[test]
+    fn windows_and_open_wait_are_converted() {
+        let config = breaker_config(&BreakerOptions {
+            window: Some(WindowOptions {
+                duration_ms: Some(60_000.0),
+                buckets: Some(12.0),
+                ..Default::default()
+            }),
+            minimum_calls: Some(5.0),
+            open_wait: Some(BackoffOptions {
+                base_ms: Some(1000.0),
+                max_ms: None,
+                factor: None,
+                jitter: None,
+                max_attempts: None,
+                seed: None,
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.window,
+            WindowConfig::Time {
+                duration: Duration::from_secs(60),
+                buckets: 12
+            }
+        );
+        assert_eq!(config.open_wait.base, Duration::from_secs(1));
+        assert_eq!(config.open_wait.max, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn invalid_options_name_the_js_option() {
+        let cases = [
+            (
+                BreakerOptions {
+                    failure_rate_threshold: Some(0.0),
+                    ..Default::default()
+                },
+                "failureRateThreshold",
+            ),
+            (
+                BreakerOptions {
+                    consecutive_failures: Some(0.0),
+                    ..Default::default()
+                },
+                "consecutiveFailures",
+            ),
+            (
+                BreakerOptions {
+                    slow_call_duration_ms: Some(0.0),
+                    ..Default::default()
+                },
+                "slowCallDurationMs",
+            ),
+            (
+                BreakerOptions {
+                    window: Some(WindowOptions {
+                        calls: Some(10.0),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                "minimumCalls",
+            ),
+            (
+                BreakerOptions {
+                    open_wait: Some(BackoffOptions {
+                        base_ms: Some(0.0),
+                        max_ms: None,
+                        factor: None,
+                        jitter: None,
+                        max_attempts: None,
+                        seed: None,
+                    }),
+                    ..Default::default()
+                },
+                "openWait.baseMs",
+            ),
+            (
+                BreakerOptions {
+                    half_open_probes: Some(0.0),
+                    ..Default::default()
+                },
+                "halfOpenProbes",
+            ),
+        ];
+        for (options, name) in cases {
+            let err = breaker_config(&options).unwrap_err();
+            assert_eq!(err.code(), INVALID_ARG);
+            assert!(err.message().contains(name), "{name}: {}", err.message());
+        }
+    }
+
+    #[test]
+    fn permits_recorded_through_the_table_trip_the_breaker() {
+        let mut entry = BreakerEntry {
+            breaker: CircuitBreaker::new(BreakerConfig {
+                consecutive_failures: Some(2),
+                ..BreakerConfig::default()
+            })
+            .unwrap(),
+            permits: Slots::new(),
+        };
+        for _ in 0..2 {
+            let key = entry.permits.insert(entry.breaker.try_acquire().unwrap()).unwrap();
+            entry.permits.remove(key).unwrap().record(Outcome::Failure);
+        }
+        assert_eq!(entry.breaker.state(), BreakerState::Open);
+        assert!(entry.permits.is_empty());
+    }
+}

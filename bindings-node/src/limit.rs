@@ -1,0 +1,403 @@
+//! `ConcurrencyLimit`: resilience-core's bulkhead with a bounded FIFO queue
+//! and load shedding.
+//!
+//! `tryAcquire` is synchronous (one crossing; the permit stays in the
+//! limit's [`Slots`] table until JS releases it). `acquire` tries the same
+//! fast path in JS first and only when the limit is full waits in the
+//! core's queue, as a future on the addon's tokio runtime, so the event loop
+//! never blocks. A wait can be cancelled through a ticket (an `AbortSignal`
+//! in JS): dropping the queued future frees its queue slot, and a permit
+//! granted at that moment is passed on, never lost.
+
+use std::cell::RefCell;
+
+use napi::Env;
+use napi::bindgen_prelude::PromiseRaw;
+use napi_derive::napi;
+use resilience_core::limit::{ConcurrencyLimit, ConcurrencyLimitConfig, ConcurrencyPermit};
+use tokio::sync::oneshot;
+
+use crate::error::{BwError, BwResult, duration_ms, from_config_ms, guard, to_ms, whole_usize};
+use crate::handles::{self, Handle, Slots};
+
+/// A limit and the permits JS holds.
+#[derive(Debug)]
+pub struct LimitEntry {
+    limit: ConcurrencyLimit,
+    permits: Slots<ConcurrencyPermit>,
+}
+
+/// The two halves of a cancellation ticket: JS fires the sender, the queued
+/// future listens on the receiver.
+#[derive(Debug, Default)]
+struct Ticket {
+    cancel: Option<oneshot::Sender<()>>,
+    cancelled: Option<oneshot::Receiver<()>>,
+}
+
+thread_local! {
+    static LIMITS: RefCell<Slots<LimitEntry>> = const { RefCell::new(Slots::new()) };
+    static TICKETS: RefCell<Slots<Ticket>> = const { RefCell::new(Slots::new()) };
+}
+
+const WHAT: &str = "ConcurrencyLimit";
+const MS_FIELDS: &[&str] = &["queue_timeout", "min_retry_after", "max_retry_after"];
+
+/// Options of `new ConcurrencyLimit(...)`, type-checked by the JS wrapper.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct LimitOptions {
+    /// Permits held at once (default 100).
+    pub max_concurrent: Option<f64>,
+    /// Callers that may wait for a permit (default 100; 0 sheds at once).
+    pub max_queued: Option<f64>,
+    /// How long a caller waits in the queue, in ms (default 1000).
+    pub queue_timeout_ms: Option<f64>,
+    /// `true`: queued callers wait without a timeout (`queueTimeoutMs: null`).
+    pub no_queue_timeout: Option<bool>,
+    /// Lower bound of `retryAfterMs` hints (default 10).
+    pub min_retry_after_ms: Option<f64>,
+    /// Upper bound of `retryAfterMs` hints (default 10000).
+    pub max_retry_after_ms: Option<f64>,
+}
+
+/// How a queued `acquire` ended.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct AcquireOutcome {
+    /// The permit key, when one was granted.
+    pub permit: Option<f64>,
+    /// The shedding hint, when the request was shed.
+    pub retry_after_ms: Option<f64>,
+    /// The wait was cancelled through its ticket.
+    pub cancelled: bool,
+}
+
+/// Occupancy of a limit.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct LimitStats {
+    /// Permits held.
+    pub in_flight: f64,
+    /// Callers waiting.
+    pub queued: f64,
+    /// The current limit.
+    pub max_concurrent: f64,
+    /// The queue bound.
+    pub max_queued: f64,
+}
+
+/// Builds a validated config from JS options (defaults for unset ones).
+pub fn limit_config(options: &LimitOptions) -> BwResult<ConcurrencyLimitConfig> {
+    let d = ConcurrencyLimitConfig::default();
+    let queue_timeout = if options.no_queue_timeout == Some(true) {
+        None
+    } else {
+        match options.queue_timeout_ms {
+            Some(ms) => Some(duration_ms("queueTimeoutMs", ms)?),
+            None => d.queue_timeout,
+        }
+    };
+    let config = ConcurrencyLimitConfig {
+        max_concurrent: options
+            .max_concurrent
+            .map_or(Ok(d.max_concurrent), |n| whole_usize("maxConcurrent", n))?,
+        max_queued: options
+            .max_queued
+            .map_or(Ok(d.max_queued), |n| whole_usize("maxQueued", n))?,
+        queue_timeout,
+        min_retry_after: options
+            .min_retry_after_ms
+            .map_or(Ok(d.min_retry_after), |ms| duration_ms("minRetryAfterMs", ms))?,
+        max_retry_after: options
+            .max_retry_after_ms
+            .map_or(Ok(d.max_retry_after), |ms| duration_ms("maxRetryAfterMs", ms))?,
+    };
+    config.validate().map_err(|e| from_config_ms(&e, MS_FIELDS))?;
+    Ok(config)
+}
+
+fn release_limit(key: f64) {
+    drop(handles::remove(&LIMITS, key));
+}
+
+fn with_limit<R>(key: f64, body: impl FnOnce(&mut LimitEntry) -> BwResult<R>) -> BwResult<R> {
+    handles::with_entry(&LIMITS, key, WHAT, body)
+}
+
+fn store(entry: &mut LimitEntry, permit: ConcurrencyPermit) -> BwResult<f64> {
+    entry
+        .permits
+        .insert(permit)
+        .ok_or_else(|| BwError::range("too many concurrency permits held"))
+}
+
+/// Creates a limit; the JS wrapper keeps the returned handle.
+#[napi(js_name = "limitCreate")]
+pub fn create(env: Env, options: LimitOptions) -> napi::Result<Handle> {
+    guard(&env, || {
+        let limit =
+            ConcurrencyLimit::new(limit_config(&options)?).map_err(|e| from_config_ms(&e, MS_FIELDS))?;
+        let key = handles::insert(
+            &LIMITS,
+            WHAT,
+            LimitEntry {
+                limit,
+                permits: Slots::new(),
+            },
+        )?;
+        Ok(Handle::new(key, release_limit))
+    })
+}
+
+/// Takes a permit if one is free and nobody is queued. Returns its key
+/// (>= 0), or `-1 - retryAfterMs` when the request is shed.
+#[napi(js_name = "limitTryAcquire")]
+pub fn try_acquire(env: Env, key: f64) -> napi::Result<f64> {
+    guard(&env, || {
+        with_limit(key, |entry| match entry.limit.try_acquire() {
+            Ok(permit) => store(entry, permit),
+            Err(shed) => Ok(-1.0 - to_ms(shed.retry_after)),
+        })
+    })
+}
+
+/// A cancellation ticket for one `limitAcquire` (an `AbortSignal` in JS).
+#[napi(js_name = "limitTicket")]
+pub fn ticket(env: Env) -> napi::Result<f64> {
+    guard(&env, || {
+        let (cancel, cancelled) = oneshot::channel();
+        handles::insert(
+            &TICKETS,
+            "cancellation ticket",
+            Ticket {
+                cancel: Some(cancel),
+                cancelled: Some(cancelled),
+            },
+        )
+    })
+}
+
+/// Cancels the wait holding `ticket` (no-op once it ended).
+#[napi(js_name = "limitCancel")]
+pub fn cancel(env: Env, ticket: f64) -> napi::Result<()> {
+    guard(&env, || {
+        if let Some(mut ticket) = handles::remove(&TICKETS, ticket)
+            && let Some(cancel) = ticket.cancel.take()
+        {
+            // The receiver may already be gone (the wait ended): fine.
+            let _ = cancel.send(());
+        }
+        Ok(())
+    })
+}
+
+/// Waits in the limit's FIFO queue for a permit, on the tokio runtime.
+/// Resolves with the permit key, the shedding hint, or `cancelled`.
+/// `ticket`: from `limitTicket`, or a negative number for none.
+#[napi(js_name = "limitAcquire")]
+pub fn acquire<'env>(
+    env: &'env Env,
+    key: f64,
+    ticket: f64,
+) -> napi::Result<PromiseRaw<'env, AcquireOutcome>> {
+    let prepared = guard(env, || {
+        let limit = with_limit(key, |entry| Ok(entry.limit.clone()))?;
+        let cancelled = if ticket >= 0.0 {
+            handles::with_entry(&TICKETS, ticket, "cancellation ticket", |t| {
+                Ok(t.cancelled.take())
+            })?
+        } else {
+            None
+        };
+        Ok((limit, cancelled))
+    })?;
+    let (limit, cancelled) = prepared;
+    env.spawn_future_with_callback(
+        async move {
+            let outcome = match cancelled {
+                Some(cancelled) => tokio::select! {
+                    outcome = limit.acquire() => Some(outcome),
+                    _ = cancelled => None,
+                },
+                None => Some(limit.acquire().await),
+            };
+            Ok(outcome)
+        },
+        move |_env, outcome| {
+            if ticket >= 0.0 {
+                drop(handles::remove(&TICKETS, ticket));
+            }
+            Ok(match outcome {
+                Some(Ok(permit)) => {
+                    // If the limit's wrapper is gone, dropping the permit
+                    // releases it.
+                    let stored = with_limit(key, |entry| store(entry, permit)).ok();
+                    AcquireOutcome {
+                        permit: stored,
+                        retry_after_ms: None,
+                        cancelled: stored.is_none(),
+                    }
+                }
+                Some(Err(shed)) => AcquireOutcome {
+                    permit: None,
+                    retry_after_ms: Some(to_ms(shed.retry_after)),
+                    cancelled: false,
+                },
+                None => AcquireOutcome {
+                    permit: None,
+                    retry_after_ms: None,
+                    cancelled: true,
+                },
+            })
+        },
+    )
+}
+
+/// Releases a permit; its capacity goes to the first queued caller.
+#[napi(js_name = "limitRelease")]
+pub fn release(env: Env, key: f64, permit: f64) -> napi::Result<()> {
+    guard(&env, || {
+        with_limit(key, |entry| {
+            entry
+                .permits
+                .remove(permit)
+                .map(drop)
+                .ok_or_else(|| BwError::range("unknown or already released concurrency permit"))
+        })
+    })
+}
+
+/// Occupancy of the limit.
+#[napi(js_name = "limitStats")]
+pub fn stats(env: Env, key: f64) -> napi::Result<LimitStats> {
+    guard(&env, || {
+        with_limit(key, |entry| {
+            Ok(LimitStats {
+                in_flight: entry.limit.in_flight() as f64,
+                queued: entry.limit.queued() as f64,
+                max_concurrent: entry.limit.max_concurrent() as f64,
+                max_queued: entry.limit.max_queued() as f64,
+            })
+        })
+    })
+}
+
+/// Permits held right now (cheap, for getters).
+#[napi(js_name = "limitInFlight")]
+pub fn in_flight(env: Env, key: f64) -> napi::Result<f64> {
+    guard(&env, || with_limit(key, |entry| Ok(entry.limit.in_flight() as f64)))
+}
+
+/// Changes the limit at run time.
+#[napi(js_name = "limitSetMaxConcurrent")]
+pub fn set_max_concurrent(env: Env, key: f64, max_concurrent: f64) -> napi::Result<()> {
+    guard(&env, || {
+        let n = whole_usize("maxConcurrent", max_concurrent)?;
+        with_limit(key, |entry| {
+            entry
+                .limit
+                .set_max_concurrent(n)
+                .map_err(|e| from_config_ms(&e, MS_FIELDS))
+        })
+    })
+}
+
+/// Limits alive on this thread (for leak tests).
+#[napi(js_name = "__liveLimits")]
+pub fn live() -> u32 {
+    u32::try_from(handles::count(&LIMITS)).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::INVALID_ARG;
+    use std::time::Duration;
+
+    #[test]
+    fn defaults_are_the_cores_and_null_disables_the_timeout() {
+        assert_eq!(
+            limit_config(&LimitOptions::default()).unwrap(),
+            ConcurrencyLimitConfig::default()
+        );
+        let config = limit_config(&LimitOptions {
+            no_queue_timeout: Some(true),
+            queue_timeout_ms: Some(5.0),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.queue_timeout, None);
+        let config = limit_config(&LimitOptions {
+            queue_timeout_ms: Some(250.0),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(config.queue_timeout, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn invalid_options_name_the_js_option() {
+        let cases = [
+            (
+                LimitOptions {
+                    max_concurrent: Some(0.0),
+                    ..Default::default()
+                },
+                "maxConcurrent",
+            ),
+            (
+                LimitOptions {
+                    queue_timeout_ms: Some(0.0),
+                    ..Default::default()
+                },
+                "queueTimeoutMs",
+            ),
+            (
+                LimitOptions {
+                    min_retry_after_ms: Some(0.0),
+                    ..Default::default()
+                },
+                "minRetryAfterMs",
+            ),
+            (
+                LimitOptions {
+                    max_retry_after_ms: Some(1.0),
+                    ..Default::default()
+                },
+                "maxRetryAfterMs",
+            ),
+            (
+                LimitOptions {
+                    max_queued: Some(-1.0),
+                    ..Default::default()
+                },
+                "maxQueued",
+            ),
+        ];
+        for (options, name) in cases {
+            let err = limit_config(&options).unwrap_err();
+            assert_eq!(err.code(), INVALID_ARG);
+            assert!(err.message().contains(name), "{name}: {}", err.message());
+        }
+    }
+
+    #[test]
+    fn a_shed_request_carries_its_hint() {
+        let mut entry = LimitEntry {
+            limit: ConcurrencyLimit::new(ConcurrencyLimitConfig {
+                max_concurrent: 1,
+                max_queued: 0,
+                ..ConcurrencyLimitConfig::default()
+            })
+            .unwrap(),
+            permits: Slots::new(),
+        };
+        let permit = entry.limit.try_acquire().unwrap();
+        let held = store(&mut entry, permit).unwrap();
+        let shed = entry.limit.try_acquire().unwrap_err();
+        assert!(shed.retry_after >= Duration::from_millis(10));
+        entry.permits.remove(held);
+        assert_eq!(entry.limit.in_flight(), 0);
+    }
+}

@@ -8,10 +8,23 @@
 const native = require('./lib/native');
 const { codes } = require('./lib/errors');
 const { Backoff } = require('./lib/backoff');
+const { RetryBudget } = require('./lib/budget');
+const { retry, RetryPolicy } = require('./lib/retry');
+const { CircuitBreaker, BreakerPermit } = require('./lib/breaker');
+const { ConcurrencyLimit, LimitPermit } = require('./lib/limit');
+const { AdaptiveThrottle } = require('./lib/throttle');
 
 module.exports = {
+  AdaptiveThrottle,
   Backoff,
+  BreakerPermit,
+  CircuitBreaker,
+  ConcurrencyLimit,
+  LimitPermit,
+  RetryBudget,
+  RetryPolicy,
   codes,
+  retry,
   /** @internal Panics inside Rust on purpose (tests only). */
   __debugPanic: (message) => native.__debugPanic(String(message)),
 };

@@ -4,6 +4,7 @@
 const codes = Object.freeze({
   INVALID_ARG: 'ERR_BREAKWATER_INVALID_ARG',
   PANIC: 'ERR_BREAKWATER_PANIC',
+  INTERNAL: 'ERR_BREAKWATER_INTERNAL',
   BUDGET_EXHAUSTED: 'ERR_BREAKWATER_BUDGET_EXHAUSTED',
   ATTEMPTS_EXHAUSTED: 'ERR_BREAKWATER_ATTEMPTS_EXHAUSTED',
   NOT_RETRYABLE: 'ERR_BREAKWATER_NOT_RETRYABLE',
@@ -11,6 +12,7 @@ const codes = Object.freeze({
   BREAKER_OPEN: 'ERR_BREAKWATER_BREAKER_OPEN',
   OVERLOADED: 'ERR_BREAKWATER_OVERLOADED',
   THROTTLED: 'ERR_BREAKWATER_THROTTLED',
+  ALLOC_FAILED: 'ERR_BREAKWATER_ALLOC_FAILED',
   NATIVE_MISSING: 'ERR_BREAKWATER_NATIVE_MISSING',
 });
 
@@ -34,4 +36,51 @@ function codedError(code, message, extra, cause) {
   return withCode(err, code, extra);
 }
 
-module.exports = { codes, typeError, rangeError, codedError };
+/**
+ * The rejection of an operation cancelled through an AbortSignal: a
+ * DOMException named 'AbortError' whose `cause` is the signal's reason, as
+ * Node's own promise APIs do.
+ */
+function abortError(signal) {
+  return new DOMException('The operation was aborted', { name: 'AbortError', cause: signal.reason });
+}
+
+function isAbortError(err) {
+  return err !== null && typeof err === 'object' && err.name === 'AbortError';
+}
+
+function breakerOpen(retryAfterMs) {
+  return codedError(
+    codes.BREAKER_OPEN,
+    `circuit breaker is open: the dependency failed recently and is given time to recover; retry after ${Math.ceil(retryAfterMs)} ms`,
+    { retryAfterMs },
+  );
+}
+
+function overloaded(retryAfterMs) {
+  return codedError(
+    codes.OVERLOADED,
+    `overloaded: concurrency limit reached, retry after ${Math.ceil(retryAfterMs)} ms`,
+    { retryAfterMs },
+  );
+}
+
+function throttled(probability) {
+  return codedError(
+    codes.THROTTLED,
+    `request throttled locally: the backend accepted too few recent requests (rejection probability ${probability.toFixed(3)})`,
+    { probability },
+  );
+}
+
+module.exports = {
+  codes,
+  typeError,
+  rangeError,
+  codedError,
+  abortError,
+  isAbortError,
+  breakerOpen,
+  overloaded,
+  throttled,
+};

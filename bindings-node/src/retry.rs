@@ -166,6 +166,17 @@ pub fn run(env: Env, key: f64) -> napi::Result<NativeRetryRun> {
     })
 }
 
+/// A run whose deadline passed before its first attempt could start.
+#[napi(js_name = "retryExpired")]
+pub fn expired(env: Env, key: f64) -> napi::Result<()> {
+    guard(&env, || {
+        handles::with_entry(&POLICIES, key, WHAT, |policy| {
+            policy.start_run().stop_at_deadline();
+            Ok(())
+        })
+    })
+}
+
 /// Counters of the policy.
 #[napi(js_name = "retryStats")]
 pub fn stats(env: Env, key: f64) -> napi::Result<RetryStats> {

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Benchmark: allocate a real app's node_modules with node-modules-alloc, against
+#   pnpm install --offline --frozen-lockfile (warm store), npm ci --offline, and cp -al of a
+#   finished tree; then CONCURRENCY concurrent allocations against as many concurrent pnpm installs.
+#
+# Not run in CI: it needs the npm registry once, to resolve the app and fill a temporary npm
+# cache (and to fetch pnpm). Everything lives in a temporary directory that is removed at the
+# end (KEEP=1 keeps it).
+#
+# Usage: node-modules-alloc/benches/real-app.sh [RUNS]     (RUNS default 7, CONCURRENCY default 20)
+set -euo pipefail
+
+RUNS=${1:-7}
+CONCURRENCY=${CONCURRENCY:-20}
+PNPM_VERSION=${PNPM_VERSION:-9}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/nma-bench.XXXXXX")
+if [[ "${KEEP:-0}" != 1 ]]; then trap 'rm -rf "$WORK"' EXIT; fi
+QUIET=(--ignore-scripts --no-audit --no-fund --loglevel=error)
+
+log() { printf '%s\n' "$*" >&2; }
+now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.4f", b - a }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+files() { find "$1" -type f | wc -l | tr -d ' '; }
+
+log "== building node-modules-alloc (release)"
+cargo build --release --quiet -p node-modules-alloc --manifest-path "$ROOT/Cargo.toml"
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --manifest-path "$ROOT/Cargo.toml" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')
+BIN="$TARGET_DIR/release/node-modules-alloc"
+
+export npm_config_cache="$WORK/npm-cache"
+mkdir -p "$WORK/app"
+cat > "$WORK/app/package.json" <<'JSON'
+{
+  "name": "bench-app",
+  "version": "1.0.0",
+  "private": true,
+  "dependencies": {
+    "express": "^4", "lodash": "^4", "axios": "^1", "debug": "^4", "chalk": "^4",
+    "commander": "^12", "moment": "^2", "uuid": "^9", "body-parser": "^1", "dotenv": "^16",
+    "morgan": "^1", "cors": "^2"
+  }
+}
+JSON
+
+log "== resolving the app and filling a temporary npm cache"
+(cd "$WORK/app" && npm install --package-lock-only "${QUIET[@]}" && npm ci "${QUIET[@]}") >/dev/null
+PACKAGES=$(node -e 'const l=require(process.argv[1]);console.log(Object.keys(l.packages).filter(Boolean).length)' "$WORK/app/package-lock.json")
+
+log "== fetching pnpm@$PNPM_VERSION and warming its store"
+npm install --prefix "$WORK/pnpm" "pnpm@$PNPM_VERSION" "${QUIET[@]}" >/dev/null
+PNPM="$WORK/pnpm/node_modules/.bin/pnpm"
+PNPM_STORE="$WORK/pnpm-store"
+mkdir -p "$WORK/pnpm-app"
+cp "$WORK/app/package.json" "$WORK/app/package-lock.json" "$WORK/pnpm-app/"
+(cd "$WORK/pnpm-app" && "$PNPM" import >/dev/null && "$PNPM" install --frozen-lockfile --ignore-scripts --store-dir "$PNPM_STORE" --reporter=silent)
+
+log "== importing the npm cache into our store"
+STORE="$WORK/store"
+start=$(now)
+"$BIN" --store "$STORE" import "$npm_config_cache/_cacache" >/dev/null
+IMPORT_S=$(elapsed "$start")
+LOCK="$WORK/app/package-lock.json"
+mkdir -p "$WORK/ours-first"
+start=$(now)
+"$BIN" --store "$STORE" allocate --lockfile "$LOCK" --app-dir "$WORK/ours-first" >/dev/null
+FIRST_S=$(elapsed "$start")
+
+fresh() { local d="$WORK/runs/$1"; mkdir -p "$d"; printf '%s' "$d"; }
+
+log "== timing $RUNS sequential runs of each"
+ours=(); pnpm=(); npmci=(); cpal=()
+for i in $(seq 1 "$RUNS"); do
+  d=$(fresh "ours-$i"); start=$(now)
+  "$BIN" --store "$STORE" allocate --lockfile "$LOCK" --app-dir "$d" >/dev/null
+  ours+=("$(elapsed "$start")")
+
+  d=$(fresh "pnpm-$i"); cp "$WORK/pnpm-app/package.json" "$WORK/pnpm-app/pnpm-lock.yaml" "$d/"; start=$(now)
+  (cd "$d" && "$PNPM" install --offline --frozen-lockfile --ignore-scripts --store-dir "$PNPM_STORE" --reporter=silent)
+  pnpm+=("$(elapsed "$start")")
+
+  d=$(fresh "npm-$i"); cp "$WORK/app/package.json" "$LOCK" "$d/"; start=$(now)
+  (cd "$d" && npm ci --offline "${QUIET[@]}" >/dev/null)
+  npmci+=("$(elapsed "$start")")
+
+  d=$(fresh "cpal-$i"); start=$(now)
+  cp -al "$WORK/ours-first/node_modules" "$d/node_modules"
+  cpal+=("$(elapsed "$start")")
+done
+
+log "== $CONCURRENCY concurrent allocations vs $CONCURRENCY concurrent pnpm installs"
+start=$(now)
+for i in $(seq 1 "$CONCURRENCY"); do
+  d=$(fresh "c-ours-$i")
+  "$BIN" --store "$STORE" allocate --lockfile "$LOCK" --app-dir "$d" >/dev/null &
+done
+wait
+CONC_OURS=$(elapsed "$start")
+for i in $(seq 1 "$CONCURRENCY"); do
+  d=$(fresh "c-pnpm-$i"); cp "$WORK/pnpm-app/package.json" "$WORK/pnpm-app/pnpm-lock.yaml" "$d/"
+done
+start=$(now)
+for i in $(seq 1 "$CONCURRENCY"); do
+  (cd "$WORK/runs/c-pnpm-$i" && "$PNPM" install --offline --frozen-lockfile --ignore-scripts --store-dir "$PNPM_STORE" --reporter=silent) &
+done
+wait
+CONC_PNPM=$(elapsed "$start")
+for i in $(seq 1 "$CONCURRENCY"); do
+  "$BIN" --store "$STORE" verify --app-dir "$WORK/runs/c-ours-$i" >/dev/null || { log "verify failed for c-ours-$i"; exit 1; }
+done
+
+M_OURS=$(median "${ours[@]}"); M_PNPM=$(median "${pnpm[@]}"); M_NPM=$(median "${npmci[@]}"); M_CPAL=$(median "${cpal[@]}")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+
+echo
+echo "app: $PACKAGES packages; files: ours $(files "$WORK/runs/ours-1/node_modules"), npm ci $(files "$WORK/runs/npm-1/node_modules"), pnpm $(files "$WORK/runs/pnpm-1/node_modules") (incl. .pnpm)"
+echo "import of the npm cache into our store: ${IMPORT_S}s; first allocation (template build): ${FIRST_S}s"
+printf '%-44s %10s %14s\n' "sequential, fresh app dir (median of $RUNS)" "seconds" "vs ours"
+printf '%-44s %10s %14s\n' "node-modules-alloc allocate (template warm)" "$M_OURS" "1.00x"
+printf '%-44s %10s %14s\n' "pnpm install --offline --frozen-lockfile" "$M_PNPM" "$(ratio "$M_PNPM" "$M_OURS")"
+printf '%-44s %10s %14s\n' "npm ci --offline" "$M_NPM" "$(ratio "$M_NPM" "$M_OURS")"
+printf '%-44s %10s %14s\n' "cp -al of a finished tree" "$M_CPAL" "$(ratio "$M_CPAL" "$M_OURS")"
+printf '%-44s %10s %14s\n' "$CONCURRENCY concurrent: node-modules-alloc (wall)" "$CONC_OURS" "1.00x"
+printf '%-44s %10s %14s\n' "$CONCURRENCY concurrent: pnpm (wall)" "$CONC_PNPM" "$(ratio "$CONC_PNPM" "$CONC_OURS")"

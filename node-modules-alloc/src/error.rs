@@ -1,0 +1,206 @@
+//! Error types: every message names the cause (the tarball entry, the lockfile path, the
+//! missing integrities, the directory) so that the CLI can print it as one line.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use resilience_core::ConfigError;
+
+use crate::integrity::IntegrityParseError;
+
+/// Why a tarball entry was refused. The importer never writes anything for a tarball that has a
+/// rejected entry (all entries are checked before the package index is published).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// An absolute path (`/etc/passwd`).
+    #[error("absolute path")]
+    AbsolutePath,
+    /// A `..` component.
+    #[error("path contains a `..` component")]
+    ParentComponent,
+    /// A path that is not valid UTF-8 (npm cannot express it either).
+    #[error("path is not valid UTF-8")]
+    NonUtf8Path,
+    /// A symlink or hardlink whose target leaves the package.
+    #[error("{kind} target {target:?} escapes the package")]
+    LinkEscapes {
+        /// `symlink` or `hardlink`.
+        kind: &'static str,
+        /// The link target as written in the tarball.
+        target: String,
+    },
+    /// A hardlink to an entry that is not an earlier regular file of the package.
+    #[error("hardlink target {target:?} is not an earlier file of the package")]
+    DanglingHardlink {
+        /// The link target as written in the tarball.
+        target: String,
+    },
+    /// A device file, FIFO or other special entry.
+    #[error("{kind} entries are not allowed")]
+    SpecialFile {
+        /// `character device`, `block device`, `fifo`, ...
+        kind: &'static str,
+    },
+    /// One entry is larger than `max_entry_bytes`.
+    #[error("entry is larger than the limit of {limit} bytes")]
+    EntryTooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The unpacked package would exceed `max_total_bytes` (a decompression bomb).
+    #[error("unpacked package exceeds the limit of {limit} bytes (decompression bomb?)")]
+    TotalTooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The package has more than `max_entries` entries.
+    #[error("package has more than {limit} entries")]
+    TooManyEntries {
+        /// The configured limit.
+        limit: u64,
+    },
+}
+
+/// One package of a lockfile that the store does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingPackage {
+    /// The lockfile path (`node_modules/a/node_modules/b`).
+    pub path: String,
+    /// The integrity the lockfile asks for.
+    pub integrity: String,
+}
+
+/// An error of the store, the importer, the lockfile reader or the allocator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was attempted (`cannot read`, `cannot link`, ...).
+        action: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A tarball entry was refused.
+    #[error("tarball {tarball}: entry {entry:?} rejected: {reason}")]
+    Rejected {
+        /// The tarball (file name or cache key).
+        tarball: String,
+        /// The entry path as written in the tarball.
+        entry: String,
+        /// Why.
+        reason: Rejection,
+    },
+    /// A tarball is not a readable gzip-compressed tar archive, or exceeds the tarball size limit.
+    #[error("tarball {tarball}: {reason}")]
+    BadTarball {
+        /// The tarball (file name or cache key).
+        tarball: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Content does not hash to the integrity it was announced with.
+    #[error("integrity mismatch for {what}: expected {expected}, got {actual}")]
+    IntegrityMismatch {
+        /// The tarball or cache entry.
+        what: String,
+        /// The announced integrity.
+        expected: String,
+        /// What the bytes hash to.
+        actual: String,
+    },
+    /// An SRI string could not be parsed.
+    #[error(transparent)]
+    InvalidIntegrity(#[from] IntegrityParseError),
+    /// The lockfile is invalid or unsupported.
+    #[error("lockfile {file}: {location}: {reason}")]
+    Lockfile {
+        /// The lockfile on disk.
+        file: PathBuf,
+        /// Where in the lockfile (`packages["node_modules/a"].integrity`).
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Packages of the lockfile are not in the store: every one is listed.
+    #[error("{} package(s) missing from the store (import them first): {}", missing.len(), format_missing(missing))]
+    MissingPackages {
+        /// All missing packages, in lockfile order.
+        missing: Vec<MissingPackage>,
+    },
+    /// The free-space guard refused the work.
+    #[error("not enough free space on {path}: {available} bytes available, {required} required")]
+    InsufficientSpace {
+        /// The directory checked.
+        path: PathBuf,
+        /// Bytes available to unprivileged users.
+        available: u64,
+        /// The configured threshold.
+        required: u64,
+    },
+    /// Too many allocations are queued: retry later.
+    #[error("allocator overloaded: retry after {retry_after:?}")]
+    Overloaded {
+        /// Suggested delay before retrying.
+        retry_after: Duration,
+    },
+    /// The store holds a file whose content no longer matches its digest, and no source to
+    /// re-import it from.
+    #[error(
+        "store file {digest} is corrupt and no source is available to re-import package {integrity}"
+    )]
+    CorruptStore {
+        /// The content digest (sha512 hex) of the damaged file.
+        digest: String,
+        /// The package that needs it.
+        integrity: String,
+    },
+    /// Another process holds the store exclusively (e.g. during `gc`), or `gc` found it in use.
+    #[error("store {path} is in use by another process")]
+    StoreBusy {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// A store file (index, manifest, marker) is malformed.
+    #[error("malformed store file {path}: {reason}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+fn format_missing(missing: &[MissingPackage]) -> String {
+    missing
+        .iter()
+        .map(|m| format!("{} ({})", m.path, m.integrity))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,81 @@
+//! Small filesystem helpers: unique names, atomic writes, directory syncs, tree removal.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A name unlikely to collide across processes and threads.
+pub(crate) fn unique_name(prefix: &str) -> String {
+    let mut rng = fastrand::Rng::new();
+    let suffix: String = std::iter::repeat_with(|| rng.alphanumeric())
+        .take(12)
+        .collect();
+    format!("{prefix}{}-{suffix}", std::process::id())
+}
+
+/// Writes `bytes` to `target` atomically: a temporary file in `tmp_dir` (same filesystem),
+/// optionally fsynced, then renamed over `target`. Readers see the old or the new content,
+/// never a prefix.
+pub(crate) fn atomic_write(
+    tmp_dir: &Path,
+    target: &Path,
+    bytes: &[u8],
+    sync: bool,
+    mode: u32,
+) -> Result<()> {
+    let tmp = tmp_dir.join(unique_name("w"));
+    let result = (|| -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        if sync {
+            file.sync_all()?;
+        }
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+        fs::rename(&tmp, target)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(Error::io("cannot write", target))?;
+    if sync && let Some(parent) = target.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// fsyncs a directory so that a rename into it survives a power loss.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("cannot sync directory", dir))
+}
+
+/// Removes a directory tree; a missing tree is not an error.
+pub(crate) fn remove_tree(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("cannot remove", path)(e)),
+    }
+}
+
+/// Creates a directory and its parents.
+pub(crate) fn create_dirs(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).map_err(Error::io("cannot create directory", path))
+}
+
+/// Joins a validated, `/`-separated relative path onto `base`.
+pub(crate) fn join_rel(base: &Path, rel: &str) -> PathBuf {
+    let mut out = base.to_path_buf();
+    for part in rel.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        out.push(part);
+    }
+    out
+}

@@ -1,0 +1,84 @@
+//! # node-modules-alloc
+//!
+//! A crash-safe, load-shedding `node_modules` allocator over a content-addressed package
+//! store — the "resilient `node_modules` allocator" action item of the February 2019 outage,
+//! where a surge of migrating apps overwhelmed the per-host allocator and some apps booted on
+//! a corrupted tree.
+//!
+//! * [`store`]: files by sha512 of content (stored once), a package index by the tarball's SRI
+//!   integrity, atomic writes, read-only files, `verify` by re-hashing, quarantine.
+//! * [`import`]: `.tgz` files, directories of them and npm caches (`_cacache`), integrity
+//!   verified, hostile entries (absolute paths, `..`, escaping links, devices, bombs) refused.
+//! * [`lockfile`]: `package-lock.json` v2/v3.
+//! * [`manifest`] and [`materialize`]: the tree description and hardlink → reflink → copy.
+//! * [`allocator`]: single-flight templates, a [`ConcurrencyLimit`](resilience_core::limit::ConcurrencyLimit)
+//!   with a bounded queue, staging + one atomic rename + completion marker, a free-space guard.
+//!
+//! The `node-modules-alloc` binary wraps it:
+//!
+//! ```text
+//! node-modules-alloc --store DIR import PATH...
+//! node-modules-alloc --store DIR allocate --lockfile FILE --app-dir DIR [--link-mode auto|hardlink|reflink|copy]
+//! node-modules-alloc --store DIR verify --app-dir DIR [--repair]
+//! node-modules-alloc --store DIR gc
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! # fn tgz(files: &[(&str, &[u8])]) -> Vec<u8> {
+//! #     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+//! #     for (path, data) in files {
+//! #         let mut header = tar::Header::new_gnu();
+//! #         header.set_size(data.len() as u64);
+//! #         header.set_mode(0o644);
+//! #         header.set_cksum();
+//! #         builder.append_data(&mut header, path, *data).unwrap();
+//! #     }
+//! #     builder.into_inner().unwrap().finish().unwrap()
+//! # }
+//! use node_modules_alloc::allocator::{Allocator, AllocatorConfig};
+//! use node_modules_alloc::integrity::Integrity;
+//! use node_modules_alloc::store::Store;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path().join("store"))?;
+//! let tarball = tgz(&[
+//!     ("package/package.json", br#"{"name":"hello","version":"1.0.0","bin":{"hello":"cli.js"}}"#),
+//!     ("package/cli.js", b"#!/usr/bin/env node\nconsole.log('hello');\n"),
+//! ]);
+//! store.import_tarball_bytes("hello-1.0.0.tgz", &tarball, None, None)?;
+//!
+//! let lockfile = dir.path().join("package-lock.json");
+//! std::fs::write(&lockfile, format!(
+//!     r#"{{"lockfileVersion": 3, "packages": {{"": {{}},
+//!         "node_modules/hello": {{"version": "1.0.0", "integrity": "{}", "bin": {{"hello": "cli.js"}}}}}}}}"#,
+//!     Integrity::sha512_of(&tarball),
+//! ))?;
+//!
+//! let allocator = Allocator::new(store, AllocatorConfig::default())?;
+//! let app = dir.path().join("app");
+//! let allocation = allocator.allocate(&lockfile, &app).await?;
+//! assert_eq!(allocation.packages, 1);
+//! assert!(app.join("node_modules/.bin/hello").exists());
+//! assert!(allocator.verify(&app, false, None).await?.is_ok());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod allocator;
+pub mod config;
+mod error;
+mod fsutil;
+pub mod import;
+pub mod integrity;
+pub mod lockfile;
+pub mod manifest;
+pub mod materialize;
+pub mod store;
+
+pub use error::{Error, MissingPackage, Rejection, Result};

@@ -1,0 +1,463 @@
+//! `package-lock.json` v2 and v3 reader.
+//!
+//! The lockfile is the allocation request: every entry of its `packages` map is an install
+//! path (`node_modules/a/node_modules/@scope/b`) with the tarball integrity that must end up
+//! there, plus its `bin` entries. Only what is needed to build the tree is read, strictly: an
+//! unsupported feature (`link: true` workspaces, lockfile v1) is an error naming the path in
+//! the lockfile, never a silently incomplete `node_modules`.
+//!
+//! ```
+//! use node_modules_alloc::lockfile::{Lockfile, Selection};
+//!
+//! let text = r#"{
+//!   "name": "app", "lockfileVersion": 3,
+//!   "packages": {
+//!     "": { "name": "app", "dependencies": { "left-pad": "^1.3.0" } },
+//!     "node_modules/left-pad": {
+//!       "version": "1.3.0",
+//!       "integrity": "sha512-XI5MPzVNApjAyhQzphX8BkmKsKUxD4LdyK24iZeQEQmvAVlFhTbEvJSKeG3nSMoYfTRPl5+ac4VBKQA/KV1lIw==",
+//!       "dev": true
+//!     }
+//!   }
+//! }"#;
+//! let lockfile = Lockfile::parse("package-lock.json", text)?;
+//! assert_eq!(lockfile.packages().len(), 1);
+//! assert_eq!(lockfile.select(&Selection::default()).count(), 1);
+//! assert_eq!(lockfile.select(&Selection { include_dev: false, ..Selection::default() }).count(), 0);
+//! # Ok::<(), node_modules_alloc::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::import::normalize_bin_path;
+use crate::integrity::Integrity;
+
+/// One package to install.
+#[allow(clippy::struct_excessive_bools)] // mirrors the lockfile's independent flags
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedPackage {
+    /// Install path relative to the app dir (`node_modules/a/node_modules/b`).
+    pub path: String,
+    /// Package name (from the path, or the `name` field for aliases).
+    pub name: String,
+    /// `version`, if present.
+    pub version: Option<String>,
+    /// The tarball integrity.
+    pub integrity: Integrity,
+    /// Declared bins: name → path inside the package (normalized, no `./`).
+    pub bins: BTreeMap<String, String>,
+    /// Only needed for development.
+    pub dev: bool,
+    /// Optional dependency (its absence is not fatal for npm when the platform does not match).
+    pub optional: bool,
+    /// Both a dev and an optional dependency.
+    pub dev_optional: bool,
+    /// A peer dependency.
+    pub peer: bool,
+    /// `os` restriction (`["linux", "!win32"]`).
+    pub os: Vec<String>,
+    /// `cpu` restriction.
+    pub cpu: Vec<String>,
+}
+
+impl LockedPackage {
+    /// Whether the package's `os`/`cpu` restrictions allow the current platform.
+    pub fn platform_matches(&self) -> bool {
+        let os = match std::env::consts::OS {
+            "macos" => "darwin",
+            "windows" => "win32",
+            other => other,
+        };
+        let cpu = match std::env::consts::ARCH {
+            "x86_64" => "x64",
+            "aarch64" => "arm64",
+            "x86" => "ia32",
+            other => other,
+        };
+        allowed(&self.os, os) && allowed(&self.cpu, cpu)
+    }
+}
+
+fn allowed(list: &[String], value: &str) -> bool {
+    if list.is_empty() {
+        return true;
+    }
+    if list.iter().any(|v| v.strip_prefix('!') == Some(value)) {
+        return false;
+    }
+    let positives: Vec<&String> = list.iter().filter(|v| !v.starts_with('!')).collect();
+    positives.is_empty() || positives.iter().any(|v| *v == value)
+}
+
+/// Which packages of a lockfile to install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Selection {
+    /// Install `dev` packages (npm's default for `npm ci`). Default true.
+    pub include_dev: bool,
+    /// Install `optional` packages whose `os`/`cpu` match. Default true.
+    pub include_optional: bool,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Self {
+            include_dev: true,
+            include_optional: true,
+        }
+    }
+}
+
+/// A parsed `package-lock.json` (v2 or v3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lockfile {
+    file: PathBuf,
+    version: u64,
+    packages: Vec<LockedPackage>,
+}
+
+#[derive(Deserialize)]
+struct RawLock {
+    #[serde(rename = "lockfileVersion")]
+    lockfile_version: Option<u64>,
+    packages: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+#[allow(clippy::struct_excessive_bools)] // mirrors the lockfile's independent flags
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawPackage {
+    name: Option<String>,
+    version: Option<String>,
+    integrity: Option<String>,
+    resolved: Option<String>,
+    #[serde(default)]
+    link: bool,
+    #[serde(default)]
+    dev: bool,
+    #[serde(default)]
+    optional: bool,
+    #[serde(default)]
+    dev_optional: bool,
+    #[serde(default)]
+    peer: bool,
+    #[serde(default)]
+    in_bundle: bool,
+    bin: Option<serde_json::Value>,
+    os: Option<Vec<String>>,
+    cpu: Option<Vec<String>>,
+}
+
+/// Splits `node_modules/a/node_modules/@s/b` into package names, validating each.
+fn install_names(path: &str) -> Option<Vec<String>> {
+    let mut parts = path.split('/').peekable();
+    let mut names = Vec::new();
+    while let Some(part) = parts.next() {
+        if part != "node_modules" {
+            return None;
+        }
+        let first = parts.next()?;
+        let name = if first.starts_with('@') {
+            let second = parts.next()?;
+            if !valid_name_part(first.get(1..)?) || !valid_name_part(second) {
+                return None;
+            }
+            format!("{first}/{second}")
+        } else {
+            if !valid_name_part(first) {
+                return None;
+            }
+            first.to_owned()
+        };
+        names.push(name);
+    }
+    (!names.is_empty()).then_some(names)
+}
+
+fn valid_name_part(part: &str) -> bool {
+    !part.is_empty()
+        && part != "."
+        && part != ".."
+        && part != "node_modules"
+        && !part.contains(['\\', '\0'])
+}
+
+fn valid_bin_name(name: &str) -> bool {
+    valid_name_part(name) && !name.contains('/')
+}
+
+/// Parses one `packages` entry; `Ok(None)` for entries provided by a parent (bundled).
+fn parse_entry(
+    path: &str,
+    value: serde_json::Value,
+) -> std::result::Result<Option<LockedPackage>, (String, String)> {
+    let loc = |field: &str| {
+        if field.is_empty() {
+            format!("packages[{path:?}]")
+        } else {
+            format!("packages[{path:?}].{field}")
+        }
+    };
+    let pkg: RawPackage =
+        serde_json::from_value(value).map_err(|e| (loc(""), format!("invalid entry: {e}")))?;
+    if pkg.link {
+        return Err((
+            loc("link"),
+            "linked packages (workspaces, `file:` links) are not supported".to_owned(),
+        ));
+    }
+    let Some(names) = install_names(path) else {
+        return Err((
+            loc(""),
+            "not an install path of the form node_modules/<name>[/node_modules/<name>...]"
+                .to_owned(),
+        ));
+    };
+    if pkg.in_bundle {
+        // Shipped inside the parent's tarball; the parent's files provide it.
+        return Ok(None);
+    }
+    let Some(integrity_text) = pkg.integrity else {
+        let hint = pkg
+            .resolved
+            .map(|r| format!(" (resolved {r})"))
+            .unwrap_or_default();
+        return Err((loc("integrity"), format!("missing integrity{hint}")));
+    };
+    let integrity: Integrity = integrity_text
+        .parse()
+        .map_err(|e| (loc("integrity"), format!("{e}")))?;
+    let mut bins = BTreeMap::new();
+    match pkg.bin {
+        None => {}
+        Some(serde_json::Value::Object(map)) => {
+            for (name, target) in map {
+                let Some(target) = target.as_str() else {
+                    return Err((
+                        loc(&format!("bin.{name}")),
+                        "bin target must be a string".to_owned(),
+                    ));
+                };
+                let normalized = normalize_bin_path(target);
+                if !valid_bin_name(&name)
+                    || normalized.split('/').any(|p| p == "..")
+                    || normalized.is_empty()
+                {
+                    return Err((
+                        loc(&format!("bin.{name}")),
+                        format!("invalid bin {name:?} -> {target:?}"),
+                    ));
+                }
+                bins.insert(name, normalized);
+            }
+        }
+        Some(_) => return Err((loc("bin"), "expected an object of name -> path".to_owned())),
+    }
+    let name = names.last().cloned().unwrap_or_default();
+    Ok(Some(LockedPackage {
+        name: pkg.name.unwrap_or(name),
+        path: path.to_owned(),
+        version: pkg.version,
+        integrity,
+        bins,
+        dev: pkg.dev,
+        optional: pkg.optional,
+        dev_optional: pkg.dev_optional,
+        peer: pkg.peer,
+        os: pkg.os.unwrap_or_default(),
+        cpu: pkg.cpu.unwrap_or_default(),
+    }))
+}
+
+impl Lockfile {
+    /// Reads and parses a lockfile from disk.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text =
+            std::fs::read_to_string(path).map_err(Error::io("cannot read lockfile", path))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses lockfile text; `file` is used in error messages.
+    pub fn parse(file: impl AsRef<Path>, text: &str) -> Result<Self> {
+        let file = file.as_ref().to_path_buf();
+        let err = |location: String, reason: String| Error::Lockfile {
+            file: file.clone(),
+            location,
+            reason,
+        };
+        let raw: RawLock = serde_json::from_str(text)
+            .map_err(|e| err("(document)".to_owned(), format!("invalid JSON: {e}")))?;
+        let version = raw.lockfile_version.unwrap_or(0);
+        if !(2..=3).contains(&version) {
+            return Err(err(
+                "lockfileVersion".to_owned(),
+                format!(
+                    "version {version} is not supported (need 2 or 3; run `npm install --lockfile-version 3`)"
+                ),
+            ));
+        }
+        let Some(map) = raw.packages else {
+            return Err(err(
+                "packages".to_owned(),
+                "missing `packages` map".to_owned(),
+            ));
+        };
+        let mut packages = Vec::new();
+        for (path, value) in map {
+            if path.is_empty() {
+                continue; // the root project itself
+            }
+            if let Some(pkg) =
+                parse_entry(&path, value).map_err(|(location, reason)| err(location, reason))?
+            {
+                packages.push(pkg);
+            }
+        }
+        Ok(Self {
+            file,
+            version,
+            packages,
+        })
+    }
+
+    /// The lockfile on disk (as given).
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// `lockfileVersion` (2 or 3).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Every package entry, sorted by install path.
+    pub fn packages(&self) -> &[LockedPackage] {
+        &self.packages
+    }
+
+    /// The packages to install under `selection`.
+    pub fn select<'a>(
+        &'a self,
+        selection: &'a Selection,
+    ) -> impl Iterator<Item = &'a LockedPackage> + 'a {
+        self.packages.iter().filter(move |p| {
+            if p.dev && !selection.include_dev {
+                return false;
+            }
+            if p.optional && !selection.include_optional {
+                return false;
+            }
+            if p.dev_optional && !(selection.include_dev || selection.include_optional) {
+                return false;
+            }
+            !(p.optional || p.dev_optional) || p.platform_matches()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRI: &str = "sha512-XI5MPzVNApjAyhQzphX8BkmKsKUxD4LdyK24iZeQEQmvAVlFhTbEvJSKeG3nSMoYfTRPl5+ac4VBKQA/KV1lIw==";
+
+    fn lock(packages: &str, version: u64) -> String {
+        format!(r#"{{"lockfileVersion": {version}, "packages": {{"": {{}}, {packages}}}}}"#)
+    }
+
+    #[test]
+    fn reads_nested_and_scoped_paths_with_bins_and_flags() {
+        let text = lock(
+            &format!(
+                r#""node_modules/a": {{"integrity": "{SRI}", "bin": {{"a": "./bin/a.js"}}}},
+                   "node_modules/a/node_modules/@s/b": {{"integrity": "{SRI}", "optional": true, "peer": true}},
+                   "node_modules/c": {{"integrity": "{SRI}", "dev": true}}"#
+            ),
+            2,
+        );
+        let lockfile = Lockfile::parse("package-lock.json", &text).unwrap();
+        let pkgs = lockfile.packages();
+        assert_eq!(pkgs.len(), 3);
+        assert_eq!(pkgs[0].bins.get("a").unwrap(), "bin/a.js");
+        assert_eq!(pkgs[1].name, "@s/b");
+        assert!(pkgs[1].optional && pkgs[1].peer);
+        assert!(pkgs[2].dev);
+        let no_dev = Selection {
+            include_dev: false,
+            ..Selection::default()
+        };
+        assert_eq!(lockfile.select(&no_dev).count(), 2);
+    }
+
+    #[test]
+    fn refuses_link_entries_naming_the_path() {
+        let text = lock(
+            r#""node_modules/ws": {"resolved": "packages/ws", "link": true}"#,
+            3,
+        );
+        let err = Lockfile::parse("package-lock.json", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("node_modules/ws") && err.contains("link"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_v1_missing_integrity_and_bad_paths() {
+        let err =
+            Lockfile::parse("x", r#"{"lockfileVersion": 1, "dependencies": {}}"#).unwrap_err();
+        assert!(err.to_string().contains("lockfileVersion"), "{err}");
+        let err = Lockfile::parse("x", &lock(r#""node_modules/a": {"version": "1.0.0"}"#, 3))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("packages[\"node_modules/a\"].integrity"),
+            "{err}"
+        );
+        for bad in [
+            "node_modules/..",
+            "lib/a",
+            "node_modules/a/../../etc",
+            "node_modules/@s",
+        ] {
+            let err = Lockfile::parse(
+                "x",
+                &lock(&format!(r#""{bad}": {{"integrity": "{SRI}"}}"#), 3),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+        let err = Lockfile::parse(
+            "x",
+            &lock(
+                &format!(r#""node_modules/a": {{"integrity": "{SRI}", "bin": {{"../x": "a"}}}}"#),
+                3,
+            ),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bin"), "{err}");
+    }
+
+    #[test]
+    fn skips_optional_packages_for_other_platforms() {
+        let text = lock(
+            &format!(
+                r#""node_modules/fsevents": {{"integrity": "{SRI}", "optional": true, "os": ["!{}"]}}"#,
+                match std::env::consts::OS {
+                    "macos" => "darwin",
+                    o => o,
+                }
+            ),
+            3,
+        );
+        let lockfile = Lockfile::parse("x", &text).unwrap();
+        assert_eq!(lockfile.select(&Selection::default()).count(), 0);
+    }
+}

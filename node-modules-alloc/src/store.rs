@@ -1,0 +1,724 @@
+//! The content-addressed package store.
+//!
+//! # Why a store
+//!
+//! Allocating `node_modules` by unpacking tarballs per app is slow and, under a surge of
+//! migrating apps (the February 2019 incident), it is exactly the work that fails half-way and
+//! leaves apps booting on a corrupted tree. The store unpacks every tarball once, keeps each
+//! file once (addressed by the sha512 of its content, so a `LICENSE` shared by 300 packages is
+//! stored once), and lets the allocator build trees out of hardlinks.
+//!
+//! # Layout and crash safety
+//!
+//! ```text
+//! STORE/store.lock                  shared by every user, exclusive for cleanup and gc
+//! STORE/files/ab/cdef…              content (sha512 hex), mode 0444
+//! STORE/files/ab/cdef…-exec         the same content as its own executable inode, mode 0555
+//! STORE/index/sha512-<hex>.json     package index keyed by the tarball's integrity
+//! STORE/index/sha1-<hex>.json       the same index under the tarball's sha1 integrity
+//! STORE/manifests/<digest>.json     a materialized tree's manifest, by its sha512 digest
+//! STORE/templates/<digest>/         a ready tree, published by rename, with a marker
+//! STORE/locks/<digest>.lock         single-flight lock of one template
+//! STORE/tmp/, STORE/staging/        work in progress (removed on open when nobody uses the store)
+//! STORE/quarantine/                 store files whose content no longer matched their digest
+//! ```
+//!
+//! Every visible file is written to `tmp/` first and renamed into place, so a crash never leaves
+//! a half-written file under a content address, an index entry or a marker. Index entries are
+//! written after all the files they list.
+//!
+//! # The hardlink hazard, and executables
+//!
+//! A hardlinked `node_modules` file *is* the store file: an app that edits it edits the store.
+//! Store files are therefore read-only (0444/0555), `verify` re-hashes content (never trusts
+//! size or mtime), and a file whose content no longer matches its address is moved to
+//! `quarantine/`, re-imported from its recorded source when available, and never linked again.
+//! The permission bits live on the inode too, so `chmod +x` on a linked file would change the
+//! store file and every other tree linking it. We never chmod a linked file: an executable file
+//! (tarball mode with an x bit, or a declared `bin`) is stored as a *separate* inode with the
+//! `-exec` suffix and mode 0555, and trees link whichever variant they need.
+//!
+//! ```
+//! use node_modules_alloc::store::Store;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path())?;
+//! let digest = store.put_bytes(b"module.exports = 42;\n", false)?;
+//! assert!(store.file_path(&digest, false).exists());
+//! assert!(store.verify_file(&digest, false)?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha512};
+
+use crate::config::ImportLimits;
+use crate::error::{Error, Result};
+use crate::fsutil::{atomic_write, create_dirs, remove_tree, unique_name};
+use crate::integrity::{Hash, Integrity};
+
+/// Store configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Limits applied to every imported tarball.
+    pub limits: ImportLimits,
+    /// fsync content files before publishing them (index files, manifests and markers are always
+    /// synced). Off by default: a process crash cannot tear a renamed file; a power loss can
+    /// leave empty content, which `verify` detects and repairs.
+    pub sync_content: bool,
+}
+
+impl StoreConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), resilience_core::ConfigError> {
+        self.limits.validate().map_err(|e| e.nested("limits"))
+    }
+}
+
+/// One entry of a package index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum IndexEntry {
+    /// A regular file.
+    File {
+        /// Path inside the package (`lib/index.js`), top directory removed.
+        path: String,
+        /// sha512 hex of the content.
+        digest: String,
+        /// Size in bytes.
+        size: u64,
+        /// Whether the file is executable (tarball mode had an x bit, or it is a declared bin).
+        exec: bool,
+    },
+    /// A symbolic link that stays inside the package.
+    Symlink {
+        /// Path inside the package.
+        path: String,
+        /// Link target, relative.
+        target: String,
+    },
+}
+
+impl IndexEntry {
+    /// The entry's path inside the package.
+    pub fn path(&self) -> &str {
+        match self {
+            Self::File { path, .. } | Self::Symlink { path, .. } => path,
+        }
+    }
+}
+
+/// The package index of one tarball.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageIndex {
+    /// The tarball's sha512 integrity.
+    pub integrity: String,
+    /// The tarball's sha1 integrity.
+    pub sha1: String,
+    /// `name` from the package's `package.json`, if any.
+    pub name: Option<String>,
+    /// `version` from the package's `package.json`, if any.
+    pub version: Option<String>,
+    /// Declared bins (`name` → path inside the package).
+    pub bins: BTreeMap<String, String>,
+    /// Entries, sorted by path.
+    pub entries: Vec<IndexEntry>,
+    /// Where the tarball was imported from (used to re-import quarantined files).
+    pub source: Option<PathBuf>,
+}
+
+/// The outcome of [`Store::verify`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreReport {
+    /// Store files re-hashed.
+    pub checked: usize,
+    /// Content digests (with `-exec` suffix for executable variants) that were quarantined.
+    pub quarantined: Vec<String>,
+    /// Packages re-imported from their source.
+    pub reimported: Vec<String>,
+    /// Packages whose files were quarantined and whose source is gone.
+    pub unrecoverable: Vec<String>,
+    /// Templates removed because they linked quarantined content.
+    pub templates_removed: usize,
+}
+
+impl StoreReport {
+    /// Whether the store is fully healthy now (nothing unrecoverable).
+    pub fn is_healthy(&self) -> bool {
+        self.unrecoverable.is_empty()
+    }
+}
+
+/// The outcome of [`Store::gc`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Content files not referenced by any package index, removed.
+    pub files_removed: usize,
+    /// Templates removed (they are caches and are rebuilt on demand).
+    pub templates_removed: usize,
+    /// Work-in-progress and quarantine entries removed.
+    pub scratch_removed: usize,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    config: StoreConfig,
+    lock: File,
+}
+
+/// A content-addressed package store on disk. Cheap to clone; `Send + Sync`.
+///
+/// Several processes may use one store at once: every write is atomic and idempotent. Opening
+/// a store takes a shared lock on `store.lock` for the lifetime of the handle; when no other
+/// process holds it, leftovers of crashed processes (`tmp/`, `staging/`) are removed.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+const SUBDIRS: [&str; 8] = [
+    "files",
+    "index",
+    "manifests",
+    "templates",
+    "locks",
+    "tmp",
+    "staging",
+    "quarantine",
+];
+
+impl Store {
+    /// Opens (creating if needed) the store at `root` with the default configuration.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(root, StoreConfig::default())
+    }
+
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open_with(root: impl AsRef<Path>, config: StoreConfig) -> Result<Self> {
+        config.validate()?;
+        let root = root.as_ref().to_path_buf();
+        create_dirs(&root)?;
+        for sub in SUBDIRS {
+            create_dirs(&root.join(sub))?;
+        }
+        let lock_path = root.join("store.lock");
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(Error::io("cannot open lock", &lock_path))?;
+        let store = Self {
+            inner: Arc::new(Inner { root, config, lock }),
+        };
+        if store.inner.lock.try_lock().is_ok() {
+            let removed = store.clean_scratch(false)?;
+            if removed > 0 {
+                tracing::info!(store = %store.path().display(), removed, "removed stale staging and temporary files");
+            }
+        }
+        store
+            .inner
+            .lock
+            .lock_shared()
+            .map_err(Error::io("cannot lock", &lock_path))?;
+        Ok(store)
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn dir(&self, sub: &str) -> PathBuf {
+        self.inner.root.join(sub)
+    }
+
+    /// Where the content with sha512 hex `digest` lives (`exec` selects the executable variant).
+    pub fn file_path(&self, digest: &str, exec: bool) -> PathBuf {
+        let (head, tail) = digest.split_at(digest.len().min(2));
+        let name = if exec {
+            format!("{tail}-exec")
+        } else {
+            tail.to_owned()
+        };
+        self.inner.root.join("files").join(head).join(name)
+    }
+
+    /// Publishes the temporary file `tmp` (already hashed to `digest`) under its content address.
+    /// Idempotent: when the address exists, the temporary file is dropped.
+    pub(crate) fn publish_temp(&self, tmp: &Path, digest: &str, exec: bool) -> Result<()> {
+        let target = self.file_path(digest, exec);
+        if target.exists() {
+            let _ = fs::remove_file(tmp);
+            return Ok(());
+        }
+        if let Some(parent) = target.parent() {
+            create_dirs(parent)?;
+        }
+        let mode = if exec { 0o555 } else { 0o444 };
+        fs::set_permissions(tmp, fs::Permissions::from_mode(mode))
+            .map_err(Error::io("cannot set permissions of", tmp))?;
+        if self.inner.config.sync_content {
+            File::open(tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(Error::io("cannot sync", tmp))?;
+        }
+        fs::rename(tmp, &target).map_err(Error::io("cannot publish", &target))
+    }
+
+    /// A fresh path in `tmp/`.
+    pub(crate) fn temp_path(&self) -> PathBuf {
+        self.dir("tmp").join(unique_name("t"))
+    }
+
+    /// Stores `bytes` and returns their sha512 hex digest.
+    pub fn put_bytes(&self, bytes: &[u8], exec: bool) -> Result<String> {
+        let digest = hex::encode(Sha512::digest(bytes));
+        if self.file_path(&digest, exec).exists() {
+            return Ok(digest);
+        }
+        let tmp = self.temp_path();
+        fs::write(&tmp, bytes).map_err(Error::io("cannot write", &tmp))?;
+        self.publish_temp(&tmp, &digest, exec)?;
+        Ok(digest)
+    }
+
+    /// Makes sure the `exec` variant of `digest` exists, creating it from the other variant
+    /// (re-hashed on the way, so corrupt content is never propagated).
+    pub fn ensure_variant(&self, digest: &str, exec: bool) -> Result<()> {
+        if self.file_path(digest, exec).exists() {
+            return Ok(());
+        }
+        let other = self.file_path(digest, !exec);
+        let bytes = fs::read(&other).map_err(Error::io("cannot read", &other))?;
+        if hex::encode(Sha512::digest(&bytes)) != digest {
+            self.quarantine(digest, !exec)?;
+            return Err(Error::CorruptStore {
+                digest: digest.to_owned(),
+                integrity: "(executable variant)".to_owned(),
+            });
+        }
+        let tmp = self.temp_path();
+        fs::write(&tmp, &bytes).map_err(Error::io("cannot write", &tmp))?;
+        self.publish_temp(&tmp, digest, exec)
+    }
+
+    /// Re-hashes one store file; `Ok(false)` when it is missing or its content does not match.
+    pub fn verify_file(&self, digest: &str, exec: bool) -> Result<bool> {
+        let path = self.file_path(digest, exec);
+        match hash_file(&path) {
+            Ok(actual) => Ok(actual == digest),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io("cannot read", path)(e)),
+        }
+    }
+
+    /// Restores the mode of a store file (0444, or 0555 for the executable variant) if someone
+    /// changed it through a hardlink (`chmod` on a linked file changes the shared inode).
+    pub fn restore_mode(&self, digest: &str, exec: bool) -> Result<bool> {
+        let path = self.file_path(digest, exec);
+        let meta = fs::metadata(&path).map_err(Error::io("cannot stat", &path))?;
+        let expected = if exec { 0o555 } else { 0o444 };
+        if meta.permissions().mode() & 0o7777 == expected {
+            return Ok(false);
+        }
+        tracing::warn!(
+            digest,
+            exec,
+            mode = format_args!("{:o}", meta.permissions().mode() & 0o7777),
+            "store file mode was changed through a hardlink; restoring it"
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(expected))
+            .map_err(Error::io("cannot set permissions of", &path))?;
+        Ok(true)
+    }
+
+    /// Moves a store file to `quarantine/` so that it is never linked again.
+    pub fn quarantine(&self, digest: &str, exec: bool) -> Result<()> {
+        let path = self.file_path(digest, exec);
+        let suffix = if exec { "-exec" } else { "" };
+        let target = self
+            .dir("quarantine")
+            .join(unique_name(&format!("{digest}{suffix}.")));
+        match fs::rename(&path, &target) {
+            Ok(()) => {
+                tracing::warn!(digest, exec, quarantine = %target.display(), "quarantined corrupt store file");
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("cannot quarantine", path)(e)),
+        }
+    }
+
+    fn index_path(&self, hash: &Hash) -> PathBuf {
+        self.dir("index")
+            .join(format!("{}-{}.json", hash.algorithm.name(), hash.hex()))
+    }
+
+    /// Looks a package up by any hash of its integrity (strongest first).
+    pub fn read_index(&self, integrity: &Integrity) -> Result<Option<PackageIndex>> {
+        for hash in integrity.hashes() {
+            let path = self.index_path(hash);
+            match fs::read(&path) {
+                Ok(bytes) => {
+                    let index = serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    return Ok(Some(index));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("cannot read", path)(e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes a package index under each hash of `keys` (atomic, synced).
+    pub(crate) fn write_index(&self, index: &PackageIndex, keys: &Integrity) -> Result<()> {
+        let bytes = serde_json::to_vec(index).map_err(|e| Error::Malformed {
+            path: self.dir("index"),
+            reason: e.to_string(),
+        })?;
+        for hash in keys.hashes() {
+            atomic_write(
+                &self.dir("tmp"),
+                &self.index_path(hash),
+                &bytes,
+                true,
+                0o644,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Whether every file an index lists is present in the store.
+    pub(crate) fn has_all_files(&self, index: &PackageIndex) -> bool {
+        index.entries.iter().all(|e| match e {
+            IndexEntry::File { digest, exec, .. } => self.file_path(digest, *exec).exists(),
+            IndexEntry::Symlink { .. } => true,
+        })
+    }
+
+    /// All package indexes (deduplicated by sha512 integrity).
+    pub fn indexes(&self) -> Result<Vec<PackageIndex>> {
+        let dir = self.dir("index");
+        let mut out = BTreeMap::new();
+        for entry in fs::read_dir(&dir).map_err(Error::io("cannot read", &dir))? {
+            let entry = entry.map_err(Error::io("cannot read", &dir))?;
+            let name = entry.file_name();
+            if !name.to_string_lossy().starts_with("sha512-") {
+                continue;
+            }
+            let path = entry.path();
+            let bytes = fs::read(&path).map_err(Error::io("cannot read", &path))?;
+            let index: PackageIndex =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            out.insert(index.integrity.clone(), index);
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Every content file in the store as `(digest, exec)`.
+    pub fn content_files(&self) -> Result<Vec<(String, bool)>> {
+        let files = self.dir("files");
+        let mut out = Vec::new();
+        for head in fs::read_dir(&files).map_err(Error::io("cannot read", &files))? {
+            let head = head.map_err(Error::io("cannot read", &files))?;
+            let head_name = head.file_name().to_string_lossy().into_owned();
+            let head_path = head.path();
+            for file in fs::read_dir(&head_path).map_err(Error::io("cannot read", &head_path))? {
+                let file = file.map_err(Error::io("cannot read", &head_path))?;
+                let name = file.file_name().to_string_lossy().into_owned();
+                let (tail, exec) = match name.strip_suffix("-exec") {
+                    Some(t) => (t.to_owned(), true),
+                    None => (name, false),
+                };
+                out.push((format!("{head_name}{tail}"), exec));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Re-hashes every store file (content, not size or mtime). Mismatching files are
+    /// quarantined, templates linking them are removed, and their packages are re-imported from
+    /// their recorded source when it still exists.
+    pub fn verify(&self) -> Result<StoreReport> {
+        let mut report = StoreReport::default();
+        let mut bad = BTreeSet::new();
+        for (digest, exec) in self.content_files()? {
+            report.checked += 1;
+            if !self.verify_file(&digest, exec)? {
+                self.quarantine(&digest, exec)?;
+                report
+                    .quarantined
+                    .push(format!("{digest}{}", if exec { "-exec" } else { "" }));
+                bad.insert(digest);
+            }
+        }
+        if bad.is_empty() {
+            return Ok(report);
+        }
+        report.templates_removed = self.remove_templates_with(&bad)?;
+        self.reimport_affected(&bad, &mut report)?;
+        Ok(report)
+    }
+
+    /// Re-imports every package that references one of `bad` (content digests) from its source.
+    pub(crate) fn reimport_affected(
+        &self,
+        bad: &BTreeSet<String>,
+        report: &mut StoreReport,
+    ) -> Result<()> {
+        for index in self.indexes()? {
+            let affected = index.entries.iter().any(|e| match e {
+                IndexEntry::File { digest, .. } => bad.contains(digest),
+                IndexEntry::Symlink { .. } => false,
+            });
+            if !affected {
+                continue;
+            }
+            match index.source.as_deref().filter(|s| s.exists()) {
+                Some(source) => {
+                    let expected: Integrity = index.integrity.parse()?;
+                    match self.import_tarball_file_expecting(source, Some(&expected), true) {
+                        Ok(_) => {
+                            tracing::info!(integrity = %index.integrity, source = %source.display(), "re-imported package after quarantine");
+                            report.reimported.push(index.integrity.clone());
+                        }
+                        Err(e) => {
+                            tracing::warn!(integrity = %index.integrity, error = %e, "re-import failed");
+                            report.unrecoverable.push(index.integrity.clone());
+                        }
+                    }
+                }
+                None => report.unrecoverable.push(index.integrity.clone()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes templates whose manifest links one of `bad`; returns how many.
+    pub(crate) fn remove_templates_with(&self, bad: &BTreeSet<String>) -> Result<usize> {
+        let dir = self.dir("templates");
+        let mut removed = 0;
+        for entry in fs::read_dir(&dir).map_err(Error::io("cannot read", &dir))? {
+            let entry = entry.map_err(Error::io("cannot read", &dir))?;
+            let digest = entry.file_name().to_string_lossy().into_owned();
+            let uses_bad = match crate::manifest::Manifest::load(self, &digest) {
+                Ok(manifest) => manifest.digests().any(|d| bad.contains(d)),
+                Err(_) => true,
+            };
+            if uses_bad {
+                self.discard_template(&digest)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Atomically hides a template (rename into staging) and deletes it.
+    pub(crate) fn discard_template(&self, digest: &str) -> Result<()> {
+        let path = self.dir("templates").join(digest);
+        let trash = self.dir("staging").join(unique_name("trash-"));
+        match fs::rename(&path, &trash) {
+            Ok(()) => remove_tree(&trash),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("cannot remove template", path)(e)),
+        }
+    }
+
+    /// Removes `tmp/` and `staging/` contents (and `quarantine/` when `quarantine` is set).
+    /// Only call while holding the store lock exclusively.
+    fn clean_scratch(&self, quarantine: bool) -> Result<usize> {
+        let mut removed = 0;
+        let dirs: &[&str] = if quarantine {
+            &["tmp", "staging", "quarantine"]
+        } else {
+            &["tmp", "staging"]
+        };
+        for sub in dirs {
+            let dir = self.dir(sub);
+            for entry in fs::read_dir(&dir).map_err(Error::io("cannot read", &dir))? {
+                let entry = entry.map_err(Error::io("cannot read", &dir))?;
+                let path = entry.path();
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                let result = if is_dir {
+                    remove_tree(&path)
+                } else {
+                    fs::remove_file(&path).map_err(Error::io("cannot remove", &path))
+                };
+                result?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Garbage-collects the store: removes every template (caches, rebuilt on demand), content
+    /// not referenced by any package index, temporary files and quarantined files. Needs the
+    /// store to itself: fails with [`Error::StoreBusy`] when another handle or process uses it.
+    pub fn gc(&self) -> Result<GcReport> {
+        let lock = &self.inner.lock;
+        if lock.try_lock().is_err() {
+            let _ = lock.lock_shared();
+            return Err(Error::StoreBusy {
+                path: self.path().to_path_buf(),
+            });
+        }
+        let result = self.gc_locked();
+        let relock = lock
+            .lock_shared()
+            .map_err(Error::io("cannot lock", self.dir("store.lock")));
+        let report = result?;
+        relock?;
+        tracing::info!(
+            files_removed = report.files_removed,
+            templates_removed = report.templates_removed,
+            scratch_removed = report.scratch_removed,
+            "store garbage-collected"
+        );
+        Ok(report)
+    }
+
+    fn gc_locked(&self) -> Result<GcReport> {
+        let mut report = GcReport {
+            scratch_removed: self.clean_scratch(true)?,
+            ..GcReport::default()
+        };
+        let templates = self.dir("templates");
+        for entry in fs::read_dir(&templates).map_err(Error::io("cannot read", &templates))? {
+            let entry = entry.map_err(Error::io("cannot read", &templates))?;
+            remove_tree(&entry.path())?;
+            report.templates_removed += 1;
+        }
+        let mut live = BTreeSet::new();
+        for index in self.indexes()? {
+            for entry in index.entries {
+                if let IndexEntry::File { digest, .. } = entry {
+                    live.insert(digest);
+                }
+            }
+        }
+        for (digest, exec) in self.content_files()? {
+            if !live.contains(&digest) {
+                let path = self.file_path(&digest, exec);
+                fs::remove_file(&path).map_err(Error::io("cannot remove", &path))?;
+                report.files_removed += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// sha512 hex of a file's content, streamed.
+pub(crate) fn hash_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha512::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+    }
+
+    #[test]
+    fn identical_content_is_stored_once_and_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = store.put_bytes(b"same", false).unwrap();
+        let b = store.put_bytes(b"same", false).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(store.content_files().unwrap().len(), 1);
+        let mode = fs::metadata(store.file_path(&a, false))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o444);
+    }
+
+    #[test]
+    fn executable_variant_is_a_separate_inode() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = store.put_bytes(b"#!/bin/sh\n", false).unwrap();
+        store.ensure_variant(&d, true).unwrap();
+        let plain = fs::metadata(store.file_path(&d, false)).unwrap();
+        let exec = fs::metadata(store.file_path(&d, true)).unwrap();
+        assert_ne!(plain.ino(), exec.ino());
+        assert_eq!(exec.mode() & 0o777, 0o555);
+    }
+
+    #[test]
+    fn verify_quarantines_corrupt_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let d = store.put_bytes(b"original", false).unwrap();
+        let path = store.file_path(&d, false);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&path, b"tampered").unwrap();
+        let report = store.verify().unwrap();
+        assert_eq!(report.quarantined, vec![d.clone()]);
+        assert!(!path.exists());
+        assert!(!store.verify_file(&d, false).unwrap());
+    }
+
+    #[test]
+    fn open_removes_stale_staging_when_unused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            fs::create_dir_all(store.dir("staging").join("leftover/x")).unwrap();
+            fs::write(store.dir("tmp").join("half"), b"partial").unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(fs::read_dir(store.dir("staging")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(store.dir("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn open_keeps_staging_while_another_handle_uses_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        fs::create_dir_all(first.dir("staging").join("busy")).unwrap();
+        let _second = Store::open(dir.path()).unwrap();
+        assert!(first.dir("staging").join("busy").exists());
+        assert!(matches!(first.gc(), Err(Error::StoreBusy { .. })));
+    }
+}

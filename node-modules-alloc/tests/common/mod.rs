@@ -1,0 +1,329 @@
+//! Test helpers: build tarballs, npm caches and lockfiles in memory (no network).
+#![allow(dead_code, unreachable_pub, missing_docs)]
+// Test support code: panicking on a broken fixture is the right behaviour.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use node_modules_alloc::integrity::Integrity;
+use sha1::Digest as _;
+
+/// One raw tar entry, written without the tar crate's path sanitation.
+pub enum Raw<'a> {
+    File(&'a str, &'a [u8], u32),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+    Hardlink(&'a str, &'a str),
+    Fifo(&'a str),
+    Char(&'a str),
+    Block(&'a str),
+    /// A file whose header claims `claimed` bytes (data is `claimed` zero bytes).
+    Sized(&'a str, u64),
+}
+
+fn raw_header(
+    name: &str,
+    kind: tar::EntryType,
+    size: u64,
+    mode: u32,
+    link: Option<&str>,
+) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    {
+        let old = header.as_old_mut();
+        let bytes = name.as_bytes();
+        old.name[..bytes.len()].copy_from_slice(bytes);
+        if let Some(link) = link {
+            let l = link.as_bytes();
+            old.linkname[..l.len()].copy_from_slice(l);
+        }
+    }
+    header.set_entry_type(kind);
+    header.set_size(size);
+    header.set_mode(mode);
+    header.set_mtime(1_600_000_000);
+    header.set_cksum();
+    header
+}
+
+/// A gzip-compressed tarball from raw entries.
+pub fn raw_tgz(entries: &[Raw<'_>]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for entry in entries {
+        match entry {
+            Raw::File(name, data, mode) => {
+                let h = raw_header(
+                    name,
+                    tar::EntryType::Regular,
+                    data.len() as u64,
+                    *mode,
+                    None,
+                );
+                builder.append(&h, *data).unwrap();
+            }
+            Raw::Dir(name) => {
+                let h = raw_header(name, tar::EntryType::Directory, 0, 0o755, None);
+                builder.append(&h, std::io::empty()).unwrap();
+            }
+            Raw::Symlink(name, target) => {
+                let h = raw_header(name, tar::EntryType::Symlink, 0, 0o777, Some(target));
+                builder.append(&h, std::io::empty()).unwrap();
+            }
+            Raw::Hardlink(name, target) => {
+                let h = raw_header(name, tar::EntryType::Link, 0, 0o644, Some(target));
+                builder.append(&h, std::io::empty()).unwrap();
+            }
+            Raw::Fifo(name) => {
+                let h = raw_header(name, tar::EntryType::Fifo, 0, 0o644, None);
+                builder.append(&h, std::io::empty()).unwrap();
+            }
+            Raw::Char(name) => {
+                let h = raw_header(name, tar::EntryType::Char, 0, 0o644, None);
+                builder.append(&h, std::io::empty()).unwrap();
+            }
+            Raw::Block(name) => {
+                let h = raw_header(name, tar::EntryType::Block, 0, 0o644, None);
+                builder.append(&h, std::io::empty()).unwrap();
+            }
+            Raw::Sized(name, size) => {
+                let h = raw_header(name, tar::EntryType::Regular, *size, 0o644, None);
+                builder
+                    .append(&h, std::io::repeat(0).take_n(*size))
+                    .unwrap();
+            }
+        }
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+trait TakeN: std::io::Read + Sized {
+    fn take_n(self, n: u64) -> std::io::Take<Self> {
+        std::io::Read::take(self, n)
+    }
+}
+impl<R: std::io::Read> TakeN for R {}
+
+/// A test package: name, version, files (path inside package, content, mode), bins.
+#[derive(Clone)]
+pub struct Pkg {
+    pub name: String,
+    pub version: String,
+    pub files: Vec<(String, Vec<u8>, u32)>,
+    pub bins: BTreeMap<String, String>,
+}
+
+impl Pkg {
+    pub fn new(name: &str, version: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            files: vec![(
+                "index.js".to_owned(),
+                format!("module.exports = '{name}@{version}';\n").into_bytes(),
+                0o644,
+            )],
+            bins: BTreeMap::new(),
+        }
+    }
+
+    pub fn file(mut self, path: &str, content: &[u8], mode: u32) -> Self {
+        self.files.push((path.to_owned(), content.to_vec(), mode));
+        self
+    }
+
+    pub fn bin(mut self, name: &str, path: &str) -> Self {
+        self.bins.insert(name.to_owned(), path.to_owned());
+        self
+    }
+
+    pub fn package_json(&self) -> Vec<u8> {
+        let mut json = serde_json::json!({ "name": self.name, "version": self.version });
+        if !self.bins.is_empty() {
+            json["bin"] = serde_json::to_value(&self.bins).unwrap();
+        }
+        serde_json::to_vec_pretty(&json).unwrap()
+    }
+
+    pub fn tgz(&self) -> Vec<u8> {
+        let json = self.package_json();
+        let mut entries = vec![Raw::Dir("package/")];
+        let names: Vec<String> = self
+            .files
+            .iter()
+            .map(|(p, _, _)| format!("package/{p}"))
+            .collect();
+        entries.push(Raw::File("package/package.json", &json, 0o644));
+        for ((_, data, mode), name) in self.files.iter().zip(&names) {
+            entries.push(Raw::File(name, data, *mode));
+        }
+        raw_tgz(&entries)
+    }
+
+    pub fn integrity(&self) -> String {
+        Integrity::sha512_of(&self.tgz()).to_string()
+    }
+}
+
+/// One lockfile entry: install path, package, extra JSON fields.
+pub struct LockEntry {
+    pub path: String,
+    pub pkg: Pkg,
+    pub extra: serde_json::Value,
+}
+
+pub fn entry(path: &str, pkg: &Pkg) -> LockEntry {
+    LockEntry {
+        path: path.to_owned(),
+        pkg: pkg.clone(),
+        extra: serde_json::json!({}),
+    }
+}
+
+/// A `package-lock.json` (v3) for the entries.
+pub fn lockfile(entries: &[LockEntry]) -> String {
+    let mut packages = serde_json::Map::new();
+    packages.insert(
+        String::new(),
+        serde_json::json!({ "name": "app", "version": "1.0.0" }),
+    );
+    for e in entries {
+        let mut v = serde_json::json!({
+            "version": e.pkg.version,
+            "resolved": format!("https://example.invalid/{}/-/{}.tgz", e.pkg.name, e.pkg.version),
+            "integrity": e.pkg.integrity(),
+        });
+        if !e.pkg.bins.is_empty() {
+            v["bin"] = serde_json::to_value(&e.pkg.bins).unwrap();
+        }
+        if let Some(extra) = e.extra.as_object() {
+            for (k, x) in extra {
+                v[k] = x.clone();
+            }
+        }
+        packages.insert(e.path.clone(), v);
+    }
+    serde_json::to_string_pretty(&serde_json::json!({
+        "name": "app", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
+        "packages": packages,
+    }))
+    .unwrap()
+}
+
+/// Writes the tarballs of `pkgs` into `dir` as `<name>-<version>.tgz`.
+pub fn write_tarballs(dir: &Path, pkgs: &[&Pkg]) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    pkgs.iter()
+        .map(|p| {
+            let path = dir.join(format!("{}-{}.tgz", p.name.replace('/', "-"), p.version));
+            std::fs::write(&path, p.tgz()).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// Writes an npm `_cacache` holding `tarballs` (key, bytes, announced integrity).
+pub fn write_cacache(cache: &Path, items: &[(&str, &[u8], String)]) {
+    for (key, bytes, integrity) in items {
+        let parsed: Integrity = integrity.parse().unwrap();
+        let hash = parsed.strongest().unwrap();
+        let hex = hash.hex();
+        let content = cache
+            .join("content-v2")
+            .join(hash.algorithm.name())
+            .join(&hex[..2])
+            .join(&hex[2..4])
+            .join(&hex[4..]);
+        std::fs::create_dir_all(content.parent().unwrap()).unwrap();
+        std::fs::write(&content, bytes).unwrap();
+        let bucket_hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+        let bucket = cache
+            .join("index-v5")
+            .join(&bucket_hash[..2])
+            .join(&bucket_hash[2..4])
+            .join(&bucket_hash[4..]);
+        std::fs::create_dir_all(bucket.parent().unwrap()).unwrap();
+        let json = serde_json::json!({ "key": key, "integrity": integrity, "time": 1, "size": bytes.len(), "metadata": {} }).to_string();
+        let line = format!(
+            "\n{}\t{}",
+            hex::encode(sha1::Sha1::digest(json.as_bytes())),
+            json
+        );
+        let mut old = std::fs::read_to_string(&bucket).unwrap_or_default();
+        old.push_str(&line);
+        std::fs::write(&bucket, old).unwrap();
+    }
+}
+
+pub fn sha1_integrity(bytes: &[u8]) -> String {
+    format!(
+        "sha1-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(bytes))
+    )
+}
+
+/// Every file under `root` (relative path → content or symlink target), for byte comparisons.
+pub fn snapshot(root: &Path) -> BTreeMap<String, (String, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    (
+                        "link".into(),
+                        std::fs::read_link(&path)
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned()
+                            .into_bytes(),
+                    ),
+                );
+            } else if meta.is_dir() {
+                stack.push(path);
+            } else {
+                let kind = format!("file:{:o}", meta.permissions().mode() & 0o111);
+                out.insert(rel, (kind, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// Lists every path under `root` (to prove nothing was written elsewhere).
+pub fn all_paths(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for entry in rd {
+                let path = entry.unwrap().path();
+                if std::fs::symlink_metadata(&path).unwrap().is_dir() {
+                    stack.push(path.clone());
+                }
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}

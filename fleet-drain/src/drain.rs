@@ -1,0 +1,1007 @@
+//! The [`DrainController`]: runs a drain to completion, wave by wave,
+//! within [`DrainLimits`], gated on app health, journaled.
+//!
+//! # Why a controller?
+//!
+//! The February 2019 drain was run by hand: 30 hosts at a time, more
+//! whenever the fleet was less than 80 % full. Every failure of that
+//! procedure is a decision the controller now makes explicitly:
+//!
+//! - **Bounded waves.** The [`Planner`] never drains more hosts, makes more
+//!   apps unavailable, or sends more apps to a receiver than the limits
+//!   allow; at run time a per-receiver pacer also holds starts to
+//!   `max_starts_per_host_per_minute` (a sliding 60 s window), whatever the
+//!   plan said.
+//! - **Health-gated.** Between starts the controller samples
+//!   [`FleetHealth`] and asks the [`HealthGate`]: it pauses (no new starts)
+//!   while apps are unhealthy or starts fail, resumes automatically, and
+//!   aborts past the abort marks.
+//! - **Retries with backoff.** A failed start is retried after a
+//!   [`Backoff`] delay, never in a loop; an app out of attempts aborts the
+//!   drain with the fleet error.
+//! - **Durable.** Intent is journaled before acting
+//!   ([`crate::journal`]); a restarted controller continues the wave in
+//!   progress, waits one start window before its first start (the previous
+//!   run's starts are unknown), and never drains a host twice.
+//! - **Bounded in time.** A global deadline stops the drain (resumable).
+//! - **Observable, not noisy.** Every decision is a `tracing` event and a
+//!   [`DrainEvent`] for subscribers ([`DrainController::subscribe`],
+//!   [`DrainController::on_event`]); floods of similar events (migrations
+//!   into one host, failures on one host) are aggregated by a
+//!   [`resilience_core::signal::EventAggregator`] into one
+//!   [`DrainEvent::Aggregated`] summary per window.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use fleet_drain::drain::{DrainConfig, DrainController};
+//! use fleet_drain::journal::MemoryJournal;
+//! use fleet_drain::sim::{self, SimConfig, SimFleet};
+//! use resilience_core::clock::ManualClock;
+//!
+//! let clock = ManualClock::new();
+//! let fleet = SimFleet::with_clock(SimConfig::default(), clock.clone())?;
+//! let old = fleet.add_hosts(4, 10, "v1");
+//! fleet.add_hosts(4, 20, "v1");
+//! for &host in &old { fleet.add_apps(host, 8)?; }
+//!
+//! let mut controller = DrainController::with_clock(
+//!     DrainConfig::default(),
+//!     Arc::new(fleet.clone()),
+//!     Box::new(MemoryJournal::new()),
+//!     clock.clone(),
+//! )?;
+//! let report = sim::run(&clock, controller.run(&old))??;
+//! assert_eq!(report.hosts_drained, 4);
+//! assert_eq!(report.apps_migrated, 32);
+//! assert!(fleet.stats().peak_starts_per_host_per_minute <= 4);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::Either;
+use futures::stream::FuturesUnordered;
+use resilience_core::ConfigError;
+use resilience_core::backoff::{Backoff, BackoffConfig};
+use resilience_core::clock::{Clock, SharedClock};
+use resilience_core::signal::{EventAggregator, EventAggregatorConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::error::DrainError;
+use crate::fleet::{AppId, AppState, Fleet, FleetError, FleetSnapshot, HostId, HostState};
+use crate::health::{FleetHealth, GateVerdict, HealthFigures, HealthGate, HealthGateConfig};
+use crate::journal::{DrainProgress, Journal, JournalRecord};
+use crate::plan::{DrainLimits, DrainPlan, Planner};
+
+/// The window of `max_starts_per_host_per_minute`.
+const START_WINDOW: Duration = Duration::from_secs(60);
+
+/// Configuration of a [`DrainController`] (serde: TOML or JSON, durations
+/// like `"30s"`). `Default`: the default limits and gate, a 5-minute
+/// start-failure window, health checked every 10 s, no deadline, retries
+/// from 5 s doubling to 2 min with full jitter for at most 5 attempts, events
+/// aggregated per minute, not a dry run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DrainConfig {
+    /// What each wave may do.
+    pub limits: DrainLimits,
+    /// When to pause, resume and abort.
+    pub gate: HealthGateConfig,
+    /// Window over which start failures per minute are counted. > 0.
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+    /// How often health is sampled and the gate evaluated. > 0.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// The whole drain must finish within this (from the start of
+    /// [`DrainController::run`]); `None`: no deadline. Must be > 0 if set.
+    #[serde(with = "humantime_serde::option")]
+    pub deadline: Option<Duration>,
+    /// Delays between attempts of one app's start (and of failed fleet
+    /// operations); its `max_attempts` bounds them.
+    pub retry: BackoffConfig,
+    /// Seed of the retry jitter.
+    pub seed: u64,
+    /// Aggregation of floods of similar events.
+    pub events: EventAggregatorConfig,
+    /// Only plan: [`DrainController::run`] returns the next wave in
+    /// [`DrainReport::plan`] and changes nothing.
+    pub dry_run: bool,
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        DrainConfig {
+            limits: DrainLimits::default(),
+            gate: HealthGateConfig::default(),
+            failure_window: Duration::from_secs(300),
+            check_interval: Duration::from_secs(10),
+            deadline: None,
+            retry: BackoffConfig {
+                base: Duration::from_secs(5),
+                max: Duration::from_secs(120),
+                max_attempts: Some(5),
+                ..BackoffConfig::default()
+            },
+            seed: 0,
+            events: EventAggregatorConfig {
+                window: Duration::from_secs(60),
+                max_fingerprints: 1000,
+            },
+            dry_run: false,
+        }
+    }
+}
+
+impl DrainConfig {
+    /// Checks every field (nested fields are named `limits.…`, `gate.…`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.limits.validate().map_err(|e| e.nested("limits"))?;
+        self.gate.validate().map_err(|e| e.nested("gate"))?;
+        if self.failure_window.is_zero() {
+            return Err(ConfigError::new(
+                "failure_window",
+                "must be greater than zero",
+            ));
+        }
+        if self.check_interval.is_zero() {
+            return Err(ConfigError::new(
+                "check_interval",
+                "must be greater than zero",
+            ));
+        }
+        if self.deadline == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "deadline",
+                "must be greater than zero (omit it for no deadline)",
+            ));
+        }
+        self.retry.validate().map_err(|e| e.nested("retry"))?;
+        self.events.validate().map_err(|e| e.nested("events"))?;
+        Ok(())
+    }
+}
+
+/// Something a drain did, for subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DrainEvent {
+    /// The drain started (or resumed from its journal).
+    Started {
+        /// Hosts to drain.
+        targets: usize,
+        /// Resumed from a journal.
+        resumed: bool,
+    },
+    /// A wave started draining hosts.
+    WaveStarted {
+        /// Wave number.
+        wave: u32,
+        /// Hosts it started draining.
+        hosts: Vec<HostId>,
+        /// Apps to move in the wave (including hosts still draining).
+        apps: usize,
+    },
+    /// An app started on its receiver.
+    AppMigrated {
+        /// The app.
+        app: AppId,
+        /// The receiver.
+        to: HostId,
+    },
+    /// An app's start failed (it will be retried if attempts remain).
+    StartFailed {
+        /// The app.
+        app: AppId,
+        /// The receiver.
+        host: HostId,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// The error.
+        error: String,
+    },
+    /// A host is empty and drained.
+    HostDrained {
+        /// The host.
+        host: HostId,
+    },
+    /// The health gate paused the drain.
+    Paused {
+        /// Health at the time.
+        health: HealthFigures,
+        /// Which threshold was crossed.
+        reason: String,
+    },
+    /// Health recovered; the drain goes on.
+    Resumed {
+        /// Health at the time.
+        health: HealthFigures,
+        /// How long it was paused.
+        #[serde(with = "humantime_serde")]
+        paused_for: Duration,
+    },
+    /// The drain was aborted by the gate.
+    Aborted {
+        /// Why, with the health figures.
+        reason: String,
+    },
+    /// Every target is drained.
+    Finished {
+        /// Hosts drained by this run.
+        hosts_drained: usize,
+        /// Time taken by this run.
+        #[serde(with = "humantime_serde")]
+        elapsed: Duration,
+    },
+    /// Events of one kind suppressed within a window.
+    Aggregated {
+        /// What the suppressed events were (e.g. `"start_failed/host-3"`).
+        fingerprint: String,
+        /// How many were suppressed.
+        suppressed: u64,
+        /// The last of them.
+        last: Box<DrainEvent>,
+    },
+}
+
+/// What a drain run did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// Hosts drained by this run.
+    pub hosts_drained: usize,
+    /// Apps started successfully on receivers (including restarts).
+    pub apps_migrated: u64,
+    /// App starts that failed.
+    pub failed_starts: u64,
+    /// Waves started by this run.
+    pub waves: u32,
+    /// Times the gate paused the drain.
+    pub pauses: u32,
+    /// Whether this run resumed a journaled drain.
+    pub resumed: bool,
+    /// Most starts into one receiver within 60 s, as paced by this run.
+    pub peak_starts_per_host_per_minute: u32,
+    /// Simulated or real time taken.
+    #[serde(with = "humantime_serde")]
+    pub elapsed: Duration,
+    /// Dry run: the wave that would start.
+    pub plan: Option<DrainPlan>,
+}
+
+type Callback = Box<dyn Fn(&DrainEvent) + Send + Sync>;
+type StartFuture = Pin<Box<dyn Future<Output = (Work, Result<(), FleetError>)> + Send>>;
+
+/// One app start to do.
+#[derive(Debug)]
+struct Work {
+    app: AppId,
+    to: HostId,
+    attempt: u32,
+    /// Restarts an app left stopped or failed on a receiver: repairs (and
+    /// retries) go on while the gate pauses new work, since they restore
+    /// health rather than disrupt it.
+    repair: bool,
+    backoff: Option<Backoff>,
+    not_before: Instant,
+}
+
+/// Holds starts into each receiver to a limit per sliding 60 s window.
+#[derive(Debug)]
+struct StartPacer {
+    limit: usize,
+    starts: HashMap<HostId, VecDeque<Instant>>,
+    blocked_until: Option<Instant>,
+    peak: u32,
+}
+
+impl StartPacer {
+    fn new(limit: u32) -> Self {
+        StartPacer {
+            limit: limit.max(1) as usize,
+            starts: HashMap::new(),
+            blocked_until: None,
+            peak: 0,
+        }
+    }
+
+    /// The earliest instant a start into `host` is allowed.
+    fn next_allowed(&mut self, host: HostId, now: Instant) -> Instant {
+        let mut at = now;
+        if let Some(until) = self.blocked_until
+            && until > now
+        {
+            at = until;
+        }
+        if let Some(log) = self.starts.get_mut(&host) {
+            while log
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) >= START_WINDOW)
+            {
+                log.pop_front();
+            }
+            if log.len() >= self.limit
+                && let Some(oldest) = log.get(log.len() - self.limit)
+            {
+                at = at.max(*oldest + START_WINDOW);
+            }
+        }
+        at
+    }
+
+    fn record(&mut self, host: HostId, now: Instant) {
+        let log = self.starts.entry(host).or_default();
+        log.push_back(now);
+        self.peak = self
+            .peak
+            .max(u32::try_from(log.len()).unwrap_or(u32::MAX));
+    }
+}
+
+/// Runs drains. See the [module docs](self).
+pub struct DrainController {
+    config: DrainConfig,
+    planner: Planner,
+    fleet: Arc<dyn Fleet>,
+    journal: Box<dyn Journal>,
+    clock: SharedClock,
+    gate: HealthGate,
+    health: FleetHealth,
+    events: broadcast::Sender<DrainEvent>,
+    callbacks: Vec<Callback>,
+    aggregator: EventAggregator<String, DrainEvent>,
+    rng_seed: u64,
+}
+
+impl fmt::Debug for DrainController {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrainController")
+            .field("config", &self.config)
+            .field("verdict", &self.gate.verdict())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the controller is paused, and since when.
+#[derive(Debug, Default)]
+struct RunState {
+    paused_since: Option<Instant>,
+    report: DrainReport,
+}
+
+impl DrainController {
+    /// A controller on the system clock.
+    pub fn new(
+        config: DrainConfig,
+        fleet: Arc<dyn Fleet>,
+        journal: Box<dyn Journal>,
+    ) -> Result<Self, ConfigError> {
+        Self::with_clock(config, fleet, journal, SharedClock::system())
+    }
+
+    /// A controller whose waits and windows use `clock`.
+    pub fn with_clock(
+        config: DrainConfig,
+        fleet: Arc<dyn Fleet>,
+        journal: Box<dyn Journal>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let clock = clock.into_shared();
+        let planner = Planner::new(config.limits.clone()).map_err(|e| e.nested("limits"))?;
+        let gate = HealthGate::new(config.gate.clone()).map_err(|e| e.nested("gate"))?;
+        let health = FleetHealth::with_clock(config.failure_window, clock.clone())
+            .map_err(|e| e.nested("failure_window"))?;
+        let aggregator = EventAggregator::with_clock(config.events.clone(), clock.clone())
+            .map_err(|e| e.nested("events"))?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(DrainController {
+            rng_seed: config.seed,
+            config,
+            planner,
+            fleet,
+            journal,
+            clock,
+            gate,
+            health,
+            events,
+            callbacks: Vec::new(),
+            aggregator,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DrainConfig {
+        &self.config
+    }
+
+    /// A receiver of every [`DrainEvent`] from now on (a tokio broadcast
+    /// channel of 1024 events; a slow receiver sees `Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<DrainEvent> {
+        self.events.subscribe()
+    }
+
+    /// Calls `callback` with every [`DrainEvent`], synchronously.
+    pub fn on_event(&mut self, callback: impl Fn(&DrainEvent) + Send + Sync + 'static) {
+        self.callbacks.push(Box::new(callback));
+    }
+
+    fn emit(&self, event: DrainEvent) {
+        match &event {
+            DrainEvent::Paused { reason, .. } => tracing::warn!(%reason, "drain paused by health gate"),
+            DrainEvent::Aborted { reason } => tracing::error!(%reason, "drain aborted"),
+            DrainEvent::StartFailed {
+                app,
+                host,
+                attempt,
+                error,
+            } => tracing::warn!(%app, %host, attempt, %error, "app start failed"),
+            DrainEvent::AppMigrated { app, to } => tracing::debug!(%app, %to, "app migrated"),
+            DrainEvent::Aggregated {
+                fingerprint,
+                suppressed,
+                ..
+            } => tracing::info!(%fingerprint, suppressed, "similar drain events aggregated"),
+            other => tracing::info!(event = ?other, "drain event"),
+        }
+        for callback in &self.callbacks {
+            callback(&event);
+        }
+        let _ = self.events.send(event);
+    }
+
+    /// Emits `event` unless a similar one (same `fingerprint`) was emitted
+    /// within the aggregation window.
+    fn emit_aggregated(&mut self, fingerprint: String, event: DrainEvent) {
+        if let Some(emitted) = self.aggregator.record(fingerprint, event) {
+            self.emit(emitted.event);
+        }
+    }
+
+    fn emit_summaries(&mut self, flush: bool) {
+        let flushed = if flush {
+            self.aggregator.flush()
+        } else {
+            self.aggregator.poll()
+        };
+        for summary in flushed.summaries {
+            self.emit(DrainEvent::Aggregated {
+                fingerprint: summary.fingerprint,
+                suppressed: summary.count,
+                last: Box::new(summary.last_event),
+            });
+        }
+    }
+
+    /// Plans the next wave for `targets` without changing anything.
+    pub async fn plan(&mut self, targets: &[HostId]) -> Result<DrainPlan, DrainError> {
+        let snapshot = self.with_retry(|f| f.snapshot()).await?;
+        let records = self.journal.records().await?;
+        let progress = DrainProgress::from_records(&records);
+        let remaining = remaining_targets(targets, &progress, &snapshot);
+        self.planner.check_feasible(&snapshot, &remaining)?;
+        Ok(self.planner.next_wave(&snapshot, &remaining)?)
+    }
+
+    /// Runs a fleet operation, retrying retryable errors with the
+    /// configured backoff.
+    async fn with_retry<T, F>(&self, op: F) -> Result<T, DrainError>
+    where
+        F: for<'a> Fn(&'a dyn Fleet) -> Pin<Box<dyn Future<Output = Result<T, FleetError>> + Send + 'a>>,
+    {
+        let mut backoff = Backoff::with_seed(self.config.retry.clone(), self.rng_seed)?;
+        loop {
+            match op(self.fleet.as_ref()).await {
+                Ok(value) => return Ok(value),
+                Err(e) if e.is_retryable() => match backoff.next_delay() {
+                    Some(delay) => {
+                        tracing::warn!(error = %e, ?delay, "fleet operation failed; retrying");
+                        self.clock.sleep(delay).await;
+                    }
+                    None => return Err(e.into()),
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn check_deadline(&self, started: Instant, remaining: usize) -> Result<(), DrainError> {
+        if let Some(deadline) = self.config.deadline
+            && self.clock.now().saturating_duration_since(started) >= deadline
+        {
+            tracing::error!(?deadline, remaining, "drain deadline exceeded");
+            return Err(DrainError::DeadlineExceeded {
+                deadline,
+                remaining,
+            });
+        }
+        Ok(())
+    }
+
+    /// Samples health and applies the gate's verdict; `Ok(true)` while
+    /// paused.
+    async fn check_gate(&mut self, state: &mut RunState) -> Result<bool, DrainError> {
+        let apps = self.with_retry(|f| f.apps()).await?;
+        self.health.observe(&apps);
+        let figures = *self.health.fleet();
+        let verdict = self.gate.evaluate(&figures);
+        let now = self.clock.now();
+        match verdict {
+            GateVerdict::Abort => {
+                let reason = format!(
+                    "health past the abort marks: {}",
+                    self.gate.explain(&figures)
+                );
+                self.journal
+                    .append(&JournalRecord::Aborted {
+                        reason: reason.clone(),
+                    })
+                    .await?;
+                self.emit_summaries(true);
+                self.emit(DrainEvent::Aborted {
+                    reason: reason.clone(),
+                });
+                Err(DrainError::Aborted { reason })
+            }
+            GateVerdict::Pause => {
+                if state.paused_since.is_none() {
+                    state.paused_since = Some(now);
+                    state.report.pauses += 1;
+                    let reason = self.gate.explain(&figures);
+                    self.emit(DrainEvent::Paused {
+                        health: figures,
+                        reason,
+                    });
+                }
+                Ok(true)
+            }
+            GateVerdict::Proceed => {
+                if let Some(since) = state.paused_since.take() {
+                    self.emit(DrainEvent::Resumed {
+                        health: figures,
+                        paused_for: now.saturating_duration_since(since),
+                    });
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Drains `targets` (in order) to completion, resuming from the
+    /// journal if it holds this drain. With
+    /// [`DrainConfig::dry_run`] only plans the next wave.
+    pub async fn run(&mut self, targets: &[HostId]) -> Result<DrainReport, DrainError> {
+        let started = self.clock.now();
+        let mut state = RunState::default();
+        let records = self.journal.records().await?;
+        let mut progress = DrainProgress::from_records(&records);
+        if let Some(journaled) = &progress.targets
+            && journaled.as_slice() != targets
+        {
+            return Err(DrainError::JournalMismatch);
+        }
+        if let Some(reason) = &progress.aborted {
+            return Err(DrainError::Aborted {
+                reason: format!("journal says the drain was aborted: {reason}"),
+            });
+        }
+        if progress.finished {
+            tracing::info!("journal says the drain already finished");
+            return Ok(state.report);
+        }
+        let snapshot = self.with_retry(|f| f.snapshot()).await?;
+        let remaining = remaining_targets(targets, &progress, &snapshot);
+        self.planner.check_feasible(&snapshot, &remaining)?;
+        if self.config.dry_run {
+            let plan = self.planner.next_wave(&snapshot, &remaining)?;
+            tracing::info!(
+                hosts = ?plan.hosts(),
+                assignments = plan.assignments().len(),
+                "dry run: next wave"
+            );
+            state.report.plan = Some(plan);
+            return Ok(state.report);
+        }
+        let resumed = progress.targets.is_some();
+        state.report.resumed = resumed;
+        if !resumed {
+            self.journal
+                .append(&JournalRecord::DrainStarted {
+                    targets: targets.to_vec(),
+                })
+                .await?;
+            progress.targets = Some(targets.to_vec());
+        }
+        self.emit(DrainEvent::Started {
+            targets: targets.len(),
+            resumed,
+        });
+        let mut pacer = StartPacer::new(self.config.limits.max_starts_per_host_per_minute);
+        // Targets the fleet shows draining that the journal does not know
+        // (its tail was lost): adopt them rather than start them again.
+        for &t in targets {
+            if snapshot.host(t).is_some_and(|h| h.state == HostState::Draining)
+                && !progress.draining.contains(&t)
+                && !progress.is_drained(t)
+            {
+                tracing::warn!(host = %t, "adopting a host the fleet shows draining but the journal does not");
+                progress.draining.push(t);
+            }
+        }
+        let touched = targets.iter().any(|&t| {
+            snapshot
+                .host(t)
+                .is_some_and(|h| matches!(h.state, HostState::Draining | HostState::Drained))
+        });
+        if resumed || touched {
+            // The previous run's recent starts are unknown: wait one full
+            // start window before the first start.
+            pacer.blocked_until = Some(self.clock.now() + START_WINDOW);
+            tracing::info!(
+                draining = ?progress.draining,
+                drained = progress.drained.len(),
+                "resuming drain from journal; waiting one start window before starting apps"
+            );
+        }
+        let target_set: HashSet<HostId> = targets.iter().copied().collect();
+        let mut wave = progress.waves;
+        loop {
+            let snapshot = self.with_retry(|f| f.snapshot()).await?;
+            let remaining = remaining_targets(targets, &progress, &snapshot);
+            self.check_deadline(started, remaining.len())?;
+
+            // Bring the fleet in line with the journal: journaled-draining
+            // hosts are draining; empty ones are drained.
+            for host in progress.draining.clone() {
+                let Some(h) = snapshot.host(host) else {
+                    continue;
+                };
+                let empty = snapshot.apps_on(host).is_empty();
+                if h.state != HostState::Draining && h.state != HostState::Drained {
+                    self.with_retry(|f| f.set_host_state(host, HostState::Draining))
+                        .await?;
+                }
+                if empty {
+                    self.with_retry(|f| f.set_host_state(host, HostState::Drained))
+                        .await?;
+                    self.journal
+                        .append(&JournalRecord::HostDrained { host })
+                        .await?;
+                    progress.draining.retain(|h| *h != host);
+                    progress.drained.push(host);
+                    state.report.hosts_drained += 1;
+                    self.emit(DrainEvent::HostDrained { host });
+                }
+            }
+            let snapshot = self.with_retry(|f| f.snapshot()).await?;
+            let remaining = remaining_targets(targets, &progress, &snapshot);
+            // Starts begun by an earlier run (before a crash) complete on
+            // their own: wait for them before judging health or capacity.
+            let starting = snapshot
+                .apps()
+                .filter(|a| a.state == AppState::Starting)
+                .count();
+            if starting > 0 {
+                tracing::info!(starting, "waiting for starts begun by an earlier run");
+                self.check_deadline(started, remaining.len())?;
+                self.clock.sleep(self.config.check_interval).await;
+                continue;
+            }
+
+            // Apps left stopped or failed on receivers (an interrupted or
+            // failed start of an earlier run) are restarted in place first,
+            // whatever the gate says: that restores health.
+            let now = self.clock.now();
+            let repairs: VecDeque<Work> = snapshot
+                .apps()
+                .filter(|app| {
+                    !target_set.contains(&app.host)
+                        && matches!(app.state, AppState::Stopped | AppState::Failed)
+                        && snapshot
+                            .host(app.host)
+                            .is_some_and(|h| h.state.accepts_apps())
+                })
+                .map(|app| Work {
+                    app: app.id,
+                    to: app.host,
+                    attempt: 0,
+                    repair: true,
+                    backoff: None,
+                    not_before: now,
+                })
+                .collect();
+            if !repairs.is_empty() {
+                tracing::info!(apps = repairs.len(), "restarting apps left stopped or failed on receivers");
+                let budget = usize::try_from(
+                    self.config
+                        .limits
+                        .unavailable_budget(snapshot.total_apps() as u64),
+                )
+                .unwrap_or(usize::MAX);
+                self.execute(repairs, budget, &mut pacer, &mut state, started, remaining.len())
+                    .await?;
+                continue;
+            }
+
+            if remaining.is_empty() {
+                self.journal.append(&JournalRecord::Finished).await?;
+                state.report.elapsed = self.clock.now().saturating_duration_since(started);
+                state.report.peak_starts_per_host_per_minute = pacer.peak;
+                self.emit_summaries(true);
+                self.emit(DrainEvent::Finished {
+                    hosts_drained: state.report.hosts_drained,
+                    elapsed: state.report.elapsed,
+                });
+                return Ok(state.report);
+            }
+
+            // Wait for health before starting a wave.
+            while self.check_gate(&mut state).await? {
+                self.check_deadline(started, remaining.len())?;
+                self.emit_summaries(false);
+                self.clock.sleep(self.config.check_interval).await;
+            }
+
+            let plan = self.planner.next_wave(&snapshot, &remaining)?;
+            if !plan.new_hosts().is_empty() {
+                wave += 1;
+                state.report.waves += 1;
+                self.journal
+                    .append(&JournalRecord::WaveStarted {
+                        wave,
+                        hosts: plan.new_hosts().to_vec(),
+                    })
+                    .await?;
+                for &host in plan.new_hosts() {
+                    self.with_retry(|f| f.set_host_state(host, HostState::Draining))
+                        .await?;
+                    progress.draining.push(host);
+                }
+                self.emit(DrainEvent::WaveStarted {
+                    wave,
+                    hosts: plan.new_hosts().to_vec(),
+                    apps: plan.assignments().len(),
+                });
+            }
+            let now = self.clock.now();
+            let work: VecDeque<Work> = plan
+                .assignments()
+                .iter()
+                .map(|a| Work {
+                    app: a.app,
+                    to: a.to,
+                    attempt: 0,
+                    repair: false,
+                    backoff: None,
+                    not_before: now,
+                })
+                .collect();
+            if work.is_empty() && plan.new_hosts().is_empty() {
+                if progress.draining.is_empty() {
+                    // Nothing fits right now (budget used by unhealthy apps
+                    // elsewhere): wait and re-plan.
+                    tracing::info!(
+                        unplaced = plan.unplaced().len(),
+                        "no wave can start within the limits; waiting"
+                    );
+                }
+                self.clock.sleep(self.config.check_interval).await;
+                continue;
+            }
+            let budget = usize::try_from(plan.unavailable_budget()).unwrap_or(usize::MAX);
+            self.execute(work, budget, &mut pacer, &mut state, started, remaining.len())
+                .await?;
+            state.report.peak_starts_per_host_per_minute = pacer.peak;
+        }
+    }
+
+    /// Starts every app of `work`, pacing, gating and retrying, until all
+    /// have started or one needs a new plan.
+    async fn execute(
+        &mut self,
+        mut work: VecDeque<Work>,
+        budget: usize,
+        pacer: &mut StartPacer,
+        state: &mut RunState,
+        started: Instant,
+        remaining: usize,
+    ) -> Result<(), DrainError> {
+        let mut in_flight: FuturesUnordered<StartFuture> = FuturesUnordered::new();
+        let mut next_check = self.clock.now();
+        let mut paused = false;
+        let mut replan = false;
+        loop {
+            self.check_deadline(started, remaining)?;
+            let now = self.clock.now();
+            if now >= next_check {
+                paused = self.check_gate(state).await?;
+                self.emit_summaries(false);
+                next_check = now + self.config.check_interval;
+            }
+            let mut wake = next_check;
+            if !replan {
+                let waiting_retry = work.iter().filter(|w| w.attempt > 0).count();
+                let mut unavailable = in_flight.len() + waiting_retry;
+                let mut kept = VecDeque::with_capacity(work.len());
+                while let Some(item) = work.pop_front() {
+                    let allowed = pacer.next_allowed(item.to, now).max(item.not_before);
+                    let fresh = item.attempt == 0;
+                    let may_start = !paused || !fresh || item.repair;
+                    if may_start && allowed <= now && (!fresh || unavailable < budget.max(1)) {
+                        pacer.record(item.to, now);
+                        if fresh {
+                            unavailable += 1;
+                        }
+                        in_flight.push(self.start(item));
+                    } else {
+                        if may_start && allowed > now {
+                            wake = wake.min(allowed);
+                        }
+                        kept.push_back(item);
+                    }
+                }
+                work = kept;
+            }
+            if in_flight.is_empty() && (work.is_empty() || replan) {
+                return Ok(());
+            }
+            if let Some(deadline) = self.config.deadline {
+                wake = wake.min(started + deadline);
+            }
+            let sleep = self.clock.sleep_until(wake);
+            if in_flight.is_empty() {
+                // Nothing to wait for but time (backoff, pacing, the gate).
+                sleep.await;
+                continue;
+            }
+            match futures::future::select(in_flight.next(), sleep).await {
+                Either::Left((Some((mut item, result)), _)) => match result {
+                    Ok(()) => {
+                        self.health.record_start(item.to, true);
+                        state.report.apps_migrated += 1;
+                        let to = item.to;
+                        self.emit_aggregated(
+                            format!("app_migrated/{to}"),
+                            DrainEvent::AppMigrated { app: item.app, to },
+                        );
+                    }
+                    Err(error) => {
+                        if matches!(error, FleetError::StartFailed { .. }) {
+                            self.health.record_start(item.to, false);
+                            state.report.failed_starts += 1;
+                        }
+                        let host = item.to;
+                        self.emit_aggregated(
+                            format!("start_failed/{host}"),
+                            DrainEvent::StartFailed {
+                                app: item.app,
+                                host,
+                                attempt: item.attempt,
+                                error: error.to_string(),
+                            },
+                        );
+                        if error.is_retryable() {
+                            let seed = self.rng_seed ^ u64::from(item.app.0);
+                            let backoff = match item.backoff.as_mut() {
+                                Some(b) => b,
+                                None => item
+                                    .backoff
+                                    .insert(Backoff::with_seed(self.config.retry.clone(), seed)?),
+                            };
+                            match backoff.next_delay() {
+                                Some(delay) => {
+                                    item.not_before = self.clock.now() + delay;
+                                    tracing::debug!(app = %item.app, ?delay, "retrying start after backoff");
+                                    work.push_back(item);
+                                }
+                                None => {
+                                    tracing::error!(app = %item.app, attempts = item.attempt, "app out of start attempts");
+                                    return Err(error.into());
+                                }
+                            }
+                        } else {
+                            // The receiver changed (full, cordoned): re-plan
+                            // once in-flight starts are done.
+                            tracing::info!(app = %item.app, %error, "receiver unusable; re-planning");
+                            replan = true;
+                        }
+                    }
+                },
+                Either::Left((None, _)) | Either::Right(_) => {}
+            }
+        }
+    }
+
+    fn start(&self, mut item: Work) -> StartFuture {
+        item.attempt += 1;
+        let fleet = Arc::clone(&self.fleet);
+        Box::pin(async move {
+            let result = fleet.migrate(item.app, item.to).await;
+            (item, result)
+        })
+    }
+}
+
+/// Targets not yet drained, by the journal or the fleet.
+fn remaining_targets(
+    targets: &[HostId],
+    progress: &DrainProgress,
+    snapshot: &FleetSnapshot,
+) -> Vec<HostId> {
+    targets
+        .iter()
+        .copied()
+        .filter(|&t| {
+            !progress.is_drained(t)
+                && snapshot
+                    .host(t)
+                    .is_none_or(|h| h.state != HostState::Drained || !snapshot.apps_on(t).is_empty())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use resilience_core::clock::ManualClock;
+
+    #[test]
+    fn pacer_holds_starts_to_the_limit_per_sliding_minute() {
+        let clock = ManualClock::new();
+        let mut pacer = StartPacer::new(2);
+        let h = HostId(1);
+        let t0 = clock.now();
+        assert_eq!(pacer.next_allowed(h, t0), t0);
+        pacer.record(h, t0);
+        pacer.record(h, t0 + Duration::from_secs(10));
+        assert_eq!(
+            pacer.next_allowed(h, t0 + Duration::from_secs(20)),
+            t0 + START_WINDOW
+        );
+        assert_eq!(
+            pacer.next_allowed(h, t0 + START_WINDOW),
+            t0 + START_WINDOW
+        );
+        assert_eq!(pacer.next_allowed(HostId(2), t0), t0);
+        assert_eq!(pacer.peak, 2);
+    }
+
+    #[test]
+    fn invalid_configs_name_the_nested_field() {
+        let mut config = DrainConfig::default();
+        config.limits.max_draining_hosts = 0;
+        assert_eq!(
+            config.validate().unwrap_err().field(),
+            "limits.max_draining_hosts"
+        );
+        let config = DrainConfig {
+            deadline: Some(Duration::ZERO),
+            ..DrainConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field(), "deadline");
+        let config = DrainConfig {
+            check_interval: Duration::ZERO,
+            ..DrainConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field(), "check_interval");
+        let mut config = DrainConfig::default();
+        config.gate.fire_after = 0;
+        assert_eq!(config.validate().unwrap_err().field(), "gate.fire_after");
+    }
+
+    #[test]
+    fn controller_is_send() {
+        fn bounds<T: Send>() {}
+        bounds::<DrainController>();
+    }
+}

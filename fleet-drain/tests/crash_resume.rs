@@ -1,0 +1,189 @@
+//! A controller killed at any point resumes from its `FileJournal` without
+//! exceeding a limit and without draining a host twice; a corrupted or
+//! truncated journal tail is detected and handled.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{Scenario, assert_fully_drained, bounded_config, scenario};
+use fleet_drain::drain::{DrainController, DrainReport};
+use fleet_drain::journal::{DrainProgress, FileJournal, Journal};
+use fleet_drain::plan::Amount;
+use fleet_drain::sim::{self, SimConfig, SimError};
+use fleet_drain::DrainError;
+
+fn small() -> Scenario {
+    scenario(SimConfig::default(), 12, 10, 10, 30)
+}
+
+fn config() -> fleet_drain::drain::DrainConfig {
+    let mut config = bounded_config();
+    config.limits.max_draining_hosts = 3;
+    config.limits.max_unavailable = Amount::Count(30);
+    config.limits.max_starts_per_host_per_minute = 3;
+    config
+}
+
+/// Runs a controller on the journal at `path` for at most `steps` polls.
+fn run_for(s: &Scenario, path: &Path, steps: u64) -> Result<Result<DrainReport, DrainError>, SimError> {
+    let journal = FileJournal::open(path).unwrap();
+    let mut controller = DrainController::with_clock(
+        config(),
+        Arc::new(s.fleet.clone()),
+        Box::new(journal),
+        s.clock.clone(),
+    )
+    .unwrap();
+    sim::run_steps(&s.clock, controller.run(&s.old), steps)
+}
+
+/// How many polls an uninterrupted drain of `small()` takes.
+fn polls_to_finish() -> u64 {
+    let finishes = |steps: u64| {
+        let s = small();
+        let dir = tempfile::tempdir().unwrap();
+        run_for(&s, &dir.path().join("j"), steps).is_ok()
+    };
+    let (mut low, mut high) = (1u64, 2u64);
+    while !finishes(high) {
+        low = high;
+        high *= 2;
+    }
+    while low + 1 < high {
+        let mid = (low + high) / 2;
+        if finishes(mid) {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    high
+}
+
+fn assert_invariants(s: &Scenario, path: &Path) {
+    let limits = config().limits;
+    assert_fully_drained(s);
+    let stats = s.fleet.stats();
+    assert_eq!(stats.max_drains_per_host, 1, "a host was drained twice: {stats:?}");
+    assert!(stats.peak_draining_hosts <= limits.max_draining_hosts, "{stats:?}");
+    assert!(
+        stats.peak_starts_per_host_per_minute <= limits.max_starts_per_host_per_minute,
+        "{stats:?}"
+    );
+    let mut journal = FileJournal::open(path).unwrap();
+    let records = futures::executor::block_on(journal.records()).unwrap();
+    let progress = DrainProgress::from_records(&records);
+    assert!(progress.finished);
+    assert!(progress.wave_starts.values().all(|&n| n == 1), "{progress:?}");
+    assert_eq!(progress.drained.len(), s.old.len());
+}
+
+#[test]
+fn a_controller_killed_at_random_points_resumes_within_limits() {
+    let total = polls_to_finish();
+    assert!(total > 10, "{total}");
+    let mut abandoned = 0;
+    for seed in 0..12u64 {
+        let s = small();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drain.journal");
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut crashes = 0;
+        loop {
+            // Up to 4 crashes after a random number of polls, then run on.
+            let steps = if crashes < 4 { rng.u64(1..total) } else { u64::MAX };
+            match run_for(&s, &path, steps) {
+                Ok(result) => {
+                    let report = result.unwrap();
+                    assert_eq!(report.resumed, crashes > 0 || report.hosts_drained == 0);
+                    break;
+                }
+                Err(SimError::StepLimit) => crashes += 1,
+                Err(SimError::Stalled) => panic!("stalled (seed {seed})"),
+            }
+        }
+        abandoned += s.fleet.stats().abandoned_starts;
+        assert_invariants(&s, &path);
+    }
+    // Some crashes hit the middle of app starts.
+    assert!(abandoned > 0);
+}
+
+#[test]
+fn a_truncated_journal_tail_is_reported_and_the_drain_resumes() {
+    let total = polls_to_finish();
+    for (seed, cut) in [(1u64, 3u64), (2, 20), (3, 60)] {
+        let s = small();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drain.journal");
+        let steps = fastrand::Rng::with_seed(seed).u64(total / 3..total * 2 / 3);
+        assert_eq!(run_for(&s, &path, steps).unwrap_err(), SimError::StepLimit);
+        // The crash tore the last write.
+        let len = std::fs::metadata(&path).unwrap().len();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(len.saturating_sub(cut)).unwrap();
+        drop(file);
+        let journal = FileJournal::open(&path).unwrap();
+        let tail = journal.recovery().discarded.clone().expect("bad tail reported");
+        assert!(tail.reason.contains("truncated"), "{}", tail.reason);
+        drop(journal);
+        run_for(&s, &path, u64::MAX).unwrap().unwrap();
+        assert_invariants(&s, &path);
+    }
+}
+
+#[test]
+fn a_corrupted_journal_tail_is_detected_and_cut() {
+    let s = small();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drain.journal");
+    let total = polls_to_finish();
+    assert_eq!(run_for(&s, &path, total / 2).unwrap_err(), SimError::StepLimit);
+    // Garbage after the last good record (a torn sector).
+    let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(&[7u8; 64]).unwrap();
+    drop(file);
+    let good = {
+        let journal = FileJournal::open(&path).unwrap();
+        let tail = journal.recovery().discarded.clone().unwrap();
+        assert_eq!(tail.discarded_bytes, 64);
+        journal.recovery().records
+    };
+    assert!(good > 0);
+    // A flipped bit inside the last record: caught by the checksum.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 2;
+    bytes[at] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let journal = FileJournal::open(&path).unwrap();
+    assert_eq!(
+        journal.recovery().discarded.as_ref().unwrap().reason,
+        "checksum mismatch"
+    );
+    assert_eq!(journal.recovery().records, good - 1);
+    drop(journal);
+    run_for(&s, &path, u64::MAX).unwrap().unwrap();
+    assert_invariants(&s, &path);
+}
+
+#[test]
+fn a_journal_of_another_drain_is_refused() {
+    let s = small();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drain.journal");
+    assert_eq!(run_for(&s, &path, 5).unwrap_err(), SimError::StepLimit);
+    let journal = FileJournal::open(&path).unwrap();
+    let mut controller = DrainController::with_clock(
+        config(),
+        Arc::new(s.fleet.clone()),
+        Box::new(journal),
+        s.clock.clone(),
+    )
+    .unwrap();
+    let err = sim::run(&s.clock, controller.run(&s.old[..3])).unwrap().unwrap_err();
+    assert!(matches!(err, DrainError::JournalMismatch), "{err}");
+}

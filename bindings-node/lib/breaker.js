@@ -66,7 +66,7 @@ function breakerOptions(input) {
 // slot forever.
 const forgotten = new FinalizationRegistry(({ breaker, key }) => {
   try {
-    native.breakerRecord(breaker, key, OUTCOME.cancelled);
+    breaker.record(key, OUTCOME.cancelled);
   } catch {
     // The breaker is gone too.
   }
@@ -88,13 +88,13 @@ class BreakerPermit {
     if (this.#done) return false;
     this.#done = true;
     forgotten.unregister(this);
-    native.breakerRecord(this.#breaker, this.#key, outcome);
+    this.#breaker.record(this.#key, outcome);
     return true;
   }
 
   /** Whether this is a half-open probe call. */
   get isProbe() {
-    return !this.#done && native.breakerIsProbe(this.#breaker, this.#key);
+    return !this.#done && this.#breaker.isProbe(this.#key);
   }
 
   /** The dependency did its job. Returns false if already recorded. */
@@ -130,14 +130,13 @@ class BreakerPermit {
  * many failures, half-open to let a few probes test recovery.
  */
 class CircuitBreaker {
-  #handle;
-  #key;
+  /** Bound native methods (see src/breaker.rs). */
+  #n;
   #isFailure;
 
   constructor(options) {
     const [nativeOptions, isFailure] = breakerOptions(options);
-    this.#handle = native.breakerCreate(nativeOptions);
-    this.#key = this.#handle.key;
+    this.#n = native.breakerCreate(nativeOptions);
     this.#isFailure = isFailure;
   }
 
@@ -146,9 +145,9 @@ class CircuitBreaker {
    * throws ERR_BREAKWATER_BREAKER_OPEN (with `retryAfterMs`).
    */
   tryAcquire() {
-    const key = native.breakerAcquire(this.#key);
+    const key = this.#n.acquire();
     if (key < 0) throw breakerOpen(-1 - key);
-    return new BreakerPermit(this.#key, key);
+    return new BreakerPermit(this.#n, key);
   }
 
   /**
@@ -159,16 +158,17 @@ class CircuitBreaker {
    */
   async execute(fn) {
     if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
-    const key = native.breakerAcquire(this.#key);
+    const n = this.#n;
+    const key = n.acquire();
     if (key < 0) throw breakerOpen(-1 - key);
     let value;
     try {
       value = await fn();
     } catch (err) {
-      native.breakerRecord(this.#key, key, this.#outcomeOf(err));
+      n.record(key, this.#outcomeOf(err));
       throw err;
     }
-    native.breakerRecord(this.#key, key, OUTCOME.success);
+    n.record(key, OUTCOME.success);
     return value;
   }
 
@@ -186,12 +186,12 @@ class CircuitBreaker {
 
   /** `'closed' | 'open' | 'half-open'`. */
   get state() {
-    return STATES[native.breakerState(this.#key)];
+    return STATES[this.#n.state()];
   }
 
   /** Counters since creation and the current window. */
   stats() {
-    return native.breakerStats(this.#key);
+    return this.#n.stats();
   }
 }
 

@@ -14,8 +14,8 @@ let keyOf;
  * Defaults (Finagle's): ttlMs 10000, minRetriesPerSec 10, retryRatio 0.2.
  */
 class RetryBudget {
-  #handle;
-  #key;
+  /** Bound native methods (see src/budget.rs). */
+  #n;
 
   constructor(options) {
     const o = v.options('options', options);
@@ -25,27 +25,26 @@ class RetryBudget {
       minRetriesPerSec: v.number('minRetriesPerSec', o.minRetriesPerSec, { min: 0, max: 2 ** 32 - 1, integer: true }),
       retryRatio: v.number('retryRatio', o.retryRatio, { min: 0, max: 1000 }),
     };
-    this.#handle = native.budgetCreate(checked);
-    this.#key = this.#handle.key;
+    this.#n = native.budgetCreate(checked);
   }
 
   static {
-    keyOf = (budget) => budget.#key;
+    keyOf = (budget) => budget.#n.key;
   }
 
   /** One original request: deposits `retryRatio` of a token. */
   deposit() {
-    native.budgetDeposit(this.#key);
+    this.#n.deposit();
   }
 
   /** May one retry be made? Withdraws a token and returns true if so. */
   tryWithdraw() {
-    return native.budgetTryWithdraw(this.#key);
+    return this.#n.tryWithdraw();
   }
 
   /** Counters since creation and the current balance. */
   stats() {
-    return native.budgetStats(this.#key);
+    return this.#n.stats();
   }
 }
 

@@ -38,7 +38,7 @@ function signalOf(options) {
 
 const forgotten = new FinalizationRegistry(({ limit, key }) => {
   try {
-    native.limitRelease(limit, key);
+    limit.release(key);
   } catch {
     // The limit is gone too.
   }
@@ -61,7 +61,7 @@ class LimitPermit {
     if (this.#released) return false;
     this.#released = true;
     forgotten.unregister(this);
-    native.limitRelease(this.#limit, this.#key);
+    this.#limit.release(this.#key);
     return true;
   }
 
@@ -82,22 +82,21 @@ if (typeof Symbol.dispose === 'symbol') {
  * at once with ERR_BREAKWATER_OVERLOADED and a `retryAfterMs` hint.
  */
 class ConcurrencyLimit {
-  #handle;
-  #key;
+  /** Bound native methods (see src/limit.rs). */
+  #n;
   #queues;
 
   constructor(options) {
     const checked = limitOptions(options);
-    this.#handle = native.limitCreate(checked);
-    this.#key = this.#handle.key;
+    this.#n = native.limitCreate(checked);
     this.#queues = checked.maxQueued !== 0;
   }
 
   /** Takes a free permit or throws ERR_BREAKWATER_OVERLOADED; never waits. */
   tryAcquire() {
-    const key = native.limitTryAcquire(this.#key);
+    const key = this.#n.tryAcquire();
     if (key < 0) throw overloaded(-1 - key);
-    return new LimitPermit(this.#key, key);
+    return new LimitPermit(this.#n, key);
   }
 
   /**
@@ -106,7 +105,7 @@ class ConcurrencyLimit {
    */
   async acquire(options) {
     const signal = signalOf(options);
-    return new LimitPermit(this.#key, await this.#acquireKey(signal));
+    return new LimitPermit(this.#n, await this.#acquireKey(signal));
   }
 
   /**
@@ -116,18 +115,19 @@ class ConcurrencyLimit {
   async run(fn, options) {
     if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
     const signal = options === undefined ? undefined : signalOf(options);
-    let key = native.limitTryAcquire(this.#key);
+    const n = this.#n;
+    let key = n.tryAcquire();
     if (key < 0) key = await this.#wait(key, signal);
     try {
       return await fn();
     } finally {
-      native.limitRelease(this.#key, key);
+      n.release(key);
     }
   }
 
   async #acquireKey(signal) {
     if (signal !== undefined && signal.aborted) throw abortError(signal);
-    const key = native.limitTryAcquire(this.#key);
+    const key = this.#n.tryAcquire();
     return key >= 0 ? key : this.#wait(key, signal);
   }
 
@@ -135,7 +135,7 @@ class ConcurrencyLimit {
   async #wait(shed, signal) {
     if (signal !== undefined && signal.aborted) throw abortError(signal);
     if (!this.#queues) throw overloaded(-1 - shed);
-    const limit = this.#key;
+    const limit = this.#n.key;
     if (signal === undefined) {
       const outcome = await native.limitAcquire(limit, -1);
       if (outcome.permit !== undefined && outcome.permit !== null) return outcome.permit;
@@ -148,7 +148,7 @@ class ConcurrencyLimit {
       const outcome = await native.limitAcquire(limit, ticket);
       if (outcome.permit !== undefined && outcome.permit !== null) {
         if (!signal.aborted) return outcome.permit;
-        native.limitRelease(limit, outcome.permit);
+        this.#n.release(outcome.permit);
       }
       if (signal.aborted || outcome.cancelled) throw abortError(signal);
       throw overloaded(outcome.retryAfterMs ?? 0);
@@ -159,18 +159,18 @@ class ConcurrencyLimit {
 
   /** Permits held right now. */
   get inFlight() {
-    return native.limitInFlight(this.#key);
+    return this.#n.inFlight();
   }
 
   /** Occupancy: inFlight, queued, maxConcurrent, maxQueued. */
   stats() {
-    return native.limitStats(this.#key);
+    return this.#n.stats();
   }
 
   /** Changes the limit at run time (queued callers get new capacity at once). */
   setMaxConcurrent(maxConcurrent) {
     v.number('maxConcurrent', maxConcurrent, { min: 1, max: 2 ** 31 - 1, integer: true, optional: false });
-    native.limitSetMaxConcurrent(this.#key, maxConcurrent);
+    this.#n.setMaxConcurrent(maxConcurrent);
   }
 }
 

@@ -114,8 +114,8 @@ const DEADLINE = Symbol('deadline');
  * per options object; build one yourself to share it explicitly.
  */
 class RetryPolicy {
-  #handle;
-  #key;
+  /** Bound native methods (see src/retry.rs). */
+  #n;
   #retryable;
   #deadlineMs;
 
@@ -123,8 +123,7 @@ class RetryPolicy {
     const o = v.options('options', options);
     v.knownKeys('options', o, POLICY_KEYS);
     const [nativeOptions, retryable, deadlineMs] = policyOptions(o);
-    this.#handle = native.retryPolicyCreate(nativeOptions);
-    this.#key = this.#handle.key;
+    this.#n = native.retryPolicyCreate(nativeOptions);
     this.#retryable = retryable;
     this.#deadlineMs = deadlineMs;
   }
@@ -135,7 +134,7 @@ class RetryPolicy {
    */
   execute(fn, options) {
     try {
-      v.func('fn', fn, { optional: false });
+      if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
       let signal;
       let deadlineMs = this.#deadlineMs;
       if (options !== undefined) {
@@ -152,7 +151,7 @@ class RetryPolicy {
 
   /** Counters since creation (shared by every run of this policy). */
   stats() {
-    return native.retryStats(this.#key);
+    return this.#n.stats();
   }
 
   /** @internal The loop; arguments already validated. */
@@ -165,14 +164,14 @@ class RetryPolicy {
       } catch (err) {
         return this.#retryAfterFailure(fn, err);
       }
-      native.retryOk(this.#key);
+      this.#n.ok();
       return value;
     }
     return this.#runGuarded(fn, signal, deadlineMs);
   }
 
   async #retryAfterFailure(fn, firstError) {
-    const run = native.retryRun(this.#key);
+    const run = this.#n.run();
     let err = firstError;
     let attempt = 1;
     for (;;) {
@@ -222,7 +221,7 @@ class RetryPolicy {
         begun = attempt;
         try {
           const value = await Promise.race([fn({ attempt, signal }), aborted]);
-          if (run === undefined) native.retryOk(this.#key);
+          if (run === undefined) this.#n.ok();
           else run.onSuccess();
           return value;
         } catch (e) {
@@ -230,7 +229,7 @@ class RetryPolicy {
           err = e;
           hasError = true;
         }
-        run ??= native.retryRun(this.#key);
+        run ??= this.#n.run();
         const delay = run.onFailure(Boolean(this.#retryable(err)), hintOf(err), remaining());
         if (delay < 0) {
           const [code, why] = STOP[delay];
@@ -250,7 +249,7 @@ class RetryPolicy {
       if (userSignal !== undefined && userSignal.aborted && signal.reason !== DEADLINE) {
         // Like a dropped Rust future: the run and its first attempt count
         // (the first attempt deposits), no outcome does.
-        if (run === undefined) native.retryRun(this.#key);
+        if (run === undefined) this.#n.run();
         throw abortError(userSignal);
       }
       if (run !== undefined) {
@@ -258,8 +257,8 @@ class RetryPolicy {
         run.stopAtDeadline();
         throw stopError(codes.DEADLINE_EXCEEDED, `deadline of ${deadlineMs} ms exceeded`, attempts, err, hasError);
       }
-      if (attemptMade) native.retryRun(this.#key).stopAtDeadline();
-      else native.retryExpired(this.#key);
+      if (attemptMade) this.#n.run().stopAtDeadline();
+      else this.#n.expired();
       throw stopError(codes.DEADLINE_EXCEEDED, `deadline of ${deadlineMs} ms exceeded`, attemptMade ? 1 : 0, err, hasError);
     } finally {
       if (deadlineTimer !== undefined) clearTimeout(deadlineTimer);
@@ -314,15 +313,15 @@ let defaultPolicy;
  */
 function retry(fn, options) {
   try {
-    v.func('fn', fn, { optional: false });
+    if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
     if (options === undefined) {
       defaultPolicy ??= new RetryPolicy();
       return defaultPolicy._run(fn, undefined, undefined);
     }
-    const o = v.options('options', options);
-    const policy = cachedPolicy(o);
-    const signal = signalOption('signal', o.signal);
-    return policy._run(fn, signal, o.deadlineMs);
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) v.options('options', options);
+    const policy = cachedPolicy(options);
+    const signal = options.signal === undefined ? undefined : signalOption('signal', options.signal);
+    return policy._run(fn, signal, options.deadlineMs);
   } catch (err) {
     return Promise.reject(err);
   }

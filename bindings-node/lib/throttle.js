@@ -13,8 +13,8 @@ const KEYS = ['windowMs', 'buckets', 'k', 'seed', 'isRejection'];
  * Defaults: windowMs 120000 in 120 buckets, k 2.
  */
 class AdaptiveThrottle {
-  #handle;
-  #key;
+  /** Bound native methods (see src/throttle.rs). */
+  #n;
   #isRejection;
 
   constructor(options) {
@@ -27,29 +27,28 @@ class AdaptiveThrottle {
       seed: v.number('seed', o.seed, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true }),
     };
     this.#isRejection = v.func('isRejection', o.isRejection);
-    this.#handle = native.throttleCreate(checked);
-    this.#key = this.#handle.key;
+    this.#n = native.throttleCreate(checked);
   }
 
   /** Counts one request; throws ERR_BREAKWATER_THROTTLED (with `probability`) if it must not be sent. */
   tryAcquire() {
-    const p = native.throttleTryAcquire(this.#key);
+    const p = this.#n.tryAcquire();
     if (p >= 0) throw throttled(p);
   }
 
   /** Counts one request; true if it must not be sent. */
   shouldReject() {
-    return native.throttleTryAcquire(this.#key) >= 0;
+    return this.#n.tryAcquire() >= 0;
   }
 
   /** The backend accepted a request. */
   recordAccepted() {
-    native.throttleRecordAccepted(this.#key);
+    this.#n.recordAccepted();
   }
 
   /** The backend rejected a request (overloaded, throttled, timed out). */
   recordRejected() {
-    native.throttleRecordRejected(this.#key);
+    this.#n.recordRejected();
   }
 
   /**
@@ -59,7 +58,8 @@ class AdaptiveThrottle {
    */
   async execute(fn) {
     if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
-    const p = native.throttleTryAcquire(this.#key);
+    const n = this.#n;
+    const p = n.tryAcquire();
     if (p >= 0) throw throttled(p);
     let value;
     try {
@@ -73,22 +73,22 @@ class AdaptiveThrottle {
           rejected = true;
         }
       }
-      if (rejected) native.throttleRecordRejected(this.#key);
-      else native.throttleRecordAccepted(this.#key);
+      if (rejected) n.recordRejected();
+      else n.recordAccepted();
       throw err;
     }
-    native.throttleRecordAccepted(this.#key);
+    n.recordAccepted();
     return value;
   }
 
   /** The probability the next request is rejected locally. */
   get rejectProbability() {
-    return native.throttleStats(this.#key).rejectProbability;
+    return this.#n.stats().rejectProbability;
   }
 
   /** Requests and accepts over the current window, and the rejection probability. */
   stats() {
-    return native.throttleStats(this.#key);
+    return this.#n.stats();
   }
 }
 

@@ -2,12 +2,14 @@
 //! synchronous `try_acquire` → record API.
 //!
 //! A permit lives in the breaker's own [`Slots`] table until JS records its
-//! outcome, so a call through the breaker costs two cheap crossings
-//! (acquire, record) and no JS object per permit.
+//! outcome, so a call through the breaker costs two cheap crossings into
+//! bound closures (acquire, record) and no JS object per permit.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
+use std::rc::Rc;
 
 use napi::Env;
+use napi::bindgen_prelude::Object;
 use napi_derive::napi;
 use resilience_core::backoff::BackoffConfig;
 use resilience_core::breaker::{
@@ -16,10 +18,11 @@ use resilience_core::breaker::{
 use resilience_core::clock::SharedClock;
 
 use crate::backoff::{BackoffOptions, parse_jitter, seed};
+use crate::bind;
 use crate::error::{
-    BwError, BwResult, duration_ms, from_config_ms, guard, to_ms, whole_u32,
+    BwError, BwResult, INTERNAL, duration_ms, from_config_ms, guard, to_ms, whole_u32,
 };
-use crate::handles::{self, Handle, Slots};
+use crate::handles::Slots;
 
 /// A breaker and the permits it handed out that JS has not recorded yet.
 #[derive(Debug)]
@@ -27,12 +30,6 @@ pub struct BreakerEntry {
     breaker: CircuitBreaker,
     permits: Slots<BreakerPermit>,
 }
-
-thread_local! {
-    static BREAKERS: RefCell<Slots<BreakerEntry>> = const { RefCell::new(Slots::new()) };
-}
-
-const WHAT: &str = "CircuitBreaker";
 
 /// Duration fields of the config, spelled with `Ms` in JS.
 const MS_FIELDS: &[&str] = &[
@@ -195,124 +192,99 @@ pub fn breaker_config(options: &BreakerOptions) -> BwResult<BreakerConfig> {
     Ok(config)
 }
 
-fn release(key: f64) {
-    drop(handles::remove(&BREAKERS, key));
-}
-
-fn with_breaker<R>(key: f64, body: impl FnOnce(&mut BreakerEntry) -> BwResult<R>) -> BwResult<R> {
-    handles::with_entry(&BREAKERS, key, WHAT, body)
-}
-
-/// Creates a breaker; the JS wrapper keeps the returned handle.
+/// Creates a breaker. Returns its bound methods:
+/// - `acquire()`: a permit key (>= 0), or `-1 - retryAfterMs` when open;
+/// - `record(permit, outcome)`: how the call ended (`OUTCOME_*` codes);
+/// - `isProbe(permit)`, `state()` (0 closed, 1 open, 2 half-open), `stats()`.
 #[napi(js_name = "breakerCreate")]
-pub fn create(env: Env, options: BreakerOptions) -> napi::Result<Handle> {
-    guard(&env, || {
+pub fn create<'env>(env: &'env Env, options: BreakerOptions) -> napi::Result<Object<'env>> {
+    let entry = guard(env, || {
         let config = breaker_config(&options)?;
         let breaker = match options.seed {
             Some(s) => CircuitBreaker::with_clock_and_seed(config, SharedClock::system(), seed(s)?),
             None => CircuitBreaker::new(config),
         }
         .map_err(|e| from_config_ms(&e, MS_FIELDS))?;
-        let key = handles::insert(
-            &BREAKERS,
-            WHAT,
-            BreakerEntry {
-                breaker,
-                permits: Slots::new(),
-            },
-        )?;
-        Ok(Handle::new(key, release))
-    })
-}
-
-/// Asks to make one call. Returns a permit key (>= 0), or, when the breaker
-/// is open, `-1 - retryAfterMs`.
-#[napi(js_name = "breakerAcquire")]
-pub fn acquire(env: Env, key: f64) -> napi::Result<f64> {
-    guard(&env, || {
-        with_breaker(key, |entry| match entry.breaker.try_acquire() {
-            Ok(permit) => entry
-                .permits
-                .insert(permit)
-                .ok_or_else(|| BwError::range("too many circuit breaker permits in flight")),
-            Err(open) => Ok(-1.0 - to_ms(open.retry_after)),
+        Ok(Rc::new(RefCell::new(BreakerEntry {
+            breaker,
+            permits: Slots::new(),
+        })))
+    })?;
+    let mut object = Object::new(env)?;
+    let e = Rc::clone(&entry);
+    bind::method(env, &mut object, "acquire", move |_| acquire(&mut *borrow(&e)?))?;
+    let e = Rc::clone(&entry);
+    bind::method(env, &mut object, "record", move |ctx| {
+        let permit: f64 = bind::arg(ctx, 0, "permit")?;
+        let outcome: u32 = bind::arg(ctx, 1, "outcome")?;
+        record(&mut *borrow(&e)?, permit, outcome)
+    })?;
+    let e = Rc::clone(&entry);
+    bind::method(env, &mut object, "isProbe", move |ctx| {
+        let permit: f64 = bind::arg(ctx, 0, "permit")?;
+        Ok(borrow(&e)?.permits.get(permit).is_some_and(BreakerPermit::is_probe))
+    })?;
+    let e = Rc::clone(&entry);
+    bind::method(env, &mut object, "state", move |_| {
+        Ok(match borrow(&e)?.breaker.state() {
+            BreakerState::Closed => 0u32,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
         })
-    })
+    })?;
+    bind::method(env, &mut object, "stats", move |_| Ok(stats(&*borrow(&entry)?)))?;
+    Ok(object)
 }
 
-/// Records how the call behind `permit` ended (see the `OUTCOME_*` codes).
-#[napi(js_name = "breakerRecord")]
-pub fn record(env: Env, key: f64, permit: f64, outcome: u32) -> napi::Result<()> {
-    guard(&env, || {
-        with_breaker(key, |entry| {
-            let permit = entry
-                .permits
-                .remove(permit)
-                .ok_or_else(|| BwError::range("unknown or already recorded breaker permit"))?;
-            match outcome {
-                OUTCOME_SUCCESS => permit.record(Outcome::Success),
-                OUTCOME_FAILURE => permit.record(Outcome::Failure),
-                OUTCOME_IGNORED => permit.record(Outcome::Ignored),
-                _ => drop(permit),
-            }
-            Ok(())
-        })
-    })
+fn borrow(entry: &RefCell<BreakerEntry>) -> BwResult<RefMut<'_, BreakerEntry>> {
+    entry
+        .try_borrow_mut()
+        .map_err(|_| BwError::coded(INTERNAL, "circuit breaker re-entered during a call"))
 }
 
-/// Whether the permit is a half-open probe.
-#[napi(js_name = "breakerIsProbe")]
-pub fn is_probe(env: Env, key: f64, permit: f64) -> napi::Result<bool> {
-    guard(&env, || {
-        with_breaker(key, |entry| {
-            Ok(entry.permits.get(permit).is_some_and(BreakerPermit::is_probe))
-        })
-    })
+/// `try_acquire`, storing the permit: its key, or `-1 - retryAfterMs`.
+pub fn acquire(entry: &mut BreakerEntry) -> BwResult<f64> {
+    match entry.breaker.try_acquire() {
+        Ok(permit) => entry
+            .permits
+            .insert(permit)
+            .ok_or_else(|| BwError::range("too many circuit breaker permits in flight")),
+        Err(open) => Ok(-1.0 - to_ms(open.retry_after)),
+    }
 }
 
-/// The state: 0 closed, 1 open, 2 half-open.
-#[napi(js_name = "breakerState")]
-pub fn state(env: Env, key: f64) -> napi::Result<u32> {
-    guard(&env, || {
-        with_breaker(key, |entry| {
-            Ok(match entry.breaker.state() {
-                BreakerState::Closed => 0,
-                BreakerState::Open => 1,
-                BreakerState::HalfOpen => 2,
-            })
-        })
-    })
+/// Records the outcome of the call behind `permit`.
+pub fn record(entry: &mut BreakerEntry, permit: f64, outcome: u32) -> BwResult<()> {
+    let permit = entry
+        .permits
+        .remove(permit)
+        .ok_or_else(|| BwError::range("unknown or already recorded breaker permit"))?;
+    match outcome {
+        OUTCOME_SUCCESS => permit.record(Outcome::Success),
+        OUTCOME_FAILURE => permit.record(Outcome::Failure),
+        OUTCOME_IGNORED => permit.record(Outcome::Ignored),
+        _ => drop(permit),
+    }
+    Ok(())
 }
 
-/// Counters and the current window.
-#[napi(js_name = "breakerStats")]
-pub fn stats(env: Env, key: f64) -> napi::Result<BreakerStats> {
-    guard(&env, || {
-        with_breaker(key, |entry| {
-            let m = entry.breaker.metrics();
-            Ok(BreakerStats {
-                state: m.state.as_str().to_owned(),
-                calls: m.calls as f64,
-                successes: m.successes as f64,
-                failures: m.failures as f64,
-                slow_calls: m.slow_calls as f64,
-                ignored: m.ignored as f64,
-                cancelled: m.cancelled as f64,
-                rejections: m.rejections as f64,
-                trips: m.trips as f64,
-                window_calls: f64::from(m.window_calls),
-                window_failure_rate: m.window_failure_rate,
-                window_slow_call_rate: m.window_slow_call_rate,
-                in_flight: entry.permits.len() as f64,
-            })
-        })
-    })
-}
-
-/// Breakers alive on this thread (for leak tests).
-#[napi(js_name = "__liveBreakers")]
-pub fn live() -> u32 {
-    u32::try_from(handles::count(&BREAKERS)).unwrap_or(u32::MAX)
+fn stats(entry: &BreakerEntry) -> BreakerStats {
+    let m = entry.breaker.metrics();
+    BreakerStats {
+        state: m.state.as_str().to_owned(),
+        calls: m.calls as f64,
+        successes: m.successes as f64,
+        failures: m.failures as f64,
+        slow_calls: m.slow_calls as f64,
+        ignored: m.ignored as f64,
+        cancelled: m.cancelled as f64,
+        rejections: m.rejections as f64,
+        trips: m.trips as f64,
+        window_calls: f64::from(m.window_calls),
+        window_failure_rate: m.window_failure_rate,
+        window_slow_call_rate: m.window_slow_call_rate,
+        in_flight: entry.permits.len() as f64,
+    }
 }
 
 #[cfg(test)]
@@ -434,9 +406,11 @@ mod tests {
             permits: Slots::new(),
         };
         for _ in 0..2 {
-            let key = entry.permits.insert(entry.breaker.try_acquire().unwrap()).unwrap();
-            entry.permits.remove(key).unwrap().record(Outcome::Failure);
+            let key = acquire(&mut entry).unwrap();
+            record(&mut entry, key, OUTCOME_FAILURE).unwrap();
         }
+        assert!(record(&mut entry, 0.0, OUTCOME_SUCCESS).is_err(), "recorded twice");
+        assert!(acquire(&mut entry).unwrap() < -1.0, "open: -1 - retryAfterMs");
         assert_eq!(entry.breaker.state(), BreakerState::Open);
         assert!(entry.permits.is_empty());
     }

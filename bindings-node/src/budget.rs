@@ -5,9 +5,11 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use napi::Env;
+use napi::bindgen_prelude::Object;
 use napi_derive::napi;
 use resilience_core::budget::{RetryBudget, RetryBudgetConfig};
 
+use crate::bind;
 use crate::error::{BwResult, duration_ms, from_config_ms, guard, whole_u32};
 use crate::handles::{self, Handle, Slots};
 
@@ -72,51 +74,41 @@ fn release(key: f64) {
     drop(handles::remove(&BUDGETS, key));
 }
 
-/// Creates a budget; the JS wrapper keeps the returned handle.
+/// Creates a budget. Returns `{ key, handle, deposit(), tryWithdraw(),
+/// stats() }`: the key lets a retry policy share the budget, the handle
+/// keeps its table entry alive, the methods are bound closures.
 #[napi(js_name = "budgetCreate")]
-pub fn create(env: Env, options: RetryBudgetOptions) -> napi::Result<Handle> {
-    guard(&env, || {
-        let budget = RetryBudget::new(budget_config(&options)?)
-            .map_err(|e| from_config_ms(&e, &["ttl"]))?;
-        let key = handles::insert(&BUDGETS, WHAT, Arc::new(budget))?;
-        Ok(Handle::new(key, release))
-    })
+pub fn create<'env>(env: &'env Env, options: RetryBudgetOptions) -> napi::Result<Object<'env>> {
+    let (budget, key) = guard(env, || {
+        let budget = Arc::new(
+            RetryBudget::new(budget_config(&options)?).map_err(|e| from_config_ms(&e, &["ttl"]))?,
+        );
+        let key = handles::insert(&BUDGETS, WHAT, Arc::clone(&budget))?;
+        Ok((budget, key))
+    })?;
+    let mut object = Object::new(env)?;
+    object.set("key", key)?;
+    object.set("handle", Handle::new(key, release))?;
+    let b = Arc::clone(&budget);
+    bind::method(env, &mut object, "deposit", move |_| {
+        b.deposit();
+        Ok(())
+    })?;
+    let b = Arc::clone(&budget);
+    bind::method(env, &mut object, "tryWithdraw", move |_| Ok(b.try_withdraw()))?;
+    bind::method(env, &mut object, "stats", move |_| Ok(stats_of(&budget)))?;
+    Ok(object)
 }
 
-/// One original request: deposits `retryRatio` of a token.
-#[napi(js_name = "budgetDeposit")]
-pub fn deposit(env: Env, key: f64) -> napi::Result<()> {
-    guard(&env, || {
-        handles::with_entry(&BUDGETS, key, WHAT, |budget| {
-            budget.deposit();
-            Ok(())
-        })
-    })
-}
-
-/// May one retry be made? Withdraws a token if so.
-#[napi(js_name = "budgetTryWithdraw")]
-pub fn try_withdraw(env: Env, key: f64) -> napi::Result<bool> {
-    guard(&env, || {
-        handles::with_entry(&BUDGETS, key, WHAT, |budget| Ok(budget.try_withdraw()))
-    })
-}
-
-/// Counters and balance.
-#[napi(js_name = "budgetStats")]
-pub fn stats(env: Env, key: f64) -> napi::Result<RetryBudgetStats> {
-    guard(&env, || {
-        handles::with_entry(&BUDGETS, key, WHAT, |budget| {
-            let stats = budget.stats();
-            Ok(RetryBudgetStats {
-                deposits: stats.deposits as f64,
-                granted: stats.granted as f64,
-                denied: stats.denied as f64,
-                balance: budget.balance(),
-                available: budget.available() as f64,
-            })
-        })
-    })
+fn stats_of(budget: &RetryBudget) -> RetryBudgetStats {
+    let stats = budget.stats();
+    RetryBudgetStats {
+        deposits: stats.deposits as f64,
+        granted: stats.granted as f64,
+        denied: stats.denied as f64,
+        balance: budget.balance(),
+        available: budget.available() as f64,
+    }
 }
 
 /// Budgets alive on this thread (for leak tests).

@@ -16,6 +16,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod backoff;
+pub mod bind;
 pub mod breaker;
 pub mod budget;
 pub mod debug;

@@ -9,15 +9,19 @@
 //! in JS): dropping the queued future frees its queue slot, and a permit
 //! granted at that moment is passed on, never lost.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
+use std::rc::Rc;
 
 use napi::Env;
-use napi::bindgen_prelude::PromiseRaw;
+use napi::bindgen_prelude::{Object, PromiseRaw};
 use napi_derive::napi;
 use resilience_core::limit::{ConcurrencyLimit, ConcurrencyLimitConfig, ConcurrencyPermit};
 use tokio::sync::oneshot;
 
-use crate::error::{BwError, BwResult, duration_ms, from_config_ms, guard, to_ms, whole_usize};
+use crate::bind;
+use crate::error::{
+    BwError, BwResult, INTERNAL, duration_ms, from_config_ms, guard, to_ms, whole_usize,
+};
 use crate::handles::{self, Handle, Slots};
 
 /// A limit and the permits JS holds.
@@ -26,6 +30,10 @@ pub struct LimitEntry {
     limit: ConcurrencyLimit,
     permits: Slots<ConcurrencyPermit>,
 }
+
+/// A limit entry shared by the table (for `limitAcquire`) and the bound
+/// methods.
+type Shared = Rc<RefCell<LimitEntry>>;
 
 /// The two halves of a cancellation ticket: JS fires the sender, the queued
 /// future listens on the receiver.
@@ -36,7 +44,7 @@ struct Ticket {
 }
 
 thread_local! {
-    static LIMITS: RefCell<Slots<LimitEntry>> = const { RefCell::new(Slots::new()) };
+    static LIMITS: RefCell<Slots<Shared>> = const { RefCell::new(Slots::new()) };
     static TICKETS: RefCell<Slots<Ticket>> = const { RefCell::new(Slots::new()) };
 }
 
@@ -121,8 +129,16 @@ fn release_limit(key: f64) {
     drop(handles::remove(&LIMITS, key));
 }
 
+fn borrow(entry: &RefCell<LimitEntry>) -> BwResult<RefMut<'_, LimitEntry>> {
+    entry
+        .try_borrow_mut()
+        .map_err(|_| BwError::coded(INTERNAL, "concurrency limit re-entered during a call"))
+}
+
 fn with_limit<R>(key: f64, body: impl FnOnce(&mut LimitEntry) -> BwResult<R>) -> BwResult<R> {
-    handles::with_entry(&LIMITS, key, WHAT, body)
+    let shared = handles::with_entry(&LIMITS, key, WHAT, |entry| Ok(Rc::clone(entry)))?;
+    let mut entry = borrow(&shared)?;
+    body(&mut entry)
 }
 
 fn store(entry: &mut LimitEntry, permit: ConcurrencyPermit) -> BwResult<f64> {
@@ -132,34 +148,67 @@ fn store(entry: &mut LimitEntry, permit: ConcurrencyPermit) -> BwResult<f64> {
         .ok_or_else(|| BwError::range("too many concurrency permits held"))
 }
 
-/// Creates a limit; the JS wrapper keeps the returned handle.
-#[napi(js_name = "limitCreate")]
-pub fn create(env: Env, options: LimitOptions) -> napi::Result<Handle> {
-    guard(&env, || {
-        let limit =
-            ConcurrencyLimit::new(limit_config(&options)?).map_err(|e| from_config_ms(&e, MS_FIELDS))?;
-        let key = handles::insert(
-            &LIMITS,
-            WHAT,
-            LimitEntry {
-                limit,
-                permits: Slots::new(),
-            },
-        )?;
-        Ok(Handle::new(key, release_limit))
-    })
+/// `try_acquire`, storing the permit: its key, or `-1 - retryAfterMs` when
+/// the request is shed.
+pub fn try_acquire(entry: &mut LimitEntry) -> BwResult<f64> {
+    match entry.limit.try_acquire() {
+        Ok(permit) => store(entry, permit),
+        Err(shed) => Ok(-1.0 - to_ms(shed.retry_after)),
+    }
 }
 
-/// Takes a permit if one is free and nobody is queued. Returns its key
-/// (>= 0), or `-1 - retryAfterMs` when the request is shed.
-#[napi(js_name = "limitTryAcquire")]
-pub fn try_acquire(env: Env, key: f64) -> napi::Result<f64> {
-    guard(&env, || {
-        with_limit(key, |entry| match entry.limit.try_acquire() {
-            Ok(permit) => store(entry, permit),
-            Err(shed) => Ok(-1.0 - to_ms(shed.retry_after)),
+/// Creates a limit. Returns `{ key, handle }` (for `limitAcquire`) and its
+/// bound methods: `tryAcquire()` (a permit key >= 0, or `-1 -
+/// retryAfterMs`), `release(permit)`, `inFlight()`, `stats()`,
+/// `setMaxConcurrent(n)`.
+#[napi(js_name = "limitCreate")]
+pub fn create<'env>(env: &'env Env, options: LimitOptions) -> napi::Result<Object<'env>> {
+    let (entry, key) = guard(env, || {
+        let limit =
+            ConcurrencyLimit::new(limit_config(&options)?).map_err(|e| from_config_ms(&e, MS_FIELDS))?;
+        let entry = Rc::new(RefCell::new(LimitEntry {
+            limit,
+            permits: Slots::new(),
+        }));
+        let key = handles::insert(&LIMITS, WHAT, Rc::clone(&entry))?;
+        Ok((entry, key))
+    })?;
+    let mut object = Object::new(env)?;
+    object.set("key", key)?;
+    object.set("handle", Handle::new(key, release_limit))?;
+    let e = Rc::clone(&entry);
+    bind::method(env, &mut object, "tryAcquire", move |_| try_acquire(&mut *borrow(&e)?))?;
+    let e = Rc::clone(&entry);
+    bind::method(env, &mut object, "release", move |ctx| {
+        let permit: f64 = bind::arg(ctx, 0, "permit")?;
+        borrow(&e)?
+            .permits
+            .remove(permit)
+            .map(drop)
+            .ok_or_else(|| BwError::range("unknown or already released concurrency permit"))
+    })?;
+    let e = Rc::clone(&entry);
+    bind::method(env, &mut object, "inFlight", move |_| {
+        Ok(borrow(&e)?.limit.in_flight() as f64)
+    })?;
+    let e = Rc::clone(&entry);
+    bind::method(env, &mut object, "stats", move |_| {
+        let entry = borrow(&e)?;
+        Ok(LimitStats {
+            in_flight: entry.limit.in_flight() as f64,
+            queued: entry.limit.queued() as f64,
+            max_concurrent: entry.limit.max_concurrent() as f64,
+            max_queued: entry.limit.max_queued() as f64,
         })
-    })
+    })?;
+    bind::method(env, &mut object, "setMaxConcurrent", move |ctx| {
+        let n = whole_usize("maxConcurrent", bind::arg(ctx, 0, "maxConcurrent")?)?;
+        let limit = borrow(&entry)?.limit.clone();
+        limit
+            .set_max_concurrent(n)
+            .map_err(|e| from_config_ms(&e, MS_FIELDS))
+    })?;
+    Ok(object)
 }
 
 /// A cancellation ticket for one `limitAcquire` (an `AbortSignal` in JS).
@@ -252,55 +301,6 @@ pub fn acquire<'env>(
             })
         },
     )
-}
-
-/// Releases a permit; its capacity goes to the first queued caller.
-#[napi(js_name = "limitRelease")]
-pub fn release(env: Env, key: f64, permit: f64) -> napi::Result<()> {
-    guard(&env, || {
-        with_limit(key, |entry| {
-            entry
-                .permits
-                .remove(permit)
-                .map(drop)
-                .ok_or_else(|| BwError::range("unknown or already released concurrency permit"))
-        })
-    })
-}
-
-/// Occupancy of the limit.
-#[napi(js_name = "limitStats")]
-pub fn stats(env: Env, key: f64) -> napi::Result<LimitStats> {
-    guard(&env, || {
-        with_limit(key, |entry| {
-            Ok(LimitStats {
-                in_flight: entry.limit.in_flight() as f64,
-                queued: entry.limit.queued() as f64,
-                max_concurrent: entry.limit.max_concurrent() as f64,
-                max_queued: entry.limit.max_queued() as f64,
-            })
-        })
-    })
-}
-
-/// Permits held right now (cheap, for getters).
-#[napi(js_name = "limitInFlight")]
-pub fn in_flight(env: Env, key: f64) -> napi::Result<f64> {
-    guard(&env, || with_limit(key, |entry| Ok(entry.limit.in_flight() as f64)))
-}
-
-/// Changes the limit at run time.
-#[napi(js_name = "limitSetMaxConcurrent")]
-pub fn set_max_concurrent(env: Env, key: f64, max_concurrent: f64) -> napi::Result<()> {
-    guard(&env, || {
-        let n = whole_usize("maxConcurrent", max_concurrent)?;
-        with_limit(key, |entry| {
-            entry
-                .limit
-                .set_max_concurrent(n)
-                .map_err(|e| from_config_ms(&e, MS_FIELDS))
-        })
-    })
 }
 
 /// Limits alive on this thread (for leak tests).

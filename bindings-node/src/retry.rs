@@ -8,30 +8,25 @@
 //! decision time.
 //!
 //! A run that succeeds at its first attempt crosses into Rust once, after
-//! the attempt ([`ok`]: run, attempt, deposit and success in one call). A run
+//! the attempt (the bound `ok()`: run, attempt, deposit and success in one
+//! call). A run
 //! whose first attempt fails gets a [`NativeRetryRun`] then (its first
 //! attempt and deposit recorded at that moment) and asks it for each
 //! further decision. So a first attempt deposits when it completes rather
 //! than when it starts: the same deposits, shifted by one attempt's latency.
 
-use std::cell::RefCell;
 use std::time::Duration;
 
 use napi::Env;
+use napi::bindgen_prelude::Object;
 use napi_derive::napi;
 use resilience_core::retry::{
     ErrorClass, RetryConfig, RetryDecision, RetryErrorKind, RetryPolicy, RetryRun,
 };
 
 use crate::backoff::{BackoffOptions, backoff_config, seed};
+use crate::bind;
 use crate::error::{BwError, BwResult, INTERNAL, duration_ms, from_config_ms, guard, whole_u32};
-use crate::handles::{self, Handle, Slots};
-
-thread_local! {
-    static POLICIES: RefCell<Slots<RetryPolicy>> = const { RefCell::new(Slots::new()) };
-}
-
-const WHAT: &str = "retry policy";
 
 /// `onFailure` result: every attempt was used.
 pub const STOP_ATTEMPTS_EXHAUSTED: f64 = -1.0;
@@ -125,82 +120,52 @@ fn prefix_backoff(message: &str) -> String {
     message.replacen('`', "`backoff.", 1)
 }
 
-fn release(key: f64) {
-    drop(handles::remove(&POLICIES, key));
-}
-
-/// Creates a retry policy; the JS wrapper keeps the returned handle.
+/// Creates a retry policy. Returns its bound methods:
+/// - `ok()`: the hot path, a run whose first attempt succeeded (counts the
+///   run, the attempt and the success, and deposits into the budget);
+/// - `run()`: a run whose first attempt did not succeed (counts the run and
+///   the first attempt, depositing into the budget) as a [`NativeRetryRun`]
+///   to drive;
+/// - `expired()`: a run whose deadline passed before its first attempt;
+/// - `stats()`: the policy's counters.
 #[napi(js_name = "retryPolicyCreate")]
-pub fn create(env: Env, options: RetryPolicyOptions) -> napi::Result<Handle> {
-    guard(&env, || {
-        let policy = policy(&options)?;
-        let key = handles::insert(&POLICIES, WHAT, policy)?;
-        Ok(Handle::new(key, release))
-    })
+pub fn create<'env>(env: &'env Env, options: RetryPolicyOptions) -> napi::Result<Object<'env>> {
+    let policy = guard(env, || policy(&options))?;
+    let mut object = Object::new(env)?;
+    let p = policy.clone();
+    bind::method(env, &mut object, "ok", move |_| {
+        let mut run = p.start_run();
+        run.begin_attempt();
+        run.on_success();
+        Ok(())
+    })?;
+    let p = policy.clone();
+    bind::method(env, &mut object, "run", move |_| {
+        let mut run = p.start_run();
+        run.begin_attempt();
+        Ok(NativeRetryRun { run: Some(run) })
+    })?;
+    let p = policy.clone();
+    bind::method(env, &mut object, "expired", move |_| {
+        p.start_run().stop_at_deadline();
+        Ok(())
+    })?;
+    bind::method(env, &mut object, "stats", move |_| Ok(stats_of(&policy)))?;
+    Ok(object)
 }
 
-/// The hot path: a run whose first attempt succeeded. Counts the run, the
-/// attempt and the success, and deposits into the budget.
-#[napi(js_name = "retryOk")]
-pub fn ok(env: Env, key: f64) -> napi::Result<()> {
-    guard(&env, || {
-        handles::with_entry(&POLICIES, key, WHAT, |policy| {
-            let mut run = policy.start_run();
-            run.begin_attempt();
-            run.on_success();
-            Ok(())
-        })
-    })
-}
-
-/// A run whose first attempt did not succeed: counts the run and the first
-/// attempt (depositing into the budget) and returns the run to drive.
-#[napi(js_name = "retryRun")]
-pub fn run(env: Env, key: f64) -> napi::Result<NativeRetryRun> {
-    guard(&env, || {
-        handles::with_entry(&POLICIES, key, WHAT, |policy| {
-            let mut run = policy.start_run();
-            run.begin_attempt();
-            Ok(NativeRetryRun { run: Some(run) })
-        })
-    })
-}
-
-/// A run whose deadline passed before its first attempt could start.
-#[napi(js_name = "retryExpired")]
-pub fn expired(env: Env, key: f64) -> napi::Result<()> {
-    guard(&env, || {
-        handles::with_entry(&POLICIES, key, WHAT, |policy| {
-            policy.start_run().stop_at_deadline();
-            Ok(())
-        })
-    })
-}
-
-/// Counters of the policy.
-#[napi(js_name = "retryStats")]
-pub fn stats(env: Env, key: f64) -> napi::Result<RetryStats> {
-    guard(&env, || {
-        handles::with_entry(&POLICIES, key, WHAT, |policy| {
-            let s = policy.stats();
-            Ok(RetryStats {
-                runs: s.runs as f64,
-                successes: s.successes as f64,
-                attempts: s.attempts as f64,
-                retries: s.retries as f64,
-                not_retryable: s.not_retryable as f64,
-                exhausted: s.exhausted as f64,
-                budget_denials: s.budget_denials as f64,
-                deadline_stops: s.deadline_stops as f64,
-            })
-        })
-    })
-}
-
-/// Retry policies alive on this thread (for leak tests).
-#[napi(js_name = "__livePolicies")]
-pub fn live() -> u32 {
-    u32::try_from(handles::count(&POLICIES)).unwrap_or(u32::MAX)
+fn stats_of(policy: &RetryPolicy) -> RetryStats {
+    let s = policy.stats();
+    RetryStats {
+        runs: s.runs as f64,
+        successes: s.successes as f64,
+        attempts: s.attempts as f64,
+        retries: s.retries as f64,
+        not_retryable: s.not_retryable as f64,
+        exhausted: s.exhausted as f64,
+        budget_denials: s.budget_denials as f64,
+        deadline_stops: s.deadline_stops as f64,
+    }
 }
 
 /// One run of a policy after its first attempt failed.

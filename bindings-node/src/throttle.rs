@@ -1,22 +1,17 @@
 //! `AdaptiveThrottle`: client-side adaptive throttling (Google SRE book,
 //! "Handling Overload") from resilience-core's `throttle` module.
 
-use std::cell::RefCell;
+use std::sync::Arc;
 
 use napi::Env;
+use napi::bindgen_prelude::Object;
 use napi_derive::napi;
 use resilience_core::clock::SharedClock;
 use resilience_core::throttle::{AdaptiveThrottle, AdaptiveThrottleConfig};
 
 use crate::backoff::seed;
+use crate::bind;
 use crate::error::{BwResult, duration_ms, from_config_ms, guard, whole_u32};
-use crate::handles::{self, Handle, Slots};
-
-thread_local! {
-    static THROTTLES: RefCell<Slots<AdaptiveThrottle>> = const { RefCell::new(Slots::new()) };
-}
-
-const WHAT: &str = "AdaptiveThrottle";
 
 /// Options of `new AdaptiveThrottle(...)`, type-checked by the JS wrapper.
 #[napi(object)]
@@ -60,77 +55,45 @@ pub fn throttle_config(options: &ThrottleOptions) -> BwResult<AdaptiveThrottleCo
     Ok(config)
 }
 
-fn release(key: f64) {
-    drop(handles::remove(&THROTTLES, key));
-}
-
-fn with_throttle<R>(key: f64, body: impl FnOnce(&AdaptiveThrottle) -> BwResult<R>) -> BwResult<R> {
-    handles::with_entry(&THROTTLES, key, WHAT, |throttle| body(throttle))
-}
-
-/// Creates a throttle; the JS wrapper keeps the returned handle.
+/// Creates a throttle. Returns its bound methods: `tryAcquire()` (-1 to
+/// send the request, or the rejection probability (> 0) when it is
+/// throttled locally), `recordAccepted()`, `recordRejected()`, `stats()`.
 #[napi(js_name = "throttleCreate")]
-pub fn create(env: Env, options: ThrottleOptions) -> napi::Result<Handle> {
-    guard(&env, || {
+pub fn create<'env>(env: &'env Env, options: ThrottleOptions) -> napi::Result<Object<'env>> {
+    let throttle = guard(env, || {
         let config = throttle_config(&options)?;
-        let throttle = match options.seed {
+        match options.seed {
             Some(s) => AdaptiveThrottle::with_seed(config, SharedClock::system(), seed(s)?),
             None => AdaptiveThrottle::new(config),
         }
-        .map_err(|e| from_config_ms(&e, &["window"]))?;
-        let key = handles::insert(&THROTTLES, WHAT, throttle)?;
-        Ok(Handle::new(key, release))
-    })
-}
-
-/// Decides whether to send one request (and counts it). Returns -1 to send
-/// it, or the rejection probability (> 0) when it is throttled locally.
-#[napi(js_name = "throttleTryAcquire")]
-pub fn try_acquire(env: Env, key: f64) -> napi::Result<f64> {
-    guard(&env, || {
-        with_throttle(key, |throttle| {
-            Ok(throttle
-                .try_acquire()
-                .map_or_else(|throttled| throttled.probability, |()| -1.0))
+        .map(Arc::new)
+        .map_err(|e| from_config_ms(&e, &["window"]))
+    })?;
+    let mut object = Object::new(env)?;
+    let t = Arc::clone(&throttle);
+    bind::method(env, &mut object, "tryAcquire", move |_| {
+        Ok(t.try_acquire()
+            .map_or_else(|throttled| throttled.probability, |()| -1.0))
+    })?;
+    let t = Arc::clone(&throttle);
+    bind::method(env, &mut object, "recordAccepted", move |_| {
+        t.record_accepted();
+        Ok(())
+    })?;
+    let t = Arc::clone(&throttle);
+    bind::method(env, &mut object, "recordRejected", move |_| {
+        t.record_rejected_by_backend();
+        Ok(())
+    })?;
+    bind::method(env, &mut object, "stats", move |_| {
+        let stats = throttle.stats();
+        Ok(ThrottleStats {
+            requests: stats.requests as f64,
+            accepts: stats.accepts as f64,
+            reject_probability: throttle.reject_probability(),
         })
-    })
-}
-
-/// The backend accepted a request.
-#[napi(js_name = "throttleRecordAccepted")]
-pub fn record_accepted(env: Env, key: f64) -> napi::Result<()> {
-    guard(&env, || {
-        with_throttle(key, |throttle| {
-            throttle.record_accepted();
-            Ok(())
-        })
-    })
-}
-
-/// The backend rejected a request (overloaded, throttled, timed out).
-#[napi(js_name = "throttleRecordRejected")]
-pub fn record_rejected(env: Env, key: f64) -> napi::Result<()> {
-    guard(&env, || {
-        with_throttle(key, |throttle| {
-            throttle.record_rejected_by_backend();
-            Ok(())
-        })
-    })
-}
-
-/// Requests, accepts and the current rejection probability.
-#[napi(js_name = "throttleStats")]
-pub fn stats(env: Env, key: f64) -> napi::Result<ThrottleStats> {
-    guard(&env, || {
-        with_throttle(key, |throttle| {
-            let stats = throttle.stats();
-            Ok(ThrottleStats {
-                requests: stats.requests as f64,
-                accepts: stats.accepts as f64,
-                reject_probability: throttle.reject_probability(),
-            })
-        })
-    })
+    })?;
+    Ok(object)
 }
 
 #[cfg(test)]

@@ -19,7 +19,9 @@ test('tryAcquire sheds with OVERLOADED and a retryAfterMs hint when full', () =>
 });
 
 test('acquire waits in the FIFO queue without blocking the event loop', async () => {
-  const limit = new ConcurrencyLimit({ maxConcurrent: 1, maxQueued: 10, queueTimeoutMs: null });
+  // A queue timeout (rather than none) so that a failing assertion cannot
+  // leave a waiter pending forever and hang the test process.
+  const limit = new ConcurrencyLimit({ maxConcurrent: 1, maxQueued: 10, queueTimeoutMs: 20_000 });
   const held = limit.tryAcquire();
   const order = [];
   const waiters = [1, 2, 3].map((n) =>
@@ -78,7 +80,7 @@ test('an abort while queued rejects with an AbortError and frees the queue slot'
 });
 
 test('setMaxConcurrent hands new capacity to queued callers', async () => {
-  const limit = new ConcurrencyLimit({ maxConcurrent: 1, maxQueued: 5, queueTimeoutMs: null });
+  const limit = new ConcurrencyLimit({ maxConcurrent: 1, maxQueued: 5, queueTimeoutMs: 20_000 });
   const held = limit.tryAcquire();
   const waiting = limit.acquire();
   await tick();

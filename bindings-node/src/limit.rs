@@ -10,12 +10,17 @@
 //! granted at that moment is passed on, never lost.
 
 use std::cell::{RefCell, RefMut};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use napi::Env;
-use napi::bindgen_prelude::{Object, PromiseRaw};
+use napi::bindgen_prelude::{Object, PromiseRaw, within_runtime_if_available};
 use napi_derive::napi;
-use resilience_core::limit::{ConcurrencyLimit, ConcurrencyLimitConfig, ConcurrencyPermit};
+use resilience_core::limit::{
+    ConcurrencyLimit, ConcurrencyLimitConfig, ConcurrencyPermit, Overloaded,
+};
 use tokio::sync::oneshot;
 
 use crate::bind;
@@ -241,16 +246,26 @@ pub fn cancel(env: Env, ticket: f64) -> napi::Result<()> {
     })
 }
 
-/// Waits in the limit's FIFO queue for a permit, on the tokio runtime.
-/// Resolves with the permit key, the shedding hint, or `cancelled`.
-/// `ticket`: from `limitTicket`, or a negative number for none.
+/// What a queued acquire ends with: a permit, a shed, or `None` when
+/// cancelled.
+type Queued = Option<Result<ConcurrencyPermit, Overloaded>>;
+
+/// Waits in the limit's FIFO queue for a permit. Resolves with the permit
+/// key, the shedding hint, or `cancelled`. `ticket`: from `limitTicket`, or
+/// a negative number for none.
+///
+/// The wait is polled once here, on the JS thread (inside the tokio runtime
+/// context, for its timers), so the caller takes its place in the queue
+/// during this call: FIFO order follows the order of the JS calls. The rest
+/// of the wait runs on the addon's tokio runtime and never blocks the event
+/// loop.
 #[napi(js_name = "limitAcquire")]
 pub fn acquire<'env>(
     env: &'env Env,
     key: f64,
     ticket: f64,
 ) -> napi::Result<PromiseRaw<'env, AcquireOutcome>> {
-    let prepared = guard(env, || {
+    let (mut wait, first) = guard(env, || {
         let limit = with_limit(key, |entry| Ok(entry.limit.clone()))?;
         let cancelled = if ticket >= 0.0 {
             handles::with_entry(&TICKETS, ticket, "cancellation ticket", |t| {
@@ -259,19 +274,28 @@ pub fn acquire<'env>(
         } else {
             None
         };
-        Ok((limit, cancelled))
-    })?;
-    let (limit, cancelled) = prepared;
-    env.spawn_future_with_callback(
-        async move {
-            let outcome = match cancelled {
+        let mut wait: Pin<Box<dyn Future<Output = Queued> + Send>> = Box::pin(async move {
+            match cancelled {
                 Some(cancelled) => tokio::select! {
+                    biased;
                     outcome = limit.acquire() => Some(outcome),
                     _ = cancelled => None,
                 },
                 None => Some(limit.acquire().await),
-            };
-            Ok(outcome)
+            }
+        });
+        let first = within_runtime_if_available(|| {
+            wait.as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+        });
+        Ok((wait, first))
+    })?;
+    env.spawn_future_with_callback(
+        async move {
+            Ok(match first {
+                Poll::Ready(outcome) => outcome,
+                Poll::Pending => wait.as_mut().await,
+            })
         },
         move |_env, outcome| {
             if ticket >= 0.0 {

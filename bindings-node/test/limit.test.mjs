@@ -62,10 +62,11 @@ test('run releases its permit whether fn resolves or rejects', async () => {
   assert.equal(await slow, 'slow');
 });
 
-test('an abort while queued rejects with an AbortError and frees the queue slot', async () => {
+test('an abort while queued rejects with an AbortError and frees the queue slot', async (t) => {
   const limit = new ConcurrencyLimit({ maxConcurrent: 1, maxQueued: 1, queueTimeoutMs: null });
   const held = limit.tryAcquire();
   const controller = new AbortController();
+  t.after(() => controller.abort()); // never leave the waiter pending
   const waiting = limit.acquire({ signal: controller.signal });
   await tick();
   assert.equal(limit.stats().queued, 1);

@@ -13,9 +13,12 @@ const { retry, RetryPolicy } = require('./lib/retry');
 const { CircuitBreaker, BreakerPermit } = require('./lib/breaker');
 const { ConcurrencyLimit, LimitPermit } = require('./lib/limit');
 const { AdaptiveThrottle } = require('./lib/throttle');
+const { planDrain } = require('./lib/drain');
+const { Allocator } = require('./lib/alloc');
 
 module.exports = {
   AdaptiveThrottle,
+  Allocator,
   Backoff,
   BreakerPermit,
   CircuitBreaker,
@@ -24,6 +27,7 @@ module.exports = {
   RetryBudget,
   RetryPolicy,
   codes,
+  planDrain,
   retry,
   /** @internal Panics inside Rust on purpose (tests only). */
   __debugPanic: (message) => native.__debugPanic(String(message)),

@@ -111,12 +111,6 @@ fn stats_of(budget: &RetryBudget) -> RetryBudgetStats {
     }
 }
 
-/// Budgets alive on this thread (for leak tests).
-#[napi(js_name = "__liveBudgets")]
-pub fn live() -> u32 {
-    u32::try_from(handles::count(&BUDGETS)).unwrap_or(u32::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,11 +15,13 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod alloc;
 pub mod backoff;
 pub mod bind;
 pub mod breaker;
 pub mod budget;
 pub mod debug;
+pub mod drain;
 pub mod error;
 pub mod handles;
 pub mod limit;

@@ -327,12 +327,6 @@ pub fn acquire<'env>(
     )
 }
 
-/// Limits alive on this thread (for leak tests).
-#[napi(js_name = "__liveLimits")]
-pub fn live() -> u32 {
-    u32::try_from(handles::count(&LIMITS)).unwrap_or(u32::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,7 +189,10 @@ pub fn code_of(err: &AllocError) -> &'static str {
 pub fn failure(err: &AllocError) -> Failure {
     let code = code_of(err);
     let (message, kind) = match err {
-        AllocError::Config(e) => (from_config_ms(e, MS_FIELDS).message().to_owned(), Some("range".to_owned())),
+        AllocError::Config(e) => (
+            from_config_ms(e, MS_FIELDS).message().to_owned(),
+            Some("range".to_owned()),
+        ),
         other => (other.to_string(), None),
     };
     Failure {
@@ -238,9 +241,8 @@ pub fn allocator_config(options: &AllocatorOptions) -> BwResult<AllocatorConfig>
     let d = AllocatorConfig::default();
     let mut config = d.clone();
     if let Some(mode) = &options.link_mode {
-        config.link_mode = LinkMode::from_str(mode).map_err(|e| {
-            BwError::range(format!("`linkMode`: {e}"))
-        })?;
+        config.link_mode =
+            LinkMode::from_str(mode).map_err(|e| BwError::range(format!("`linkMode`: {e}")))?;
     }
     if let Some(n) = options.max_concurrent {
         config.limit.max_concurrent = whole_usize("maxConcurrent", n)?;
@@ -306,14 +308,19 @@ impl NativeAllocator {
                 let f = failure(&e);
                 BwError::coded(code_of(&e), format!("cannot open the store: {}", f.message))
             })?;
-            let inner = Allocator::new(store, config).map_err(|e| BwError::coded(code_of(&e), e))?;
+            let inner =
+                Allocator::new(store, config).map_err(|e| BwError::coded(code_of(&e), e))?;
             Ok(NativeAllocator { inner })
         })
     }
 
     /// Allocates `appDir/node_modules` for the lockfile.
     #[napi]
-    pub async fn allocate(&self, lockfile: String, app_dir: String) -> napi::Result<AllocateResult> {
+    pub async fn allocate(
+        &self,
+        lockfile: String,
+        app_dir: String,
+    ) -> napi::Result<AllocateResult> {
         let allocator = self.inner.clone();
         let result = caught(async move {
             allocator
@@ -482,9 +489,7 @@ mod tests {
         let f = failure(&shed);
         assert_eq!(f.code, "ERR_BREAKWATER_OVERLOADED");
         assert_eq!(f.retry_after_ms, Some(250.0));
-        let busy = AllocError::StoreBusy {
-            path: "/s".into(),
-        };
+        let busy = AllocError::StoreBusy { path: "/s".into() };
         assert_eq!(code_of(&busy), "ERR_BREAKWATER_STORE_BUSY");
     }
 }

@@ -16,8 +16,8 @@
 //! Every closure runs its body through [`guard`], so a panic or an invalid
 //! argument becomes a coded JS error, never an abort.
 
-use napi::bindgen_prelude::{FromNapiValue, Function, FunctionCallContext, Object, ToNapiValue};
 use napi::Env;
+use napi::bindgen_prelude::{FromNapiValue, Function, FunctionCallContext, Object, ToNapiValue};
 
 use crate::error::{BwError, BwResult, guard};
 
@@ -37,7 +37,11 @@ where
 
 /// Argument `index` of a bound call, converted to `T`; a wrong type is a
 /// `TypeError` naming `name`.
-pub fn arg<T: FromNapiValue>(ctx: &FunctionCallContext<'_>, index: usize, name: &str) -> BwResult<T> {
+pub fn arg<T: FromNapiValue>(
+    ctx: &FunctionCallContext<'_>,
+    index: usize,
+    name: &str,
+) -> BwResult<T> {
     ctx.get::<T>(index)
         .map_err(|_| BwError::type_error(format!("`{name}` has the wrong type")))
 }

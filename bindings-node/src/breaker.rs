@@ -133,7 +133,9 @@ fn open_wait(options: Option<&BackoffOptions>, defaults: BackoffConfig) -> BwRes
             .jitter
             .as_deref()
             .map_or(Ok(defaults.jitter), parse_jitter)
-            .map_err(|e| BwError::range(e.message().replacen("`jitter`", "`openWait.jitter`", 1)))?,
+            .map_err(|e| {
+                BwError::range(e.message().replacen("`jitter`", "`openWait.jitter`", 1))
+            })?,
         max_attempts: o
             .max_attempts
             .map(|n| whole_u32("openWait.maxAttempts", n))
@@ -188,7 +190,9 @@ pub fn breaker_config(options: &BreakerOptions) -> BwResult<BreakerConfig> {
             .half_open_probes
             .map_or(Ok(d.half_open_probes), |n| whole_u32("halfOpenProbes", n))?,
     };
-    config.validate().map_err(|e| from_config_ms(&e, MS_FIELDS))?;
+    config
+        .validate()
+        .map_err(|e| from_config_ms(&e, MS_FIELDS))?;
     Ok(config)
 }
 
@@ -197,7 +201,7 @@ pub fn breaker_config(options: &BreakerOptions) -> BwResult<BreakerConfig> {
 /// - `record(permit, outcome)`: how the call ended (`OUTCOME_*` codes);
 /// - `isProbe(permit)`, `state()` (0 closed, 1 open, 2 half-open), `stats()`.
 #[napi(js_name = "breakerCreate")]
-pub fn create<'env>(env: &'env Env, options: BreakerOptions) -> napi::Result<Object<'env>> {
+pub fn create(env: &Env, options: BreakerOptions) -> napi::Result<Object<'_>> {
     let entry = guard(env, || {
         let config = breaker_config(&options)?;
         let breaker = match options.seed {
@@ -212,7 +216,9 @@ pub fn create<'env>(env: &'env Env, options: BreakerOptions) -> napi::Result<Obj
     })?;
     let mut object = Object::new(env)?;
     let e = Rc::clone(&entry);
-    bind::method(env, &mut object, "acquire", move |_| acquire(&mut *borrow(&e)?))?;
+    bind::method(env, &mut object, "acquire", move |_| {
+        acquire(&mut *borrow(&e)?)
+    })?;
     let e = Rc::clone(&entry);
     bind::method(env, &mut object, "record", move |ctx| {
         let permit: f64 = bind::arg(ctx, 0, "permit")?;
@@ -222,7 +228,10 @@ pub fn create<'env>(env: &'env Env, options: BreakerOptions) -> napi::Result<Obj
     let e = Rc::clone(&entry);
     bind::method(env, &mut object, "isProbe", move |ctx| {
         let permit: f64 = bind::arg(ctx, 0, "permit")?;
-        Ok(borrow(&e)?.permits.get(permit).is_some_and(BreakerPermit::is_probe))
+        Ok(borrow(&e)?
+            .permits
+            .get(permit)
+            .is_some_and(BreakerPermit::is_probe))
     })?;
     let e = Rc::clone(&entry);
     bind::method(env, &mut object, "state", move |_| {
@@ -232,7 +241,9 @@ pub fn create<'env>(env: &'env Env, options: BreakerOptions) -> napi::Result<Obj
             BreakerState::HalfOpen => 2,
         })
     })?;
-    bind::method(env, &mut object, "stats", move |_| Ok(stats(&*borrow(&entry)?)))?;
+    bind::method(env, &mut object, "stats", move |_| {
+        Ok(stats(&*borrow(&entry)?))
+    })?;
     Ok(object)
 }
 
@@ -409,8 +420,14 @@ mod tests {
             let key = acquire(&mut entry).unwrap();
             record(&mut entry, key, OUTCOME_FAILURE).unwrap();
         }
-        assert!(record(&mut entry, 0.0, OUTCOME_SUCCESS).is_err(), "recorded twice");
-        assert!(acquire(&mut entry).unwrap() < -1.0, "open: -1 - retryAfterMs");
+        assert!(
+            record(&mut entry, 0.0, OUTCOME_SUCCESS).is_err(),
+            "recorded twice"
+        );
+        assert!(
+            acquire(&mut entry).unwrap() < -1.0,
+            "open: -1 - retryAfterMs"
+        );
         assert_eq!(entry.breaker.state(), BreakerState::Open);
         assert!(entry.permits.is_empty());
     }

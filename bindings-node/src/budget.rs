@@ -61,7 +61,9 @@ pub fn budget_config(options: &RetryBudgetOptions) -> BwResult<RetryBudgetConfig
             })?,
         retry_ratio: options.retry_ratio.unwrap_or(defaults.retry_ratio),
     };
-    config.validate().map_err(|e| from_config_ms(&e, &["ttl"]))?;
+    config
+        .validate()
+        .map_err(|e| from_config_ms(&e, &["ttl"]))?;
     Ok(config)
 }
 
@@ -78,7 +80,7 @@ fn release(key: f64) {
 /// stats() }`: the key lets a retry policy share the budget, the handle
 /// keeps its table entry alive, the methods are bound closures.
 #[napi(js_name = "budgetCreate")]
-pub fn create<'env>(env: &'env Env, options: RetryBudgetOptions) -> napi::Result<Object<'env>> {
+pub fn create(env: &Env, options: RetryBudgetOptions) -> napi::Result<Object<'_>> {
     let (budget, key) = guard(env, || {
         let budget = Arc::new(
             RetryBudget::new(budget_config(&options)?).map_err(|e| from_config_ms(&e, &["ttl"]))?,
@@ -95,7 +97,9 @@ pub fn create<'env>(env: &'env Env, options: RetryBudgetOptions) -> napi::Result
         Ok(())
     })?;
     let b = Arc::clone(&budget);
-    bind::method(env, &mut object, "tryWithdraw", move |_| Ok(b.try_withdraw()))?;
+    bind::method(env, &mut object, "tryWithdraw", move |_| {
+        Ok(b.try_withdraw())
+    })?;
     bind::method(env, &mut object, "stats", move |_| Ok(stats_of(&budget)))?;
     Ok(object)
 }

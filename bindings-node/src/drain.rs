@@ -8,9 +8,9 @@
 
 use std::str::FromStr;
 
-use fleet_drain::{FleetError, PlanError};
 use fleet_drain::fleet::{App, AppId, AppState, FleetSnapshot, Host, HostId, HostState};
 use fleet_drain::plan::{Amount, DrainLimits, DrainPlan, Planner};
+use fleet_drain::{FleetError, PlanError};
 use napi::Env;
 use napi_derive::napi;
 
@@ -174,7 +174,9 @@ pub fn limits(input: &LimitsInput) -> BwResult<DrainLimits> {
     let limits = DrainLimits {
         max_draining_hosts: input
             .max_draining_hosts
-            .map_or(Ok(d.max_draining_hosts), |n| whole_u32("maxDrainingHosts", n))?,
+            .map_or(Ok(d.max_draining_hosts), |n| {
+                whole_u32("maxDrainingHosts", n)
+            })?,
         max_unavailable: amount(
             "maxUnavailable",
             input.max_unavailable.as_deref(),
@@ -195,8 +197,21 @@ pub fn limits(input: &LimitsInput) -> BwResult<DrainLimits> {
     Ok(limits)
 }
 
+/// A validated fleet.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The hosts.
+    pub hosts: Vec<Host>,
+    /// Whether each host (same order) may receive apps.
+    pub healthy: Vec<bool>,
+    /// The apps.
+    pub apps: Vec<App>,
+    /// The hosts to drain, in order.
+    pub drain: Vec<HostId>,
+}
+
 /// The fleet as hosts and apps, plus the hosts to drain.
-pub fn fleet(input: &FleetInput) -> BwResult<(Vec<Host>, Vec<bool>, Vec<App>, Vec<HostId>)> {
+pub fn fleet(input: &FleetInput) -> BwResult<Parsed> {
     let mut hosts = Vec::with_capacity(input.hosts.len());
     let mut healthy = Vec::with_capacity(input.hosts.len());
     let mut seen = std::collections::HashSet::new();
@@ -236,7 +251,12 @@ pub fn fleet(input: &FleetInput) -> BwResult<(Vec<Host>, Vec<bool>, Vec<App>, Ve
         .enumerate()
         .map(|(i, &h)| id(&format!("fleet.drain[{i}]"), h).map(HostId))
         .collect::<BwResult<Vec<_>>>()?;
-    Ok((hosts, healthy, apps, drain))
+    Ok(Parsed {
+        hosts,
+        healthy,
+        apps,
+        drain,
+    })
 }
 
 fn snapshot(hosts: &[Host], healthy: &[bool], apps: &[App]) -> BwResult<FleetSnapshot> {
@@ -255,9 +275,9 @@ fn snapshot(hosts: &[Host], healthy: &[bool], apps: &[App]) -> BwResult<FleetSna
 fn plan_error(err: PlanError) -> BwError {
     match err {
         PlanError::Config(e) => from_config(&e),
-        PlanError::UnknownHost(host) => BwError::range(format!(
-            "`fleet.drain`: {host} is not in `fleet.hosts`"
-        )),
+        PlanError::UnknownHost(host) => {
+            BwError::range(format!("`fleet.drain`: {host} is not in `fleet.hosts`"))
+        }
         other => BwError::coded(DRAIN_INFEASIBLE, other.to_string()),
     }
 }
@@ -302,7 +322,12 @@ fn wave(plan: &DrainPlan) -> WaveOut {
 /// Plans every wave of draining `fleet.drain` within `limits`.
 pub fn plan_all(input: &FleetInput, limits_input: &LimitsInput) -> BwResult<Vec<WaveOut>> {
     let planner = Planner::new(limits(limits_input)?).map_err(|e| from_config(&e))?;
-    let (mut hosts, healthy, mut apps, targets) = fleet(input)?;
+    let Parsed {
+        mut hosts,
+        healthy,
+        mut apps,
+        drain: targets,
+    } = fleet(input)?;
     let first = snapshot(&hosts, &healthy, &apps)?;
     planner
         .check_feasible(&first, &targets)
@@ -313,9 +338,11 @@ pub fn plan_all(input: &FleetInput, limits_input: &LimitsInput) -> BwResult<Vec<
     // Every productive wave drains at least one host or moves one app.
     let bound = targets.len().saturating_add(apps.len()).saturating_add(1);
     for _ in 0..bound {
-        let pending = targets
-            .iter()
-            .any(|t| current.host(*t).is_some_and(|h| h.state != HostState::Drained));
+        let pending = targets.iter().any(|t| {
+            current
+                .host(*t)
+                .is_some_and(|h| h.state != HostState::Drained)
+        });
         if !pending {
             return Ok(waves);
         }
@@ -432,6 +459,10 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(err.message().contains("maxDrainingHosts"), "{}", err.message());
+        assert!(
+            err.message().contains("maxDrainingHosts"),
+            "{}",
+            err.message()
+        );
     }
 }

@@ -201,7 +201,10 @@ mod tests {
     fn duration_fields_get_the_ms_suffix() {
         let err = ConfigError::new("base", "too small").nested("open_wait");
         let mapped = from_config_ms(&err, &["open_wait.base"]);
-        assert_eq!(mapped.message(), "invalid option `openWait.baseMs`: too small");
+        assert_eq!(
+            mapped.message(),
+            "invalid option `openWait.baseMs`: too small"
+        );
         let plain = from_config_ms(&ConfigError::new("half_open_probes", "x"), &["ttl"]);
         assert!(plain.message().contains("`halfOpenProbes`"));
     }

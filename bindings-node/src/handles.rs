@@ -1,12 +1,11 @@
 //! Numeric handles: how JS refers to native objects on the hot path.
 //!
-//! A napi class method costs about 325 ns per call (napi unwraps `this` and
-//! checks the wrapped type in a global registry), a plain function with a
-//! number argument about 125 ns. So the objects used per request (budgets,
-//! breakers, limits, throttles, retry policies, and the permits they hand
-//! out) live in per-thread [`Slots`] tables, and JS passes their keys to
-//! plain functions. A key is a JS number (`generation << 32 | index`, below
-//! 2^53), so a stale key (a slot reused after a release) is detected.
+//! Permits handed to JS (breaker and limit permits) are numbers: keys into
+//! a per-object [`Slots`] table, so acquiring one creates no JS object. A
+//! key is a JS number (`generation << 32 | index`, below 2^53), so a stale
+//! key (a slot reused after a release) is detected. Objects that other
+//! exports look up (budgets shared with retry policies, limits for the
+//! async `limitAcquire`) live in per-thread tables of the same kind.
 //!
 //! Each table is owned by the JS thread that created its entries (a napi
 //! environment runs on one thread; worker threads get their own tables).
@@ -64,16 +63,15 @@ impl<T> Slots<T> {
     /// Stores `value`; returns its key, or `None` if the table is full
     /// (2^32 entries).
     pub fn insert(&mut self, value: T) -> Option<f64> {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                let index = u32::try_from(self.entries.len()).ok()?;
-                self.entries.push(Entry {
-                    generation: 0,
-                    value: None,
-                });
-                index
-            }
+        let index = if let Some(index) = self.free.pop() {
+            index
+        } else {
+            let index = u32::try_from(self.entries.len()).ok()?;
+            self.entries.push(Entry {
+                generation: 0,
+                value: None,
+            });
+            index
         };
         let entry = self.entries.get_mut(index as usize)?;
         entry.value = Some(value);
@@ -185,13 +183,6 @@ pub fn remove<T: 'static>(table: &'static Table<T>, key: f64) -> Option<T> {
         .flatten()
 }
 
-/// Entries currently stored in `table` (for leak tests).
-pub fn count<T: 'static>(table: &'static Table<T>) -> usize {
-    table
-        .try_with(|cell| cell.try_borrow().map_or(0, |slots| slots.len()))
-        .unwrap_or(0)
-}
-
 fn busy(what: &str) -> BwError {
     BwError::coded(
         crate::error::INTERNAL,
@@ -231,7 +222,9 @@ impl Drop for Handle {
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle").field("key", &self.key).finish()
+        f.debug_struct("Handle")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -282,7 +275,13 @@ mod tests {
             assert!(key < 2f64.powi(53));
             assert_eq!(slots.get(key), Some(&0));
         }
-        assert_eq!(encode(7, GENERATION_MASK), f64::from(GENERATION_MASK) * 2f64.powi(32) + 7.0);
-        assert_eq!(decode(encode(7, GENERATION_MASK)), Some((7, GENERATION_MASK)));
+        assert_eq!(
+            encode(7, GENERATION_MASK),
+            f64::from(GENERATION_MASK) * 2f64.powi(32) + 7.0
+        );
+        assert_eq!(
+            decode(encode(7, GENERATION_MASK)),
+            Some((7, GENERATION_MASK))
+        );
     }
 }

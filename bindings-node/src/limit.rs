@@ -121,12 +121,18 @@ pub fn limit_config(options: &LimitOptions) -> BwResult<ConcurrencyLimitConfig> 
         queue_timeout,
         min_retry_after: options
             .min_retry_after_ms
-            .map_or(Ok(d.min_retry_after), |ms| duration_ms("minRetryAfterMs", ms))?,
+            .map_or(Ok(d.min_retry_after), |ms| {
+                duration_ms("minRetryAfterMs", ms)
+            })?,
         max_retry_after: options
             .max_retry_after_ms
-            .map_or(Ok(d.max_retry_after), |ms| duration_ms("maxRetryAfterMs", ms))?,
+            .map_or(Ok(d.max_retry_after), |ms| {
+                duration_ms("maxRetryAfterMs", ms)
+            })?,
     };
-    config.validate().map_err(|e| from_config_ms(&e, MS_FIELDS))?;
+    config
+        .validate()
+        .map_err(|e| from_config_ms(&e, MS_FIELDS))?;
     Ok(config)
 }
 
@@ -167,10 +173,10 @@ pub fn try_acquire(entry: &mut LimitEntry) -> BwResult<f64> {
 /// retryAfterMs`), `release(permit)`, `inFlight()`, `stats()`,
 /// `setMaxConcurrent(n)`.
 #[napi(js_name = "limitCreate")]
-pub fn create<'env>(env: &'env Env, options: LimitOptions) -> napi::Result<Object<'env>> {
+pub fn create(env: &Env, options: LimitOptions) -> napi::Result<Object<'_>> {
     let (entry, key) = guard(env, || {
-        let limit =
-            ConcurrencyLimit::new(limit_config(&options)?).map_err(|e| from_config_ms(&e, MS_FIELDS))?;
+        let limit = ConcurrencyLimit::new(limit_config(&options)?)
+            .map_err(|e| from_config_ms(&e, MS_FIELDS))?;
         let entry = Rc::new(RefCell::new(LimitEntry {
             limit,
             permits: Slots::new(),
@@ -182,7 +188,9 @@ pub fn create<'env>(env: &'env Env, options: LimitOptions) -> napi::Result<Objec
     object.set("key", key)?;
     object.set("handle", Handle::new(key, release_limit))?;
     let e = Rc::clone(&entry);
-    bind::method(env, &mut object, "tryAcquire", move |_| try_acquire(&mut *borrow(&e)?))?;
+    bind::method(env, &mut object, "tryAcquire", move |_| {
+        try_acquire(&mut *borrow(&e)?)
+    })?;
     let e = Rc::clone(&entry);
     bind::method(env, &mut object, "release", move |ctx| {
         let permit: f64 = bind::arg(ctx, 0, "permit")?;
@@ -260,11 +268,7 @@ type Queued = Option<Result<ConcurrencyPermit, Overloaded>>;
 /// of the wait runs on the addon's tokio runtime and never blocks the event
 /// loop.
 #[napi(js_name = "limitAcquire")]
-pub fn acquire<'env>(
-    env: &'env Env,
-    key: f64,
-    ticket: f64,
-) -> napi::Result<PromiseRaw<'env, AcquireOutcome>> {
+pub fn acquire(env: &Env, key: f64, ticket: f64) -> napi::Result<PromiseRaw<'_, AcquireOutcome>> {
     let (mut wait, first) = guard(env, || {
         let limit = with_limit(key, |entry| Ok(entry.limit.clone()))?;
         let cancelled = if ticket >= 0.0 {
@@ -285,8 +289,7 @@ pub fn acquire<'env>(
             }
         });
         let first = within_runtime_if_available(|| {
-            wait.as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()))
+            wait.as_mut().poll(&mut Context::from_waker(Waker::noop()))
         });
         Ok((wait, first))
     })?;

@@ -97,12 +97,8 @@ pub fn policy(options: &RetryPolicyOptions) -> BwResult<RetryPolicy> {
         per_attempt_timeout: None,
         overall_timeout: None,
     };
-    let mut policy = RetryPolicy::new(config).map_err(|e| {
-        from_config_ms(
-            &e,
-            &["backoff.base", "backoff.max", "max_retry_after"],
-        )
-    })?;
+    let mut policy = RetryPolicy::new(config)
+        .map_err(|e| from_config_ms(&e, &["backoff.base", "backoff.max", "max_retry_after"]))?;
     if let Some(key) = options.budget {
         policy = policy.with_budget(crate::budget::shared(key)?);
     }
@@ -129,7 +125,7 @@ fn prefix_backoff(message: &str) -> String {
 /// - `expired()`: a run whose deadline passed before its first attempt;
 /// - `stats()`: the policy's counters.
 #[napi(js_name = "retryPolicyCreate")]
-pub fn create<'env>(env: &'env Env, options: RetryPolicyOptions) -> napi::Result<Object<'env>> {
+pub fn create(env: &Env, options: RetryPolicyOptions) -> napi::Result<Object<'_>> {
     let policy = guard(env, || policy(&options))?;
     let mut object = Object::new(env)?;
     let p = policy.clone();
@@ -240,7 +236,8 @@ impl NativeRetryRun {
     ) -> napi::Result<f64> {
         guard(&env, || {
             let run = self.run()?;
-            let code = decision_code(run.on_failure(class(retryable, hint_ms), remaining(remaining_ms)));
+            let code =
+                decision_code(run.on_failure(class(retryable, hint_ms), remaining(remaining_ms)));
             if code < 0.0 {
                 self.run = None;
             }
@@ -309,9 +306,15 @@ mod tests {
         .unwrap();
         let mut run = policy.start_run();
         run.begin_attempt();
-        assert_eq!(decision_code(run.on_failure(class(true, -1.0), remaining(f64::INFINITY))), 100.0);
+        assert_eq!(
+            decision_code(run.on_failure(class(true, -1.0), remaining(f64::INFINITY))),
+            100.0
+        );
         run.begin_attempt();
-        assert_eq!(decision_code(run.on_failure(class(true, 700.0), remaining(f64::INFINITY))), 700.0);
+        assert_eq!(
+            decision_code(run.on_failure(class(true, 700.0), remaining(f64::INFINITY))),
+            700.0
+        );
         run.begin_attempt();
         assert_eq!(
             decision_code(run.on_failure(class(true, -1.0), remaining(f64::INFINITY))),

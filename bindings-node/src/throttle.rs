@@ -51,7 +51,9 @@ pub fn throttle_config(options: &ThrottleOptions) -> BwResult<AdaptiveThrottleCo
             .map_or(Ok(d.buckets), |n| whole_u32("buckets", n))?,
         k: options.k.unwrap_or(d.k),
     };
-    config.validate().map_err(|e| from_config_ms(&e, &["window"]))?;
+    config
+        .validate()
+        .map_err(|e| from_config_ms(&e, &["window"]))?;
     Ok(config)
 }
 
@@ -59,7 +61,7 @@ pub fn throttle_config(options: &ThrottleOptions) -> BwResult<AdaptiveThrottleCo
 /// send the request, or the rejection probability (> 0) when it is
 /// throttled locally), `recordAccepted()`, `recordRejected()`, `stats()`.
 #[napi(js_name = "throttleCreate")]
-pub fn create<'env>(env: &'env Env, options: ThrottleOptions) -> napi::Result<Object<'env>> {
+pub fn create(env: &Env, options: ThrottleOptions) -> napi::Result<Object<'_>> {
     let throttle = guard(env, || {
         let config = throttle_config(&options)?;
         match options.seed {

@@ -342,9 +342,7 @@ impl StartPacer {
     fn record(&mut self, host: HostId, now: Instant) {
         let log = self.starts.entry(host).or_default();
         log.push_back(now);
-        self.peak = self
-            .peak
-            .max(u32::try_from(log.len()).unwrap_or(u32::MAX));
+        self.peak = self.peak.max(u32::try_from(log.len()).unwrap_or(u32::MAX));
     }
 }
 
@@ -438,7 +436,9 @@ impl DrainController {
 
     fn emit(&self, event: DrainEvent) {
         match &event {
-            DrainEvent::Paused { reason, .. } => tracing::warn!(%reason, "drain paused by health gate"),
+            DrainEvent::Paused { reason, .. } => {
+                tracing::warn!(%reason, "drain paused by health gate")
+            }
             DrainEvent::Aborted { reason } => tracing::error!(%reason, "drain aborted"),
             DrainEvent::StartFailed {
                 app,
@@ -497,7 +497,9 @@ impl DrainController {
     /// configured backoff.
     async fn with_retry<T, F>(&self, op: F) -> Result<T, DrainError>
     where
-        F: for<'a> Fn(&'a dyn Fleet) -> Pin<Box<dyn Future<Output = Result<T, FleetError>> + Send + 'a>>,
+        F: for<'a> Fn(
+            &'a dyn Fleet,
+        ) -> Pin<Box<dyn Future<Output = Result<T, FleetError>> + Send + 'a>>,
     {
         let mut backoff = Backoff::with_seed(self.config.retry.clone(), self.rng_seed)?;
         loop {
@@ -630,7 +632,9 @@ impl DrainController {
         // Targets the fleet shows draining that the journal does not know
         // (its tail was lost): adopt them rather than start them again.
         for &t in targets {
-            if snapshot.host(t).is_some_and(|h| h.state == HostState::Draining)
+            if snapshot
+                .host(t)
+                .is_some_and(|h| h.state == HostState::Draining)
                 && !progress.draining.contains(&t)
                 && !progress.is_drained(t)
             {
@@ -721,15 +725,25 @@ impl DrainController {
                 })
                 .collect();
             if !repairs.is_empty() {
-                tracing::info!(apps = repairs.len(), "restarting apps left stopped or failed on receivers");
+                tracing::info!(
+                    apps = repairs.len(),
+                    "restarting apps left stopped or failed on receivers"
+                );
                 let budget = usize::try_from(
                     self.config
                         .limits
                         .unavailable_budget(snapshot.total_apps() as u64),
                 )
                 .unwrap_or(usize::MAX);
-                self.execute(repairs, budget, &mut pacer, &mut state, started, remaining.len())
-                    .await?;
+                self.execute(
+                    repairs,
+                    budget,
+                    &mut pacer,
+                    &mut state,
+                    started,
+                    remaining.len(),
+                )
+                .await?;
                 continue;
             }
 
@@ -799,8 +813,15 @@ impl DrainController {
                 continue;
             }
             let budget = usize::try_from(plan.unavailable_budget()).unwrap_or(usize::MAX);
-            self.execute(work, budget, &mut pacer, &mut state, started, remaining.len())
-                .await?;
+            self.execute(
+                work,
+                budget,
+                &mut pacer,
+                &mut state,
+                started,
+                remaining.len(),
+            )
+            .await?;
             state.report.peak_starts_per_host_per_minute = pacer.peak;
         }
     }
@@ -943,9 +964,9 @@ fn remaining_targets(
         .copied()
         .filter(|&t| {
             !progress.is_drained(t)
-                && snapshot
-                    .host(t)
-                    .is_none_or(|h| h.state != HostState::Drained || !snapshot.apps_on(t).is_empty())
+                && snapshot.host(t).is_none_or(|h| {
+                    h.state != HostState::Drained || !snapshot.apps_on(t).is_empty()
+                })
         })
         .collect()
 }
@@ -968,10 +989,7 @@ mod tests {
             pacer.next_allowed(h, t0 + Duration::from_secs(20)),
             t0 + START_WINDOW
         );
-        assert_eq!(
-            pacer.next_allowed(h, t0 + START_WINDOW),
-            t0 + START_WINDOW
-        );
+        assert_eq!(pacer.next_allowed(h, t0 + START_WINDOW), t0 + START_WINDOW);
         assert_eq!(pacer.next_allowed(HostId(2), t0), t0);
         assert_eq!(pacer.peak, 2);
     }

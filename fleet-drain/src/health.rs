@@ -181,12 +181,9 @@ impl FleetHealth {
     pub fn host(&self, host: HostId) -> Option<HealthFigures> {
         let failures = self.failures.iter().filter(|(_, h)| *h == host).count();
         match self.counts.get(&host) {
-            Some(&(total, healthy, starting)) => Some(figures(
-                total,
-                healthy,
-                starting,
-                self.per_minute(failures),
-            )),
+            Some(&(total, healthy, starting)) => {
+                Some(figures(total, healthy, starting, self.per_minute(failures)))
+            }
             None if failures > 0 => Some(figures(0, 0, 0, self.per_minute(failures))),
             None => None,
         }
@@ -211,7 +208,12 @@ impl FleetHealth {
     }
 }
 
-fn figures(apps: u64, healthy: u64, starting: u64, start_failures_per_minute: f64) -> HealthFigures {
+fn figures(
+    apps: u64,
+    healthy: u64,
+    starting: u64,
+    start_failures_per_minute: f64,
+) -> HealthFigures {
     let settled = apps.saturating_sub(starting);
     HealthFigures {
         apps,
@@ -545,8 +547,20 @@ mod tests {
                 },
                 "abort_above_failures_per_minute",
             ),
-            (HealthGateConfig { fire_after: 0, ..d() }, "fire_after"),
-            (HealthGateConfig { abort_after: 0, ..d() }, "abort_after"),
+            (
+                HealthGateConfig {
+                    fire_after: 0,
+                    ..d()
+                },
+                "fire_after",
+            ),
+            (
+                HealthGateConfig {
+                    abort_after: 0,
+                    ..d()
+                },
+                "abort_after",
+            ),
         ];
         for (config, field) in cases {
             assert_eq!(HealthGate::new(config).unwrap_err().field(), field);
@@ -594,7 +608,10 @@ mod tests {
         health.record_start(HostId(2), true);
         health.observe(&[]);
         assert_eq!(health.fleet().start_failures_per_minute, 2.0);
-        assert_eq!(health.host(HostId(1)).unwrap().start_failures_per_minute, 2.0);
+        assert_eq!(
+            health.host(HostId(1)).unwrap().start_failures_per_minute,
+            2.0
+        );
         assert!(health.host(HostId(2)).is_none());
         clock.advance(Duration::from_secs(120));
         health.observe(&[]);

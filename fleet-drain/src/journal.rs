@@ -240,7 +240,9 @@ fn decode(bytes: &[u8]) -> (Vec<JournalRecord>, usize, Option<String>) {
             return (
                 records,
                 offset,
-                Some(format!("record length {len} exceeds the limit (corrupt header)")),
+                Some(format!(
+                    "record length {len} exceeds the limit (corrupt header)"
+                )),
             );
         }
         let Some(payload) = rest.get(..len) else {
@@ -359,8 +361,7 @@ impl DrainProgress {
                     progress.waves = progress.waves.max(*wave);
                     for host in hosts {
                         *progress.wave_starts.entry(*host).or_default() += 1;
-                        if !progress.draining.contains(host) && !progress.drained.contains(host)
-                        {
+                        if !progress.draining.contains(host) && !progress.drained.contains(host) {
                             progress.draining.push(*host);
                         }
                     }

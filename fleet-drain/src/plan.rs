@@ -148,9 +148,9 @@ impl FromStr for Amount {
                 .map(Amount::Percent)
                 .map_err(|_| format!("`{s}` is not a percentage like \"10%\""))
         } else {
-            s.parse::<u32>()
-                .map(Amount::Count)
-                .map_err(|_| format!("`{s}` is neither a count like 5 nor a percentage like \"10%\""))
+            s.parse::<u32>().map(Amount::Count).map_err(|_| {
+                format!("`{s}` is neither a count like 5 nor a percentage like \"10%\"")
+            })
         }
     }
 }
@@ -421,9 +421,7 @@ impl Planner {
         targets: &[HostId],
     ) -> Result<(), PlanError> {
         let is_target = Self::target_flags(snapshot, targets)?;
-        let budget = self
-            .limits
-            .unavailable_budget(snapshot.total_apps() as u64);
+        let budget = self.limits.unavailable_budget(snapshot.total_apps() as u64);
         let mut needed = 0u64;
         for &t in targets {
             let apps = snapshot.apps_on(t).len() as u64;
@@ -471,9 +469,7 @@ impl Planner {
     ) -> Result<DrainPlan, PlanError> {
         let is_target = Self::target_flags(snapshot, targets)?;
         let hosts = snapshot.hosts();
-        let budget = self
-            .limits
-            .unavailable_budget(snapshot.total_apps() as u64);
+        let budget = self.limits.unavailable_budget(snapshot.total_apps() as u64);
 
         // Receivers, their room, and apps already unavailable outside the
         // targets (they use up the unavailability budget).
@@ -805,7 +801,10 @@ mod tests {
         assert_eq!(Amount::Percent(10.0).ceil_of(99), 10);
         let json = serde_json::to_string(&Amount::Percent(10.0)).unwrap();
         assert_eq!(json, "\"10%\"");
-        assert_eq!(serde_json::from_str::<Amount>("7").unwrap(), Amount::Count(7));
+        assert_eq!(
+            serde_json::from_str::<Amount>("7").unwrap(),
+            Amount::Count(7)
+        );
     }
 
     #[test]

@@ -146,7 +146,10 @@ impl RolloutConfig {
     /// `steps[i].field`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.version.trim().is_empty() {
-            return Err(ConfigError::new("version", "must name the version to roll out"));
+            return Err(ConfigError::new(
+                "version",
+                "must name the version to roll out",
+            ));
         }
         if self.steps.is_empty() {
             return Err(ConfigError::new("steps", "must contain at least one step"));
@@ -173,10 +176,16 @@ impl RolloutConfig {
         }
         self.gate.validate().map_err(|e| e.nested("gate"))?;
         if self.check_interval.is_zero() {
-            return Err(ConfigError::new("check_interval", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "check_interval",
+                "must be greater than zero",
+            ));
         }
         if self.failure_window.is_zero() {
-            return Err(ConfigError::new("failure_window", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "failure_window",
+                "must be greater than zero",
+            ));
         }
         self.retry.validate().map_err(|e| e.nested("retry"))?;
         if self.deadline == Some(Duration::ZERO) {
@@ -186,7 +195,10 @@ impl RolloutConfig {
             ));
         }
         if self.rollback_timeout.is_zero() {
-            return Err(ConfigError::new("rollback_timeout", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "rollback_timeout",
+                "must be greater than zero",
+            ));
         }
         Ok(())
     }
@@ -256,7 +268,10 @@ impl Rollout {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         if hosts.is_empty() {
-            return Err(ConfigError::new("hosts", "a rollout needs at least one host"));
+            return Err(ConfigError::new(
+                "hosts",
+                "a rollout needs at least one host",
+            ));
         }
         let clock = clock.into_shared();
         let gate = HealthGate::new(config.gate.clone()).map_err(|e| e.nested("gate"))?;
@@ -332,7 +347,9 @@ impl Rollout {
                 tracing::warn!(%error, changes = self.changes.len(), "rollout failed; rolling back");
                 let undone = self.rollback().await?;
                 Err(match error {
-                    RolloutError::Aborted { reason, .. } => RolloutError::Aborted { reason, undone },
+                    RolloutError::Aborted { reason, .. } => {
+                        RolloutError::Aborted { reason, undone }
+                    }
                     other => other,
                 })
             }

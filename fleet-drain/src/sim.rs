@@ -214,7 +214,11 @@ impl SimState {
         if app.state == AppState::Running
             && let Some(host) = self.hosts.get(app.host as usize)
             && self.bad_versions.contains(&host.host.version)
-            && (host.serving || self.traffic.get(&host.host.version).is_some_and(|p| *p > 0.0))
+            && (host.serving
+                || self
+                    .traffic
+                    .get(&host.host.version)
+                    .is_some_and(|p| *p > 0.0))
         {
             return AppState::Unhealthy;
         }
@@ -386,7 +390,10 @@ impl SimFleet {
 
     /// Whether `host` is receiving traffic.
     pub fn is_serving(&self, id: HostId) -> bool {
-        self.lock().hosts.get(id.0 as usize).is_some_and(|h| h.serving)
+        self.lock()
+            .hosts
+            .get(id.0 as usize)
+            .is_some_and(|h| h.serving)
     }
 
     /// The traffic share last set for `version` with
@@ -469,14 +476,14 @@ impl SimFleet {
         let stats = &mut state.stats;
         stats.starts += 1;
         stats.peak_concurrent_starts = stats.peak_concurrent_starts.max(concurrent);
-        stats.peak_starts_per_host_per_minute = stats.peak_starts_per_host_per_minute.max(per_minute);
+        stats.peak_starts_per_host_per_minute =
+            stats.peak_starts_per_host_per_minute.max(per_minute);
         let p = self.config.failure_probability(concurrent);
         let fails = p > 0.0 && state.rng.f64() < p;
         state.pending.push((deadline, app, to, fails));
         tracing::trace!(%app, host = %to, concurrent, p, fails, "sim: start begun");
         Ok(fails)
     }
-
 }
 
 /// Counts a start as abandoned if the migrate future is dropped mid-start.
@@ -779,9 +786,9 @@ pub async fn naive_drain(
         return Err(FleetError::InvalidArgument("no receivers".into()));
     }
     // (id, capacity, load) of every receiver.
-    let mut load: Vec<(HostId, u32, u32)> = receivers.iter().map(|h| (h.id, h.capacity, 0)).collect();
-    let position: HashMap<HostId, usize> =
-        load.iter().enumerate().map(|(i, r)| (r.0, i)).collect();
+    let mut load: Vec<(HostId, u32, u32)> =
+        receivers.iter().map(|h| (h.id, h.capacity, 0)).collect();
+    let position: HashMap<HostId, usize> = load.iter().enumerate().map(|(i, r)| (r.0, i)).collect();
     for app in fleet.apps().await? {
         if let Some(r) = position.get(&app.host).and_then(|&i| load.get_mut(i)) {
             r.2 += 1;
@@ -798,7 +805,11 @@ pub async fn naive_drain(
             let batch: Vec<HostId> = (0..config.hosts_at_once)
                 .filter_map(|_| pending.pop_front())
                 .collect();
-            tracing::info!(hosts = batch.len(), capacity_use = use_share, "naive: draining batch");
+            tracing::info!(
+                hosts = batch.len(),
+                capacity_use = use_share,
+                "naive: draining batch"
+            );
             let apps = fleet.apps().await?;
             for host in &batch {
                 fleet.set_host_state(*host, HostState::Draining).await?;
@@ -980,7 +991,13 @@ mod tests {
         let apps = fleet.add_apps(a, 2).unwrap();
         run(&clock, fleet.migrate(apps[0], b)).unwrap().unwrap();
         let err = run(&clock, fleet.migrate(apps[1], b)).unwrap().unwrap_err();
-        assert_eq!(err, FleetError::NoCapacity { host: b, capacity: 1 });
+        assert_eq!(
+            err,
+            FleetError::NoCapacity {
+                host: b,
+                capacity: 1
+            }
+        );
         run(&clock, fleet.cordon(a)).unwrap().unwrap();
         let err = run(&clock, fleet.migrate(apps[0], a)).unwrap().unwrap_err();
         assert!(matches!(err, FleetError::NotAccepting { .. }));
@@ -1018,9 +1035,13 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(health(&fleet), AppState::Running);
-        run(&clock, fleet.shift_traffic("v2", 10.0)).unwrap().unwrap();
+        run(&clock, fleet.shift_traffic("v2", 10.0))
+            .unwrap()
+            .unwrap();
         assert_eq!(health(&fleet), AppState::Unhealthy);
-        run(&clock, fleet.stop_version(host, "v2")).unwrap().unwrap();
+        run(&clock, fleet.stop_version(host, "v2"))
+            .unwrap()
+            .unwrap();
         assert_eq!(health(&fleet), AppState::Running);
         assert_eq!(fleet.host(host).unwrap().version, "v1");
     }

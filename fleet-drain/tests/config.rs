@@ -34,9 +34,15 @@ fn unknown_fields_and_bad_values_are_refused() {
     let err = toml::from_str::<DrainConfig>("[limits]\nmax_unavailable = \"ten%\"").unwrap_err();
     assert!(err.to_string().contains("percentage"), "{err}");
     let config: DrainConfig = toml::from_str("[limits]\nmax_draining_hosts = 0").unwrap();
-    assert_eq!(config.validate().unwrap_err().field(), "limits.max_draining_hosts");
+    assert_eq!(
+        config.validate().unwrap_err().field(),
+        "limits.max_draining_hosts"
+    );
     let config: DrainConfig = toml::from_str("[limits]\nmin_free_capacity = \"100%\"").unwrap();
-    assert_eq!(config.validate().unwrap_err().field(), "limits.min_free_capacity");
+    assert_eq!(
+        config.validate().unwrap_err().field(),
+        "limits.min_free_capacity"
+    );
 }
 
 #[test]

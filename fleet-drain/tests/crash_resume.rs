@@ -10,11 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{Scenario, assert_fully_drained, bounded_config, scenario};
+use fleet_drain::DrainError;
 use fleet_drain::drain::{DrainController, DrainReport};
 use fleet_drain::journal::{DrainProgress, FileJournal, Journal};
 use fleet_drain::plan::Amount;
 use fleet_drain::sim::{self, SimConfig, SimError};
-use fleet_drain::DrainError;
 
 fn small() -> Scenario {
     scenario(SimConfig::default(), 12, 10, 10, 30)
@@ -29,7 +29,11 @@ fn config() -> fleet_drain::drain::DrainConfig {
 }
 
 /// Runs a controller on the journal at `path` for at most `steps` polls.
-fn run_for(s: &Scenario, path: &Path, steps: u64) -> Result<Result<DrainReport, DrainError>, SimError> {
+fn run_for(
+    s: &Scenario,
+    path: &Path,
+    steps: u64,
+) -> Result<Result<DrainReport, DrainError>, SimError> {
     let journal = FileJournal::open(path).unwrap();
     let mut controller = DrainController::with_clock(
         config(),
@@ -68,8 +72,14 @@ fn assert_invariants(s: &Scenario, path: &Path) {
     let limits = config().limits;
     assert_fully_drained(s);
     let stats = s.fleet.stats();
-    assert_eq!(stats.max_drains_per_host, 1, "a host was drained twice: {stats:?}");
-    assert!(stats.peak_draining_hosts <= limits.max_draining_hosts, "{stats:?}");
+    assert_eq!(
+        stats.max_drains_per_host, 1,
+        "a host was drained twice: {stats:?}"
+    );
+    assert!(
+        stats.peak_draining_hosts <= limits.max_draining_hosts,
+        "{stats:?}"
+    );
     assert!(
         stats.peak_starts_per_host_per_minute <= limits.max_starts_per_host_per_minute,
         "{stats:?}"
@@ -78,7 +88,10 @@ fn assert_invariants(s: &Scenario, path: &Path) {
     let records = futures::executor::block_on(journal.records()).unwrap();
     let progress = DrainProgress::from_records(&records);
     assert!(progress.finished);
-    assert!(progress.wave_starts.values().all(|&n| n == 1), "{progress:?}");
+    assert!(
+        progress.wave_starts.values().all(|&n| n == 1),
+        "{progress:?}"
+    );
     assert_eq!(progress.drained.len(), s.old.len());
 }
 
@@ -95,7 +108,11 @@ fn a_controller_killed_at_random_points_resumes_within_limits() {
         let mut crashes = 0;
         loop {
             // Up to 4 crashes after a random number of polls, then run on.
-            let steps = if crashes < 4 { rng.u64(1..total) } else { u64::MAX };
+            let steps = if crashes < 4 {
+                rng.u64(1..total)
+            } else {
+                u64::MAX
+            };
             match run_for(&s, &path, steps) {
                 Ok(result) => {
                     let report = result.unwrap();
@@ -128,7 +145,11 @@ fn a_truncated_journal_tail_is_reported_and_the_drain_resumes() {
         file.set_len(len.saturating_sub(cut)).unwrap();
         drop(file);
         let journal = FileJournal::open(&path).unwrap();
-        let tail = journal.recovery().discarded.clone().expect("bad tail reported");
+        let tail = journal
+            .recovery()
+            .discarded
+            .clone()
+            .expect("bad tail reported");
         assert!(tail.reason.contains("truncated"), "{}", tail.reason);
         drop(journal);
         run_for(&s, &path, u64::MAX).unwrap().unwrap();
@@ -142,7 +163,10 @@ fn a_corrupted_journal_tail_is_detected_and_cut() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("drain.journal");
     let total = polls_to_finish();
-    assert_eq!(run_for(&s, &path, total / 2).unwrap_err(), SimError::StepLimit);
+    assert_eq!(
+        run_for(&s, &path, total / 2).unwrap_err(),
+        SimError::StepLimit
+    );
     // Garbage after the last good record (a torn sector).
     let mut file = OpenOptions::new().append(true).open(&path).unwrap();
     file.write_all(&[7u8; 64]).unwrap();
@@ -184,6 +208,8 @@ fn a_journal_of_another_drain_is_refused() {
         s.clock.clone(),
     )
     .unwrap();
-    let err = sim::run(&s.clock, controller.run(&s.old[..3])).unwrap().unwrap_err();
+    let err = sim::run(&s.clock, controller.run(&s.old[..3]))
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, DrainError::JournalMismatch), "{err}");
 }

@@ -52,7 +52,13 @@ fn bounded_health_gated_drain_finishes_with_zero_failed_starts() {
     assert_eq!(report.apps_migrated, 600);
     assert_fully_drained(&s);
     let events = events.lock().unwrap();
-    assert!(matches!(events.last(), Some(DrainEvent::Finished { hosts_drained: 40, .. })));
+    assert!(matches!(
+        events.last(),
+        Some(DrainEvent::Finished {
+            hosts_drained: 40,
+            ..
+        })
+    ));
     let waves = events
         .iter()
         .filter(|e| matches!(e, DrainEvent::WaveStarted { .. }))
@@ -157,14 +163,18 @@ fn the_gate_aborts_a_drain_that_breaks_apps() {
     )
     .unwrap();
     let events = collect(&mut controller);
-    let err = sim::run(&s.clock, controller.run(&s.old)).unwrap().unwrap_err();
+    let err = sim::run(&s.clock, controller.run(&s.old))
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, DrainError::Aborted { .. }), "{err}");
     assert!(err.to_string().contains("start failures/min"), "{err}");
-    assert!(events
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|e| matches!(e, DrainEvent::Aborted { .. })));
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, DrainEvent::Aborted { .. }))
+    );
     // A restart does not silently continue an aborted drain.
     let mut again = DrainController::with_clock(
         bounded_config(),
@@ -191,9 +201,14 @@ fn the_global_deadline_stops_the_drain() {
         s.clock.clone(),
     )
     .unwrap();
-    let err = sim::run(&s.clock, controller.run(&s.old)).unwrap().unwrap_err();
+    let err = sim::run(&s.clock, controller.run(&s.old))
+        .unwrap()
+        .unwrap_err();
     match err {
-        DrainError::DeadlineExceeded { deadline, remaining } => {
+        DrainError::DeadlineExceeded {
+            deadline,
+            remaining,
+        } => {
             assert_eq!(deadline, Duration::from_secs(90));
             assert!(remaining > 0);
         }
@@ -256,7 +271,9 @@ fn invalid_limits_and_infeasible_drains_give_clear_errors() {
     // Draining every host leaves no receivers.
     let all: Vec<_> = s.old.iter().chain(&s.new).copied().collect();
     let mut controller = make(DrainLimits::default()).unwrap();
-    let err = sim::run(&s.clock, controller.run(&all)).unwrap().unwrap_err();
+    let err = sim::run(&s.clock, controller.run(&all))
+        .unwrap()
+        .unwrap_err();
     assert!(err.to_string().contains("no receivers"), "{err}");
 
     // Keeping 99 % free leaves too little room.
@@ -265,7 +282,9 @@ fn invalid_limits_and_infeasible_drains_give_clear_errors() {
         ..DrainLimits::default()
     })
     .unwrap();
-    let err = sim::run(&s.clock, controller.run(&s.old)).unwrap().unwrap_err();
+    let err = sim::run(&s.clock, controller.run(&s.old))
+        .unwrap()
+        .unwrap_err();
     assert!(err.to_string().contains("not enough capacity"), "{err}");
     assert_eq!(s.fleet.stats().starts, 0);
 }

@@ -16,8 +16,8 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 struct Fixture {
-    old: Vec<u32>,           // apps per old host
-    new: Vec<u32>,           // capacity per new host
+    old: Vec<u32>, // apps per old host
+    new: Vec<u32>, // capacity per new host
     limits: DrainLimits,
 }
 
@@ -60,15 +60,29 @@ fn snapshot(f: &Fixture) -> (Vec<Host>, Vec<App>, Vec<HostId>) {
     let mut targets = Vec::new();
     for &n in &f.old {
         let id = HostId(hosts.len() as u32);
-        hosts.push(Host { id, capacity: n.max(1), state: HostState::Active, version: "v1".into() });
+        hosts.push(Host {
+            id,
+            capacity: n.max(1),
+            state: HostState::Active,
+            version: "v1".into(),
+        });
         targets.push(id);
         for _ in 0..n {
-            apps.push(App { id: AppId(apps.len() as u32), host: id, state: AppState::Running });
+            apps.push(App {
+                id: AppId(apps.len() as u32),
+                host: id,
+                state: AppState::Running,
+            });
         }
     }
     for &c in &f.new {
         let id = HostId(hosts.len() as u32);
-        hosts.push(Host { id, capacity: c, state: HostState::Active, version: "v1".into() });
+        hosts.push(Host {
+            id,
+            capacity: c,
+            state: HostState::Active,
+            version: "v1".into(),
+        });
     }
     (hosts, apps, targets)
 }

@@ -49,9 +49,13 @@ fn versions(fleet: &SimFleet, hosts: &[HostId], version: &str) -> usize {
 fn a_bad_version_trips_the_gate_in_the_canary_bake_and_is_rolled_back_before_any_wave() {
     let (clock, fleet, hosts) = fleet();
     fleet.set_version_healthy("v2", false);
-    let mut rollout =
-        Rollout::with_clock(staged("v2"), Arc::new(fleet.clone()), hosts.clone(), clock.clone())
-            .unwrap();
+    let mut rollout = Rollout::with_clock(
+        staged("v2"),
+        Arc::new(fleet.clone()),
+        hosts.clone(),
+        clock.clone(),
+    )
+    .unwrap();
     let err = sim::run(&clock, rollout.run()).unwrap().unwrap_err();
     match &err {
         RolloutError::Aborted { reason, undone } => {
@@ -64,15 +68,23 @@ fn a_bad_version_trips_the_gate_in_the_canary_bake_and_is_rolled_back_before_any
     assert_eq!(versions(&fleet, &hosts, "v1"), 20);
     assert!(rollout.changed_hosts().is_empty());
     // Caught within the bake: abort_after (3) samples at 10 s.
-    assert!(clock.elapsed() < Duration::from_secs(60), "{:?}", clock.elapsed());
+    assert!(
+        clock.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        clock.elapsed()
+    );
 }
 
 #[test]
 fn a_good_version_completes_every_step() {
     let (clock, fleet, hosts) = fleet();
-    let mut rollout =
-        Rollout::with_clock(staged("v2"), Arc::new(fleet.clone()), hosts.clone(), clock.clone())
-            .unwrap();
+    let mut rollout = Rollout::with_clock(
+        staged("v2"),
+        Arc::new(fleet.clone()),
+        hosts.clone(),
+        clock.clone(),
+    )
+    .unwrap();
     let report = sim::run(&clock, rollout.run()).unwrap().unwrap();
     assert_eq!(report.steps_completed, 5);
     assert_eq!(report.hosts_changed, 20);
@@ -99,12 +111,20 @@ fn start_without_traffic_then_shift_rolls_back_traffic_and_hosts_in_reverse() {
         ],
         ..RolloutConfig::default()
     };
-    let mut rollout =
-        Rollout::with_clock(config, Arc::new(fleet.clone()), hosts.clone(), clock.clone()).unwrap();
+    let mut rollout = Rollout::with_clock(
+        config,
+        Arc::new(fleet.clone()),
+        hosts.clone(),
+        clock.clone(),
+    )
+    .unwrap();
     let err = sim::run(&clock, rollout.run()).unwrap().unwrap_err();
     // Without traffic the bad version looked healthy; 10 % of traffic
     // tripped the gate: 20 starts and 1 traffic shift undone.
-    assert!(matches!(err, RolloutError::Aborted { undone: 21, .. }), "{err}");
+    assert!(
+        matches!(err, RolloutError::Aborted { undone: 21, .. }),
+        "{err}"
+    );
     assert_eq!(fleet.traffic("v2"), Some(0.0));
     assert_eq!(versions(&fleet, &hosts, "v1"), 20);
     assert!(hosts.iter().all(|&h| fleet.is_serving(h)));
@@ -117,14 +137,32 @@ fn invalid_rollouts_give_clear_errors() {
         Rollout::with_clock(config, Arc::new(fleet.clone()), hosts, clock.clone())
     };
     let cases = [
-        (RolloutConfig { version: String::new(), ..staged("v2") }, "version"),
-        (RolloutConfig { steps: vec![], ..staged("v2") }, "steps"),
         (
-            RolloutConfig { steps: vec![RolloutStep::Canary { hosts: 0 }], ..staged("v2") },
+            RolloutConfig {
+                version: String::new(),
+                ..staged("v2")
+            },
+            "version",
+        ),
+        (
+            RolloutConfig {
+                steps: vec![],
+                ..staged("v2")
+            },
+            "steps",
+        ),
+        (
+            RolloutConfig {
+                steps: vec![RolloutStep::Canary { hosts: 0 }],
+                ..staged("v2")
+            },
             "steps[0].hosts",
         ),
         (
-            RolloutConfig { steps: vec![RolloutStep::Wave { percent: 0.0 }], ..staged("v2") },
+            RolloutConfig {
+                steps: vec![RolloutStep::Wave { percent: 0.0 }],
+                ..staged("v2")
+            },
             "steps[0].percent",
         ),
         (
@@ -143,13 +181,18 @@ fn invalid_rollouts_give_clear_errors() {
         ),
         (
             RolloutConfig {
-                steps: vec![RolloutStep::Bake { duration: Duration::ZERO }],
+                steps: vec![RolloutStep::Bake {
+                    duration: Duration::ZERO,
+                }],
                 ..staged("v2")
             },
             "steps[0].duration",
         ),
         (
-            RolloutConfig { rollback_timeout: Duration::ZERO, ..staged("v2") },
+            RolloutConfig {
+                rollback_timeout: Duration::ZERO,
+                ..staged("v2")
+            },
             "rollback_timeout",
         ),
     ];

@@ -67,7 +67,9 @@ pub fn bounded_config() -> DrainConfig {
 }
 
 /// Collects every event emitted.
-pub fn collect(controller: &mut fleet_drain::drain::DrainController) -> Arc<Mutex<Vec<DrainEvent>>> {
+pub fn collect(
+    controller: &mut fleet_drain::drain::DrainController,
+) -> Arc<Mutex<Vec<DrainEvent>>> {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&events);
     controller.on_event(move |e| sink.lock().unwrap().push(e.clone()));
@@ -78,7 +80,10 @@ pub fn collect(controller: &mut fleet_drain::drain::DrainController) -> Arc<Mute
 pub fn assert_fully_drained(s: &Scenario) {
     use fleet_drain::fleet::{AppState, Fleet, HostState};
     let (hosts, apps) = fleet_drain::sim::run(&s.clock, async {
-        (s.fleet.hosts().await.unwrap(), s.fleet.apps().await.unwrap())
+        (
+            s.fleet.hosts().await.unwrap(),
+            s.fleet.apps().await.unwrap(),
+        )
     })
     .unwrap();
     assert_eq!(apps.len() as u32, s.apps);

@@ -455,9 +455,9 @@ impl RetryRun {
         self.attempt
     }
 
-    /// Call right before making an attempt; returns its number, starting at
-    /// 1. The first attempt deposits into the budget (failed or not, every
-    /// original request deposits).
+    /// Call right before making an attempt; returns its number (the first
+    /// is number one). The first attempt deposits into the budget (failed or
+    /// not, every original request deposits).
     pub fn begin_attempt(&mut self) -> u32 {
         self.attempt = self.attempt.saturating_add(1);
         if self.attempt == 1

@@ -642,9 +642,9 @@ mod tests {
     #[test]
     fn policies_are_send_and_sync() {
         fn bounds<T: Send + Sync + Clone + 'static>() {}
+        fn send_sync<T: Send + Sync + 'static>() {}
         bounds::<RetryPolicy>();
         bounds::<RetryStats>();
-        fn send_sync<T: Send + Sync + 'static>() {}
         send_sync::<RetryRun>();
     }
 

@@ -37,6 +37,7 @@
 //! use std::sync::Arc;
 //! use fleet_drain::drain::{DrainConfig, DrainController};
 //! use fleet_drain::journal::MemoryJournal;
+//! use fleet_drain::plan::Amount;
 //! use fleet_drain::sim::{self, SimConfig, SimFleet};
 //! use resilience_core::clock::ManualClock;
 //!
@@ -46,8 +47,11 @@
 //! fleet.add_hosts(4, 20, "v1");
 //! for &host in &old { fleet.add_apps(host, 8)?; }
 //!
+//! let mut config = DrainConfig::default();
+//! // 10 % of 32 apps would be 3: less than one host's 8 apps (an error).
+//! config.limits.max_unavailable = Amount::Count(16);
 //! let mut controller = DrainController::with_clock(
-//!     DrainConfig::default(),
+//!     config,
 //!     Arc::new(fleet.clone()),
 //!     Box::new(MemoryJournal::new()),
 //!     clock.clone(),
@@ -59,7 +63,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -71,7 +75,7 @@ use futures::future::Either;
 use futures::stream::FuturesUnordered;
 use resilience_core::ConfigError;
 use resilience_core::backoff::{Backoff, BackoffConfig};
-use resilience_core::clock::{Clock, SharedClock};
+use resilience_core::clock::{Clock, SharedClock, Sleep};
 use resilience_core::signal::{EventAggregator, EventAggregatorConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -117,6 +121,11 @@ pub struct DrainConfig {
     /// Only plan: [`DrainController::run`] returns the next wave in
     /// [`DrainReport::plan`] and changes nothing.
     pub dry_run: bool,
+    /// Stop sending apps to a receiver whose start failures per minute
+    /// exceed this: its remaining apps are re-planned onto other receivers
+    /// ([`Planner::replan_host`]) and it receives no more apps for the rest
+    /// of the run. `None` (default): never. Finite, > 0.
+    pub receiver_max_failures_per_minute: Option<f64>,
 }
 
 impl Default for DrainConfig {
@@ -139,6 +148,7 @@ impl Default for DrainConfig {
                 max_fingerprints: 1000,
             },
             dry_run: false,
+            receiver_max_failures_per_minute: None,
         }
     }
 }
@@ -168,6 +178,14 @@ impl DrainConfig {
         }
         self.retry.validate().map_err(|e| e.nested("retry"))?;
         self.events.validate().map_err(|e| e.nested("events"))?;
+        if let Some(max) = self.receiver_max_failures_per_minute
+            && !(max.is_finite() && max > 0.0)
+        {
+            return Err(ConfigError::new(
+                "receiver_max_failures_per_minute",
+                format!("must be a finite rate > 0 (or unset), got {max}"),
+            ));
+        }
         Ok(())
     }
 }
@@ -210,6 +228,16 @@ pub enum DrainEvent {
         attempt: u32,
         /// The error.
         error: String,
+    },
+    /// A receiver failed too many starts: its remaining apps were
+    /// re-planned onto other receivers.
+    ReceiverExcluded {
+        /// The receiver.
+        host: HostId,
+        /// Its start failures per minute.
+        start_failures_per_minute: f64,
+        /// Apps moved to other receivers.
+        moved: usize,
     },
     /// A host is empty and drained.
     HostDrained {
@@ -296,6 +324,17 @@ struct Work {
     not_before: Instant,
 }
 
+/// What one call of `execute` works within.
+#[derive(Debug)]
+struct Batch {
+    budget: usize,
+    started: Instant,
+    remaining: usize,
+    /// The wave's plan and the snapshot it was made from, for re-planning
+    /// around receivers that fail.
+    plan: Option<(DrainPlan, FleetSnapshot)>,
+}
+
 /// Holds starts into each receiver to a limit per sliding 60 s window.
 #[derive(Debug)]
 struct StartPacer {
@@ -359,6 +398,9 @@ pub struct DrainController {
     callbacks: Vec<Callback>,
     aggregator: EventAggregator<String, DrainEvent>,
     rng_seed: u64,
+    needs_replan: bool,
+    /// Receivers excluded for failing starts, for the rest of the run.
+    excluded: HashSet<HostId>,
 }
 
 impl fmt::Debug for DrainController {
@@ -415,6 +457,8 @@ impl DrainController {
             events,
             callbacks: Vec::new(),
             aggregator,
+            needs_replan: false,
+            excluded: HashSet::new(),
         })
     }
 
@@ -437,22 +481,32 @@ impl DrainController {
     fn emit(&self, event: DrainEvent) {
         match &event {
             DrainEvent::Paused { reason, .. } => {
-                tracing::warn!(%reason, "drain paused by health gate")
+                tracing::warn!(%reason, "drain paused by health gate");
             }
-            DrainEvent::Aborted { reason } => tracing::error!(%reason, "drain aborted"),
+            DrainEvent::Aborted { reason } => {
+                tracing::error!(%reason, "drain aborted");
+            }
             DrainEvent::StartFailed {
                 app,
                 host,
                 attempt,
                 error,
-            } => tracing::warn!(%app, %host, attempt, %error, "app start failed"),
-            DrainEvent::AppMigrated { app, to } => tracing::debug!(%app, %to, "app migrated"),
+            } => {
+                tracing::warn!(%app, %host, attempt, %error, "app start failed");
+            }
+            DrainEvent::AppMigrated { app, to } => {
+                tracing::debug!(%app, %to, "app migrated");
+            }
             DrainEvent::Aggregated {
                 fingerprint,
                 suppressed,
                 ..
-            } => tracing::info!(%fingerprint, suppressed, "similar drain events aggregated"),
-            other => tracing::info!(event = ?other, "drain event"),
+            } => {
+                tracing::info!(%fingerprint, suppressed, "similar drain events aggregated");
+            }
+            other => {
+                tracing::info!(event = ?other, "drain event");
+            }
         }
         for callback in &self.callbacks {
             callback(&event);
@@ -585,6 +639,114 @@ impl DrainController {
     pub async fn run(&mut self, targets: &[HostId]) -> Result<DrainReport, DrainError> {
         let started = self.clock.now();
         let mut state = RunState::default();
+        let Some((mut progress, mut pacer)) = self.begin(targets, &mut state).await? else {
+            return Ok(state.report);
+        };
+        let target_set: HashSet<HostId> = targets.iter().copied().collect();
+        let mut wave = progress.waves;
+        loop {
+            let snapshot = self.with_retry(|f| f.snapshot()).await?;
+            let remaining = remaining_targets(targets, &progress, &snapshot);
+            self.check_deadline(started, remaining.len())?;
+
+            self.settle_draining_hosts(&snapshot, &mut progress, &mut state)
+                .await?;
+            let snapshot = self.with_retry(|f| f.snapshot()).await?;
+            let remaining = remaining_targets(targets, &progress, &snapshot);
+            // Starts begun by an earlier run (before a crash) complete on
+            // their own: wait for them before judging health or capacity.
+            let starting = snapshot
+                .apps()
+                .filter(|a| a.state == AppState::Starting)
+                .count();
+            if starting > 0 {
+                tracing::info!(starting, "waiting for starts begun by an earlier run");
+                self.check_deadline(started, remaining.len())?;
+                self.clock.sleep(self.config.check_interval).await;
+                continue;
+            }
+
+            // Apps left stopped or failed on receivers (an interrupted or
+            // failed start of an earlier run) are restarted in place first,
+            // whatever the gate says: that restores health.
+            let repairs = repairs(&snapshot, &target_set, self.clock.now());
+            if !repairs.is_empty() {
+                tracing::info!(
+                    apps = repairs.len(),
+                    "restarting apps left stopped or failed on receivers"
+                );
+                let budget = usize::try_from(
+                    self.config
+                        .limits
+                        .unavailable_budget(snapshot.total_apps() as u64),
+                )
+                .unwrap_or(usize::MAX);
+                let batch = Batch {
+                    budget,
+                    started,
+                    remaining: remaining.len(),
+                    plan: None,
+                };
+                self.execute(repairs, batch, &mut pacer, &mut state).await?;
+                continue;
+            }
+
+            if remaining.is_empty() {
+                return self.finish(started, &pacer, state).await;
+            }
+
+            // Wait for health before starting a wave.
+            while self.check_gate(&mut state).await? {
+                self.check_deadline(started, remaining.len())?;
+                self.emit_summaries(false);
+                self.clock.sleep(self.config.check_interval).await;
+            }
+
+            let mut snapshot = snapshot;
+            for &host in &self.excluded {
+                snapshot.set_host_healthy(host, false);
+            }
+            let plan = self.planner.next_wave(&snapshot, &remaining)?;
+            if !plan.new_hosts().is_empty() {
+                wave += 1;
+                self.start_wave(&plan, wave, &mut progress, &mut state)
+                    .await?;
+            }
+            let now = self.clock.now();
+            let work = first_starts(&plan, now);
+            if work.is_empty() && plan.new_hosts().is_empty() {
+                if progress.draining.is_empty() {
+                    // Nothing fits right now (budget used by unhealthy apps
+                    // elsewhere): wait and re-plan.
+                    tracing::info!(
+                        unplaced = plan.unplaced().len(),
+                        "no wave can start within the limits; waiting"
+                    );
+                }
+                self.clock.sleep(self.config.check_interval).await;
+                continue;
+            }
+            let batch = Batch {
+                budget: usize::try_from(plan.unavailable_budget()).unwrap_or(usize::MAX),
+                started,
+                remaining: remaining.len(),
+                plan: self
+                    .config
+                    .receiver_max_failures_per_minute
+                    .map(|_| (plan, snapshot)),
+            };
+            self.execute(work, batch, &mut pacer, &mut state).await?;
+            state.report.peak_starts_per_host_per_minute = pacer.peak;
+        }
+    }
+
+    /// Replays the journal, checks feasibility, handles a dry run and
+    /// prepares the pacer. `None`: nothing more to do (report in `state`).
+    async fn begin(
+        &mut self,
+        targets: &[HostId],
+        state: &mut RunState,
+    ) -> Result<Option<(DrainProgress, StartPacer)>, DrainError> {
         let records = self.journal.records().await?;
         let mut progress = DrainProgress::from_records(&records);
         if let Some(journaled) = &progress.targets
@@ -599,7 +761,7 @@ impl DrainController {
         }
         if progress.finished {
             tracing::info!("journal says the drain already finished");
-            return Ok(state.report);
+            return Ok(None);
         }
         let snapshot = self.with_retry(|f| f.snapshot()).await?;
         let remaining = remaining_targets(targets, &progress, &snapshot);
@@ -609,10 +771,11 @@ impl DrainController {
             tracing::info!(
                 hosts = ?plan.hosts(),
                 assignments = plan.assignments().len(),
+                plan = %plan,
                 "dry run: next wave"
             );
             state.report.plan = Some(plan);
-            return Ok(state.report);
+            return Ok(None);
         }
         let resumed = progress.targets.is_some();
         state.report.resumed = resumed;
@@ -657,190 +820,62 @@ impl DrainController {
                 "resuming drain from journal; waiting one start window before starting apps"
             );
         }
-        let target_set: HashSet<HostId> = targets.iter().copied().collect();
-        let mut wave = progress.waves;
-        loop {
-            let snapshot = self.with_retry(|f| f.snapshot()).await?;
-            let remaining = remaining_targets(targets, &progress, &snapshot);
-            self.check_deadline(started, remaining.len())?;
+        Ok(Some((progress, pacer)))
+    }
 
-            // Bring the fleet in line with the journal: journaled-draining
-            // hosts are draining; empty ones are drained.
-            for host in progress.draining.clone() {
-                let Some(h) = snapshot.host(host) else {
-                    continue;
-                };
-                let empty = snapshot.apps_on(host).is_empty();
-                if h.state != HostState::Draining && h.state != HostState::Drained {
-                    self.with_retry(|f| f.set_host_state(host, HostState::Draining))
-                        .await?;
-                }
-                if empty {
-                    self.with_retry(|f| f.set_host_state(host, HostState::Drained))
-                        .await?;
-                    self.journal
-                        .append(&JournalRecord::HostDrained { host })
-                        .await?;
-                    progress.draining.retain(|h| *h != host);
-                    progress.drained.push(host);
-                    state.report.hosts_drained += 1;
-                    self.emit(DrainEvent::HostDrained { host });
-                }
-            }
-            let snapshot = self.with_retry(|f| f.snapshot()).await?;
-            let remaining = remaining_targets(targets, &progress, &snapshot);
-            // Starts begun by an earlier run (before a crash) complete on
-            // their own: wait for them before judging health or capacity.
-            let starting = snapshot
-                .apps()
-                .filter(|a| a.state == AppState::Starting)
-                .count();
-            if starting > 0 {
-                tracing::info!(starting, "waiting for starts begun by an earlier run");
-                self.check_deadline(started, remaining.len())?;
-                self.clock.sleep(self.config.check_interval).await;
-                continue;
-            }
-
-            // Apps left stopped or failed on receivers (an interrupted or
-            // failed start of an earlier run) are restarted in place first,
-            // whatever the gate says: that restores health.
-            let now = self.clock.now();
-            let repairs: VecDeque<Work> = snapshot
-                .apps()
-                .filter(|app| {
-                    !target_set.contains(&app.host)
-                        && matches!(app.state, AppState::Stopped | AppState::Failed)
-                        && snapshot
-                            .host(app.host)
-                            .is_some_and(|h| h.state.accepts_apps())
-                })
-                .map(|app| Work {
-                    app: app.id,
-                    to: app.host,
-                    attempt: 0,
-                    repair: true,
-                    backoff: None,
-                    not_before: now,
-                })
-                .collect();
-            if !repairs.is_empty() {
-                tracing::info!(
-                    apps = repairs.len(),
-                    "restarting apps left stopped or failed on receivers"
-                );
-                let budget = usize::try_from(
-                    self.config
-                        .limits
-                        .unavailable_budget(snapshot.total_apps() as u64),
-                )
-                .unwrap_or(usize::MAX);
-                self.execute(
-                    repairs,
-                    budget,
-                    &mut pacer,
-                    &mut state,
-                    started,
-                    remaining.len(),
-                )
-                .await?;
-                continue;
-            }
-
-            if remaining.is_empty() {
-                self.journal.append(&JournalRecord::Finished).await?;
-                state.report.elapsed = self.clock.now().saturating_duration_since(started);
-                state.report.peak_starts_per_host_per_minute = pacer.peak;
-                self.emit_summaries(true);
-                self.emit(DrainEvent::Finished {
-                    hosts_drained: state.report.hosts_drained,
-                    elapsed: state.report.elapsed,
-                });
-                return Ok(state.report);
-            }
-
-            // Wait for health before starting a wave.
-            while self.check_gate(&mut state).await? {
-                self.check_deadline(started, remaining.len())?;
-                self.emit_summaries(false);
-                self.clock.sleep(self.config.check_interval).await;
-            }
-
-            let plan = self.planner.next_wave(&snapshot, &remaining)?;
-            if !plan.new_hosts().is_empty() {
-                wave += 1;
-                state.report.waves += 1;
-                self.journal
-                    .append(&JournalRecord::WaveStarted {
-                        wave,
-                        hosts: plan.new_hosts().to_vec(),
-                    })
-                    .await?;
-                for &host in plan.new_hosts() {
-                    self.with_retry(|f| f.set_host_state(host, HostState::Draining))
-                        .await?;
-                    progress.draining.push(host);
-                }
-                self.emit(DrainEvent::WaveStarted {
-                    wave,
-                    hosts: plan.new_hosts().to_vec(),
-                    apps: plan.assignments().len(),
-                });
-            }
-            let now = self.clock.now();
-            let work: VecDeque<Work> = plan
-                .assignments()
-                .iter()
-                .map(|a| Work {
-                    app: a.app,
-                    to: a.to,
-                    attempt: 0,
-                    repair: false,
-                    backoff: None,
-                    not_before: now,
-                })
-                .collect();
-            if work.is_empty() && plan.new_hosts().is_empty() {
-                if progress.draining.is_empty() {
-                    // Nothing fits right now (budget used by unhealthy apps
-                    // elsewhere): wait and re-plan.
-                    tracing::info!(
-                        unplaced = plan.unplaced().len(),
-                        "no wave can start within the limits; waiting"
-                    );
-                }
-                self.clock.sleep(self.config.check_interval).await;
-                continue;
-            }
-            let budget = usize::try_from(plan.unavailable_budget()).unwrap_or(usize::MAX);
-            self.execute(
-                work,
-                budget,
-                &mut pacer,
-                &mut state,
-                started,
-                remaining.len(),
-            )
+    /// Journals a new wave, then marks its hosts draining.
+    async fn start_wave(
+        &mut self,
+        plan: &DrainPlan,
+        wave: u32,
+        progress: &mut DrainProgress,
+        state: &mut RunState,
+    ) -> Result<(), DrainError> {
+        state.report.waves += 1;
+        self.journal
+            .append(&JournalRecord::WaveStarted {
+                wave,
+                hosts: plan.new_hosts().to_vec(),
+            })
             .await?;
-            state.report.peak_starts_per_host_per_minute = pacer.peak;
+        for &host in plan.new_hosts() {
+            self.with_retry(|f| f.set_host_state(host, HostState::Draining))
+                .await?;
+            progress.draining.push(host);
         }
+        self.emit(DrainEvent::WaveStarted {
+            wave,
+            hosts: plan.new_hosts().to_vec(),
+            apps: plan.assignments().len(),
+        });
+        Ok(())
     }
 
     /// Starts every app of `work`, pacing, gating and retrying, until all
     /// have started or one needs a new plan.
     async fn execute(
         &mut self,
-        mut work: VecDeque<Work>,
-        budget: usize,
+        work: VecDeque<Work>,
+        mut batch: Batch,
         pacer: &mut StartPacer,
         state: &mut RunState,
-        started: Instant,
-        remaining: usize,
     ) -> Result<(), DrainError> {
+        let (budget, started, remaining) = (batch.budget, batch.started, batch.remaining);
+        let mut redirect: HashMap<AppId, HostId> = HashMap::new();
+        // First starts queue per receiver (in plan order); retries wait in
+        // a small list with their backoff deadlines.
+        let mut fresh: BTreeMap<HostId, VecDeque<Work>> = BTreeMap::new();
+        for item in work {
+            fresh.entry(item.to).or_default().push_back(item);
+        }
+        let mut retries: Vec<Work> = Vec::new();
         let mut in_flight: FuturesUnordered<StartFuture> = FuturesUnordered::new();
         let mut next_check = self.clock.now();
         let mut paused = false;
         let mut replan = false;
+        let mut timer: Option<(Instant, Sleep)> = None;
+        let budget = budget.max(1);
+        self.needs_replan = false;
         loop {
             self.check_deadline(started, remaining)?;
             let now = self.clock.now();
@@ -848,99 +883,245 @@ impl DrainController {
                 paused = self.check_gate(state).await?;
                 self.emit_summaries(false);
                 next_check = now + self.config.check_interval;
+                self.exclude_failing_receivers(
+                    &mut batch,
+                    &mut fresh,
+                    &mut retries,
+                    &mut redirect,
+                )?;
             }
             let mut wake = next_check;
             if !replan {
-                let waiting_retry = work.iter().filter(|w| w.attempt > 0).count();
-                let mut unavailable = in_flight.len() + waiting_retry;
-                let mut kept = VecDeque::with_capacity(work.len());
-                while let Some(item) = work.pop_front() {
+                let mut unavailable = in_flight.len() + retries.len();
+                // Retries restore health: they go on while paused.
+                let mut waiting = Vec::with_capacity(retries.len());
+                for item in retries.drain(..) {
                     let allowed = pacer.next_allowed(item.to, now).max(item.not_before);
-                    let fresh = item.attempt == 0;
-                    let may_start = !paused || !fresh || item.repair;
-                    if may_start && allowed <= now && (!fresh || unavailable < budget.max(1)) {
+                    if allowed <= now {
                         pacer.record(item.to, now);
-                        if fresh {
-                            unavailable += 1;
-                        }
                         in_flight.push(self.start(item));
                     } else {
-                        if may_start && allowed > now {
-                            wake = wake.min(allowed);
-                        }
-                        kept.push_back(item);
+                        wake = wake.min(allowed);
+                        waiting.push(item);
                     }
                 }
-                work = kept;
+                retries = waiting;
+                for (&host, queue) in &mut fresh {
+                    while let Some(front) = queue.front() {
+                        if (paused && !front.repair) || unavailable >= budget {
+                            break;
+                        }
+                        let allowed = pacer.next_allowed(host, now).max(front.not_before);
+                        if allowed > now {
+                            wake = wake.min(allowed);
+                            break;
+                        }
+                        let Some(item) = queue.pop_front() else {
+                            break;
+                        };
+                        pacer.record(host, now);
+                        unavailable += 1;
+                        in_flight.push(self.start(item));
+                    }
+                }
+                fresh.retain(|_, queue| !queue.is_empty());
             }
-            if in_flight.is_empty() && (work.is_empty() || replan) {
+            if in_flight.is_empty() && ((fresh.is_empty() && retries.is_empty()) || replan) {
                 return Ok(());
             }
             if let Some(deadline) = self.config.deadline {
                 wake = wake.min(started + deadline);
             }
-            let sleep = self.clock.sleep_until(wake);
+            // Reuse the timer while its deadline holds: re-arming a clock
+            // sleep per completed start would cost a registration each.
+            if timer.as_ref().is_none_or(|(at, _)| *at != wake) {
+                timer = Some((wake, self.clock.sleep_until(wake)));
+            }
+            let Some((_, sleep)) = timer.as_mut() else {
+                continue;
+            };
             if in_flight.is_empty() {
                 // Nothing to wait for but time (backoff, pacing, the gate).
                 sleep.await;
+                timer = None;
                 continue;
             }
             match futures::future::select(in_flight.next(), sleep).await {
-                Either::Left((Some((mut item, result)), _)) => match result {
-                    Ok(()) => {
-                        self.health.record_start(item.to, true);
-                        state.report.apps_migrated += 1;
-                        let to = item.to;
-                        self.emit_aggregated(
-                            format!("app_migrated/{to}"),
-                            DrainEvent::AppMigrated { app: item.app, to },
-                        );
-                    }
-                    Err(error) => {
-                        if matches!(error, FleetError::StartFailed { .. }) {
-                            self.health.record_start(item.to, false);
-                            state.report.failed_starts += 1;
+                Either::Left((Some((item, result)), _)) => {
+                    if let Some(mut retry) = self.on_start_result(item, result, state)? {
+                        if let Some(&to) = redirect.get(&retry.app) {
+                            retry.to = to;
                         }
-                        let host = item.to;
-                        self.emit_aggregated(
-                            format!("start_failed/{host}"),
-                            DrainEvent::StartFailed {
-                                app: item.app,
-                                host,
-                                attempt: item.attempt,
-                                error: error.to_string(),
-                            },
-                        );
-                        if error.is_retryable() {
-                            let seed = self.rng_seed ^ u64::from(item.app.0);
-                            let backoff = match item.backoff.as_mut() {
-                                Some(b) => b,
-                                None => item
-                                    .backoff
-                                    .insert(Backoff::with_seed(self.config.retry.clone(), seed)?),
-                            };
-                            match backoff.next_delay() {
-                                Some(delay) => {
-                                    item.not_before = self.clock.now() + delay;
-                                    tracing::debug!(app = %item.app, ?delay, "retrying start after backoff");
-                                    work.push_back(item);
-                                }
-                                None => {
-                                    tracing::error!(app = %item.app, attempts = item.attempt, "app out of start attempts");
-                                    return Err(error.into());
-                                }
-                            }
-                        } else {
-                            // The receiver changed (full, cordoned): re-plan
-                            // once in-flight starts are done.
-                            tracing::info!(app = %item.app, %error, "receiver unusable; re-planning");
-                            replan = true;
-                        }
+                        retries.push(retry);
+                    } else if !replan && self.needs_replan {
+                        replan = true;
                     }
-                },
-                Either::Left((None, _)) | Either::Right(_) => {}
+                }
+                Either::Left((None, _)) => {}
+                Either::Right(((), _)) => timer = None,
             }
         }
+    }
+
+    /// Re-plans the apps queued for receivers that fail too many starts.
+    fn exclude_failing_receivers(
+        &mut self,
+        batch: &mut Batch,
+        fresh: &mut BTreeMap<HostId, VecDeque<Work>>,
+        retries: &mut [Work],
+        redirect: &mut HashMap<AppId, HostId>,
+    ) -> Result<(), DrainError> {
+        let (Some(max), Some((plan, snapshot))) = (
+            self.config.receiver_max_failures_per_minute,
+            batch.plan.as_mut(),
+        ) else {
+            return Ok(());
+        };
+        let failing: Vec<(HostId, f64)> = plan
+            .receivers()
+            .iter()
+            .filter(|r| !r.excluded)
+            .filter_map(|r| {
+                let rate = self.health.host(r.host)?.start_failures_per_minute;
+                (rate > max).then_some((r.host, rate))
+            })
+            .collect();
+        for (host, rate) in failing {
+            self.excluded.insert(host);
+            snapshot.set_host_healthy(host, false);
+            let replan = self.planner.replan_host(plan, snapshot, host)?;
+            let moved: HashMap<AppId, HostId> =
+                plan.assignments().iter().map(|a| (a.app, a.to)).collect();
+            let queued = fresh.remove(&host).unwrap_or_default();
+            for mut item in queued {
+                // Unplaced apps stay on their draining host for the next plan.
+                if let Some(&to) = moved.get(&item.app) {
+                    item.to = to;
+                    fresh.entry(to).or_default().push_back(item);
+                }
+            }
+            for item in retries.iter_mut().filter(|w| w.to == host) {
+                if let Some(&to) = moved.get(&item.app) {
+                    item.to = to;
+                }
+            }
+            for (app, to) in moved {
+                redirect.insert(app, to);
+            }
+            tracing::warn!(%host, rate, moved = replan.moved, "receiver excluded: too many start failures");
+            self.emit(DrainEvent::ReceiverExcluded {
+                host,
+                start_failures_per_minute: rate,
+                moved: replan.moved,
+            });
+        }
+        Ok(())
+    }
+
+    /// Brings the fleet in line with the journal: journaled-draining hosts
+    /// are draining; empty ones become drained (journaled).
+    async fn settle_draining_hosts(
+        &mut self,
+        snapshot: &FleetSnapshot,
+        progress: &mut DrainProgress,
+        state: &mut RunState,
+    ) -> Result<(), DrainError> {
+        for host in progress.draining.clone() {
+            let Some(h) = snapshot.host(host) else {
+                continue;
+            };
+            let empty = snapshot.apps_on(host).is_empty();
+            if h.state != HostState::Draining && h.state != HostState::Drained {
+                self.with_retry(|f| f.set_host_state(host, HostState::Draining))
+                    .await?;
+            }
+            if empty {
+                self.with_retry(|f| f.set_host_state(host, HostState::Drained))
+                    .await?;
+                self.journal
+                    .append(&JournalRecord::HostDrained { host })
+                    .await?;
+                progress.draining.retain(|h| *h != host);
+                progress.drained.push(host);
+                state.report.hosts_drained += 1;
+                self.emit(DrainEvent::HostDrained { host });
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(
+        &mut self,
+        started: Instant,
+        pacer: &StartPacer,
+        mut state: RunState,
+    ) -> Result<DrainReport, DrainError> {
+        self.journal.append(&JournalRecord::Finished).await?;
+        state.report.elapsed = self.clock.now().saturating_duration_since(started);
+        state.report.peak_starts_per_host_per_minute = pacer.peak;
+        self.emit_summaries(true);
+        self.emit(DrainEvent::Finished {
+            hosts_drained: state.report.hosts_drained,
+            elapsed: state.report.elapsed,
+        });
+        Ok(state.report)
+    }
+
+    /// Accounts for one finished start; returns the work to retry, if any.
+    fn on_start_result(
+        &mut self,
+        mut item: Work,
+        result: Result<(), FleetError>,
+        state: &mut RunState,
+    ) -> Result<Option<Work>, DrainError> {
+        let error = match result {
+            Ok(()) => {
+                self.health.record_start(item.to, true);
+                state.report.apps_migrated += 1;
+                let to = item.to;
+                self.emit_aggregated(
+                    format!("app_migrated/{to}"),
+                    DrainEvent::AppMigrated { app: item.app, to },
+                );
+                return Ok(None);
+            }
+            Err(error) => error,
+        };
+        if matches!(error, FleetError::StartFailed { .. }) {
+            self.health.record_start(item.to, false);
+            state.report.failed_starts += 1;
+        }
+        let host = item.to;
+        self.emit_aggregated(
+            format!("start_failed/{host}"),
+            DrainEvent::StartFailed {
+                app: item.app,
+                host,
+                attempt: item.attempt,
+                error: error.to_string(),
+            },
+        );
+        if !error.is_retryable() {
+            // The receiver changed (full, cordoned): re-plan once in-flight
+            // starts are done.
+            tracing::info!(app = %item.app, %error, "receiver unusable; re-planning");
+            self.needs_replan = true;
+            return Ok(None);
+        }
+        let seed = self.rng_seed ^ u64::from(item.app.0);
+        let backoff = match item.backoff.as_mut() {
+            Some(b) => b,
+            None => item
+                .backoff
+                .insert(Backoff::with_seed(self.config.retry.clone(), seed)?),
+        };
+        let Some(delay) = backoff.next_delay() else {
+            tracing::error!(app = %item.app, attempts = item.attempt, "app out of start attempts");
+            return Err(error.into());
+        };
+        item.not_before = self.clock.now() + delay;
+        tracing::debug!(app = %item.app, ?delay, "retrying start after backoff");
+        Ok(Some(item))
     }
 
     fn start(&self, mut item: Work) -> StartFuture {
@@ -951,6 +1132,44 @@ impl DrainController {
             (item, result)
         })
     }
+}
+
+/// The first start of every app a plan moves, in plan order.
+fn first_starts(plan: &DrainPlan, now: Instant) -> VecDeque<Work> {
+    plan.assignments()
+        .iter()
+        .map(|a| Work {
+            app: a.app,
+            to: a.to,
+            attempt: 0,
+            repair: false,
+            backoff: None,
+            not_before: now,
+        })
+        .collect()
+}
+
+/// Apps left stopped or failed on receivers (an interrupted or failed start
+/// of an earlier run), to restart in place.
+fn repairs(snapshot: &FleetSnapshot, targets: &HashSet<HostId>, now: Instant) -> VecDeque<Work> {
+    snapshot
+        .apps()
+        .filter(|app| {
+            !targets.contains(&app.host)
+                && matches!(app.state, AppState::Stopped | AppState::Failed)
+                && snapshot
+                    .host(app.host)
+                    .is_some_and(|h| h.state.accepts_apps())
+        })
+        .map(|app| Work {
+            app: app.id,
+            to: app.host,
+            attempt: 0,
+            repair: true,
+            backoff: None,
+            not_before: now,
+        })
+        .collect()
 }
 
 /// Targets not yet drained, by the journal or the fleet.
@@ -1015,11 +1234,59 @@ mod tests {
         let mut config = DrainConfig::default();
         config.gate.fire_after = 0;
         assert_eq!(config.validate().unwrap_err().field(), "gate.fire_after");
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let config = DrainConfig {
+                receiver_max_failures_per_minute: Some(bad),
+                ..DrainConfig::default()
+            };
+            assert_eq!(
+                config.validate().unwrap_err().field(),
+                "receiver_max_failures_per_minute"
+            );
+        }
     }
 
     #[test]
-    fn controller_is_send() {
-        fn bounds<T: Send>() {}
-        bounds::<DrainController>();
+    fn shared_types_are_send_and_sync() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<DrainController>();
+        send::<crate::rollout::Rollout>();
+        send::<crate::journal::FileJournal>();
+        send_sync::<DrainPlan>();
+        send_sync::<Planner>();
+        send_sync::<HealthGate>();
+        send_sync::<FleetHealth>();
+        send_sync::<crate::journal::MemoryJournal>();
+        send_sync::<DrainEvent>();
+    }
+
+    #[test]
+    fn the_run_future_is_send() {
+        fn send<T: Send>(_: &T) {}
+        let clock = resilience_core::clock::ManualClock::new();
+        let fleet =
+            crate::sim::SimFleet::with_clock(crate::sim::SimConfig::default(), clock.clone())
+                .unwrap();
+        let mut controller = DrainController::with_clock(
+            DrainConfig::default(),
+            Arc::new(fleet.clone()),
+            Box::new(crate::journal::MemoryJournal::new()),
+            clock.clone(),
+        )
+        .unwrap();
+        send(&controller.run(&[]));
+        let mut rollout = crate::rollout::Rollout::with_clock(
+            crate::rollout::RolloutConfig {
+                version: "v2".into(),
+                steps: vec![crate::rollout::RolloutStep::StartWithoutTraffic],
+                ..crate::rollout::RolloutConfig::default()
+            },
+            Arc::new(fleet),
+            vec![crate::fleet::HostId(0)],
+            clock,
+        )
+        .unwrap();
+        send(&rollout.run());
     }
 }

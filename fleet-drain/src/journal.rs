@@ -104,7 +104,7 @@ pub enum JournalRecord {
 
 /// Durable, ordered storage of [`JournalRecord`]s.
 #[async_trait]
-pub trait Journal: Send {
+pub trait Journal: Send + Sync {
     /// Appends `record`; returns once it is durable.
     async fn append(&mut self, record: &JournalRecord) -> Result<(), JournalError>;
 

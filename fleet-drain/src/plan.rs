@@ -6,7 +6,7 @@
 //! was "is the fleet less than 80 % full?". Capacity was fine; what broke
 //! was the *surge of app starts into each receiving host*. [`DrainLimits`]
 //! therefore bounds every dimension of a wave, in the spirit of a
-//! Kubernetes PodDisruptionBudget or Nomad's `max_parallel`, plus the one
+//! Kubernetes `PodDisruptionBudget` or Nomad's `max_parallel`, plus the one
 //! they lack:
 //!
 //! - `max_draining_hosts`: hosts draining at once;
@@ -360,6 +360,50 @@ impl DrainPlan {
     /// Whether the wave has nothing to do.
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty()
+    }
+}
+
+/// A human-readable summary (what a dry run prints): the hosts, then one
+/// line per receiver with its assignments and start slots used.
+impl fmt::Display for DrainPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |hosts: &[HostId]| {
+            hosts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(
+            f,
+            "wave: {} hosts draining ({} new: {}), {} apps to move, {} unplaced, unavailability budget {}",
+            self.hosts.len(),
+            self.new_hosts.len(),
+            list(&self.new_hosts),
+            self.assignments.len(),
+            self.unplaced.len(),
+            self.unavailable_budget
+        )?;
+        for r in self.receivers.iter().filter(|r| r.assigned > 0) {
+            let slots = self
+                .assignments
+                .iter()
+                .filter(|a| a.to == r.host)
+                .map(|a| a.slot)
+                .max()
+                .map_or(0, |s| s + 1);
+            writeln!(
+                f,
+                "  {}: {} -> {} of {} apps (+{}, over {} minute(s))",
+                r.host,
+                r.load,
+                r.load + r.assigned,
+                r.capacity,
+                r.assigned,
+                slots
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -895,6 +939,15 @@ mod tests {
         let plan = planner.next_wave(&snap, &[HostId(0)]).unwrap();
         let slots: Vec<u32> = plan.assignments().iter().map(|a| a.slot).collect();
         assert_eq!(slots, [0, 0, 1, 1, 2]);
+        let text = plan.to_string();
+        assert!(
+            text.contains("1 hosts draining (1 new: host-0), 5 apps to move"),
+            "{text}"
+        );
+        assert!(
+            text.contains("host-1: 0 -> 5 of 10 apps (+5, over 3 minute(s))"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -50,9 +50,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
@@ -183,6 +184,7 @@ struct SimHost {
     previous_versions: Vec<String>,
     drains: u32,
     recent_starts: VecDeque<Instant>,
+    extra_failure: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -199,8 +201,12 @@ struct SimState {
     bad_versions: HashSet<String>,
     traffic: HashMap<String, f64>,
     stats: SimStats,
-    /// Starts in progress: (deadline, app, host, fails).
-    pending: Vec<(Instant, AppId, HostId, bool)>,
+    /// Starts waiting for each deadline: one clock sleep per distinct
+    /// deadline (held by one of them), the others parked here.
+    timers: HashMap<Instant, TimerGroup>,
+    /// Starts in progress, earliest deadline first: (deadline, app, host,
+    /// fails).
+    pending: BinaryHeap<Reverse<(Instant, AppId, HostId, bool)>>,
 }
 
 impl SimState {
@@ -210,7 +216,7 @@ impl SimState {
             .ok_or(FleetError::UnknownHost(id))
     }
 
-    fn app_state(&self, app: &SimApp) -> AppState {
+    fn app_state(&self, app: SimApp) -> AppState {
         if app.state == AppState::Running
             && let Some(host) = self.hosts.get(app.host as usize)
             && self.bad_versions.contains(&host.host.version)
@@ -257,7 +263,8 @@ impl SimFleet {
                 bad_versions: HashSet::new(),
                 traffic: HashMap::new(),
                 stats: SimStats::default(),
-                pending: Vec::new(),
+                pending: BinaryHeap::new(),
+                timers: HashMap::new(),
             })),
         })
     }
@@ -279,15 +286,11 @@ impl SimFleet {
     /// its caller still waits for it (a real host does not stop starting
     /// an app because the controller crashed).
     fn settle(state: &mut SimState, now: Instant) {
-        if !state.pending.iter().any(|p| p.0 <= now) {
-            return;
-        }
-        let pending = std::mem::take(&mut state.pending);
-        for (deadline, app, host, fails) in pending {
+        while let Some(Reverse((deadline, app, host, fails))) = state.pending.peek().copied() {
             if deadline > now {
-                state.pending.push((deadline, app, host, fails));
-                continue;
+                break;
             }
+            state.pending.pop();
             if let Some(h) = state.hosts.get_mut(host.0 as usize) {
                 h.starting = h.starting.saturating_sub(1);
             }
@@ -321,6 +324,7 @@ impl SimFleet {
             previous_versions: Vec::new(),
             drains: 0,
             recent_starts: VecDeque::new(),
+            extra_failure: 0.0,
         });
         id
     }
@@ -365,6 +369,22 @@ impl SimFleet {
         } else {
             state.bad_versions.insert(version.to_owned());
         }
+    }
+
+    /// Adds `probability` (in `0..=1`) to the failure probability of every
+    /// start on `host` (a broken host), on top of the model.
+    pub fn set_host_failure_probability(
+        &self,
+        host: HostId,
+        probability: f64,
+    ) -> Result<(), FleetError> {
+        if !(0.0..=1.0).contains(&probability) {
+            return Err(FleetError::InvalidArgument(format!(
+                "probability must be in 0..=1, got {probability}"
+            )));
+        }
+        self.lock().host_mut(host)?.extra_failure = probability;
+        Ok(())
     }
 
     /// Forces one app's state (e.g. to inject a crash).
@@ -420,13 +440,14 @@ impl SimFleet {
             .map(|(i, a)| App {
                 id: AppId(u32::try_from(i).unwrap_or(u32::MAX)),
                 host: HostId(a.host),
-                state: state.app_state(a),
+                state: state.app_state(*a),
             })
             .collect()
     }
 
-    /// Validates a start and books it; returns whether it will fail.
-    fn begin_start(&self, app: AppId, to: HostId) -> Result<bool, FleetError> {
+    /// Validates a start and books it; returns whether it will fail and
+    /// when it ends.
+    fn begin_start(&self, app: AppId, to: HostId) -> Result<(bool, Instant), FleetError> {
         let now = self.clock.now();
         let deadline = now + self.config.start_duration;
         let mut guard = self.lock();
@@ -457,6 +478,7 @@ impl SimFleet {
         }
         target.starting += 1;
         let concurrent = target.starting;
+        let extra_failure = target.extra_failure;
         target.recent_starts.push_back(now);
         while target
             .recent_starts
@@ -473,16 +495,100 @@ impl SimFleet {
             entry.host = to.0;
             entry.state = AppState::Starting;
         }
-        let stats = &mut state.stats;
-        stats.starts += 1;
-        stats.peak_concurrent_starts = stats.peak_concurrent_starts.max(concurrent);
-        stats.peak_starts_per_host_per_minute =
-            stats.peak_starts_per_host_per_minute.max(per_minute);
-        let p = self.config.failure_probability(concurrent);
+        let counters = &mut state.stats;
+        counters.starts += 1;
+        counters.peak_concurrent_starts = counters.peak_concurrent_starts.max(concurrent);
+        counters.peak_starts_per_host_per_minute =
+            counters.peak_starts_per_host_per_minute.max(per_minute);
+        let p = (self.config.failure_probability(concurrent) + extra_failure).min(1.0);
         let fails = p > 0.0 && state.rng.f64() < p;
-        state.pending.push((deadline, app, to, fails));
+        state.pending.push(Reverse((deadline, app, to, fails)));
         tracing::trace!(%app, host = %to, concurrent, p, fails, "sim: start begun");
-        Ok(fails)
+        Ok((fails, deadline))
+    }
+}
+
+#[derive(Debug, Default)]
+struct TimerGroup {
+    has_holder: bool,
+    waiters: Vec<Waker>,
+}
+
+/// Waits until `deadline` on the fleet's clock. Starts ending at the same
+/// instant share one clock sleep (held by the first of them to wait), so a
+/// simulation with thousands of concurrent starts registers a handful of
+/// timers, not thousands.
+struct StartWait<'a> {
+    fleet: &'a SimFleet,
+    deadline: Instant,
+    sleep: Option<resilience_core::clock::Sleep>,
+    done: bool,
+}
+
+impl StartWait<'_> {
+    fn finish(&mut self) -> Poll<()> {
+        self.done = true;
+        if self.sleep.take().is_some() {
+            let group = self.fleet.lock().timers.remove(&self.deadline);
+            for waker in group.map(|g| g.waiters).unwrap_or_default() {
+                waker.wake();
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+impl Future for StartWait<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.fleet.clock.now() >= self.deadline {
+            return self.finish();
+        }
+        if let Some(sleep) = self.sleep.as_mut() {
+            return match sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => self.finish(),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        let hold = {
+            let mut state = self.fleet.lock();
+            let group = state.timers.entry(self.deadline).or_default();
+            if group.has_holder {
+                group.waiters.push(cx.waker().clone());
+                false
+            } else {
+                group.has_holder = true;
+                true
+            }
+        };
+        if !hold {
+            return Poll::Pending;
+        }
+        let mut sleep = self.fleet.clock.sleep_until(self.deadline);
+        let ready = sleep.as_mut().poll(cx).is_ready();
+        self.sleep = Some(sleep);
+        if ready { self.finish() } else { Poll::Pending }
+    }
+}
+
+impl Drop for StartWait<'_> {
+    fn drop(&mut self) {
+        if self.done || self.sleep.is_none() {
+            return;
+        }
+        // The holder leaves early: wake the waiters; the first to poll
+        // takes the timer over, the others park again.
+        let waiters = self
+            .fleet
+            .lock()
+            .timers
+            .remove(&self.deadline)
+            .map(|g| g.waiters)
+            .unwrap_or_default();
+        for waker in waiters {
+            waker.wake();
+        }
     }
 }
 
@@ -548,12 +654,18 @@ impl Fleet for SimFleet {
     }
 
     async fn migrate(&self, app: AppId, to: HostId) -> Result<(), FleetError> {
-        let fails = self.begin_start(app, to)?;
+        let (fails, deadline) = self.begin_start(app, to)?;
         let mut guard = StartGuard {
             fleet: self,
             armed: true,
         };
-        self.clock.sleep(self.config.start_duration).await;
+        StartWait {
+            fleet: self,
+            deadline,
+            sleep: None,
+            done: false,
+        }
+        .await;
         guard.armed = false;
         // Settles this start (and any other due one).
         drop(self.lock());
@@ -623,7 +735,7 @@ impl Fleet for SimFleet {
             .apps
             .get(app.0 as usize)
             .ok_or(FleetError::UnknownApp(app))?;
-        Ok(state.app_state(entry))
+        Ok(state.app_state(*entry))
     }
 }
 
@@ -674,14 +786,18 @@ pub fn run_steps<F: Future>(
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
     let mut steps = 0u64;
+    if max_steps == 0 {
+        return Err(SimError::StepLimit);
+    }
     loop {
-        if steps >= max_steps {
-            return Err(SimError::StepLimit);
-        }
         steps += 1;
         flag.0.store(false, Ordering::Release);
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return Ok(output);
+        }
+        if steps >= max_steps {
+            // Dropped right after its last poll: time has not moved on.
+            return Err(SimError::StepLimit);
         }
         if flag.0.load(Ordering::Acquire) {
             continue;
@@ -1044,6 +1160,44 @@ mod tests {
             .unwrap();
         assert_eq!(health(&fleet), AppState::Running);
         assert_eq!(fleet.host(host).unwrap().version, "v1");
+    }
+
+    #[test]
+    fn concurrent_starts_share_one_clock_timer_per_deadline() {
+        let (clock, fleet) = fleet(SimConfig::default());
+        let [a, b] = [fleet.add_host(1000, "v1"), fleet.add_host(1000, "v1")];
+        let apps = fleet.add_apps(a, 1000).unwrap();
+        let mut starts: FuturesUnordered<_> =
+            apps.iter().map(|&app| fleet.migrate(app, b)).collect();
+        // Poll every start once: they all wait, on a single clock sleeper.
+        let polled = run_steps(&clock, starts.next(), 1);
+        assert_eq!(polled.unwrap_err(), SimError::StepLimit);
+        assert_eq!(clock.sleepers(), 1);
+        let done = run(&clock, async {
+            let mut n = 0;
+            while starts.next().await.is_some() {
+                n += 1;
+            }
+            n
+        })
+        .unwrap();
+        assert_eq!(done, 1000);
+        assert_eq!(fleet.load(b), 1000);
+        assert_eq!(clock.elapsed(), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_holder_dropped_early_hands_the_timer_over() {
+        let (clock, fleet) = fleet(SimConfig::default());
+        let [a, b] = [fleet.add_host(10, "v1"), fleet.add_host(10, "v1")];
+        let apps = fleet.add_apps(a, 2).unwrap();
+        let mut first = Box::pin(fleet.migrate(apps[0], b));
+        let mut second = Box::pin(fleet.migrate(apps[1], b));
+        assert!(run_steps(&clock, first.as_mut(), 1).is_err());
+        assert!(run_steps(&clock, second.as_mut(), 1).is_err());
+        drop(first);
+        run(&clock, second).unwrap().unwrap();
+        assert_eq!(clock.elapsed(), Duration::from_secs(20));
     }
 
     #[test]

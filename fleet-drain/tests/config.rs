@@ -1,4 +1,10 @@
 //! Configs load from TOML and JSON and are validated.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::time::Duration;
 

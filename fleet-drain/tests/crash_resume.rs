@@ -1,6 +1,12 @@
 //! A controller killed at any point resumes from its `FileJournal` without
 //! exceeding a limit and without draining a host twice; a corrupted or
 //! truncated journal tail is detected and handled.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -58,7 +64,7 @@ fn polls_to_finish() -> u64 {
         high *= 2;
     }
     while low + 1 < high {
-        let mid = (low + high) / 2;
+        let mid = u64::midpoint(low, high);
         if finishes(mid) {
             high = mid;
         } else {

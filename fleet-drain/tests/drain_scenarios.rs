@@ -1,5 +1,11 @@
 //! The February 2019 drain, naive vs bounded and health-gated, on a
 //! simulated fleet with a manual clock.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -287,4 +293,48 @@ fn invalid_limits_and_infeasible_drains_give_clear_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("not enough capacity"), "{err}");
     assert_eq!(s.fleet.stats().starts, 0);
+}
+
+#[test]
+fn a_receiver_failing_its_starts_is_excluded_and_its_apps_replanned() {
+    let s = scenario(SimConfig::default(), 8, 10, 4, 40);
+    let broken = s.new[0];
+    s.fleet.set_host_failure_probability(broken, 1.0).unwrap();
+    let mut config = bounded_config();
+    config.limits.max_unavailable = Amount::Count(40);
+    config.receiver_max_failures_per_minute = Some(1.0);
+    config.failure_window = Duration::from_secs(60);
+    config.gate.pause_above_failures_per_minute = 100.0;
+    config.gate.resume_below_failures_per_minute = 50.0;
+    config.gate.abort_above_failures_per_minute = 1000.0;
+    config.gate.pause_below_healthy_share = 0.5;
+    config.gate.abort_below_healthy_share = 0.0;
+    let mut controller = DrainController::with_clock(
+        config,
+        Arc::new(s.fleet.clone()),
+        Box::new(MemoryJournal::new()),
+        s.clock.clone(),
+    )
+    .unwrap();
+    let events = collect(&mut controller);
+    let report = sim::run(&s.clock, controller.run(&s.old)).unwrap().unwrap();
+    assert_eq!(report.hosts_drained, 8);
+    assert!(report.waves >= 2);
+    // Only the first minute's starts into the broken host failed, and later
+    // waves never sent it apps.
+    assert!(report.failed_starts <= 4, "{report:?}");
+    assert_eq!(s.fleet.load(broken), 0);
+    let excluded: Vec<_> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            DrainEvent::ReceiverExcluded { host, moved, .. } => Some((*host, *moved)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(excluded.len(), 1);
+    assert_eq!(excluded[0].0, broken);
+    assert!(excluded[0].1 > 0);
+    assert_fully_drained(&s);
 }

@@ -1,5 +1,11 @@
 //! Property tests: for random fleets and limits, no wave ever exceeds any
 //! limit, and every app ends on an active host exactly once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! Staged rollouts on a simulated fleet: a bad version is caught in the
 //! canary bake and rolled back; a good one completes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -42,8 +42,8 @@ const breaker = new CircuitBreaker({
   window: { calls: 50 },
   minimumCalls: 20,
   failureRateThreshold: 0.5,
-  openWait: { baseMs: 200, maxMs: 1_000 },
-  halfOpenProbes: 3,
+  openWait: { baseMs: 100, maxMs: 400 },
+  halfOpenProbes: 5,
 });
 const retryOptions = {
   maxAttempts: 3,

@@ -168,7 +168,7 @@ class CircuitBreaker {
       n.record(key, this.#outcomeOf(err));
       throw err;
     }
-    n.record(key, OUTCOME.success);
+    n.recordSuccess(key);
     return value;
   }
 

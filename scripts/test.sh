@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project and exits non-zero on any failure:
 # formatting and lints, Rust unit/integration/doc tests (all features,
-# including the etcd-backed ones against a throw-away local etcd),
-# loom model checks, and rustdoc with warnings denied.
+# including the etcd-backed ones against a throw-away local etcd), the Node
+# bindings' suite and type check, loom model checks, and rustdoc with
+# warnings denied.
 #
 # Usage: scripts/test.sh            # everything
 #        SKIP_LINT=1 scripts/test.sh  # tests only (faster local loop)
@@ -33,6 +34,15 @@ cargo test --workspace --all-features --locked
 
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet
+
+step "Node bindings: npm ci, build the addon, node --test, tsc --noEmit"
+(
+  cd bindings-node
+  npm ci --no-audit --no-fund --loglevel=error
+  npm run --silent build:debug
+  npm test
+  npm run --silent typecheck
+)
 
 step "loom model checks (resilience-core)"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" \

@@ -38,6 +38,10 @@
 //!   bounds runs the same way when the caller has no deadline, and
 //!   [`RetryConfig::per_attempt_timeout`] bounds each attempt.
 //!
+//! Callers that make the attempts themselves (an event loop in another
+//! language, a state machine) drive the same decisions step by step through
+//! [`RetryPolicy::start_run`] and [`RetryRun`].
+//!
 //! Each retry, budget denial and deadline stop emits a `tracing` event at
 //! `DEBUG` with structured fields (`attempt`, `delay_ms`, `retry_after_ms`,
 //! `error`, ...), and [`RetryPolicy::stats`] counts them for dashboards.
@@ -94,4 +98,4 @@ mod policy;
 pub use classify::{ErrorClass, Retryable};
 pub use config::RetryConfig;
 pub use error::{RetryError, RetryErrorKind};
-pub use policy::{RetryPolicy, RetryStats};
+pub use policy::{RetryDecision, RetryPolicy, RetryRun, RetryStats};

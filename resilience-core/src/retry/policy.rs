@@ -13,7 +13,7 @@ use crate::deadline::Deadline;
 use crate::error::ConfigError;
 use crate::sync::AtomicU64;
 
-use super::{ErrorClass, RetryConfig, RetryError, Retryable};
+use super::{ErrorClass, RetryConfig, RetryError, RetryErrorKind, Retryable};
 
 /// Runs an async operation with attempts, jittered backoff, a shared retry
 /// budget, a deadline and server `Retry-After` hints. See the
@@ -272,14 +272,47 @@ impl RetryPolicy {
         backoff: &mut RunBackoff,
         deadline: &Deadline,
     ) -> Result<Duration, RetryError<E>> {
+        self.decide(attempt, hint, backoff, deadline.remaining(), &*last_error)
+            .map_err(|kind| {
+                let last_error = last_error.take();
+                match kind {
+                    RetryErrorKind::AttemptsExhausted => RetryError::AttemptsExhausted {
+                        attempts: attempt,
+                        last_error,
+                    },
+                    RetryErrorKind::BudgetExhausted => RetryError::BudgetExhausted {
+                        attempts: attempt,
+                        last_error,
+                    },
+                    // `decide` stops only for the three reasons above.
+                    RetryErrorKind::DeadlineExceeded | RetryErrorKind::NotRetryable => {
+                        RetryError::DeadlineExceeded {
+                            attempts: attempt,
+                            last_error,
+                        }
+                    }
+                }
+            })
+    }
+
+    /// The retry decision after a retryable failure of `attempt`, shared by
+    /// the async executor and [`RetryRun::on_failure`]: attempts left, then
+    /// the delay (backoff, at least the capped server hint), then the
+    /// deadline (`remaining`), then the budget, asked at decision time.
+    /// Counts and traces the decision.
+    fn decide(
+        &self,
+        attempt: u32,
+        hint: Option<Duration>,
+        backoff: &mut RunBackoff,
+        remaining: Duration,
+        last_error: &dyn fmt::Debug,
+    ) -> Result<Duration, RetryErrorKind> {
         let counters = &*self.counters;
         if attempt >= self.config.max_attempts {
             counters.exhausted.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(attempts = attempt, last_error = ?last_error, "retry attempts exhausted");
-            return Err(RetryError::AttemptsExhausted {
-                attempts: attempt,
-                last_error: last_error.take(),
-            });
+            return Err(RetryErrorKind::AttemptsExhausted);
         }
 
         let backoff_delay = backoff.next_delay(self);
@@ -288,8 +321,9 @@ impl RetryPolicy {
 
         // Do not sleep past the deadline: a retry that would start at or
         // after it is pointless, so stop now and free the caller.
-        if delay >= deadline.remaining() {
-            return Err(self.deadline_stop(attempt, last_error.take(), Some(delay)));
+        if delay >= remaining {
+            self.count_deadline_stop(attempt, Some(delay), last_error);
+            return Err(RetryErrorKind::DeadlineExceeded);
         }
 
         // Ask the budget at decision time, before sleeping: retries that
@@ -299,10 +333,7 @@ impl RetryPolicy {
         {
             counters.budget_denials.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(attempt, last_error = ?last_error, "retry denied by budget");
-            return Err(RetryError::BudgetExhausted {
-                attempts: attempt,
-                last_error: last_error.take(),
-            });
+            return Err(RetryErrorKind::BudgetExhausted);
         }
 
         counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -318,12 +349,12 @@ impl RetryPolicy {
         Ok(delay)
     }
 
-    fn deadline_stop<E: fmt::Debug>(
+    fn count_deadline_stop(
         &self,
         attempts: u32,
-        last_error: Option<E>,
         next_delay: Option<Duration>,
-    ) -> RetryError<E> {
+        last_error: &dyn fmt::Debug,
+    ) {
         self.counters.deadline_stops.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             attempts,
@@ -331,15 +362,165 @@ impl RetryPolicy {
             last_error = ?last_error,
             "retry stopped by deadline"
         );
+    }
+
+    fn deadline_stop<E: fmt::Debug>(
+        &self,
+        attempts: u32,
+        last_error: Option<E>,
+        next_delay: Option<Duration>,
+    ) -> RetryError<E> {
+        self.count_deadline_stop(attempts, next_delay, &last_error);
         RetryError::DeadlineExceeded {
             attempts,
             last_error,
         }
     }
+
+    /// Starts a run driven step by step by the caller; see [`RetryRun`].
+    /// Counts the run (it uses the same jitter seed sequence as
+    /// [`RetryPolicy::run`]).
+    pub fn start_run(&self) -> RetryRun {
+        let run = self.counters.runs.fetch_add(1, Ordering::Relaxed);
+        RetryRun {
+            policy: self.clone(),
+            backoff: RunBackoff { run, state: None },
+            attempt: 0,
+        }
+    }
+}
+
+/// What to do after a failed attempt of a [`RetryRun`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// Wait `delay`, then make the next attempt. The retry has already been
+    /// withdrawn from the budget.
+    Retry {
+        /// How long to wait before the next attempt.
+        delay: Duration,
+    },
+    /// Give up, for this reason.
+    Stop(RetryErrorKind),
+}
+
+/// One run of a [`RetryPolicy`] whose attempts the caller makes itself, for
+/// callers that cannot hand the policy a Rust future: an event loop in
+/// another language (the Node bindings run attempts as JS promises), a state
+/// machine, a simulation.
+///
+/// The decisions are those of [`RetryPolicy::run`], made by the same code:
+/// [`begin_attempt`](RetryRun::begin_attempt) deposits into the budget on the
+/// first attempt, [`on_failure`](RetryRun::on_failure) classifies, checks
+/// the attempts left, computes the delay (backoff, at least the capped
+/// `Retry-After` hint), stops if the delay would end past the deadline, and
+/// withdraws from the budget at decision time. The caller sleeps, enforces
+/// its deadline on attempts in flight and reports it with
+/// [`stop_at_deadline`](RetryRun::stop_at_deadline). Counters go to the
+/// policy's [`RetryStats`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use resilience_core::budget::{RetryBudget, RetryBudgetConfig};
+/// use resilience_core::clock::ManualClock;
+/// use resilience_core::retry::{ErrorClass, RetryConfig, RetryDecision, RetryErrorKind, RetryPolicy};
+///
+/// let clock = ManualClock::new();
+/// let budget = Arc::new(RetryBudget::with_clock(
+///     RetryBudgetConfig { min_retries_per_sec: 0, ..RetryBudgetConfig::default() },
+///     clock.clone(),
+/// )?);
+/// let policy = RetryPolicy::new(RetryConfig { max_attempts: 3, ..RetryConfig::default() })?
+///     .with_clock(clock)
+///     .with_budget(budget);
+///
+/// let mut run = policy.start_run();
+/// assert_eq!(run.begin_attempt(), 1); // deposits 0.2 of a token
+/// // The attempt failed; one retry would need a whole token: denied.
+/// let decision = run.on_failure(ErrorClass::Transient, Duration::MAX);
+/// assert_eq!(decision, RetryDecision::Stop(RetryErrorKind::BudgetExhausted));
+/// assert_eq!(policy.stats().budget_denials, 1);
+/// # Ok::<(), resilience_core::ConfigError>(())
+/// ```
+#[derive(Debug)]
+pub struct RetryRun {
+    policy: RetryPolicy,
+    backoff: RunBackoff,
+    attempt: u32,
+}
+
+impl RetryRun {
+    /// Attempts begun so far (0 before the first).
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Call right before making an attempt; returns its number (the first
+    /// is number one). The first attempt deposits into the budget (failed or
+    /// not, every original request deposits).
+    pub fn begin_attempt(&mut self) -> u32 {
+        self.attempt = self.attempt.saturating_add(1);
+        if self.attempt == 1
+            && let Some(budget) = &self.policy.budget
+        {
+            budget.deposit();
+        }
+        self.policy
+            .counters
+            .attempts
+            .fetch_add(1, Ordering::Relaxed);
+        self.attempt
+    }
+
+    /// The attempt succeeded: counts the success and ends the run.
+    pub fn on_success(self) {
+        self.policy
+            .counters
+            .successes
+            .fetch_add(1, Ordering::Relaxed);
+        if self.attempt > 1 {
+            tracing::debug!(attempt = self.attempt, "retried operation succeeded");
+        }
+    }
+
+    /// The attempt failed with an error of class `class`; `remaining` is the
+    /// time left until the caller's deadline ([`Duration::MAX`] without
+    /// one). Returns the delay before the next attempt, or why to stop.
+    pub fn on_failure(&mut self, class: ErrorClass, remaining: Duration) -> RetryDecision {
+        let attempt = self.attempt;
+        if !class.is_retryable() {
+            self.policy
+                .counters
+                .not_retryable
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(attempt, "error is not retryable, giving up");
+            return RetryDecision::Stop(RetryErrorKind::NotRetryable);
+        }
+        let error: &dyn fmt::Debug = &class;
+        match self.policy.decide(
+            attempt,
+            class.retry_after(),
+            &mut self.backoff,
+            remaining,
+            error,
+        ) {
+            Ok(delay) => RetryDecision::Retry { delay },
+            Err(kind) => RetryDecision::Stop(kind),
+        }
+    }
+
+    /// The caller's deadline passed before an attempt could start or while
+    /// one was in flight: counts the stop and ends the run.
+    pub fn stop_at_deadline(self) -> RetryErrorKind {
+        self.policy
+            .count_deadline_stop(self.attempt, None, &"deadline passed");
+        RetryErrorKind::DeadlineExceeded
+    }
 }
 
 /// The backoff of one run, built at its first retry, so that a run that
 /// succeeds at once never pays for it.
+#[derive(Debug)]
 struct RunBackoff {
     run: u64,
     state: Option<Backoff>,
@@ -461,7 +642,143 @@ mod tests {
     #[test]
     fn policies_are_send_and_sync() {
         fn bounds<T: Send + Sync + Clone + 'static>() {}
+        fn send_sync<T: Send + Sync + 'static>() {}
         bounds::<RetryPolicy>();
         bounds::<RetryStats>();
+        send_sync::<RetryRun>();
+    }
+
+    use crate::backoff::{BackoffConfig, Jitter};
+    use crate::budget::RetryBudgetConfig;
+    use crate::clock::ManualClock;
+
+    fn stepped_policy(max_attempts: u32, retry_ratio: f64) -> (RetryPolicy, Arc<RetryBudget>) {
+        let clock = ManualClock::new();
+        let budget = Arc::new(
+            RetryBudget::with_clock(
+                RetryBudgetConfig {
+                    ttl: Duration::from_secs(10),
+                    min_retries_per_sec: 0,
+                    retry_ratio,
+                },
+                clock.clone(),
+            )
+            .unwrap(),
+        );
+        let config = RetryConfig {
+            max_attempts,
+            backoff: BackoffConfig {
+                base: Duration::from_millis(100),
+                max: Duration::from_secs(1),
+                factor: 2.0,
+                jitter: Jitter::None,
+                max_attempts: None,
+            },
+            max_retry_after: Duration::from_millis(500),
+            ..RetryConfig::default()
+        };
+        let policy = RetryPolicy::new(config)
+            .unwrap()
+            .with_clock(clock)
+            .with_budget(budget.clone());
+        (policy, budget)
+    }
+
+    #[test]
+    fn stepped_run_backs_off_then_exhausts_attempts() {
+        let (policy, _) = stepped_policy(3, 1000.0);
+        let mut run = policy.start_run();
+        assert_eq!(run.begin_attempt(), 1);
+        assert_eq!(
+            run.on_failure(ErrorClass::Transient, Duration::MAX),
+            RetryDecision::Retry {
+                delay: Duration::from_millis(100)
+            }
+        );
+        assert_eq!(run.begin_attempt(), 2);
+        assert_eq!(
+            run.on_failure(ErrorClass::Transient, Duration::MAX),
+            RetryDecision::Retry {
+                delay: Duration::from_millis(200)
+            }
+        );
+        assert_eq!(run.begin_attempt(), 3);
+        assert_eq!(
+            run.on_failure(ErrorClass::Transient, Duration::MAX),
+            RetryDecision::Stop(RetryErrorKind::AttemptsExhausted)
+        );
+        let stats = policy.stats();
+        assert_eq!(
+            (stats.runs, stats.attempts, stats.retries, stats.exhausted),
+            (1, 3, 2, 1)
+        );
+    }
+
+    #[test]
+    fn stepped_run_deposits_once_and_withdraws_at_decision_time() {
+        let (policy, budget) = stepped_policy(5, 1.0);
+        let mut run = policy.start_run();
+        run.begin_attempt();
+        assert_eq!(budget.stats().deposits, 1);
+        assert!(matches!(
+            run.on_failure(ErrorClass::Transient, Duration::MAX),
+            RetryDecision::Retry { .. }
+        ));
+        assert_eq!(budget.stats().granted, 1);
+        run.begin_attempt();
+        assert_eq!(budget.stats().deposits, 1, "retries do not deposit");
+        assert_eq!(
+            run.on_failure(ErrorClass::Transient, Duration::MAX),
+            RetryDecision::Stop(RetryErrorKind::BudgetExhausted)
+        );
+        assert_eq!(policy.stats().budget_denials, 1);
+    }
+
+    #[test]
+    fn stepped_run_honours_capped_hints_and_the_deadline() {
+        let (policy, _) = stepped_policy(5, 1000.0);
+        let mut run = policy.start_run();
+        run.begin_attempt();
+        let hinted = ErrorClass::TransientAfter(Duration::from_secs(60));
+        assert_eq!(
+            run.on_failure(hinted, Duration::MAX),
+            RetryDecision::Retry {
+                delay: Duration::from_millis(500)
+            },
+            "the hint wins over the backoff, capped at max_retry_after"
+        );
+        run.begin_attempt();
+        assert_eq!(
+            run.on_failure(ErrorClass::Transient, Duration::from_millis(200)),
+            RetryDecision::Stop(RetryErrorKind::DeadlineExceeded),
+            "a 200 ms backoff would end at the deadline"
+        );
+        assert_eq!(policy.stats().deadline_stops, 1);
+    }
+
+    #[test]
+    fn stepped_run_stops_on_permanent_errors_and_counts_outcomes() {
+        let (policy, _) = stepped_policy(5, 1000.0);
+        let mut run = policy.start_run();
+        run.begin_attempt();
+        assert_eq!(
+            run.on_failure(ErrorClass::Permanent, Duration::MAX),
+            RetryDecision::Stop(RetryErrorKind::NotRetryable)
+        );
+        let mut ok = policy.start_run();
+        ok.begin_attempt();
+        ok.on_success();
+        let late = policy.start_run();
+        assert_eq!(late.stop_at_deadline(), RetryErrorKind::DeadlineExceeded);
+        let stats = policy.stats();
+        assert_eq!(
+            (
+                stats.runs,
+                stats.not_retryable,
+                stats.successes,
+                stats.deadline_stops
+            ),
+            (3, 1, 1, 1)
+        );
     }
 }

@@ -1,0 +1,446 @@
+// Type definitions for the `breakwater` npm package.
+
+/** Stable `code` strings carried by every error this package throws. */
+export declare const codes: Readonly<{
+  INVALID_ARG: 'ERR_BREAKWATER_INVALID_ARG';
+  PANIC: 'ERR_BREAKWATER_PANIC';
+  INTERNAL: 'ERR_BREAKWATER_INTERNAL';
+  BUDGET_EXHAUSTED: 'ERR_BREAKWATER_BUDGET_EXHAUSTED';
+  ATTEMPTS_EXHAUSTED: 'ERR_BREAKWATER_ATTEMPTS_EXHAUSTED';
+  NOT_RETRYABLE: 'ERR_BREAKWATER_NOT_RETRYABLE';
+  DEADLINE_EXCEEDED: 'ERR_BREAKWATER_DEADLINE_EXCEEDED';
+  BREAKER_OPEN: 'ERR_BREAKWATER_BREAKER_OPEN';
+  OVERLOADED: 'ERR_BREAKWATER_OVERLOADED';
+  THROTTLED: 'ERR_BREAKWATER_THROTTLED';
+  DRAIN_INFEASIBLE: 'ERR_BREAKWATER_DRAIN_INFEASIBLE';
+  ALLOC_FAILED: 'ERR_BREAKWATER_ALLOC_FAILED';
+  ALLOC_IO: 'ERR_BREAKWATER_ALLOC_IO';
+  TARBALL_REJECTED: 'ERR_BREAKWATER_TARBALL_REJECTED';
+  TARBALL_INVALID: 'ERR_BREAKWATER_TARBALL_INVALID';
+  INTEGRITY_MISMATCH: 'ERR_BREAKWATER_INTEGRITY_MISMATCH';
+  LOCKFILE_INVALID: 'ERR_BREAKWATER_LOCKFILE_INVALID';
+  PACKAGES_MISSING: 'ERR_BREAKWATER_PACKAGES_MISSING';
+  NO_SPACE: 'ERR_BREAKWATER_NO_SPACE';
+  STORE_CORRUPT: 'ERR_BREAKWATER_STORE_CORRUPT';
+  STORE_BUSY: 'ERR_BREAKWATER_STORE_BUSY';
+  NATIVE_MISSING: 'ERR_BREAKWATER_NATIVE_MISSING';
+}>;
+
+export type ErrorCode = (typeof codes)[keyof typeof codes];
+
+/** An error thrown or rejected by this package. */
+export interface BreakwaterError extends Error {
+  code: ErrorCode | string;
+}
+
+/** ERR_BREAKWATER_BREAKER_OPEN or ERR_BREAKWATER_OVERLOADED: try again after `retryAfterMs`. */
+export interface RetryAfterError extends BreakwaterError {
+  retryAfterMs: number;
+}
+
+/** ERR_BREAKWATER_THROTTLED. */
+export interface ThrottledError extends BreakwaterError {
+  /** The local rejection probability at the time of the decision. */
+  probability: number;
+}
+
+/**
+ * Why `retry` gave up: `code` is ERR_BREAKWATER_ATTEMPTS_EXHAUSTED,
+ * _BUDGET_EXHAUSTED, _DEADLINE_EXCEEDED or _NOT_RETRYABLE, and `cause` is the
+ * last error fn threw (absent only when the deadline passed before any
+ * attempt failed).
+ */
+export interface RetryError extends BreakwaterError {
+  attempts: number;
+  cause?: unknown;
+}
+
+/** ERR_BREAKWATER_PACKAGES_MISSING. */
+export interface PackagesMissingError extends BreakwaterError {
+  /** Lockfile paths of the packages the store lacks. */
+  missing: string[];
+}
+
+// ---------------------------------------------------------------------------
+// Backoff
+
+export type Jitter = 'none' | 'full' | 'equal' | 'decorrelated';
+
+export interface BackoffOptions {
+  /** Delay before the first retry, in ms. Default 100. */
+  baseMs?: number;
+  /** Cap on any single delay, in ms. Default 10000. */
+  maxMs?: number;
+  /** Growth per retry, >= 1. Default 2. */
+  factor?: number;
+  /** Randomization. Default 'full'. */
+  jitter?: Jitter;
+  /** Total attempts (first included); unset for no limit. */
+  maxAttempts?: number;
+  /** Seed for reproducible jitter. */
+  seed?: number;
+}
+
+/** Exponential backoff with jitter: the delays of one retry sequence. */
+export declare class Backoff implements Iterable<number> {
+  constructor(options?: BackoffOptions);
+  /** The next delay in ms, or `null` once `maxAttempts` is used up. */
+  nextDelayMs(): number | null;
+  /** Starts the sequence again. */
+  reset(): void;
+  /** Delays handed out since creation or the last reset. */
+  readonly retries: number;
+  /** The validated options. */
+  readonly options: BackoffOptions;
+  [Symbol.iterator](): Iterator<number>;
+}
+
+// ---------------------------------------------------------------------------
+// RetryBudget
+
+export interface RetryBudgetOptions {
+  /** How long a deposit counts, in ms (1000..=60000). Default 10000. */
+  ttlMs?: number;
+  /** Retries per second allowed without deposits, per budget instance. Default 10. */
+  minRetriesPerSec?: number;
+  /** Share of requests that may be retried (0..=1000). Default 0.2. */
+  retryRatio?: number;
+}
+
+export interface RetryBudgetStats {
+  deposits: number;
+  granted: number;
+  denied: number;
+  /** Tokens available now. */
+  balance: number;
+  /** Whole retries available now. */
+  available: number;
+}
+
+/** A ratio retry budget shared by every caller of one dependency. */
+export declare class RetryBudget {
+  constructor(options?: RetryBudgetOptions);
+  /** One original request: deposits `retryRatio` of a token. */
+  deposit(): void;
+  /** May one retry be made? Withdraws a token and returns true if so. */
+  tryWithdraw(): boolean;
+  stats(): RetryBudgetStats;
+}
+
+// ---------------------------------------------------------------------------
+// retry
+
+/** What `fn` receives on each attempt. */
+export interface AttemptContext {
+  /** 1 for the first attempt. */
+  attempt: number;
+  /** Aborted when the caller's signal aborts or the deadline passes during the attempt. */
+  signal: AbortSignal;
+}
+
+export interface RetryPolicyOptions {
+  /** Total attempts, the first included. Default 3. */
+  maxAttempts?: number;
+  /** Shared budget: every first attempt deposits, every retry withdraws. */
+  budget?: RetryBudget;
+  /** Delays between attempts (its own `maxAttempts` must stay unset). Default full jitter, 100 ms doubling to 10 s. */
+  backoff?: Backoff | BackoffOptions;
+  /** Whether an error is worth another attempt. Default: all but invalid arguments and AbortErrors. */
+  retryable?: (error: unknown) => boolean;
+  /** Time limit of the whole call, attempts and backoff included, in ms. */
+  deadlineMs?: number;
+  /** Cap on an error's `retryAfterMs` hint. Default 30000; 0 ignores hints. */
+  maxRetryAfterMs?: number;
+  /** Seed for reproducible jitter. */
+  seed?: number;
+}
+
+export interface RetryOptions extends RetryPolicyOptions {
+  /** Aborting rejects with an AbortError and cancels any pending backoff timer. */
+  signal?: AbortSignal;
+}
+
+export interface RetryStats {
+  runs: number;
+  successes: number;
+  attempts: number;
+  retries: number;
+  notRetryable: number;
+  exhausted: number;
+  budgetDenials: number;
+  deadlineStops: number;
+}
+
+/** A validated, reusable retry configuration. */
+export declare class RetryPolicy {
+  constructor(options?: RetryPolicyOptions);
+  execute<T>(
+    fn: (context: AttemptContext) => T | PromiseLike<T>,
+    options?: { signal?: AbortSignal; deadlineMs?: number },
+  ): Promise<T>;
+  stats(): RetryStats;
+}
+
+/**
+ * Runs `fn` until it resolves, retrying as the options allow. Rejects with a
+ * {@link RetryError} (its `cause` is fn's last error), or an AbortError
+ * (a DOMException) when `signal` aborts. Never throws synchronously.
+ */
+export declare function retry<T>(
+  fn: (context: AttemptContext) => T | PromiseLike<T>,
+  options?: RetryOptions,
+): Promise<T>;
+
+// ---------------------------------------------------------------------------
+// CircuitBreaker
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
+export type BreakerOutcome = 'success' | 'failure' | 'ignored' | 'cancelled';
+
+export type WindowOptions =
+  | { type?: 'count'; calls: number }
+  | { type?: 'time'; durationMs: number; buckets?: number };
+
+export interface CircuitBreakerOptions {
+  /** Trip after this many failures in a row. Default: no such rule. */
+  consecutiveFailures?: number;
+  /** Trip at this failure share of the window, in (0, 1]. Default 0.5. */
+  failureRateThreshold?: number;
+  /** Calls slower than this are slow. Default: not tracked. */
+  slowCallDurationMs?: number;
+  /** Trip at this slow-call share of the window, in (0, 1]. Default 1. */
+  slowCallRateThreshold?: number;
+  /** The sliding window. Default: the last 100 calls. */
+  window?: WindowOptions;
+  /** Calls the window must hold before the rate rules apply. Default 20. */
+  minimumCalls?: number;
+  /** How long it stays open; grows per trip in a row. Default 30 s doubling to 5 min, no jitter. */
+  openWait?: Omit<BackoffOptions, 'maxAttempts' | 'seed'>;
+  /** Probe calls admitted when half-open. Default 5. */
+  halfOpenProbes?: number;
+  /** Seed for reproducible open-wait jitter. */
+  seed?: number;
+  /** For `execute`: false records the error as ignored (e.g. a 4xx). Default: every error is a failure. */
+  isFailure?: (error: unknown) => boolean;
+}
+
+export interface BreakerStats {
+  state: BreakerState;
+  calls: number;
+  successes: number;
+  failures: number;
+  slowCalls: number;
+  ignored: number;
+  cancelled: number;
+  rejections: number;
+  trips: number;
+  windowCalls: number;
+  windowFailureRate: number;
+  windowSlowCallRate: number;
+  /** Permits handed out and not recorded yet. */
+  inFlight: number;
+}
+
+/** Permission to make one call; record its outcome exactly once. */
+export declare class BreakerPermit {
+  private constructor();
+  readonly isProbe: boolean;
+  /** Each returns false if the permit was already recorded. */
+  recordSuccess(): boolean;
+  recordFailure(): boolean;
+  recordIgnored(): boolean;
+  /** The call was cancelled: frees the permit without an outcome. */
+  release(): boolean;
+  record(outcome: BreakerOutcome): boolean;
+}
+
+export declare class CircuitBreaker {
+  constructor(options?: CircuitBreakerOptions);
+  /** Throws a {@link RetryAfterError} (ERR_BREAKWATER_BREAKER_OPEN) when open. */
+  tryAcquire(): BreakerPermit;
+  /** Runs fn through the breaker; rejects with ERR_BREAKWATER_BREAKER_OPEN without calling it when open. */
+  execute<T>(fn: () => T | PromiseLike<T>): Promise<T>;
+  readonly state: BreakerState;
+  stats(): BreakerStats;
+}
+
+// ---------------------------------------------------------------------------
+// ConcurrencyLimit
+
+export interface ConcurrencyLimitOptions {
+  /** Permits held at once. Default 100. */
+  maxConcurrent?: number;
+  /** Callers that may wait for a permit. Default 100; 0 sheds at once. */
+  maxQueued?: number;
+  /** How long a caller may wait; `null` for no limit. Default 1000. */
+  queueTimeoutMs?: number | null;
+  /** Lower bound of `retryAfterMs` hints. Default 10. */
+  minRetryAfterMs?: number;
+  /** Upper bound of `retryAfterMs` hints. Default 10000. */
+  maxRetryAfterMs?: number;
+}
+
+export interface LimitStats {
+  inFlight: number;
+  queued: number;
+  maxConcurrent: number;
+  maxQueued: number;
+}
+
+/** One unit of a limit's capacity. */
+export declare class LimitPermit {
+  private constructor();
+  /** Gives the capacity back; returns false if already released. */
+  release(): boolean;
+  readonly released: boolean;
+}
+
+export declare class ConcurrencyLimit {
+  constructor(options?: ConcurrencyLimitOptions);
+  /** Throws a {@link RetryAfterError} (ERR_BREAKWATER_OVERLOADED) when full. */
+  tryAcquire(): LimitPermit;
+  /** Waits in the FIFO queue; rejects with ERR_BREAKWATER_OVERLOADED when shed or an AbortError. */
+  acquire(options?: { signal?: AbortSignal }): Promise<LimitPermit>;
+  /** Runs fn holding a permit. */
+  run<T>(fn: () => T | PromiseLike<T>, options?: { signal?: AbortSignal }): Promise<T>;
+  readonly inFlight: number;
+  stats(): LimitStats;
+  setMaxConcurrent(maxConcurrent: number): void;
+}
+
+// ---------------------------------------------------------------------------
+// AdaptiveThrottle
+
+export interface AdaptiveThrottleOptions {
+  /** Trailing window in ms. Default 120000. */
+  windowMs?: number;
+  /** Buckets of the window (1..=10000). Default 120. */
+  buckets?: number;
+  /** The SRE book's K, >= 1. Default 2. */
+  k?: number;
+  /** Seed for reproducible draws. */
+  seed?: number;
+  /** For `execute`: false counts the error as accepted by the backend (e.g. a 404). Default: every error is a rejection. */
+  isRejection?: (error: unknown) => boolean;
+}
+
+export interface ThrottleStats {
+  requests: number;
+  accepts: number;
+  rejectProbability: number;
+}
+
+export declare class AdaptiveThrottle {
+  constructor(options?: AdaptiveThrottleOptions);
+  /** Counts a request; throws a {@link ThrottledError} if it must not be sent. */
+  tryAcquire(): void;
+  /** Counts a request; true if it must not be sent. */
+  shouldReject(): boolean;
+  recordAccepted(): void;
+  recordRejected(): void;
+  execute<T>(fn: () => T | PromiseLike<T>): Promise<T>;
+  readonly rejectProbability: number;
+  stats(): ThrottleStats;
+}
+
+// ---------------------------------------------------------------------------
+// planDrain
+
+export type HostState = 'active' | 'cordoned' | 'draining' | 'drained';
+export type AppState = 'starting' | 'running' | 'unhealthy' | 'failed' | 'stopped';
+/** A count, or a percentage like '10%'. */
+export type Amount = number | `${number}%` | `${number}`;
+
+export interface Fleet {
+  hosts: Array<{ id: number; capacity: number; state?: HostState; version?: string; healthy?: boolean }>;
+  apps: Array<{ id: number; host: number; state?: AppState }>;
+  /** Ids of the hosts to drain, in drain order. */
+  drain: number[];
+}
+
+export interface DrainLimits {
+  /** Hosts draining at once. Default 2. */
+  maxDrainingHosts?: number;
+  /** Apps unavailable at once. Default '10%'. */
+  maxUnavailable?: Amount;
+  /** App starts into one receiving host per minute. Default 4. */
+  maxStartsPerHostPerMinute?: number;
+  /** Room each receiver keeps free. Default '10%'. */
+  minFreeCapacity?: Amount;
+}
+
+export interface DrainWave {
+  hosts: number[];
+  newHosts: number[];
+  assignments: Array<{ app: number; from: number; to: number; slot: number }>;
+  unplaced: Array<{ app: number; host: number }>;
+  unavailableBudget: number;
+  receivers: Array<{ host: number; capacity: number; load: number; reserve: number; assigned: number }>;
+}
+
+/** Plans every wave of the drain; throws ERR_BREAKWATER_DRAIN_INFEASIBLE if it cannot be done within the limits. */
+export declare function planDrain(fleet: Fleet, limits?: DrainLimits): DrainWave[];
+
+// ---------------------------------------------------------------------------
+// Allocator
+
+export type LinkMode = 'auto' | 'hardlink' | 'reflink' | 'copy';
+
+export interface AllocatorOptions {
+  /** The content-addressed store (created if needed). */
+  storeDir: string;
+  /** Default 'auto' (hardlink, then reflink, then copy). */
+  linkMode?: LinkMode;
+  /** Materializations at once. Default 4. */
+  maxConcurrent?: number;
+  /** Allocations that may wait. Default 256. */
+  maxQueued?: number;
+  /** How long an allocation may wait; `null` for no limit. Default 60000. */
+  queueTimeoutMs?: number | null;
+  /** Refuse work below this many free bytes; 0 disables. Default 512 MiB. */
+  minFreeBytes?: number;
+}
+
+export interface Allocation {
+  nodeModules: string;
+  manifestDigest: string;
+  lockfileDigest: string;
+  packages: number;
+  files: number;
+  outcome: 'reused' | 'cloned' | 'materialized';
+  hardlinks: number;
+  reflinks: number;
+  copies: number;
+}
+
+export interface ImportedPackage {
+  integrity: string;
+  name?: string;
+  version?: string;
+  files: number;
+  alreadyPresent: boolean;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  problems: string[];
+  repaired: boolean;
+}
+
+export interface AllocatorStats {
+  materializing: number;
+  peakMaterializing: number;
+  templatesBuilt: number;
+  clones: number;
+  reused: number;
+  shed: number;
+  rebuilt: number;
+}
+
+export declare class Allocator {
+  constructor(options: AllocatorOptions);
+  allocate(options: { lockfile: string; appDir: string }): Promise<Allocation>;
+  import(paths: string | string[]): Promise<ImportedPackage[]>;
+  verify(options: { appDir: string; repair?: boolean; lockfile?: string }): Promise<VerifyReport>;
+  stats(): AllocatorStats;
+}

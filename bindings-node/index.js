@@ -1,0 +1,34 @@
+'use strict';
+// breakwater: Node bindings of the Breakwater Rust crates.
+//
+// Every decision (budgets, backoff, breaker states, limits, drain plans,
+// allocation) is made in Rust; this thin layer validates arguments, loops
+// and awaits in JS, and turns results into idiomatic errors with stable
+// `code` strings.
+const native = require('./lib/native');
+const { codes } = require('./lib/errors');
+const { Backoff } = require('./lib/backoff');
+const { RetryBudget } = require('./lib/budget');
+const { retry, RetryPolicy } = require('./lib/retry');
+const { CircuitBreaker, BreakerPermit } = require('./lib/breaker');
+const { ConcurrencyLimit, LimitPermit } = require('./lib/limit');
+const { AdaptiveThrottle } = require('./lib/throttle');
+const { planDrain } = require('./lib/drain');
+const { Allocator } = require('./lib/alloc');
+
+module.exports = {
+  AdaptiveThrottle,
+  Allocator,
+  Backoff,
+  BreakerPermit,
+  CircuitBreaker,
+  ConcurrencyLimit,
+  LimitPermit,
+  RetryBudget,
+  RetryPolicy,
+  codes,
+  planDrain,
+  retry,
+  /** @internal Panics inside Rust on purpose (tests only). */
+  __debugPanic: (message) => native.__debugPanic(String(message)),
+};

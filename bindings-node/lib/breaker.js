@@ -1,0 +1,198 @@
+'use strict';
+// `CircuitBreaker`: resilience-core's breaker. A call through it costs two
+// synchronous crossings (acquire, record); the permit stays in Rust.
+const native = require('./native');
+const v = require('./validate');
+const { breakerOpen, isAbortError, typeError } = require('./errors');
+const { backoffOptions } = require('./backoff');
+
+const KEYS = [
+  'consecutiveFailures',
+  'failureRateThreshold',
+  'slowCallDurationMs',
+  'slowCallRateThreshold',
+  'window',
+  'minimumCalls',
+  'openWait',
+  'halfOpenProbes',
+  'seed',
+  'isFailure',
+];
+const STATES = ['closed', 'open', 'half-open'];
+const OUTCOME = { success: 0, failure: 1, ignored: 2, cancelled: 3 };
+
+function windowOptions(value) {
+  if (value === undefined) return undefined;
+  const w = v.options('window', value);
+  v.knownKeys('window', w, ['type', 'calls', 'durationMs', 'buckets']);
+  const type = v.string('window.type', w.type, { oneOf: ['count', 'time'] }) ??
+    (w.durationMs !== undefined ? 'time' : 'count');
+  if (type === 'count') {
+    if (w.durationMs !== undefined || w.buckets !== undefined) {
+      throw typeError('a count `window` takes `calls` only; use `durationMs` and `buckets` with `type: \'time\'`');
+    }
+    return { calls: v.number('window.calls', w.calls, { min: 1, max: 2 ** 32 - 1, integer: true, optional: false }) };
+  }
+  if (w.calls !== undefined) {
+    throw typeError('a time `window` takes `durationMs` and `buckets`; use `calls` with `type: \'count\'`');
+  }
+  return {
+    durationMs: v.number('window.durationMs', w.durationMs, { min: 0, max: Number.MAX_SAFE_INTEGER, optional: false }),
+    buckets: v.number('window.buckets', w.buckets, { min: 1, max: 2 ** 32 - 1, integer: true }),
+  };
+}
+
+/** Validates breaker options; returns [native options, isFailure]. */
+function breakerOptions(input) {
+  const o = v.options('options', input);
+  v.knownKeys('options', o, KEYS);
+  const share = { min: 0, max: 1 };
+  const nativeOptions = {
+    consecutiveFailures: v.number('consecutiveFailures', o.consecutiveFailures, { min: 1, max: 2 ** 32 - 1, integer: true }),
+    failureRateThreshold: v.number('failureRateThreshold', o.failureRateThreshold, share),
+    slowCallDurationMs: v.number('slowCallDurationMs', o.slowCallDurationMs, { min: 0, max: Number.MAX_SAFE_INTEGER }),
+    slowCallRateThreshold: v.number('slowCallRateThreshold', o.slowCallRateThreshold, share),
+    window: windowOptions(o.window),
+    minimumCalls: v.number('minimumCalls', o.minimumCalls, { min: 1, max: 2 ** 32 - 1, integer: true }),
+    openWait: o.openWait === undefined ? undefined : backoffOptions('openWait', o.openWait),
+    halfOpenProbes: v.number('halfOpenProbes', o.halfOpenProbes, { min: 1, max: 2 ** 32 - 1, integer: true }),
+    seed: v.number('seed', o.seed, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true }),
+  };
+  return [nativeOptions, v.func('isFailure', o.isFailure)];
+}
+
+// Permits handed to user code are cancelled if they are garbage-collected
+// without a record, so a forgotten permit never holds a half-open probe
+// slot forever.
+const forgotten = new FinalizationRegistry(({ breaker, key }) => {
+  try {
+    breaker.record(key, OUTCOME.cancelled);
+  } catch {
+    // The breaker is gone too.
+  }
+});
+
+/** Permission to make one call; record how it ended exactly once. */
+class BreakerPermit {
+  #breaker;
+  #key;
+  #done = false;
+
+  constructor(breaker, key) {
+    this.#breaker = breaker;
+    this.#key = key;
+    forgotten.register(this, { breaker, key }, this);
+  }
+
+  #record(outcome) {
+    if (this.#done) return false;
+    this.#done = true;
+    forgotten.unregister(this);
+    this.#breaker.record(this.#key, outcome);
+    return true;
+  }
+
+  /** Whether this is a half-open probe call. */
+  get isProbe() {
+    return !this.#done && this.#breaker.isProbe(this.#key);
+  }
+
+  /** The dependency did its job. Returns false if already recorded. */
+  recordSuccess() {
+    return this.#record(OUTCOME.success);
+  }
+
+  /** The dependency failed. Returns false if already recorded. */
+  recordFailure() {
+    return this.#record(OUTCOME.failure);
+  }
+
+  /** The outcome says nothing about the dependency (e.g. a 4xx). */
+  recordIgnored() {
+    return this.#record(OUTCOME.ignored);
+  }
+
+  /** The call was cancelled: frees the permit without an outcome. */
+  release() {
+    return this.#record(OUTCOME.cancelled);
+  }
+
+  /** `record('success' | 'failure' | 'ignored' | 'cancelled')`. */
+  record(outcome) {
+    const code = OUTCOME[v.string('outcome', outcome, { oneOf: Object.keys(OUTCOME), optional: false })];
+    return this.#record(code);
+  }
+}
+
+/**
+ * A circuit breaker: closed while the dependency is healthy, open (failing
+ * calls fast with ERR_BREAKWATER_BREAKER_OPEN and `retryAfterMs`) after too
+ * many failures, half-open to let a few probes test recovery.
+ */
+class CircuitBreaker {
+  /** Bound native methods (see src/breaker.rs). */
+  #n;
+  #isFailure;
+
+  constructor(options) {
+    const [nativeOptions, isFailure] = breakerOptions(options);
+    this.#n = native.breakerCreate(nativeOptions);
+    this.#isFailure = isFailure;
+  }
+
+  /**
+   * Asks to make one call: returns a permit to record the outcome with, or
+   * throws ERR_BREAKWATER_BREAKER_OPEN (with `retryAfterMs`).
+   */
+  tryAcquire() {
+    const key = this.#n.acquire();
+    if (key < 0) throw breakerOpen(-1 - key);
+    return new BreakerPermit(this.#n, key);
+  }
+
+  /**
+   * Runs `fn()` through the breaker: rejects with ERR_BREAKWATER_BREAKER_OPEN
+   * without calling it when open; records a resolution as a success and a
+   * rejection as a failure (an AbortError as cancelled; with the `isFailure`
+   * option, errors it returns false for as ignored) and passes it on.
+   */
+  async execute(fn) {
+    if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
+    const n = this.#n;
+    const key = n.acquire();
+    if (key < 0) throw breakerOpen(-1 - key);
+    let value;
+    try {
+      value = await fn();
+    } catch (err) {
+      n.record(key, this.#outcomeOf(err));
+      throw err;
+    }
+    n.recordSuccess(key);
+    return value;
+  }
+
+  #outcomeOf(err) {
+    if (isAbortError(err)) return OUTCOME.cancelled;
+    if (this.#isFailure === undefined) return OUTCOME.failure;
+    let failure;
+    try {
+      failure = this.#isFailure(err);
+    } catch {
+      failure = true;
+    }
+    return failure ? OUTCOME.failure : OUTCOME.ignored;
+  }
+
+  /** `'closed' | 'open' | 'half-open'`. */
+  get state() {
+    return STATES[this.#n.state()];
+  }
+
+  /** Counters since creation and the current window. */
+  stats() {
+    return this.#n.stats();
+  }
+}
+
+module.exports = { CircuitBreaker, BreakerPermit };

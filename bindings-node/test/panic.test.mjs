@@ -1,0 +1,18 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import bw from '../index.js';
+
+test('a Rust panic becomes a JS error and the process lives on', () => {
+  for (let i = 0; i < 3; i++) {
+    assert.throws(
+      () => bw.__debugPanic('deliberate'),
+      (err) => err instanceof Error && err.code === 'ERR_BREAKWATER_PANIC' && /deliberate/.test(err.message),
+    );
+  }
+  // Still alive and working after the panics.
+  assert.equal(new bw.Backoff({ jitter: 'none' }).nextDelayMs(), 100);
+});
+
+test('every error code is a stable ERR_BREAKWATER_* string', () => {
+  for (const code of Object.values(bw.codes)) assert.match(code, /^ERR_BREAKWATER_[A-Z_]+$/);
+});

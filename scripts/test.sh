@@ -44,8 +44,10 @@ step "Node bindings: npm ci, build the addon, node --test, tsc --noEmit"
   npm run --silent typecheck
 )
 
+# A crate-specific cfg: `--cfg loom` would also switch tokio into its own
+# loom mode, which drops tokio::net and breaks the HTTP dev-dependencies.
 step "loom model checks (resilience-core)"
-RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" \
+RUSTFLAGS="--cfg breakwater_loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" \
   cargo test -p resilience-core --locked --target-dir target/loom --test 'loom_*'
 
 step "all tests passed in $(( $(date +%s) - started )) s"

@@ -2,9 +2,9 @@
 //! closed-state fast path racing a trip, and half-open probe slots under
 //! concurrent acquire / drop.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test -p resilience-core --release
+//! Run with `RUSTFLAGS="--cfg breakwater_loom" cargo test -p resilience-core --release
 //! --target-dir target/loom --test loom_breaker`.
-#![cfg(loom)]
+#![cfg(breakwater_loom)]
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! Model-checked interleavings of the lock-free retry budget.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test -p resilience-core --release
+//! Run with `RUSTFLAGS="--cfg breakwater_loom" cargo test -p resilience-core --release
 //! --target-dir target/loom --test 'loom_*'`.
-#![cfg(loom)]
+#![cfg(breakwater_loom)]
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test helpers outside #[test] fns
 
 use std::time::Duration;

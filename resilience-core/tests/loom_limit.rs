@@ -1,9 +1,9 @@
 //! Model checks of `ConcurrencyLimit`'s lock-free fast path and its handoff
 //! to queued waiters, under every interleaving loom explores.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" cargo test -p resilience-core --release
+//! Run: `RUSTFLAGS="--cfg breakwater_loom" cargo test -p resilience-core --release
 //! --target-dir target/loom --test loom_limit`
-#![cfg(loom)]
+#![cfg(breakwater_loom)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::future::Future;

@@ -1,7 +1,7 @@
 //! Loom model of `RateLimiter::check`: threads racing the compare-and-swap on
 //! the theoretical arrival time never both take the last slot, and never lose
 //! a slot to a failed CAS.
-#![cfg(loom)]
+#![cfg(breakwater_loom)]
 
 use std::time::Duration;
 

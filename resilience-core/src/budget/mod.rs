@@ -175,7 +175,7 @@ const COUNT_MASK: u64 = (1 << 32) - 1;
 /// that concurrent increments can never carry into the tag.
 const FLUSH_AT: u64 = 1 << 31;
 /// Most deposit stripes (per-thread counters).
-#[cfg_attr(loom, allow(dead_code))]
+#[cfg_attr(breakwater_loom, allow(dead_code))]
 const MAX_STRIPES: usize = 8;
 /// The "budget exhausted" debug event is emitted at most this often.
 const LOG_INTERVAL_NANOS: u64 = 1_000_000_000;
@@ -639,11 +639,11 @@ impl fmt::Debug for RetryBudget {
 /// Number of deposit stripes: the parallelism rounded up to a power of two,
 /// at most [`MAX_STRIPES`].
 fn stripe_count() -> usize {
-    #[cfg(loom)]
+    #[cfg(breakwater_loom)]
     {
         2
     }
-    #[cfg(not(loom))]
+    #[cfg(not(breakwater_loom))]
     {
         std::thread::available_parallelism()
             .map_or(1, std::num::NonZero::get)
@@ -653,7 +653,7 @@ fn stripe_count() -> usize {
 }
 
 /// A small per-thread number used to pick a deposit stripe.
-#[cfg(not(loom))]
+#[cfg(not(breakwater_loom))]
 fn stripe_index() -> usize {
     use std::sync::atomic::AtomicUsize;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -663,7 +663,7 @@ fn stripe_index() -> usize {
     INDEX.with(|i| *i)
 }
 
-#[cfg(loom)]
+#[cfg(breakwater_loom)]
 fn stripe_index() -> usize {
     use std::hash::{Hash, Hasher};
     // loom's `ThreadId` hashes its execution id too; its `Debug` form

@@ -22,7 +22,11 @@
 //! - **Durable.** Intent is journaled before acting
 //!   ([`crate::journal`]); a restarted controller continues the wave in
 //!   progress, waits one start window before its first start (the previous
-//!   run's starts are unknown), and never drains a host twice.
+//!   run's starts are unknown), and never drains a host twice. Apps its
+//!   predecessor's interrupted starts left stopped or failed on receivers
+//!   are restarted first, within the same limits and before the gate is
+//!   consulted: they are what makes the fleet look unhealthy, so gating on
+//!   them would pause, or abort, a drain over leftovers it is about to fix.
 //! - **Bounded in time.** A global deadline stops the drain (resumable).
 //! - **Observable, not noisy.** Every decision is a `tracing` event and a
 //!   [`DrainEvent`] for subscribers ([`DrainController::subscribe`],
@@ -333,6 +337,11 @@ struct Batch {
     /// The wave's plan and the snapshot it was made from, for re-planning
     /// around receivers that fail.
     plan: Option<(DrainPlan, FleetSnapshot)>,
+    /// Whether the health gate may pause or abort this batch. Repairs are
+    /// not gated: the unhealthy apps they restart are what the gate would
+    /// see, so judging health before they are done would pause (or abort)
+    /// on the very leftovers being fixed.
+    gated: bool,
 }
 
 /// Holds starts into each receiver to a limit per sliding 60 s window.
@@ -668,7 +677,12 @@ impl DrainController {
 
             // Apps left stopped or failed on receivers (an interrupted or
             // failed start of an earlier run) are restarted in place first,
-            // whatever the gate says: that restores health.
+            // within the unavailability budget and the per-receiver start
+            // pacing, before the gate is consulted at all: they are what
+            // makes the fleet look unhealthy, so gating them would pause
+            // (or abort) a resumed drain on its predecessor's leftovers.
+            // A repair that keeps failing still ends the drain once out of
+            // attempts.
             let repairs = repairs(&snapshot, &target_set, self.clock.now());
             if !repairs.is_empty() {
                 tracing::info!(
@@ -686,6 +700,7 @@ impl DrainController {
                     started,
                     remaining: remaining.len(),
                     plan: None,
+                    gated: false,
                 };
                 self.execute(repairs, batch, &mut pacer, &mut state).await?;
                 continue;
@@ -695,11 +710,13 @@ impl DrainController {
                 return self.finish(started, &pacer, state).await;
             }
 
-            // Wait for health before starting a wave.
-            while self.check_gate(&mut state).await? {
-                self.check_deadline(started, remaining.len())?;
+            // Wait for health before starting a wave; every check comes
+            // after a fresh look for apps to repair (above), so the gate
+            // never waits on leftovers nobody restarts.
+            if self.check_gate(&mut state).await? {
                 self.emit_summaries(false);
                 self.clock.sleep(self.config.check_interval).await;
+                continue;
             }
 
             let mut snapshot = snapshot;
@@ -734,6 +751,7 @@ impl DrainController {
                     .config
                     .receiver_max_failures_per_minute
                     .map(|_| (plan, snapshot)),
+                gated: true,
             };
             self.execute(work, batch, &mut pacer, &mut state).await?;
             state.report.peak_starts_per_host_per_minute = pacer.peak;
@@ -860,7 +878,8 @@ impl DrainController {
         pacer: &mut StartPacer,
         state: &mut RunState,
     ) -> Result<(), DrainError> {
-        let (budget, started, remaining) = (batch.budget, batch.started, batch.remaining);
+        let (budget, started, remaining, gated) =
+            (batch.budget, batch.started, batch.remaining, batch.gated);
         let mut redirect: HashMap<AppId, HostId> = HashMap::new();
         // First starts queue per receiver (in plan order); retries wait in
         // a small list with their backoff deadlines.
@@ -880,7 +899,9 @@ impl DrainController {
             self.check_deadline(started, remaining)?;
             let now = self.clock.now();
             if now >= next_check {
-                paused = self.check_gate(state).await?;
+                if gated {
+                    paused = self.check_gate(state).await?;
+                }
                 self.emit_summaries(false);
                 next_check = now + self.config.check_interval;
                 self.exclude_failing_receivers(

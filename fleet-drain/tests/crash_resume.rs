@@ -219,3 +219,90 @@ fn a_journal_of_another_drain_is_refused() {
         .unwrap_err();
     assert!(matches!(err, DrainError::JournalMismatch), "{err}");
 }
+
+/// A crash mid-wave on a real fleet can leave the apps whose starts it
+/// interrupted stopped or failed on their receivers. With the default gate
+/// those leftovers alone put the fleet past the abort mark: the successor
+/// must restart them first (within the per-receiver start limit), and only
+/// then judge health for new work.
+#[test]
+fn a_resumed_controller_restarts_its_predecessors_leftovers_before_gating() {
+    use fleet_drain::drain::DrainEvent;
+    use fleet_drain::fleet::{AppState, Fleet};
+    use fleet_drain::health::HealthGateConfig;
+
+    assert_eq!(config().gate, HealthGateConfig::default());
+    let s = small();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drain.journal");
+    let total = polls_to_finish();
+    assert_eq!(
+        run_for(&s, &path, total / 2).unwrap_err(),
+        SimError::StepLimit
+    );
+    // The predecessor's interrupted starts left apps stopped or failed on
+    // the receivers: a quarter of the fleet, below the 80 % abort mark.
+    let apps = sim::run(&s.clock, s.fleet.apps()).unwrap().unwrap();
+    let leftovers: Vec<_> = apps
+        .iter()
+        .filter(|a| s.new.contains(&a.host) && a.state == AppState::Running)
+        .map(|a| a.id)
+        .take(s.apps as usize / 4)
+        .collect();
+    assert_eq!(leftovers.len(), s.apps as usize / 4, "crash too early");
+    for (i, &app) in leftovers.iter().enumerate() {
+        let state = if i % 2 == 0 {
+            AppState::Stopped
+        } else {
+            AppState::Failed
+        };
+        s.fleet.set_app_state(app, state).unwrap();
+    }
+
+    let journal = FileJournal::open(&path).unwrap();
+    let mut controller = DrainController::with_clock(
+        config(),
+        Arc::new(s.fleet.clone()),
+        Box::new(journal),
+        s.clock.clone(),
+    )
+    .unwrap();
+    let events = common::collect(&mut controller);
+    // Whenever the successor starts new work, the leftovers run again.
+    let not_restarted_at_wave = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (fleet, seen, left) = (
+        s.fleet.clone(),
+        Arc::clone(&not_restarted_at_wave),
+        leftovers.clone(),
+    );
+    controller.on_event(move |e| {
+        if matches!(e, DrainEvent::WaveStarted { .. }) {
+            let down = left
+                .iter()
+                .filter(|&&app| {
+                    futures::executor::block_on(fleet.app_health(app)).unwrap() != AppState::Running
+                })
+                .count();
+            seen.lock().unwrap().push(down);
+        }
+    });
+    let report = sim::run(&s.clock, controller.run(&s.old)).unwrap().unwrap();
+    assert!(report.resumed);
+    assert!(report.apps_migrated >= leftovers.len() as u64, "{report:?}");
+    let events = events.lock().unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, DrainEvent::Aborted { .. })),
+        "{events:?}"
+    );
+    let at_waves = not_restarted_at_wave.lock().unwrap();
+    assert!(!at_waves.is_empty(), "the successor started no wave");
+    assert!(at_waves.iter().all(|&down| down == 0), "{at_waves:?}");
+    assert!(
+        s.fleet.stats().peak_starts_per_host_per_minute
+            <= config().limits.max_starts_per_host_per_minute
+    );
+    drop(events);
+    assert_invariants(&s, &path);
+}

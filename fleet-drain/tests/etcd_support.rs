@@ -274,12 +274,9 @@ pub fn drain_config(local_hosts: u32) -> DrainConfig {
     config.limits.max_unavailable = Amount::Count(8);
     config.limits.max_starts_per_host_per_minute = 4;
     config.limits.min_free_capacity = Amount::Count(0);
-    // Controllers here are killed in the middle of app starts, which leaves
-    // those apps stopped until the successor restarts them; the health gate
-    // is not under test, so it only pauses on a fleet mostly down.
-    config.gate.pause_below_healthy_share = 0.3;
-    config.gate.resume_above_healthy_share = 0.4;
-    config.gate.abort_below_healthy_share = 0.1;
+    // Controllers here are killed in the middle of app starts; the default
+    // health gate holds: a successor restarts the apps those starts left
+    // stopped or failed before it judges health.
     config
 }
 

@@ -7,11 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use resilience_core::backoff::{BackoffConfig, Jitter};
-use resilience_core::budget::{RetryBudget, RetryBudgetConfig};
-use resilience_core::clock::ManualClock;
 use resilience_core::deadline::Deadline;
-use resilience_core::retry::{RetryConfig, RetryPolicy, Retryable};
+use resilience_core::retry::Retryable;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum TestError {
@@ -24,45 +21,10 @@ impl Retryable for TestError {
     }
 }
 
-fn fixed_backoff(base_ms: u64) -> BackoffConfig {
-    BackoffConfig {
-        base: Duration::from_millis(base_ms),
-        max: Duration::from_secs(60),
-        factor: 2.0,
-        jitter: Jitter::None,
-        max_attempts: None,
-    }
+mod support {
+    pub(crate) mod retry;
 }
-
-fn auto_clock() -> ManualClock {
-    let clock = ManualClock::new();
-    clock.set_auto_advance(true);
-    clock
-}
-
-fn policy_with(clock: &ManualClock, max_attempts: u32, backoff: BackoffConfig) -> RetryPolicy {
-    RetryPolicy::new(RetryConfig {
-        max_attempts,
-        backoff,
-        ..RetryConfig::default()
-    })
-    .unwrap()
-    .with_clock(clock.clone())
-}
-
-fn tiny_budget(clock: &ManualClock, retry_ratio: f64) -> Arc<RetryBudget> {
-    Arc::new(
-        RetryBudget::with_clock(
-            RetryBudgetConfig {
-                ttl: Duration::from_secs(1),
-                min_retries_per_sec: 1,
-                retry_ratio,
-            },
-            clock.clone(),
-        )
-        .unwrap(),
-    )
-}
+use support::retry::{auto_clock, fixed_backoff, policy_with, tiny_budget};
 
 #[tokio::test]
 async fn retry_decisions_emit_tracing_events() {

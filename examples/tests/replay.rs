@@ -148,3 +148,16 @@ fn charts_are_written_as_svg() {
         assert!(svg.contains("breakwater"));
     }
 }
+
+#[test]
+fn ablation_runs_are_deterministic_too() {
+    let mut o = options(ScenarioChoice::Nov2019, 11);
+    o.ablation = true;
+    o.set("nov.horizon_s=240").unwrap();
+    o.set("nov.revert_at_s=120").unwrap();
+    o.set("nov.client_rps=400").unwrap();
+    let a = replay::run(&o, &|_| {}).unwrap().to_json();
+    let b = replay::run(&o, &|_| {}).unwrap().to_json();
+    assert!(a.contains("circuit breaker"), "the ablation ran");
+    assert_eq!(a, b);
+}

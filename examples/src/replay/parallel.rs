@@ -1,37 +1,42 @@
 //! Runs independent simulations on all cores, keeping results in input order
 //! (so output does not depend on scheduling).
+//!
+//! Every item runs on a thread of its own: library types may keep
+//! per-thread state (e.g. sampling counters), and a thread reused for a
+//! second simulation would carry it over, making results depend on which
+//! runs happened to share a thread.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// `items.iter().map(f)`, on up to `available_parallelism` threads.
+/// `items.iter().map(f)`, at most `available_parallelism` at a time, each
+/// on a fresh thread.
 pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
-        .min(items.len())
         .max(1);
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    let r = f(item);
-                    if let Ok(mut results) = results.lock()
-                        && let Some(slot) = results.get_mut(i)
-                    {
-                        *slot = Some(r);
-                    }
+    let mut results = Vec::with_capacity(items.len());
+    for chunk in items.chunks(threads) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk.iter().map(|item| scope.spawn(|| f(item))).collect();
+            for handle in handles {
+                match handle.join() {
+                    Ok(r) => results.push(r),
+                    Err(panic) => std::panic::resume_unwind(panic),
                 }
-            });
-        }
-    });
+            }
+        });
+    }
     results
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .into_iter()
-        .flatten()
-        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_input_order() {
+        let items: Vec<u32> = (0..17).collect();
+        assert_eq!(
+            map(&items, |x| x * 2),
+            items.iter().map(|x| x * 2).collect::<Vec<_>>()
+        );
+    }
 }

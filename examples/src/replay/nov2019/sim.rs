@@ -209,7 +209,7 @@ impl<'p> Sim<'p> {
             let mut breakers = Vec::new();
             if m.breaker {
                 for _ in 0..p.servers {
-                    breakers.push(CircuitBreaker::with_clock(
+                    breakers.push(CircuitBreaker::with_clock_and_seed(
                         BreakerConfig {
                             failure_rate_threshold: p.breaker_failure_rate,
                             window: WindowConfig::Count { calls: 20 },
@@ -225,6 +225,7 @@ impl<'p> Sim<'p> {
                             ..BreakerConfig::default()
                         },
                         clock.clone(),
+                        rng.u64(..),
                     )?);
                 }
             }

@@ -121,6 +121,22 @@ fn draw_panel(
     Ok(())
 }
 
+/// The naive and Breakwater lines of one panel.
+pub fn both(naive: Vec<(f64, f64)>, breakwater: Vec<(f64, f64)>) -> Vec<Series<'static>> {
+    vec![
+        Series {
+            label: "naive",
+            color: NAIVE,
+            points: naive,
+        },
+        Series {
+            label: "breakwater",
+            color: BREAKWATER,
+            points: breakwater,
+        },
+    ]
+}
+
 /// Rolling mean over `window` points (for readable rate curves).
 pub fn rolling_ratio(numerator: &[u32], denominator: &[u32], window: usize) -> Vec<(f64, f64)> {
     let n = numerator.len().min(denominator.len());

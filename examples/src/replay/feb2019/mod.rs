@@ -80,35 +80,16 @@ pub fn write_chart(
         Panel {
             title: "App starts per receiving host per minute (mean over receivers)",
             y_label: "starts/host/min",
-            series: vec![
-                Series {
-                    label: "naive",
-                    color: NAIVE,
-                    points: pts(&n.t, &n.starts_per_host_per_minute),
-                },
-                Series {
-                    label: "breakwater",
-                    color: BREAKWATER,
-                    points: pts(&b.t, &b.starts_per_host_per_minute),
-                },
-            ],
+            series: chart::both(
+                pts(&n.t, &n.starts_per_host_per_minute),
+                pts(&b.t, &b.starts_per_host_per_minute),
+            ),
             markers: vec![],
         },
         Panel {
             title: "Failed (corrupted node_modules) app starts, cumulative",
             y_label: "failed starts",
-            series: vec![
-                Series {
-                    label: "naive",
-                    color: NAIVE,
-                    points: pts_u(&n.t, &n.failed_starts),
-                },
-                Series {
-                    label: "breakwater",
-                    color: BREAKWATER,
-                    points: pts_u(&b.t, &b.failed_starts),
-                },
-            ],
+            series: chart::both(pts_u(&n.t, &n.failed_starts), pts_u(&b.t, &b.failed_starts)),
             markers: vec![],
         },
         Panel {

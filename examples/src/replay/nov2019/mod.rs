@@ -93,7 +93,7 @@ pub fn write_chart(
     report: &Nov2019Report,
     dir: &std::path::Path,
 ) -> Result<std::path::PathBuf, ReplayError> {
-    use crate::replay::chart::{self, BREAKWATER, NAIVE, Panel, Series};
+    use crate::replay::chart::{self, Panel};
     let path = dir.join("nov-2019.svg");
     let p = &report.params;
     let markers = vec![
@@ -105,52 +105,28 @@ pub fn write_chart(
         Panel {
             title: "Goodput: share of client requests answered in time (10-s rolling)",
             y_label: "goodput",
-            series: vec![
-                Series {
-                    label: "naive",
-                    color: NAIVE,
-                    points: chart::rolling_ratio(&n.succeeded, &n.offered, 10),
-                },
-                Series {
-                    label: "breakwater",
-                    color: BREAKWATER,
-                    points: chart::rolling_ratio(&b.succeeded, &b.offered, 10),
-                },
-            ],
+            series: chart::both(
+                chart::rolling_ratio(&n.succeeded, &n.offered, 10),
+                chart::rolling_ratio(&b.succeeded, &b.offered, 10),
+            ),
             markers: markers.clone(),
         },
         Panel {
             title: "Load on the API servers: attempts per second",
             y_label: "attempts/s",
-            series: vec![
-                Series {
-                    label: "naive",
-                    color: NAIVE,
-                    points: chart::per_second(&n.server_attempts),
-                },
-                Series {
-                    label: "breakwater",
-                    color: BREAKWATER,
-                    points: chart::per_second(&b.server_attempts),
-                },
-            ],
+            series: chart::both(
+                chart::per_second(&n.server_attempts),
+                chart::per_second(&b.server_attempts),
+            ),
             markers: markers.clone(),
         },
         Panel {
             title: "API servers up",
             y_label: "servers",
-            series: vec![
-                Series {
-                    label: "naive",
-                    color: NAIVE,
-                    points: chart::per_second(&n.servers_up),
-                },
-                Series {
-                    label: "breakwater",
-                    color: BREAKWATER,
-                    points: chart::per_second(&b.servers_up),
-                },
-            ],
+            series: chart::both(
+                chart::per_second(&n.servers_up),
+                chart::per_second(&b.servers_up),
+            ),
             markers,
         },
     ];

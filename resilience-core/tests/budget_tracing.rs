@@ -3,11 +3,14 @@
 //! running in parallel could hide these events.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use resilience_core::budget::{RetryBudget, RetryBudgetConfig};
 use resilience_core::clock::ManualClock;
+
+mod support {
+    pub(crate) mod logs;
+}
 
 fn budget(ttl_secs: u64, min_retries_per_sec: u32, retry_ratio: f64) -> (RetryBudget, ManualClock) {
     let clock = ManualClock::new();
@@ -26,27 +29,7 @@ fn budget(ttl_secs: u64, min_retries_per_sec: u32, retry_ratio: f64) -> (RetryBu
 /// Denials are summarized by one debug event per second, not one per call.
 #[test]
 fn denials_are_logged_at_debug_at_most_once_per_second() {
-    use std::sync::Mutex;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
+    let (buffer, subscriber) = support::logs::debug_subscriber();
     tracing::subscriber::with_default(subscriber, || {
         let (budget, clock) = budget(10, 0, 0.0);
         for _ in 0..3 {
@@ -56,7 +39,7 @@ fn denials_are_logged_at_debug_at_most_once_per_second() {
             clock.advance(Duration::from_secs(1));
         }
     });
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = buffer.text();
     assert_eq!(text.matches("retry denied by budget").count(), 3, "{text}");
     assert!(text.contains("denied_total=1"), "{text}");
 }

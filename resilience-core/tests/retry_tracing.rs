@@ -4,7 +4,6 @@
 //! process.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use resilience_core::deadline::Deadline;
@@ -22,30 +21,14 @@ impl Retryable for TestError {
 }
 
 mod support {
+    pub(crate) mod logs;
     pub(crate) mod retry;
 }
 use support::retry::{auto_clock, fixed_backoff, policy_with, tiny_budget};
 
 #[tokio::test]
 async fn retry_decisions_emit_tracing_events() {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
+    let (buffer, subscriber) = support::logs::debug_subscriber();
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let clock = auto_clock();
@@ -60,7 +43,7 @@ async fn retry_decisions_emit_tracing_events() {
         })
         .await;
 
-    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let logs = buffer.text();
     assert!(logs.contains("retrying after backoff"), "{logs}");
     assert!(logs.contains("delay_ms=100"), "{logs}");
     assert!(logs.contains("error=Some(Transient(1))"), "{logs}");

@@ -61,6 +61,76 @@ pub enum Rejection {
         /// The configured limit.
         limit: u64,
     },
+    /// The entry path is longer than `max_path_bytes` (PATH_MAX).
+    #[error("path is {len} bytes long, over the limit of {limit} bytes")]
+    PathTooLong {
+        /// The path's length in bytes.
+        len: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A path component is longer than `max_component_bytes` (NAME_MAX).
+    #[error("path component is {len} bytes long, over the limit of {limit} bytes")]
+    ComponentTooLong {
+        /// The component's length in bytes.
+        len: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The entry lies more than `max_depth` directories below the package's top directory.
+    #[error("path is {depth} levels deep, over the limit of {limit}")]
+    TooDeep {
+        /// Components below the top directory.
+        depth: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A symlink or hardlink target is longer than `max_link_target_bytes`.
+    #[error("link target is {len} bytes long, over the limit of {limit} bytes")]
+    LinkTargetTooLong {
+        /// The target's length in bytes.
+        len: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The paths and link targets of the package add up to more than `max_total_components`
+    /// components (the bound on the importer's work per tarball).
+    #[error("paths and link targets add up to more than {limit} components")]
+    TooManyComponents {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A metadata entry (GNU long name or long link, PAX header) is larger than
+    /// `max_meta_entry_bytes`; refused before it is read.
+    #[error("{kind} of {size} bytes is over the limit of {limit} bytes")]
+    MetadataTooLarge {
+        /// `GNU long name`, `GNU long link`, `PAX header` or `PAX global header`.
+        kind: &'static str,
+        /// The size its header announces.
+        size: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// A metadata entry is malformed, or metadata entries contradict each other.
+    #[error("{kind}: {reason}")]
+    BadMetadata {
+        /// `GNU long name`, `GNU long link`, `PAX header` or `PAX global header`.
+        kind: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A path or link target contains a NUL byte (tar readers disagree on where it ends).
+    #[error("path or link target contains a NUL byte")]
+    NulInPath,
+    /// An entry without a path.
+    #[error("entry has an empty path")]
+    EmptyPath,
+    /// The package's `package.json` is larger than `max_package_json_bytes`.
+    #[error("package.json is larger than the limit of {limit} bytes")]
+    PackageJsonTooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
 }
 
 /// One package of a lockfile that the store does not hold.

@@ -26,6 +26,10 @@ pub enum Raw<'a> {
     Block(&'a str),
     /// A file whose header claims `claimed` bytes (data is `claimed` zero bytes).
     Sized(&'a str, u64),
+    /// A file whose full name is carried by a GNU long-name (`L`) entry before its header.
+    LongName(&'a str, &'a [u8]),
+    /// A symlink whose target is carried by a GNU long-link (`K`) entry before its header.
+    LongLink(&'a str, &'a str),
 }
 
 fn raw_header(
@@ -100,6 +104,39 @@ pub fn raw_tgz(entries: &[Raw<'_>]) -> Vec<u8> {
                 builder
                     .append(&h, std::io::repeat(0).take_n(*size))
                     .unwrap();
+            }
+            Raw::LongName(name, data) => {
+                let l = raw_header(
+                    "././@LongLink",
+                    tar::EntryType::GNULongName,
+                    name.len() as u64 + 1,
+                    0o644,
+                    None,
+                );
+                builder.append(&l, &*[name.as_bytes(), b"\0"].concat()).unwrap();
+                let short: String = name.chars().take(100).collect();
+                let h = raw_header(
+                    &short,
+                    tar::EntryType::Regular,
+                    data.len() as u64,
+                    0o644,
+                    None,
+                );
+                builder.append(&h, *data).unwrap();
+            }
+            Raw::LongLink(name, target) => {
+                let k = raw_header(
+                    "././@LongLink",
+                    tar::EntryType::GNULongLink,
+                    target.len() as u64 + 1,
+                    0o644,
+                    None,
+                );
+                builder
+                    .append(&k, &*[target.as_bytes(), b"\0"].concat())
+                    .unwrap();
+                let h = raw_header(name, tar::EntryType::Symlink, 0, 0o777, Some("././@LongLink"));
+                builder.append(&h, std::io::empty()).unwrap();
             }
         }
     }
@@ -326,4 +363,166 @@ pub fn all_paths(root: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// A tar stream written block by block, with nothing checked or fixed up: for hostile shapes
+/// (bad checksums, lying sizes, metadata entries, trailing garbage) that `tar::Builder` refuses
+/// to produce.
+#[derive(Default)]
+pub struct RawTar {
+    pub bytes: Vec<u8>,
+}
+
+/// A PAX extended-header record `"<len> <key>=<value>\n"` with its self-inclusive length.
+pub fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 2; // ' ' ... '=' ... '\n' minus the digits
+    let mut len = body + 1;
+    while len.to_string().len() + body != len {
+        len = len.to_string().len() + body;
+    }
+    let mut out = format!("{len} {key}=").into_bytes();
+    out.extend_from_slice(value);
+    out.push(b'\n');
+    assert_eq!(out.len(), len);
+    out
+}
+
+impl RawTar {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One header block. `name` longer than 100 bytes is cut (as real writers do before a long
+    /// name entry); `size` is written as claimed, whatever body follows.
+    pub fn header(&mut self, name: &[u8], kind: u8, size: u64, link: &[u8]) -> &mut Self {
+        self.header_with(name, kind, size, link, true)
+    }
+
+    pub fn header_with(
+        &mut self,
+        name: &[u8],
+        kind: u8,
+        size: u64,
+        link: &[u8],
+        good_checksum: bool,
+    ) -> &mut Self {
+        let mut h = [0u8; 512];
+        let n = name.len().min(100);
+        h[..n].copy_from_slice(&name[..n]);
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        if size < 0o77777777777 {
+            h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+        } else {
+            h[124] = 0x80;
+            h[128..136].copy_from_slice(&size.to_be_bytes());
+        }
+        h[136..148].copy_from_slice(b"13000000000\0");
+        h[156] = kind;
+        let l = link.len().min(100);
+        h[157..157 + l].copy_from_slice(&link[..l]);
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let mut sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        if !good_checksum {
+            sum += 1;
+        }
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        self.bytes.extend_from_slice(&h);
+        self
+    }
+
+    /// `data`, padded with zeros to a whole block.
+    pub fn body(&mut self, data: &[u8]) -> &mut Self {
+        self.bytes.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        self.bytes.extend(std::iter::repeat_n(0u8, pad));
+        self
+    }
+
+    pub fn file(&mut self, name: &str, data: &[u8]) -> &mut Self {
+        self.header(name.as_bytes(), b'0', data.len() as u64, b"")
+            .body(data)
+    }
+
+    pub fn dir(&mut self, name: &str) -> &mut Self {
+        self.header(name.as_bytes(), b'5', 0, b"")
+    }
+
+    pub fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
+        self.header(name.as_bytes(), b'2', 0, target.as_bytes())
+    }
+
+    pub fn hardlink(&mut self, name: &str, target: &str) -> &mut Self {
+        self.header(name.as_bytes(), b'1', 0, target.as_bytes())
+    }
+
+    /// A metadata entry (`L`, `K`, `x`, `g`) holding `data`.
+    pub fn meta(&mut self, kind: u8, data: &[u8]) -> &mut Self {
+        let name: &[u8] = match kind {
+            b'L' | b'K' => b"././@LongLink",
+            b'g' => b"pax_global_header",
+            _ => b"PaxHeader",
+        };
+        self.header(name, kind, data.len() as u64, b"").body(data)
+    }
+
+    /// A GNU long name (`L`) entry: `name` plus its NUL terminator.
+    pub fn long_name(&mut self, name: &[u8]) -> &mut Self {
+        self.meta(b'L', &[name, b"\0"].concat())
+    }
+
+    /// A GNU long link (`K`) entry: `target` plus its NUL terminator.
+    pub fn long_link(&mut self, target: &[u8]) -> &mut Self {
+        self.meta(b'K', &[target, b"\0"].concat())
+    }
+
+    /// A PAX extended header (`x`) with the given records.
+    pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        let data: Vec<u8> = records
+            .iter()
+            .flat_map(|(k, v)| pax_record(k, v))
+            .collect();
+        self.meta(b'x', &data)
+    }
+
+    /// A PAX global header (`g`) with the given records.
+    pub fn global_pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+        let data: Vec<u8> = records
+            .iter()
+            .flat_map(|(k, v)| pax_record(k, v))
+            .collect();
+        self.meta(b'g', &data)
+    }
+
+    /// Raw bytes, unpadded.
+    pub fn raw(&mut self, data: &[u8]) -> &mut Self {
+        self.bytes.extend_from_slice(data);
+        self
+    }
+
+    /// The end-of-archive marker: two zero blocks.
+    pub fn end(&mut self) -> &mut Self {
+        self.bytes.extend(std::iter::repeat_n(0u8, 1024));
+        self
+    }
+
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
+    pub fn tgz(&mut self) -> Vec<u8> {
+        gzip(&self.finish())
+    }
+}
+
+/// One gzip member holding `data`.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder =
+        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
 }

@@ -115,12 +115,6 @@ impl ImportLimits {
                 "must not exceed max_path_bytes",
             ));
         }
-        if self.max_package_json_bytes > self.max_entry_bytes {
-            return Err(ConfigError::new(
-                "max_package_json_bytes",
-                "must not exceed max_entry_bytes",
-            ));
-        }
         Ok(())
     }
 }

@@ -154,6 +154,25 @@ impl Integrity {
         }
     }
 
+    /// An integrity made of `hashes` (sorted strongest first, duplicates removed); `None` when
+    /// there are none.
+    pub fn from_hashes(hashes: impl IntoIterator<Item = Hash>) -> Option<Self> {
+        let mut hashes: Vec<Hash> = hashes.into_iter().collect();
+        if hashes.is_empty() {
+            return None;
+        }
+        hashes.sort_by_key(|h| std::cmp::Reverse(h.algorithm));
+        let mut seen = Vec::with_capacity(hashes.len());
+        hashes.retain(|h| {
+            let new = !seen.contains(h);
+            if new {
+                seen.push(h.clone());
+            }
+            new
+        });
+        Some(Self { hashes })
+    }
+
     /// The hashes, strongest algorithm first.
     pub fn hashes(&self) -> &[Hash] {
         &self.hashes
@@ -164,10 +183,90 @@ impl Integrity {
         self.hashes.first()
     }
 
-    /// Whether `data` matches: it must match the strongest hash given (as browsers and npm's
-    /// `ssri` do), so a weak sha1 collision cannot override a sha512.
+    /// The strongest algorithm present.
+    pub fn strongest_algorithm(&self) -> Option<Algorithm> {
+        self.strongest().map(|h| h.algorithm)
+    }
+
+    /// Whether `data` matches, by npm's `ssri` rule (see [`Integrity::matching`]): a hash of the
+    /// strongest algorithm present must match, so a weak sha1 collision cannot override a
+    /// sha512.
     pub fn matches(&self, data: &[u8]) -> bool {
-        self.strongest().is_some_and(|h| h.matches(data))
+        self.matching_with(&mut Digests::new(data)).is_some()
+    }
+
+    /// The hash `data` matches, by npm's `ssri` rule, or `None`.
+    ///
+    /// `ssri` (npm/ssri `lib/index.js`): `checkData` takes `sri.pickAlgorithm()`, the strongest
+    /// algorithm present (sha512 > sha384 > sha256 > sha1), hashes the data with it alone, and
+    /// `Integrity.match` accepts when *any* hash of that algorithm has the same digest
+    /// (`this[algo].find(hash => other[algo].find(otherhash => hash.digest ===
+    /// otherhash.digest))`). Several hashes of the strongest algorithm are alternatives (the
+    /// W3C SRI rule); hashes of weaker algorithms are never consulted, so they are never
+    /// verified by a match either: see [`Integrity::verified_hashes`].
+    pub fn matching(&self, data: &[u8]) -> Option<&Hash> {
+        self.matching_with(&mut Digests::new(data))
+    }
+
+    pub(crate) fn matching_with(&self, digests: &mut Digests<'_>) -> Option<&Hash> {
+        let algorithm = self.strongest_algorithm()?;
+        let digest = digests.get(algorithm);
+        self.hashes
+            .iter()
+            .filter(|h| h.algorithm == algorithm)
+            .find(|h| h.digest == digest)
+    }
+
+    /// Every hash of this integrity that `data` really hashes to, whatever its algorithm (each
+    /// algorithm computed once). Only these may be used to find the data again.
+    pub fn verified_hashes(&self, data: &[u8]) -> Vec<Hash> {
+        self.verified_hashes_with(&mut Digests::new(data))
+    }
+
+    pub(crate) fn verified_hashes_with(&self, digests: &mut Digests<'_>) -> Vec<Hash> {
+        self.hashes
+            .iter()
+            .filter(|h| digests.get(h.algorithm) == h.digest.as_slice())
+            .cloned()
+            .collect()
+    }
+}
+
+/// The digests of one piece of data, each algorithm computed at most once (a tarball is hashed
+/// for its own sha512 and sha1 and checked against a caller's integrity: no need to hash it
+/// four times).
+#[derive(Debug)]
+pub(crate) struct Digests<'a> {
+    data: &'a [u8],
+    done: Vec<(Algorithm, Vec<u8>)>,
+}
+
+impl<'a> Digests<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            done: Vec::new(),
+        }
+    }
+
+    /// The digest of the data with `algorithm`.
+    pub(crate) fn get(&mut self, algorithm: Algorithm) -> &[u8] {
+        let index = match self.done.iter().position(|(a, _)| *a == algorithm) {
+            Some(i) => i,
+            None => {
+                self.done.push((algorithm, algorithm.hash(self.data)));
+                self.done.len() - 1
+            }
+        };
+        self.done.get(index).map_or(&[], |(_, d)| d.as_slice())
+    }
+
+    /// The hash of the data with `algorithm`.
+    pub(crate) fn hash(&mut self, algorithm: Algorithm) -> Hash {
+        Hash {
+            algorithm,
+            digest: self.get(algorithm).to_vec(),
+        }
     }
 }
 
@@ -240,6 +339,62 @@ mod tests {
             .unwrap();
         assert!(sha1_only.matches(data));
         assert!(!sha1_only.matches(b"other"));
+    }
+
+    fn sri(algorithm: Algorithm, data: &[u8]) -> String {
+        Hash {
+            algorithm,
+            digest: algorithm.hash(data),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn any_hash_of_the_strongest_algorithm_matches_as_in_ssri() {
+        let data = b"tarball";
+        let two_sha512: Integrity =
+            format!("{} {}", sri(Algorithm::Sha512, b"other"), sri(Algorithm::Sha512, data))
+                .parse()
+                .unwrap();
+        assert_eq!(
+            two_sha512.matching(data).unwrap().to_string(),
+            sri(Algorithm::Sha512, data)
+        );
+        // The weaker sha1 is never consulted: a right sha1 does not save a wrong sha512...
+        let wrong_strong: Integrity =
+            format!("{} {}", sri(Algorithm::Sha512, b"other"), sri(Algorithm::Sha1, data))
+                .parse()
+                .unwrap();
+        assert!(!wrong_strong.matches(data));
+        // ...and a wrong sha1 does not spoil a right sha512, but it is not verified either.
+        let wrong_weak: Integrity =
+            format!("{} {}", sri(Algorithm::Sha512, data), sri(Algorithm::Sha1, b"other"))
+                .parse()
+                .unwrap();
+        assert!(wrong_weak.matches(data));
+        let verified: Vec<String> = wrong_weak
+            .verified_hashes(data)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(verified, vec![sri(Algorithm::Sha512, data)]);
+    }
+
+    #[test]
+    fn from_hashes_sorts_and_deduplicates() {
+        let data = b"x";
+        let sha1 = Hash {
+            algorithm: Algorithm::Sha1,
+            digest: Algorithm::Sha1.hash(data),
+        };
+        let sha256 = Hash {
+            algorithm: Algorithm::Sha256,
+            digest: Algorithm::Sha256.hash(data),
+        };
+        let integrity =
+            Integrity::from_hashes([sha1.clone(), sha256.clone(), sha1.clone()]).unwrap();
+        assert_eq!(integrity.hashes(), &[sha256, sha1][..]);
+        assert!(Integrity::from_hashes([]).is_none());
     }
 
     #[test]

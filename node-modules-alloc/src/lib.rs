@@ -71,6 +71,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod allocator;
+mod bins;
 pub mod config;
 mod error;
 mod fsutil;

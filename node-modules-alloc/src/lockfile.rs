@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::import::normalize_bin_path;
+use crate::bins::{normalize_bin_target, validate_bin_name};
 use crate::integrity::Integrity;
 
 /// One package to install.
@@ -186,10 +186,6 @@ fn valid_name_part(part: &str) -> bool {
         && !part.contains(['\\', '\0'])
 }
 
-fn valid_bin_name(name: &str) -> bool {
-    valid_name_part(name) && !name.contains('/')
-}
-
 /// Parses one `packages` entry; `Ok(None)` for entries provided by a parent (bundled).
 fn parse_entry(
     path: &str,
@@ -242,16 +238,14 @@ fn parse_entry(
                         "bin target must be a string".to_owned(),
                     ));
                 };
-                let normalized = normalize_bin_path(target);
-                if !valid_bin_name(&name)
-                    || normalized.split('/').any(|p| p == "..")
-                    || normalized.is_empty()
-                {
-                    return Err((
-                        loc(&format!("bin.{name}")),
-                        format!("invalid bin {name:?} -> {target:?}"),
-                    ));
-                }
+                let normalized = validate_bin_name(&name)
+                    .and_then(|()| normalize_bin_target(target))
+                    .map_err(|e| {
+                        (
+                            loc(&format!("bin.{name}")),
+                            format!("invalid bin {name:?} -> {target:?}: {e}"),
+                        )
+                    })?;
                 bins.insert(name, normalized);
             }
         }

@@ -134,6 +134,11 @@ pub struct PackageIndex {
     pub entries: Vec<IndexEntry>,
     /// Where the tarball was imported from (used to re-import quarantined files).
     pub source: Option<PathBuf>,
+    /// Other integrity hashes (sha256, sha384 from a custom cache) that the tarball's bytes
+    /// were verified against and under which this index is also filed. A lookup by a hash that
+    /// is neither `integrity`, `sha1` nor listed here does not accept the index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verified_keys: Vec<String>,
 }
 
 /// The outcome of [`Store::verify`].
@@ -373,16 +378,30 @@ impl Store {
     }
 
     /// Looks a package up by any hash of its integrity (strongest first).
+    ///
+    /// An index is only accepted under a hash it carries (its `integrity`, its `sha1`, or one of
+    /// its `verified_keys`): an index file found under another name — planted, or written by an
+    /// older version that filed packages under unverified hashes — is ignored with a warning,
+    /// so one package can never answer for another's integrity.
     pub fn read_index(&self, integrity: &Integrity) -> Result<Option<PackageIndex>> {
         for hash in integrity.hashes() {
             let path = self.index_path(hash);
             match fs::read(&path) {
                 Ok(bytes) => {
-                    let index = serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                    return Ok(Some(index));
+                    let index: PackageIndex =
+                        serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    if index_carries(&index, hash) {
+                        return Ok(Some(index));
+                    }
+                    tracing::warn!(
+                        index = %path.display(),
+                        integrity = %hash,
+                        found = %index.integrity,
+                        "package index does not carry the hash it is filed under; ignored"
+                    );
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io("cannot read", path)(e)),
@@ -391,13 +410,24 @@ impl Store {
         Ok(None)
     }
 
-    /// Writes a package index under each hash of `keys` (atomic, synced).
+    /// Writes a package index under each hash of `keys` (atomic, synced). Every key must have
+    /// been verified against the tarball's bytes (see `import`), and be one that
+    /// [`Store::read_index`] accepts for this index.
     pub(crate) fn write_index(&self, index: &PackageIndex, keys: &Integrity) -> Result<()> {
         let bytes = serde_json::to_vec(index).map_err(|e| Error::Malformed {
             path: self.dir("index"),
             reason: e.to_string(),
         })?;
         for hash in keys.hashes() {
+            if !index_carries(index, hash) {
+                return Err(Error::Malformed {
+                    path: self.index_path(hash),
+                    reason: format!(
+                        "refusing to file package {} under {hash}, a hash it does not carry",
+                        index.integrity
+                    ),
+                });
+            }
             atomic_write(
                 &self.dir("tmp"),
                 &self.index_path(hash),
@@ -409,10 +439,14 @@ impl Store {
         Ok(())
     }
 
-    /// Whether every file an index lists is present in the store.
+    /// Whether every file an index lists is present in the store (each content variant checked
+    /// once, however many entries share it).
     pub(crate) fn has_all_files(&self, index: &PackageIndex) -> bool {
+        let mut checked = std::collections::HashSet::new();
         index.entries.iter().all(|e| match e {
-            IndexEntry::File { digest, exec, .. } => self.file_path(digest, *exec).exists(),
+            IndexEntry::File { digest, exec, .. } => {
+                !checked.insert((digest.as_str(), *exec)) || self.file_path(digest, *exec).exists()
+            }
             IndexEntry::Symlink { .. } => true,
         })
     }
@@ -630,6 +664,17 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// Whether `index` is the package of `hash`: its sha512 `integrity`, its `sha1`, or a recorded
+/// verified key.
+fn index_carries(index: &PackageIndex, hash: &Hash) -> bool {
+    let key = hash.to_string();
+    let own = |text: &str| {
+        text.parse::<Integrity>()
+            .is_ok_and(|i| i.hashes().contains(hash))
+    };
+    own(&index.integrity) || own(&index.sha1) || index.verified_keys.iter().any(|k| *k == key)
 }
 
 /// sha512 hex of a file's content, streamed.

@@ -375,7 +375,8 @@ pub struct RawTar {
 
 /// A PAX extended-header record `"<len> <key>=<value>\n"` with its self-inclusive length.
 pub fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 2; // ' ' ... '=' ... '\n' minus the digits
+    // `<digits> <key>=<value>\n`: the length counts its own digits.
+    let body = key.len() + value.len() + 3;
     let mut len = body + 1;
     while len.to_string().len() + body != len {
         len = len.to_string().len() + body;

@@ -33,7 +33,10 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
     let deep = deep_path(444_749);
     let pax_path = format!("./{deep}");
     let mut tiny = RawTar::new();
-    tiny.file("package/package.json", br#"{"name":"many","version":"1.0.0"}"#);
+    tiny.file(
+        "package/package.json",
+        br#"{"name":"many","version":"1.0.0"}"#,
+    );
     for i in 1..100_000 {
         tiny.file(&format!("package/f{i}"), b"");
     }
@@ -49,7 +52,10 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
         budget.long_name(path.as_bytes()).file(&path, b"");
     }
     vec![
-        ("deep-gnu-long-name", raw_tgz(&[Raw::LongName(&deep, b"hi\n")])),
+        (
+            "deep-gnu-long-name",
+            raw_tgz(&[Raw::LongName(&deep, b"hi\n")]),
+        ),
         (
             "deep-pax-path",
             RawTar::new()

@@ -61,7 +61,7 @@ pub enum Rejection {
         /// The configured limit.
         limit: u64,
     },
-    /// The entry path is longer than `max_path_bytes` (PATH_MAX).
+    /// The entry path is longer than `max_path_bytes` (`PATH_MAX`).
     #[error("path is {len} bytes long, over the limit of {limit} bytes")]
     PathTooLong {
         /// The path's length in bytes.
@@ -69,7 +69,7 @@ pub enum Rejection {
         /// The configured limit.
         limit: u64,
     },
-    /// A path component is longer than `max_component_bytes` (NAME_MAX).
+    /// A path component is longer than `max_component_bytes` (`NAME_MAX`).
     #[error("path component is {len} bytes long, over the limit of {limit} bytes")]
     ComponentTooLong {
         /// The component's length in bytes.

@@ -251,12 +251,11 @@ impl<'a> Digests<'a> {
 
     /// The digest of the data with `algorithm`.
     pub(crate) fn get(&mut self, algorithm: Algorithm) -> &[u8] {
-        let index = match self.done.iter().position(|(a, _)| *a == algorithm) {
-            Some(i) => i,
-            None => {
-                self.done.push((algorithm, algorithm.hash(self.data)));
-                self.done.len() - 1
-            }
+        let index = if let Some(i) = self.done.iter().position(|(a, _)| *a == algorithm) {
+            i
+        } else {
+            self.done.push((algorithm, algorithm.hash(self.data)));
+            self.done.len() - 1
         };
         self.done.get(index).map_or(&[], |(_, d)| d.as_slice())
     }
@@ -352,25 +351,34 @@ mod tests {
     #[test]
     fn any_hash_of_the_strongest_algorithm_matches_as_in_ssri() {
         let data = b"tarball";
-        let two_sha512: Integrity =
-            format!("{} {}", sri(Algorithm::Sha512, b"other"), sri(Algorithm::Sha512, data))
-                .parse()
-                .unwrap();
+        let two_sha512: Integrity = format!(
+            "{} {}",
+            sri(Algorithm::Sha512, b"other"),
+            sri(Algorithm::Sha512, data)
+        )
+        .parse()
+        .unwrap();
         assert_eq!(
             two_sha512.matching(data).unwrap().to_string(),
             sri(Algorithm::Sha512, data)
         );
         // The weaker sha1 is never consulted: a right sha1 does not save a wrong sha512...
-        let wrong_strong: Integrity =
-            format!("{} {}", sri(Algorithm::Sha512, b"other"), sri(Algorithm::Sha1, data))
-                .parse()
-                .unwrap();
+        let wrong_strong: Integrity = format!(
+            "{} {}",
+            sri(Algorithm::Sha512, b"other"),
+            sri(Algorithm::Sha1, data)
+        )
+        .parse()
+        .unwrap();
         assert!(!wrong_strong.matches(data));
         // ...and a wrong sha1 does not spoil a right sha512, but it is not verified either.
-        let wrong_weak: Integrity =
-            format!("{} {}", sri(Algorithm::Sha512, data), sri(Algorithm::Sha1, b"other"))
-                .parse()
-                .unwrap();
+        let wrong_weak: Integrity = format!(
+            "{} {}",
+            sri(Algorithm::Sha512, data),
+            sri(Algorithm::Sha1, b"other")
+        )
+        .parse()
+        .unwrap();
         assert!(wrong_weak.matches(data));
         let verified: Vec<String> = wrong_weak
             .verified_hashes(data)

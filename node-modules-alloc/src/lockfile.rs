@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::bins::{normalize_bin_target, validate_bin_name};
+use crate::error::{Error, Result};
 use crate::integrity::Integrity;
 
 /// One package to install.

@@ -674,7 +674,7 @@ fn index_carries(index: &PackageIndex, hash: &Hash) -> bool {
         text.parse::<Integrity>()
             .is_ok_and(|i| i.hashes().contains(hash))
     };
-    own(&index.integrity) || own(&index.sha1) || index.verified_keys.iter().any(|k| *k == key)
+    own(&index.integrity) || own(&index.sha1) || index.verified_keys.contains(&key)
 }
 
 /// sha512 hex of a file's content, streamed.

@@ -29,7 +29,10 @@ fn limited(total: u64) -> StoreConfig {
 }
 
 /// Imports into a fresh store; a refused tarball must leave the store as it was.
-fn import(config: StoreConfig, tarball: &[u8]) -> (Result<Imported, Error>, Store, tempfile::TempDir) {
+fn import(
+    config: StoreConfig,
+    tarball: &[u8],
+) -> (Result<Imported, Error>, Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path().join("store"), config).unwrap();
     let before = all_paths(store.path());
@@ -109,7 +112,11 @@ fn data_of_skipped_entries_counts_against_the_total() {
             .tgz();
         let (result, _, _dir) = import(limited(32 << 20), &tarball);
         let (entry, reason) = rejection(&result);
-        assert_eq!(reason, Rejection::TotalTooLarge { limit: 32 << 20 }, "{name}");
+        assert_eq!(
+            reason,
+            Rejection::TotalTooLarge { limit: 32 << 20 },
+            "{name}"
+        );
         assert_eq!(entry, name);
     }
 }
@@ -126,7 +133,11 @@ fn every_gzip_member_is_read() {
         .read_index(&imported.integrity.parse().unwrap())
         .unwrap()
         .unwrap();
-    let paths: Vec<&str> = index.entries.iter().map(|e| e.path()).collect();
+    let paths: Vec<&str> = index
+        .entries
+        .iter()
+        .map(node_modules_alloc::store::IndexEntry::path)
+        .collect();
     assert_eq!(paths, vec!["a.js", "b.js"]);
 }
 
@@ -138,7 +149,10 @@ fn entries_after_the_end_of_archive_marker_are_refused() {
     let second = gzip(&RawTar::new().file("package/hidden.js", b"h").end().finish());
     let (result, _, _dir) = import(StoreConfig::default(), &[first, second].concat());
     let reason = bad_tarball(&result);
-    assert!(reason.contains("after the end-of-archive marker"), "{reason}");
+    assert!(
+        reason.contains("after the end-of-archive marker"),
+        "{reason}"
+    );
     // Same in one member.
     let tarball = RawTar::new()
         .file("package/a.js", b"a")
@@ -317,6 +331,10 @@ fn pax_records_name_entries_like_npm_does() {
         .read_index(&imported.integrity.parse().unwrap())
         .unwrap()
         .unwrap();
-    let paths: Vec<&str> = index.entries.iter().map(|e| e.path()).collect();
+    let paths: Vec<&str> = index
+        .entries
+        .iter()
+        .map(node_modules_alloc::store::IndexEntry::path)
+        .collect();
     assert_eq!(paths, vec![long.trim_start_matches("package/")]);
 }

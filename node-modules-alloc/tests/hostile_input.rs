@@ -115,11 +115,7 @@ fn paths_of(outcome: &Outcome) -> Vec<String> {
         .read_index(&imported.integrity.parse().unwrap())
         .unwrap()
         .unwrap();
-    index
-        .entries
-        .iter()
-        .map(|e| e.path().to_owned())
-        .collect()
+    index.entries.iter().map(|e| e.path().to_owned()).collect()
 }
 
 /// `package/a/a/a/...` of about `bytes` bytes.
@@ -136,7 +132,7 @@ fn deep_path(bytes: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// node-tar's `excessively-deep.tar`, as a GNU long name: 444 749 bytes, ~222 000 levels.
-/// Refused as soon as the name is read: longer than PATH_MAX (4096 bytes).
+/// Refused as soon as the name is read: longer than `PATH_MAX` (4096 bytes).
 #[test]
 fn deep_path_in_a_gnu_long_name_is_refused_quickly() {
     let path = deep_path(444_749);
@@ -173,7 +169,7 @@ fn deep_path_in_a_pax_header_is_refused_quickly() {
     within_bound("deep-pax-path", &outcome);
 }
 
-/// Under PATH_MAX but 2000 levels deep: refused by the depth limit (128 below `package/`).
+/// Under `PATH_MAX` but 2000 levels deep: refused by the depth limit (128 below `package/`).
 #[test]
 fn path_deeper_than_the_depth_limit_is_refused() {
     let mut path = String::from("package");
@@ -196,7 +192,7 @@ fn path_deeper_than_the_depth_limit_is_refused() {
     within_bound("too-deep", &outcome);
 }
 
-/// A component longer than NAME_MAX (255 bytes) is refused.
+/// A component longer than `NAME_MAX` (255 bytes) is refused.
 #[test]
 fn component_longer_than_name_max_is_refused() {
     let path = format!("package/{}", "c".repeat(300));
@@ -220,7 +216,10 @@ fn component_longer_than_name_max_is_refused() {
 #[test]
 fn hundred_thousand_tiny_entries_are_imported_quickly() {
     let mut tar = RawTar::new();
-    tar.file("package/package.json", br#"{"name":"many","version":"1.0.0"}"#);
+    tar.file(
+        "package/package.json",
+        br#"{"name":"many","version":"1.0.0"}"#,
+    );
     for i in 1..100_000 {
         tar.file(&format!("package/f{i}"), b"");
     }
@@ -293,12 +292,7 @@ fn total_component_budget_is_enforced_quickly() {
     let outcome = import("component-budget", tarball, StoreConfig::default());
     let (_, reason) = rejection("component-budget", &outcome);
     assert!(
-        matches!(
-            reason,
-            Rejection::TooManyComponents {
-                limit: 4_000_000
-            }
-        ),
+        matches!(reason, Rejection::TooManyComponents { limit: 4_000_000 }),
         "{reason}"
     );
     within_bound("component-budget", &outcome);
@@ -349,27 +343,7 @@ fn shape(name: &str, root: &str) -> Vec<u8> {
                 .hardlink(&r("hardlink-2"), "")
                 .symlink(&r("symlink"), "hardlink-2");
         }
-        "long-paths" => {
-            let p120 = r(&c_name("120-byte-filename-", 120));
-            let p170 = r(&c_name("170-byte-filename-", 170));
-            t.file(&r(&c_name("100-byte-filename-", 100)), &[b'1'; 100])
-                .pax(&[("path", p120.as_bytes()), ("atime", b"1491843717")])
-                .file(&p120, &[b'1'; 100])
-                .pax(&[("path", p170.as_bytes())])
-                .file(&p170, &[b'1'; 100]);
-            let mut dir = String::new();
-            for part in LONG_DIR.split('/') {
-                dir.push_str(part);
-                dir.push('/');
-                t.dir(&r(&dir));
-            }
-            let deep = r(&format!("{LONG_DIR}/{}", "c".repeat(120)));
-            t.file(&r(&format!("{LONG_DIR}/a.txt")), b"short\n")
-                .pax(&[("path", deep.as_bytes())])
-                .file(&deep, &[b'c'; 100])
-                .pax(&[("path", r(&format!("{LONG_DIR}/Ω.txt")).as_bytes())])
-                .file(&r(&format!("{LONG_DIR}/Ω.txt")), "Ω".as_bytes());
-        }
+        "long-paths" => long_paths(&mut t, &r),
         "long-pax" => {
             let p120 = r(&c_name("120-byte-filename-", 120));
             let comment = "all work and no play makes johnny a tar boy ".repeat(24);
@@ -414,14 +388,39 @@ fn shape(name: &str, root: &str) -> Vec<u8> {
         }
         "utf8" => {
             for p in ["Ω.txt", "🌟.txt"] {
-                t.pax(&[("path", r(p).as_bytes())]).file(&r(p), "Ω".as_bytes());
+                t.pax(&[("path", r(p).as_bytes())])
+                    .file(&r(p), "Ω".as_bytes());
             }
             let deep = r(&format!("{LONG_DIR}/Ω.txt"));
-            t.pax(&[("path", deep.as_bytes())]).file(&deep, "Ω".as_bytes());
+            t.pax(&[("path", deep.as_bytes())])
+                .file(&deep, "Ω".as_bytes());
         }
         other => panic!("unknown shape {other}"),
     }
     t.end().finish()
+}
+
+/// `long-paths.tar`: 100/120/170-byte names (PAX), a deep directory chain, ustar prefixes.
+fn long_paths(t: &mut RawTar, r: &dyn Fn(&str) -> String) {
+    let p120 = r(&c_name("120-byte-filename-", 120));
+    let p170 = r(&c_name("170-byte-filename-", 170));
+    t.file(&r(&c_name("100-byte-filename-", 100)), &[b'1'; 100])
+        .pax(&[("path", p120.as_bytes()), ("atime", b"1491843717")])
+        .file(&p120, &[b'1'; 100])
+        .pax(&[("path", p170.as_bytes())])
+        .file(&p170, &[b'1'; 100]);
+    let mut dir = String::new();
+    for part in LONG_DIR.split('/') {
+        dir.push_str(part);
+        dir.push('/');
+        t.dir(&r(&dir));
+    }
+    let deep = r(&format!("{LONG_DIR}/{}", "c".repeat(120)));
+    t.file(&r(&format!("{LONG_DIR}/a.txt")), b"short\n")
+        .pax(&[("path", deep.as_bytes())])
+        .file(&deep, &[b'c'; 100])
+        .pax(&[("path", r(&format!("{LONG_DIR}/Ω.txt")).as_bytes())])
+        .file(&r(&format!("{LONG_DIR}/Ω.txt")), "Ω".as_bytes());
 }
 
 const SHAPES: &[&str] = &[
@@ -459,7 +458,11 @@ fn node_tar_fixture_shapes_end_in_a_clean_import_or_a_clean_error() {
         within_bound(name, &outcome);
         // Re-rooted under `package/`: the outcome npm's own extractor would agree with.
         let case = format!("{name} (package/)");
-        let outcome = import(&case, gzip(&shape(name, "package/")), StoreConfig::default());
+        let outcome = import(
+            &case,
+            gzip(&shape(name, "package/")),
+            StoreConfig::default(),
+        );
         within_bound(name, &outcome);
         match *name {
             "bad-cksum" => assert!(
@@ -505,10 +508,7 @@ fn node_tar_fixture_shapes_end_in_a_clean_import_or_a_clean_error() {
             "emptypax" => assert_eq!(paths_of(&outcome), vec!["one-byte.txt", "🌟.txt"]),
             "global-header" => assert_eq!(paths_of(&outcome), vec!["one-byte.txt"]),
             "long-paths" => assert_eq!(paths_of(&outcome).len(), 6),
-            "long-pax" => assert_eq!(
-                paths_of(&outcome),
-                vec![c_name("120-byte-filename-", 120)]
-            ),
+            "long-pax" => assert_eq!(paths_of(&outcome), vec![c_name("120-byte-filename-", 120)]),
             "next-file-has-long" => {
                 let index = index_of(&outcome);
                 assert!(index.entries.iter().any(|e| matches!(e,
@@ -547,10 +547,7 @@ fn fixture_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for path in entries {
         if path.is_dir() {
             fixture_files(&path, out);
-        } else if path
-            .extension()
-            .is_some_and(|e| e == "tar" || e == "tgz")
-        {
+        } else if path.extension().is_some_and(|e| e == "tar" || e == "tgz") {
             out.push(path);
         }
     }
@@ -602,7 +599,11 @@ fn node_tar_fixtures_end_in_a_clean_import_or_a_clean_error() {
     let dir = PathBuf::from(dir);
     let mut files = Vec::new();
     fixture_files(&dir, &mut files);
-    assert!(!files.is_empty(), "no *.tar / *.tgz under {}", dir.display());
+    assert!(
+        !files.is_empty(),
+        "no *.tar / *.tgz under {}",
+        dir.display()
+    );
     let mut table = Vec::new();
     for file in files {
         let name = file
@@ -630,8 +631,11 @@ fn node_tar_fixtures_end_in_a_clean_import_or_a_clean_error() {
             .and_then(|t| reroot(&t));
         match rerooted {
             Ok(tar) => {
-                let outcome =
-                    import(&format!("{name} (package/)"), gzip(&tar), StoreConfig::default());
+                let outcome = import(
+                    &format!("{name} (package/)"),
+                    gzip(&tar),
+                    StoreConfig::default(),
+                );
                 table.push(format!("| {name} | package/ | {} |", describe(&outcome)));
             }
             Err(e) => table.push(format!(
@@ -647,10 +651,7 @@ fn node_tar_fixtures_end_in_a_clean_import_or_a_clean_error() {
 
 fn describe(outcome: &Outcome) -> String {
     match &outcome.result {
-        Ok(imported) => format!(
-            "imported, {} files, {:?}",
-            imported.files, outcome.elapsed
-        ),
+        Ok(imported) => format!("imported, {} files, {:?}", imported.files, outcome.elapsed),
         Err(e) => format!(
             "refused: {} ({:?})",
             short(&e.to_string()).replace('|', "\\|"),

@@ -44,7 +44,11 @@ fn a_cache_entry_listing_another_packages_sha1_does_not_answer_for_it() {
     );
     let store = Store::open(dir.path().join("store")).unwrap();
     let summary = store.import_path(dir.path()).unwrap();
-    assert_eq!(summary.imported(), 1, "the sha512 matches: evil is imported");
+    assert_eq!(
+        summary.imported(),
+        1,
+        "the sha512 matches: evil is imported"
+    );
 
     // ...but it is not filed under victim's sha1,
     let victim_integrity: Integrity = victim_sha1.parse().unwrap();

@@ -22,7 +22,11 @@ use node_modules_alloc::{Error, Rejection};
 const CLI: &[u8] = b"#!/usr/bin/env node\nconsole.log('hi');\n";
 
 fn tarball(package_json: &str, files: &[&str]) -> Vec<u8> {
-    let mut entries = vec![Raw::File("package/package.json", package_json.as_bytes(), 0o644)];
+    let mut entries = vec![Raw::File(
+        "package/package.json",
+        package_json.as_bytes(),
+        0o644,
+    )];
     let names: Vec<String> = files.iter().map(|f| format!("package/{f}")).collect();
     for name in &names {
         entries.push(Raw::File(name, CLI, 0o644));
@@ -99,7 +103,11 @@ async fn invalid_bins_in_package_json_are_skipped_and_never_linked_outside_bin()
     // Nothing next to the app, nothing in the app outside node_modules.
     assert_eq!(all_paths(&dir.path().join("apps")).first(), Some(&app));
     for path in all_paths(&app) {
-        assert!(path.starts_with(app.join("node_modules")), "{}", path.display());
+        assert!(
+            path.starts_with(app.join("node_modules")),
+            "{}",
+            path.display()
+        );
     }
 }
 
@@ -182,7 +190,10 @@ fn package_json_over_the_cap_is_refused() {
 fn an_unreadable_package_json_imports_without_name_or_bins() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("store")).unwrap();
-    let index = import(&store, &tarball(r#"{"name": "broken", "bin": "#, &["cli.js"]));
+    let index = import(
+        &store,
+        &tarball(r#"{"name": "broken", "bin": "#, &["cli.js"]),
+    );
     assert_eq!(index.name, None);
     assert!(index.bins.is_empty());
 }

@@ -9,7 +9,7 @@
 //!
 //! Checking that by joining every prefix of every path costs O(depth²) per entry (minutes for
 //! node-tar's `excessively-deep.tar`). Instead every prefix gets a hash computed incrementally,
-//! one component at a time, with a randomly keyed SipHash (so a tarball cannot be built to
+//! one component at a time, with a randomly keyed `SipHash` (so a tarball cannot be built to
 //! collide), and is looked up in the set of the symlinks' hashes; only a hit (a real link, or
 //! a 2⁻⁶⁴ accident) is confirmed by comparing strings. The whole check is linear in the total
 //! length of the paths and targets.

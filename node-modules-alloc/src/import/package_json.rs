@@ -110,7 +110,11 @@ pub(crate) fn parse_package_json_bins(bytes: &[u8]) -> Result<PackageJson, serde
             }
         }
         RawBin::Single(target) => match out.name.clone() {
-            Some(package) => add(&mut out, bin_name_of_package(&package).to_owned(), Some(target)),
+            Some(package) => add(
+                &mut out,
+                bin_name_of_package(&package).to_owned(),
+                Some(target),
+            ),
             None => out.skipped.push(SkippedBin {
                 name: String::new(),
                 target,

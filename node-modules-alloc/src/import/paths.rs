@@ -4,9 +4,9 @@
 //!
 //! node-tar's `excessively-deep.tar` holds one entry whose path is 444 749 bytes of `a/a/a/...`
 //! (222 000 levels). Any work per component, let alone per prefix, turns that into minutes of
-//! CPU. So the whole-path length (`max_path_bytes`, PATH_MAX) is checked first, in O(1); then a
+//! CPU. So the whole-path length (`max_path_bytes`, `PATH_MAX`) is checked first, in O(1); then a
 //! single pass splits the path, checking each component's length (`max_component_bytes`,
-//! NAME_MAX) and the depth (`max_depth`) as it goes. Everything here is linear in the name.
+//! `NAME_MAX`) and the depth (`max_depth`) as it goes. Everything here is linear in the name.
 //!
 //! The first component (`package/` in npm tarballs, or any other single prefix) is removed,
 //! as npm does; `.` and empty components are dropped; `..`, absolute paths, NUL bytes and empty

@@ -214,6 +214,80 @@ fn choose(
     }
 }
 
+impl Pending {
+    /// Takes in one metadata entry's body.
+    fn absorb(
+        &mut self,
+        type_byte: u8,
+        body: Vec<u8>,
+        label: &str,
+        name: &str,
+        kind: &'static str,
+    ) -> Result<()> {
+        self.first.get_or_insert_with(|| name.to_owned());
+        let dup = || bad_meta(label, name, kind, "two for one entry");
+        match type_byte {
+            b'L' => {
+                if self.long_name.is_some() {
+                    return Err(dup());
+                }
+                self.long_name = Some(strip_trailing_nuls(body));
+            }
+            b'K' => {
+                if self.long_link.is_some() {
+                    return Err(dup());
+                }
+                self.long_link = Some(strip_trailing_nuls(body));
+            }
+            b'x' => {
+                if self.pax.is_some() {
+                    return Err(dup());
+                }
+                let pax = parse_pax(&body).map_err(|r| bad_meta(label, name, kind, r))?;
+                self.pax = Some(pax);
+            }
+            _ => global_header(&body, label, name)?,
+        }
+        Ok(())
+    }
+
+    /// The path and link target of the entry these metadata describe (clearing them).
+    fn resolve<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        label: &str,
+        header_name: &str,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let Self {
+            long_name,
+            long_link,
+            pax,
+            first,
+        } = std::mem::take(self);
+        let pax = pax.unwrap_or_default();
+        let meta_name = first.unwrap_or_else(|| header_name.to_owned());
+        let differ = |what: &str| bad_meta(label, &meta_name, PAX_HEADER, what);
+        let path = choose(pax.path, long_name, || entry.path_bytes().into_owned())
+            .map_err(|()| differ("PAX path and GNU long name differ"))?;
+        let link = choose(pax.linkpath, long_link, || {
+            entry
+                .link_name_bytes()
+                .map(std::borrow::Cow::into_owned)
+                .unwrap_or_default()
+        })
+        .map_err(|()| differ("PAX linkpath and GNU long link differ"))?;
+        let size = entry.size();
+        if let Some(pax_size) = pax.size
+            && pax_size != size
+        {
+            return Err(differ(&format!(
+                "PAX size {pax_size} differs from the header's size {size} (readers would disagree on where the next entry starts)"
+            )));
+        }
+        Ok((path, link))
+    }
+}
+
 /// Reads every entry of the gzip-compressed tarball `bytes`, handing each one that is not
 /// metadata to `on_entry`.
 pub(crate) fn for_each_entry<F>(
@@ -223,7 +297,7 @@ pub(crate) fn for_each_entry<F>(
     mut on_entry: F,
 ) -> Result<()>
 where
-    F: FnMut(StreamEntry<'_>) -> Result<()>,
+    F: FnMut(&mut StreamEntry<'_>) -> Result<()>,
 {
     let reader = CountingReader {
         inner: MultiGzDecoder::new(bytes),
@@ -251,76 +325,15 @@ where
             };
             if let Some(meta_kind) = meta_kind {
                 let body = read_meta(&mut entry, label, &header_name, meta_kind, limits)?;
-                pending.first.get_or_insert_with(|| header_name.clone());
-                let dup = || bad_meta(label, &header_name, meta_kind, "two for one entry");
-                match kind.as_byte() {
-                    b'L' => {
-                        if pending.long_name.is_some() {
-                            return Err(dup());
-                        }
-                        pending.long_name = Some(strip_trailing_nuls(body));
-                    }
-                    b'K' => {
-                        if pending.long_link.is_some() {
-                            return Err(dup());
-                        }
-                        pending.long_link = Some(strip_trailing_nuls(body));
-                    }
-                    b'x' => {
-                        if pending.pax.is_some() {
-                            return Err(dup());
-                        }
-                        let pax = parse_pax(&body)
-                            .map_err(|r| bad_meta(label, &header_name, meta_kind, r))?;
-                        pending.pax = Some(pax);
-                    }
-                    _ => global_header(&body, label, &header_name)?,
-                }
+                pending.absorb(kind.as_byte(), body, label, &header_name, meta_kind)?;
                 last = header_name;
                 continue;
             }
-            let Pending {
-                long_name,
-                long_link,
-                pax,
-                first,
-            } = std::mem::take(&mut pending);
-            let pax = pax.unwrap_or_default();
-            let meta_name = first.unwrap_or_else(|| header_name.clone());
-            let path = choose(pax.path, long_name, || entry.path_bytes().into_owned())
-                .map_err(|()| {
-                    bad_meta(label, &meta_name, PAX_HEADER, "PAX path and GNU long name differ")
-                })?;
-            let link = choose(pax.linkpath, long_link, || {
-                entry
-                    .link_name_bytes()
-                    .map(std::borrow::Cow::into_owned)
-                    .unwrap_or_default()
-            })
-            .map_err(|()| {
-                bad_meta(
-                    label,
-                    &meta_name,
-                    PAX_HEADER,
-                    "PAX linkpath and GNU long link differ",
-                )
-            })?;
-            let size = entry.size();
-            if let Some(pax_size) = pax.size
-                && pax_size != size
-            {
-                return Err(bad_meta(
-                    label,
-                    &meta_name,
-                    PAX_HEADER,
-                    format!(
-                        "PAX size {pax_size} differs from the header's size {size} (readers would disagree on where the next entry starts)"
-                    ),
-                ));
-            }
+            let (path, link) = pending.resolve(&entry, label, &header_name)?;
             last = display_name(&path);
+            let size = entry.size();
             let mode = entry.header().mode().unwrap_or(0);
-            on_entry(StreamEntry {
+            on_entry(&mut StreamEntry {
                 path,
                 link,
                 kind,
@@ -462,7 +475,11 @@ mod tests {
             b"99999999999999999999 path=a\n",
             b"9 path=a\n\0x",
         ] {
-            assert!(parse_pax(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_pax(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

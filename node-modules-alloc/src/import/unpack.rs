@@ -126,7 +126,7 @@ impl<'a> Unpacker<'a> {
     }
 
     /// Checks and records one entry.
-    pub(crate) fn entry(&mut self, entry: StreamEntry<'_>) -> Result<()> {
+    pub(crate) fn entry(&mut self, entry: &mut StreamEntry<'_>) -> Result<()> {
         use tar::EntryType as T;
         self.entries += 1;
         let name = display_name(&entry.path);
@@ -166,7 +166,7 @@ impl<'a> Unpacker<'a> {
             }
             _ => {
                 let exec = entry.mode & 0o111 != 0;
-                self.regular(entry.data, &name, parts.join("/"), entry.size, exec)
+                self.regular(&mut *entry.data, &name, parts.join("/"), entry.size, exec)
             }
         }
     }
@@ -380,8 +380,7 @@ impl<'a> Unpacker<'a> {
         let mut links: Vec<(&String, &String)> = self.symlinks.iter().collect();
         links.sort_unstable();
         for (path, target) in links {
-            if set.link_prefix_of(path).is_some() || set.target_passes_through_link(path, target)
-            {
+            if set.link_prefix_of(path).is_some() || set.target_passes_through_link(path, target) {
                 return Err(self.reject(
                     path,
                     Rejection::LinkEscapes {

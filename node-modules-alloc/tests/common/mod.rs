@@ -113,7 +113,9 @@ pub fn raw_tgz(entries: &[Raw<'_>]) -> Vec<u8> {
                     0o644,
                     None,
                 );
-                builder.append(&l, &*[name.as_bytes(), b"\0"].concat()).unwrap();
+                builder
+                    .append(&l, &*[name.as_bytes(), b"\0"].concat())
+                    .unwrap();
                 let short: String = name.chars().take(100).collect();
                 let h = raw_header(
                     &short,
@@ -135,7 +137,13 @@ pub fn raw_tgz(entries: &[Raw<'_>]) -> Vec<u8> {
                 builder
                     .append(&k, &*[target.as_bytes(), b"\0"].concat())
                     .unwrap();
-                let h = raw_header(name, tar::EntryType::Symlink, 0, 0o777, Some("././@LongLink"));
+                let h = raw_header(
+                    name,
+                    tar::EntryType::Symlink,
+                    0,
+                    0o777,
+                    Some("././@LongLink"),
+                );
                 builder.append(&h, std::io::empty()).unwrap();
             }
         }
@@ -413,7 +421,7 @@ impl RawTar {
         h[100..108].copy_from_slice(b"0000644\0");
         h[108..116].copy_from_slice(b"0000000\0");
         h[116..124].copy_from_slice(b"0000000\0");
-        if size < 0o77777777777 {
+        if size < 0o77_777_777_777 {
             h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
         } else {
             h[124] = 0x80;
@@ -482,19 +490,13 @@ impl RawTar {
 
     /// A PAX extended header (`x`) with the given records.
     pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
-        let data: Vec<u8> = records
-            .iter()
-            .flat_map(|(k, v)| pax_record(k, v))
-            .collect();
+        let data: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
         self.meta(b'x', &data)
     }
 
     /// A PAX global header (`g`) with the given records.
     pub fn global_pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
-        let data: Vec<u8> = records
-            .iter()
-            .flat_map(|(k, v)| pax_record(k, v))
-            .collect();
+        let data: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
         self.meta(b'g', &data)
     }
 
@@ -522,8 +524,7 @@ impl RawTar {
 /// One gzip member holding `data`.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write as _;
-    let mut encoder =
-        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(data).unwrap();
     encoder.finish().unwrap()
 }

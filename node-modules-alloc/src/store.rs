@@ -59,6 +59,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
 
+use crate::bins::{normalize_bin_target, validate_bin_name};
 use crate::config::ImportLimits;
 use crate::error::{Error, Result};
 use crate::fsutil::{atomic_write, create_dirs, remove_tree, unique_name};
@@ -377,23 +378,35 @@ impl Store {
             .join(format!("{}-{}.json", hash.algorithm.name(), hash.hex()))
     }
 
-    /// Looks a package up by any hash of its integrity (strongest first).
+    /// Looks a package up by its integrity: by each hash of the strongest algorithm present,
+    /// as npm's `ssri` checks data (a weaker sha1 listed next to a sha512 is never used to find
+    /// a package the sha512 does not name).
     ///
     /// An index is only accepted under a hash it carries (its `integrity`, its `sha1`, or one of
     /// its `verified_keys`): an index file found under another name — planted, or written by an
     /// older version that filed packages under unverified hashes — is ignored with a warning,
-    /// so one package can never answer for another's integrity.
+    /// so one package can never answer for another's integrity. Bins that do not pass
+    /// [`crate::bins`]' checks (an index written by an older version) are dropped with a
+    /// warning, so they are never linked.
     pub fn read_index(&self, integrity: &Integrity) -> Result<Option<PackageIndex>> {
-        for hash in integrity.hashes() {
+        let Some(strongest) = integrity.strongest_algorithm() else {
+            return Ok(None);
+        };
+        for hash in integrity
+            .hashes()
+            .iter()
+            .filter(|h| h.algorithm == strongest)
+        {
             let path = self.index_path(hash);
             match fs::read(&path) {
                 Ok(bytes) => {
-                    let index: PackageIndex =
+                    let mut index: PackageIndex =
                         serde_json::from_slice(&bytes).map_err(|e| Error::Malformed {
                             path: path.clone(),
                             reason: e.to_string(),
                         })?;
                     if index_carries(&index, hash) {
+                        drop_invalid_bins(&mut index, &path);
                         return Ok(Some(index));
                     }
                     tracing::warn!(
@@ -664,6 +677,18 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// Removes bins whose name or target an importer of today would have refused.
+fn drop_invalid_bins(index: &mut PackageIndex, path: &Path) {
+    index.bins.retain(|name, target| {
+        let valid = validate_bin_name(name).is_ok()
+            && normalize_bin_target(target).is_ok_and(|t| t == *target);
+        if !valid {
+            tracing::warn!(index = %path.display(), bin = %name, target = %target, "invalid bin in package index dropped: it will not be linked");
+        }
+        valid
+    });
 }
 
 /// Whether `index` is the package of `hash`: its sha512 `integrity`, its `sha1`, or a recorded

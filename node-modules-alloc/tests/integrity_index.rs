@@ -154,3 +154,31 @@ fn several_hashes_of_the_strongest_algorithm_are_alternatives_as_in_ssri() {
         .unwrap_err();
     assert!(matches!(err, Error::IntegrityMismatch { .. }), "{err}");
 }
+
+#[test]
+fn lookups_use_only_the_strongest_algorithm_of_the_integrity() {
+    // "sha512 of something else, sha1 of this tarball": by ssri's rule the sha1 is never
+    // consulted, so the lookup must not find this tarball through it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let tarball = Pkg::new("weak", "1.0.0").tgz();
+    let other = Pkg::new("other", "1.0.0").tgz();
+    store
+        .import_tarball_bytes("weak.tgz", &tarball, None, None)
+        .unwrap();
+    let mixed: Integrity = format!(
+        "{} {}",
+        Integrity::sha512_of(&other),
+        sha1_integrity(&tarball)
+    )
+    .parse()
+    .unwrap();
+    assert!(store.read_index(&mixed).unwrap().is_none());
+    // The sha1 alone still finds it (old packages are pinned by sha1 only).
+    assert!(
+        store
+            .read_index(&sha1_integrity(&tarball).parse().unwrap())
+            .unwrap()
+            .is_some()
+    );
+}

@@ -197,3 +197,25 @@ fn an_unreadable_package_json_imports_without_name_or_bins() {
     assert_eq!(index.name, None);
     assert!(index.bins.is_empty());
 }
+
+#[test]
+fn bins_of_an_index_written_by_an_older_version_are_checked_on_read() {
+    // An older importer kept package.json bins unchecked: such an index must not make the
+    // allocator link `../../x`.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let bytes = tarball(r#"{"name":"old","bin":{"ok":"cli.js"}}"#, &["cli.js"]);
+    let index = import(&store, &bytes);
+    let sha512 = Integrity::sha512_of(&bytes);
+    let file = store
+        .path()
+        .join("index")
+        .join(format!("sha512-{}.json", sha512.strongest().unwrap().hex()));
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    json["bins"]["../../x"] = "cli.js".into();
+    json["bins"]["escape"] = "../../../etc/passwd".into();
+    std::fs::write(&file, serde_json::to_vec(&json).unwrap()).unwrap();
+    let read = store.read_index(&sha512).unwrap().unwrap();
+    assert_eq!(read.bins, index.bins);
+}

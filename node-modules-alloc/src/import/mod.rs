@@ -27,37 +27,10 @@
 //! sha1 listed next to a correct sha512 in a crafted npm cache entry — is never used as a key:
 //! it would let one cache entry answer for another package.
 //!
-//! The modules, leaves first: [`paths`](self) (names and limits), the tar stream (bounded
-//! decompression, metadata entries), links (the traversal check), `package.json` (bins), the
-//! unpacker (one tarball), the npm cache, and the `Store` methods here that tie them together.
-//!
-//! ```
-//! use node_modules_alloc::store::Store;
-//!
-//! # fn tgz(files: &[(&str, &[u8])]) -> Vec<u8> {
-//! #     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-//! #     for (path, data) in files {
-//! #         let mut header = tar::Header::new_gnu();
-//! #         header.set_size(data.len() as u64);
-//! #         header.set_mode(0o644);
-//! #         header.set_cksum();
-//! #         builder.append_data(&mut header, path, *data).unwrap();
-//! #     }
-//! #     builder.into_inner().unwrap().finish().unwrap()
-//! # }
-//! let dir = tempfile::tempdir()?;
-//! let store = Store::open(dir.path().join("store"))?;
-//! let tarball = tgz(&[
-//!     ("package/package.json", br#"{"name":"left-pad","version":"1.3.0"}"#),
-//!     ("package/index.js", b"module.exports = (s) => s;\n"),
-//! ]);
-//! let imported = store.import_tarball_bytes("left-pad-1.3.0.tgz", &tarball, None, None)?;
-//! assert_eq!(imported.name.as_deref(), Some("left-pad"));
-//! assert_eq!(imported.files, 2);
-//! // Importing is idempotent.
-//! assert!(store.import_tarball_bytes("again.tgz", &tarball, None, None)?.already_present);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! The pieces, leaves first: `paths` (normalization and name limits), `tar_stream` (bounded
+//! decompression, GNU and PAX metadata), `links` (the link-traversal check), `package_json`
+//! (name, version, bins), `unpack` (one tarball), `cacache` (npm's cache), and the `Store`
+//! methods below that tie them together.
 
 use std::fs::{self, File};
 use std::io::Read;

@@ -114,7 +114,8 @@ pub enum Rejection {
     /// A metadata entry is malformed, or metadata entries contradict each other.
     #[error("{kind}: {reason}")]
     BadMetadata {
-        /// `GNU long name`, `GNU long link`, `PAX header` or `PAX global header`.
+        /// `GNU long name`, `GNU long link`, `PAX header`, `PAX global header`, or
+        /// `metadata entry` (one that describes no entry).
         kind: &'static str,
         /// What is wrong.
         reason: String,

@@ -385,8 +385,8 @@ impl Store {
     /// An index is only accepted under a hash it carries (its `integrity`, its `sha1`, or one of
     /// its `verified_keys`): an index file found under another name — planted, or written by an
     /// older version that filed packages under unverified hashes — is ignored with a warning,
-    /// so one package can never answer for another's integrity. Bins that do not pass
-    /// [`crate::bins`]' checks (an index written by an older version) are dropped with a
+    /// so one package can never answer for another's integrity. Bins whose name or target the
+    /// importer would refuse today (an index written by an older version) are dropped with a
     /// warning, so they are never linked.
     pub fn read_index(&self, integrity: &Integrity) -> Result<Option<PackageIndex>> {
         let Some(strongest) = integrity.strongest_algorithm() else {

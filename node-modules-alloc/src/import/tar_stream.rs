@@ -224,7 +224,10 @@ impl Pending {
         name: &str,
         kind: &'static str,
     ) -> Result<()> {
-        self.first.get_or_insert_with(|| name.to_owned());
+        if type_byte != b'g' {
+            // A global header describes the archive, not the next entry.
+            self.first.get_or_insert_with(|| name.to_owned());
+        }
         let dup = || bad_meta(label, name, kind, "two for one entry");
         match type_byte {
             b'L' => {

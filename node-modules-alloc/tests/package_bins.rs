@@ -219,3 +219,43 @@ fn bins_of_an_index_written_by_an_older_version_are_checked_on_read() {
     let read = store.read_index(&sha512).unwrap().unwrap();
     assert_eq!(read.bins, index.bins);
 }
+
+/// Collects formatted tracing output.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_skipped_bin_is_reported_by_a_warning_naming_it() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let bytes = tarball(r#"{"name":"evil","bin":{"../../x":"cli.js"}}"#, &["cli.js"]);
+    tracing::subscriber::with_default(subscriber, || {
+        // This thread's scoped subscriber must see callsites registered before it.
+        tracing::callsite::rebuild_interest_cache();
+        import(&store, &bytes);
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("invalid bin in package.json skipped"),
+        "{text}"
+    );
+    assert!(text.contains("bin=../../x"), "{text}");
+    assert!(text.contains("evil"), "{text}");
+}

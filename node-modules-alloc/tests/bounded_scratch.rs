@@ -17,8 +17,9 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use common::{Pkg, entry, lockfile};
-use node_modules_alloc::allocator::{Allocator, AllocatorConfig, SweepConfig};
+use node_modules_alloc::allocator::{Allocator, AllocatorConfig};
 use node_modules_alloc::store::{IndexEntry, Store};
+use node_modules_alloc::sweep::SweepConfig;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -63,14 +64,14 @@ fn backdate(path: &Path, by: Duration) {
 }
 
 /// What a process killed in the middle of its work leaves behind (names as the store makes
-/// them: prefix, pid, random suffix).
+/// them: prefix, pid, `-`, 12 alphanumerics).
 fn leave_debris_of(store: &Path, pid: u32, round: usize) -> Vec<PathBuf> {
-    let tmp = store.join(format!("tmp/t{pid}-round{round:06}ab"));
+    let tmp = store.join(format!("tmp/t{pid}-rnd{round:07}ab"));
     fs::write(&tmp, b"half a file").unwrap();
-    let tpl = store.join(format!("staging/tpl-{pid}-round{round:06}ab"));
+    let tpl = store.join(format!("staging/tpl-{pid}-rnd{round:07}ab"));
     fs::create_dir_all(tpl.join("pkg/lib")).unwrap();
     fs::write(tpl.join("pkg/lib/x.js"), b"x").unwrap();
-    let trash = store.join(format!("staging/trash-{pid}-round{round:06}ab"));
+    let trash = store.join(format!("staging/trash-{pid}-rnd{round:07}ab"));
     fs::create_dir_all(trash.join("old")).unwrap();
     let all = vec![tmp, tpl, trash];
     for path in &all {

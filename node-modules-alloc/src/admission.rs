@@ -168,7 +168,9 @@ impl Drop for Slot {
 enum Attempt {
     Admitted(Slot),
     /// Every slot is held; how long the running ones have been running, on average.
-    Full { running_for: Option<Duration> },
+    Full {
+        running_for: Option<Duration>,
+    },
 }
 
 /// The store-wide slots and queue of one store.
@@ -402,7 +404,11 @@ fn poll_backoff() -> BackoffConfig {
 }
 
 /// The `retry_after` hint of a shed caller (see the module documentation).
-fn retry_after(limit: &ConcurrencyLimitConfig, running_for: Option<Duration>, waiting: usize) -> Duration {
+fn retry_after(
+    limit: &ConcurrencyLimitConfig,
+    running_for: Option<Duration>,
+    waiting: usize,
+) -> Duration {
     let Some(running_for) = running_for else {
         return limit.min_retry_after;
     };
@@ -480,8 +486,10 @@ mod tests {
         };
         assert_eq!((available, required), (400, 500));
         drop(first);
-        wide.admit(&demand(4, 0, vec![need(400)]), &free, &clock, None)
-            .unwrap();
+        drop(
+            wide.admit(&demand(4, 0, vec![need(400)]), &free, &clock, None)
+                .unwrap(),
+        );
     }
 
     #[test]
@@ -523,7 +531,10 @@ mod tests {
         }))
         .unwrap();
         // Directories: root, a, a/b, .bin.
-        assert_eq!(tree_bytes(&manifest, false), 4 * DIR_BYTES + 3 * ENTRY_BYTES);
+        assert_eq!(
+            tree_bytes(&manifest, false),
+            4 * DIR_BYTES + 3 * ENTRY_BYTES
+        );
         assert_eq!(
             tree_bytes(&manifest, true),
             4 * DIR_BYTES + 3 * ENTRY_BYTES + 3 * BLOCK

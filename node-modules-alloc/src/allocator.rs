@@ -93,8 +93,8 @@ use crate::admission::{Demand, Need, Slot, StoreWide, copies_data, tree_bytes};
 use crate::config::LinkMode;
 use crate::error::{Error, Result};
 use crate::fsutil::{atomic_write, remove_tree, sync_dir, touch, unique_name};
-use crate::locks::LockMode;
 use crate::lockfile::{Lockfile, Selection};
+use crate::locks::LockMode;
 use crate::manifest::{Manifest, ManifestEntry, Plan};
 use crate::materialize::{TreeStats, build_tree, quick_check};
 use crate::store::{Store, StoreReport, hash_file};
@@ -419,8 +419,7 @@ impl Allocator {
             // Registered before the store is read: a gc through any clone of this handle now
             // refuses to run until the allocation is over.
             let work = this.inner.store.work();
-            let plan =
-                Manifest::plan(&this.inner.store, &lockfile, &this.inner.config.selection)?;
+            let plan = Manifest::plan(&this.inner.store, &lockfile, &this.inner.config.selection)?;
             this.inner.store.sweep_if_due(&this.inner.config.sweep);
             Ok((work, plan))
         })
@@ -442,7 +441,7 @@ impl Allocator {
             blocking(move || {
                 fs::create_dir_all(&app_dir)
                     .map_err(Error::io("cannot create app directory", &app_dir))?;
-                let valid = this.tree_state(&plan, &app_dir) == TreeState::Valid;
+                let valid = tree_state(&plan, &app_dir) == TreeState::Valid;
                 if valid {
                     this.keep_manifest(&plan);
                 }
@@ -457,27 +456,29 @@ impl Allocator {
         let deadline = self.queue_deadline();
         self.check_space(&app_dir)?;
         let _permit = self.acquire_permit().await?;
-        let _slot = self.admit(Some(Arc::clone(&plan)), &app_dir, deadline).await?;
+        let _slot = self
+            .admit(Some(Arc::clone(&plan)), &app_dir, deadline)
+            .await?;
         let _gauge = Materializing::enter(&self.inner.gauges);
 
         // The app lock comes after admission: callers piling up on one app wait in the
         // bounded queues (or are shed), not on this lock.
         let this = self.clone();
-        let (app_lock, state) = {
+        let (app_lock, tree) = {
             let plan = Arc::clone(&plan);
             let app_dir = app_dir.clone();
             blocking(move || {
                 let lock = lock_dir(&app_dir, true)?;
                 // Again under the lock: the previous holder may just have published it.
-                let state = this.tree_state(&plan, &app_dir);
-                if state == TreeState::Valid {
+                let tree = tree_state(&plan, &app_dir);
+                if tree == TreeState::Valid {
                     this.keep_manifest(&plan);
                 }
-                Ok((lock, state))
+                Ok((lock, tree))
             })
             .await?
         };
-        match state {
+        match tree {
             TreeState::Valid => {
                 drop(app_lock);
                 return Ok(self.reused(&plan, &app_dir));
@@ -489,31 +490,7 @@ impl Allocator {
             TreeState::Absent => {}
         }
 
-        let flight = {
-            let mut flights = self
-                .inner
-                .flights
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(flights.entry(plan.digest.clone()).or_default())
-        };
-        let plan_digest = plan.digest.clone();
-        let built = {
-            let _single = flight.lock().await;
-            let this = self.clone();
-            let plan = Arc::clone(&plan);
-            let built = blocking(move || this.ensure_template(&plan)).await;
-            // Forget the flight once nobody else waits on it (the map stays bounded).
-            let mut flights = self
-                .inner
-                .flights
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if Arc::strong_count(&flight) == 2 {
-                flights.remove(&plan_digest);
-            }
-            built?
-        };
+        let built = self.single_flight_template(&plan).await?;
         let this = self.clone();
         let stats = {
             let plan = Arc::clone(&plan);
@@ -536,6 +513,35 @@ impl Allocator {
         };
         tracing::info!(%outcome, hardlinks = stats.hardlinks, reflinks = stats.reflinks, copies = stats.copies, "node_modules published");
         Ok(Self::allocation(&plan, &app_dir, outcome, stats))
+    }
+
+    /// [`Self::ensure_template`], once per template at a time in this process (across
+    /// processes, the template lock does the same).
+    async fn single_flight_template(&self, plan: &Arc<Plan>) -> Result<bool> {
+        let flight = {
+            let mut flights = self
+                .inner
+                .flights
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(flights.entry(plan.digest.clone()).or_default())
+        };
+        let _single = flight.lock().await;
+        let this = self.clone();
+        let built = {
+            let plan = Arc::clone(plan);
+            blocking(move || this.ensure_template(&plan)).await
+        };
+        // Forget the flight once nobody else waits on it (the map stays bounded).
+        let mut flights = self
+            .inner
+            .flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if Arc::strong_count(&flight) == 2 {
+            flights.remove(&plan.digest);
+        }
+        built
     }
 
     fn reused(&self, plan: &Plan, app_dir: &Path) -> Allocation {
@@ -601,7 +607,7 @@ impl Allocator {
             let (store_dev, app_dev) = (dev(store)?, dev(app_dir)?);
             let mode = self.inner.config.link_mode;
             let template = self.inner.store.dir("templates").join(&plan.digest);
-            if !read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
+            if read_marker(&template).is_none_or(|m| m.manifest != plan.digest) {
                 needs.push(Need {
                     path: store.to_path_buf(),
                     dev: store_dev,
@@ -668,21 +674,6 @@ impl Allocator {
             }
         }
         Ok(())
-    }
-
-    /// Whether `APP_DIR/node_modules` carries a valid marker for this plan and matches it.
-    /// Read-only and silent (callers count and log damage).
-    fn tree_state(&self, plan: &Plan, app_dir: &Path) -> TreeState {
-        let nm = app_dir.join("node_modules");
-        match read_marker(&nm) {
-            Some(marker) if marker.manifest == plan.digest => {
-                match quick_check(&plan.manifest, &nm) {
-                    None => TreeState::Valid,
-                    Some(problem) => TreeState::Damaged(problem),
-                }
-            }
-            _ => TreeState::Absent,
-        }
     }
 
     /// Makes sure the template for `plan` exists; returns whether this call built it.
@@ -791,18 +782,16 @@ impl Allocator {
         let staging = app_dir.join(unique_name(STAGING_PREFIX));
         fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
         let result = (|| {
-            let stats = match self.clone_template(plan, &staging)? {
-                Some(stats) => stats,
-                None => {
+            let stats = if let Some(stats) = self.clone_template(plan, &staging)? {
+                stats
+            } else {
+                reset_dir(&staging)?;
+                self.ensure_template(plan)?;
+                if let Some(stats) = self.clone_template(plan, &staging)? {
+                    stats
+                } else {
                     reset_dir(&staging)?;
-                    self.ensure_template(plan)?;
-                    match self.clone_template(plan, &staging)? {
-                        Some(stats) => stats,
-                        None => {
-                            reset_dir(&staging)?;
-                            self.build_from_store(plan, &staging)?
-                        }
-                    }
+                    self.build_from_store(plan, &staging)?
                 }
             };
             write_marker(store, &staging, &plan.digest, Some(&plan.lockfile_digest))?;
@@ -823,7 +812,7 @@ impl Allocator {
         let template = store.dir("templates").join(&plan.digest);
         let identity = |path: &Path| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
         let shared = store.template_lock(&plan.digest, LockMode::Shared)?;
-        if !read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
+        if read_marker(&template).is_none_or(|m| m.manifest != plan.digest) {
             // No template (verify or a sweep of gc removed it): the caller rebuilds it.
             return Ok(None);
         }
@@ -1074,6 +1063,19 @@ enum TreeState {
     Damaged(String),
     /// No tree, or a tree of another plan or without a valid marker.
     Absent,
+}
+
+/// Whether `APP_DIR/node_modules` carries a valid marker for this plan and matches it.
+/// Read-only and silent (callers count and log damage).
+fn tree_state(plan: &Plan, app_dir: &Path) -> TreeState {
+    let nm = app_dir.join("node_modules");
+    match read_marker(&nm) {
+        Some(marker) if marker.manifest == plan.digest => match quick_check(&plan.manifest, &nm) {
+            None => TreeState::Valid,
+            Some(problem) => TreeState::Damaged(problem),
+        },
+        _ => TreeState::Absent,
+    }
 }
 
 /// Stamps a manifest as used (gc keeps manifests used within its retention). Best effort.

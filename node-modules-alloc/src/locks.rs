@@ -123,9 +123,10 @@ impl LockFile {
     /// opened the old file notice (their inode check fails) and lock a fresh one.
     pub(crate) fn remove(self) -> Result<()> {
         if self.mode != LockMode::Exclusive {
-            return Err(Error::io("cannot remove a lock file held shared", &self.path)(
-                io::Error::from(io::ErrorKind::InvalidInput),
-            ));
+            return Err(Error::io(
+                "cannot remove a lock file held shared",
+                &self.path,
+            )(io::Error::from(io::ErrorKind::InvalidInput)));
         }
         match fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
@@ -145,7 +146,9 @@ fn untried(result: std::result::Result<(), TryLockError>) -> io::Result<bool> {
 
 /// Whether `path` still names the inode open as `file`.
 fn same_inode(file: &File, path: &Path) -> Result<bool> {
-    let held = file.metadata().map_err(Error::io("cannot stat lock", path))?;
+    let held = file
+        .metadata()
+        .map_err(Error::io("cannot stat lock", path))?;
     match fs::metadata(path) {
         Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),

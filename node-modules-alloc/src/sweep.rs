@@ -140,8 +140,8 @@ impl Store {
         // The caller's own guard is the only work of this process: our scratch is leftover.
         let idle = process_work() <= 1;
         let report = SweepReport {
-            tmp_removed: self.sweep_dir(&self.dir("tmp"), config, idle)?,
-            staging_removed: self.sweep_dir(&self.dir("staging"), config, idle)?,
+            tmp_removed: sweep_dir(&self.dir("tmp"), config, idle)?,
+            staging_removed: sweep_dir(&self.dir("staging"), config, idle)?,
             locks_removed: self.sweep_locks()?,
         };
         if report.removed() > 0 {
@@ -154,52 +154,6 @@ impl Store {
             );
         }
         Ok(report)
-    }
-
-    fn sweep_dir(&self, dir: &Path, config: &SweepConfig, idle: bool) -> Result<usize> {
-        let own = std::process::id();
-        let mut removed = 0;
-        for entry in fs::read_dir(dir).map_err(Error::io("cannot read", dir))? {
-            let entry = entry.map_err(Error::io("cannot read", dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(pid) = unique_name_pid(&name) else {
-                continue;
-            };
-            let Ok(meta) = entry.metadata() else {
-                continue; // removed meanwhile
-            };
-            let old = age(&meta) >= config.min_age;
-            let dead = pid != own && !process_alive(pid);
-            let leftover = if name.starts_with("trash-") {
-                dead || old
-            } else if pid == own {
-                idle && old
-            } else {
-                dead && old
-            };
-            if !leftover {
-                continue;
-            }
-            let path = entry.path();
-            let result = if meta.is_dir() {
-                remove_tree(&path)
-            } else {
-                match fs::remove_file(&path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        Err(Error::io("cannot remove", &path)(e))
-                    }
-                    _ => Ok(()),
-                }
-            };
-            match result {
-                Ok(()) => {
-                    tracing::debug!(path = %path.display(), pid, "removed leftover scratch");
-                    removed += 1;
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot remove leftover scratch"),
-            }
-        }
-        Ok(removed)
     }
 
     fn sweep_locks(&self) -> Result<usize> {
@@ -228,6 +182,53 @@ impl Store {
         }
         Ok(removed)
     }
+}
+
+/// Removes the leftover entries of one scratch directory (see the module documentation).
+fn sweep_dir(dir: &Path, config: &SweepConfig, idle: bool) -> Result<usize> {
+    let own = std::process::id();
+    let mut removed = 0;
+    for entry in fs::read_dir(dir).map_err(Error::io("cannot read", dir))? {
+        let entry = entry.map_err(Error::io("cannot read", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = unique_name_pid(&name) else {
+            continue;
+        };
+        let Ok(meta) = entry.metadata() else {
+            continue; // removed meanwhile
+        };
+        let old = age(&meta) >= config.min_age;
+        let dead = pid != own && !process_alive(pid);
+        let leftover = if name.starts_with("trash-") {
+            dead || old
+        } else if pid == own {
+            idle && old
+        } else {
+            dead && old
+        };
+        if !leftover {
+            continue;
+        }
+        let path = entry.path();
+        let result = if meta.is_dir() {
+            remove_tree(&path)
+        } else {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    Err(Error::io("cannot remove", &path)(e))
+                }
+                _ => Ok(()),
+            }
+        };
+        match result {
+            Ok(()) => {
+                tracing::debug!(path = %path.display(), pid, "removed leftover scratch");
+                removed += 1;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot remove leftover scratch"),
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

@@ -161,8 +161,7 @@ async fn a_long_lived_process_keeps_tmp_staging_and_locks_bounded() {
             .unwrap();
         if i % 3 == 0 {
             // The template is discarded (templates are caches); its lock file stays behind.
-            fs::remove_dir_all(store.join("templates").join(&allocation.manifest_digest))
-                .unwrap();
+            fs::remove_dir_all(store.join("templates").join(&allocation.manifest_digest)).unwrap();
         }
         if i % 4 == 1 {
             let err = allocator
@@ -181,7 +180,11 @@ async fn a_long_lived_process_keeps_tmp_staging_and_locks_bounded() {
     let templates = count(&store.join("templates"));
     assert!(templates >= 8, "templates: {templates}");
     assert_eq!(names(&store.join("tmp")), Vec::<String>::new(), "tmp/");
-    assert_eq!(names(&store.join("staging")), Vec::<String>::new(), "staging/");
+    assert_eq!(
+        names(&store.join("staging")),
+        Vec::<String>::new(),
+        "staging/"
+    );
     let locks = names(&store.join("locks"));
     assert!(
         locks.len() <= templates,
@@ -236,5 +239,9 @@ async fn gc_removes_manifests_no_template_uses_once_past_their_retention() {
         .await
         .unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert_eq!(count(&f.store.path().join("locks")), 0, "gc removes lock files");
+    assert_eq!(
+        count(&f.store.path().join("locks")),
+        0,
+        "gc removes lock files"
+    );
 }

@@ -193,7 +193,7 @@ fn hold_slot(store: &Path, index: usize) -> File {
 }
 
 /// Waits until `count` children have exited (bounded); returns `(index, output)` of those.
-fn wait_for_exits(children: &mut Vec<Option<Child>>, count: usize) -> Vec<(usize, Output)> {
+fn wait_for_exits(children: &mut [Option<Child>], count: usize) -> Vec<(usize, Output)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut exited = Vec::new();
     while exited.len() < count {
@@ -324,7 +324,11 @@ async fn an_admitted_allocation_reserves_its_bytes_against_later_admissions() {
                 .import_tarball_bytes(&p.name, &p.tgz(), None, None)
                 .unwrap();
             let path = dir.path().join(format!("lock{k}.json"));
-            fs::write(&path, lockfile(&[entry(&format!("node_modules/{}", p.name), &p)])).unwrap();
+            fs::write(
+                &path,
+                lockfile(&[entry(&format!("node_modules/{}", p.name), &p)]),
+            )
+            .unwrap();
             path
         })
         .collect();

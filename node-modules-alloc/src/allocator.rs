@@ -813,7 +813,7 @@ impl Allocator {
         let identity = |path: &Path| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
         let shared = store.template_lock(&plan.digest, LockMode::Shared)?;
         if read_marker(&template).is_none_or(|m| m.manifest != plan.digest) {
-            // No template (verify or a sweep of gc removed it): the caller rebuilds it.
+            // No template (verify or gc removed it), or an invalid marker: the caller rebuilds it.
             return Ok(None);
         }
         let seen = identity(&template);

@@ -12,8 +12,10 @@
 //! * after locking, a locker checks that the path still names the inode it locked (`fstat` of
 //!   its descriptor against `stat` of the path) and starts over otherwise.
 //!
-//! [`LockFile::acquire`] and [`LockFile::try_acquire`] implement the second half, so nothing
-//! else in the crate opens lock files by hand.
+//! [`LockFile::acquire`] and [`LockFile::try_acquire`] implement the second half; every lock
+//! file of the store (templates, store-wide slots and queue places, the admission lock) goes
+//! through them. The two exceptions are never deleted: `store.lock`, held shared by each
+//! handle for its lifetime, and app directories, locked through their own descriptor.
 //!
 //! # Self-deadlock
 //!

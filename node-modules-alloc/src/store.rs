@@ -222,7 +222,10 @@ struct Inner {
 ///
 /// Several processes may use one store at once: every write is atomic and idempotent. Opening
 /// a store takes a shared lock on `store.lock` for the lifetime of the handle; when no other
-/// process holds it, leftovers of crashed processes (`tmp/`, `staging/`) are removed.
+/// handle holds it, leftovers of crashed processes (`tmp/`, `staging/`, `locks/`) are removed.
+/// While the store is in use, allocations sweep leftovers instead (see [`Store::sweep`]).
+/// Work through a handle (allocations, imports, verifications) is counted, so that
+/// [`Store::gc`] through any clone of it refuses to run meanwhile.
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -512,8 +515,8 @@ impl Store {
     }
 
     /// Re-hashes every store file (content, not size or mtime). Mismatching files are
-    /// quarantined, templates linking them are removed, and their packages are re-imported from
-    /// their recorded source when it still exists.
+    /// quarantined, templates linking them are removed (each once no clone reads it), and their
+    /// packages are re-imported from their recorded source when it still exists.
     pub fn verify(&self) -> Result<StoreReport> {
         let _work = self.work();
         let mut report = StoreReport::default();

@@ -574,6 +574,8 @@ impl Store {
         source: Option<PathBuf>,
         force: bool,
     ) -> Result<Imported> {
+        // Work in flight: gc through any clone of this handle waits for the import.
+        let _work = self.work();
         let actual = Integrity::all_of(bytes);
         if let Some(expected) = expected
             && !expected.matches(bytes)

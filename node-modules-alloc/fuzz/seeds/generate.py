@@ -55,9 +55,13 @@ HELLO = [
 
 
 def import_tarball():
-    # First byte: even = the bytes are the .tgz itself, odd = gzip-compressed by the target.
+    # First byte: even = the bytes are the .tgz itself, odd = gzip-compressed by the target,
+    # 3 = gzip-compressed after the target rewrote every tar header checksum.
     def raw(name, entries):
         return name, b"\x01" + tar(entries)
+
+    def fixsum(name, entries):
+        return name, b"\x03" + tar(entries)
 
     def tgz(name, entries):
         return name, b"\x00" + gzip.compress(tar(entries), mtime=0)
@@ -65,6 +69,7 @@ def import_tarball():
     return [
         tgz("valid-hello.tgz", HELLO),
         raw("valid-hello.tar", HELLO),
+        fixsum("valid-hello-checksums-rewritten.tar", HELLO),
         raw("valid-links-and-dirs.tar", [
             ("package/", "dir", None, 0o755),
             ("package/package.json", "file", pkg_json(name="@scope/tool", version="2.0.0", bin="./bin/tool.js"), 0o644),
@@ -83,6 +88,7 @@ def import_tarball():
             ("package/d", "symlink", "lib", 0o777),
             ("package/d/x.js", "file", "x", 0o644),
         ]),
+        fixsum("invalid-symlink-escape-checksums-rewritten.tar", [("package/l", "symlink", "../x", 0o777)]),
         ("invalid-not-gzip.bin", b"\x00not a gzip stream"),
         ("invalid-empty.bin", b""),
     ]

@@ -6,7 +6,8 @@
 #   cd node-modules-alloc && cargo +nightly fuzz run <target> <artifact>
 #
 # Uses `cargo +nightly fuzz` (AddressSanitizer) when a nightly toolchain is installed, else
-# `cargo fuzz --sanitizer none` on the default toolchain. Installs cargo-fuzz when missing.
+# `cargo fuzz --sanitizer none` on the default toolchain (also with FUZZ_STABLE=1): libFuzzer
+# and its coverage instrumentation work on stable. Installs cargo-fuzz when missing.
 # The growing corpus lives in target/fuzz-corpus/<target> (seeded from fuzz/seeds/<target>),
 # crash artifacts in target/fuzz-artifacts/<target>/, logs in target/fuzz-logs/: all
 # git-ignored. Inputs worth keeping go to node-modules-alloc/fuzz/regressions/<target>/ once
@@ -40,11 +41,11 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+if [ -z "${FUZZ_STABLE:-}" ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   fuzz=(cargo +nightly fuzz)
   sanitizer=address
 else
-  # libFuzzer itself builds on stable; the sanitizers need nightly's -Z flags.
+  # libFuzzer and the coverage instrumentation build on stable; sanitizers need nightly's -Z.
   fuzz=(cargo fuzz)
   sanitizer=none
 fi

@@ -117,7 +117,7 @@ struct PendingFile {
 }
 
 /// Splits and validates an entry path; returns its components with the top directory removed.
-fn normalize_path(raw: &str) -> Result<Vec<String>, Rejection> {
+pub(crate) fn normalize_path(raw: &str) -> Result<Vec<String>, Rejection> {
     if raw.starts_with('/') || raw.starts_with('\\') {
         return Err(Rejection::AbsolutePath);
     }
@@ -173,7 +173,7 @@ fn bad(label: &str, reason: impl std::fmt::Display) -> Error {
 }
 
 /// Parses `bin` of a `package.json` into `name → normalized path`.
-fn package_bins(json: &serde_json::Value) -> BTreeMap<String, String> {
+pub(crate) fn package_bins(json: &serde_json::Value) -> BTreeMap<String, String> {
     let mut bins = BTreeMap::new();
     match json.get("bin") {
         Some(serde_json::Value::String(path)) => {

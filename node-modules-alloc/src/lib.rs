@@ -79,6 +79,9 @@ pub mod allocator;
 pub mod config;
 mod error;
 mod fsutil;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 pub mod integrity;
 pub mod lockfile;

@@ -2,8 +2,8 @@
 # Runs every test of the project and exits non-zero on any failure:
 # formatting and lints, Rust unit/integration/doc tests (all features,
 # including the etcd-backed ones against a throw-away local etcd), the Node
-# bindings' suite and type check, loom model checks, and rustdoc with
-# warnings denied.
+# bindings' suite and type check, loom model checks, rustdoc with warnings
+# denied, and a short cargo-fuzz run of every parser target (FUZZ_SECONDS).
 #
 # Usage: scripts/test.sh            # everything
 #        SKIP_LINT=1 scripts/test.sh  # tests only (faster local loop)
@@ -31,6 +31,11 @@ fi
 
 step "cargo test (workspace, all features: unit, integration and doc tests)"
 cargo test --workspace --all-features --locked
+
+# Each target of node-modules-alloc/fuzz/ for FUZZ_SECONDS (default 30): a crash, a
+# timeout or an out-of-memory fails the run and prints the input's path.
+step "fuzz node-modules-alloc's parsers (scripts/fuzz.sh, ${FUZZ_SECONDS:-30} s per target)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet

@@ -15,10 +15,23 @@
 //! * **Work once.** Identical lockfiles produce identical manifests and share one template in
 //!   the store, built once (single-flight inside a process through an async mutex per digest,
 //!   across processes through a lock file per template); later allocations clone it.
-//! * **Bounded work, shed excess.** A [`ConcurrencyLimit`] bounds concurrent materializations;
-//!   its bounded queue turns a surge into fast [`Error::Overloaded`] answers with a
-//!   `retry_after` instead of a host thrashing its disk. A free-space guard refuses work on a
-//!   nearly full disk instead of publishing a truncated tree.
+//! * **Bounded work, shed excess.** A [`ConcurrencyLimit`] bounds concurrent materializations
+//!   in this process (FIFO), and store-wide slots (lock files shared by every process using
+//!   the store) bound them across processes; bounded queues turn a surge into fast
+//!   [`Error::Overloaded`] answers with a `retry_after` instead of a host thrashing its disk.
+//!   Callers piling up on one app are admitted first and lock the app directory after, so
+//!   they are queued or shed too instead of blocking on its lock. A free-space guard refuses
+//!   work on a nearly full disk instead of publishing a truncated tree, and counts the bytes
+//!   that the allocations it already admitted (in any process) are about to write.
+//! * **Clean as you go.** gc refuses while work is in flight through any handle; a template is
+//!   discarded only once no clone reads it, and a damaged one is rebuilt from the store;
+//!   scratch of failed operations and dead processes is swept while the store is in use.
+//!
+//! # Lock order
+//!
+//! In-process permit → store-wide queue place → store-wide slot → app directory → template.
+//! The cheap "already up to date" check runs before all of them (read-only) and again under
+//! the app-directory lock.
 //!
 //! # Example
 //!
@@ -64,7 +77,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -72,17 +85,20 @@ use std::sync::{Arc, Mutex};
 
 use resilience_core::ConfigError;
 use resilience_core::clock::{Clock, SharedClock};
-use resilience_core::limit::{ConcurrencyLimit, ConcurrencyLimitConfig};
+use resilience_core::limit::{ConcurrencyLimit, ConcurrencyLimitConfig, ConcurrencyPermit};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
+use crate::admission::{Demand, Need, Slot, StoreWide, copies_data, tree_bytes};
 use crate::config::LinkMode;
 use crate::error::{Error, Result};
-use crate::fsutil::{atomic_write, remove_tree, sync_dir, unique_name};
+use crate::fsutil::{atomic_write, remove_tree, sync_dir, touch, unique_name};
 use crate::lockfile::{Lockfile, Selection};
+use crate::locks::LockMode;
 use crate::manifest::{Manifest, ManifestEntry, Plan};
 use crate::materialize::{TreeStats, build_tree, quick_check};
 use crate::store::{Store, StoreReport, hash_file};
+use crate::sweep::SweepConfig;
 
 /// Name of the completion marker inside a published tree (and a template).
 pub const MARKER: &str = ".breakwater-alloc.json";
@@ -94,14 +110,21 @@ const STAGING_PREFIX: &str = ".node_modules.staging-";
 pub struct AllocatorConfig {
     /// How files get into trees. Default [`LinkMode::Auto`].
     pub link_mode: LinkMode,
-    /// Bound on concurrent materializations and on the queue in front of them. Default: 4
-    /// at once (the work is disk-bound), 256 queued, shed after 60 s in the queue.
+    /// Bound on concurrent materializations (template builds and clones into apps) and on the
+    /// queue in front of them, for the whole store: in this process, and across every process
+    /// using the store (`STORE/slots/`, `STORE/queue/`). Default: 4 at once (the work is
+    /// disk-bound), 256 queued, shed after 60 s in the queue (in-process and store-wide queue
+    /// together).
     pub limit: ConcurrencyLimitConfig,
-    /// Refuse work when the store's or the app's filesystem has fewer free bytes than this.
-    /// Default 512 MiB; 0 disables the guard.
+    /// Refuse work when the store's or the app's filesystem has fewer free bytes than this,
+    /// once the estimated bytes of this allocation and of every allocation already admitted
+    /// on the store are subtracted. Default 512 MiB; 0 disables the guard.
     pub min_free_bytes: u64,
     /// Which lockfile packages to install.
     pub selection: Selection,
+    /// When allocations sweep leftover scratch from the store. Default: at most once a
+    /// minute, entries at least an hour old.
+    pub sweep: SweepConfig,
 }
 
 impl Default for AllocatorConfig {
@@ -116,6 +139,7 @@ impl Default for AllocatorConfig {
             },
             min_free_bytes: 512 << 20,
             selection: Selection::default(),
+            sweep: SweepConfig::default(),
         }
     }
 }
@@ -123,7 +147,8 @@ impl Default for AllocatorConfig {
 impl AllocatorConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.limit.validate().map_err(|e| e.nested("limit"))
+        self.limit.validate().map_err(|e| e.nested("limit"))?;
+        self.sweep.validate().map_err(|e| e.nested("sweep"))
     }
 }
 
@@ -255,6 +280,8 @@ struct Inner {
     store: Store,
     config: AllocatorConfig,
     limit: ConcurrencyLimit,
+    /// Measures the store-wide queue timeout.
+    clock: SharedClock,
     free_space: Box<dyn FreeSpace>,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     gauges: Gauges,
@@ -282,13 +309,15 @@ impl Allocator {
     /// An allocator whose limit uses `clock` (queue timeouts, `retry_after`).
     pub fn with_clock(store: Store, config: AllocatorConfig, clock: impl Clock) -> Result<Self> {
         config.validate()?;
-        let limit = ConcurrencyLimit::with_clock(config.limit.clone(), clock)
+        let clock = clock.into_shared();
+        let limit = ConcurrencyLimit::with_clock(config.limit.clone(), clock.clone())
             .map_err(|e| e.nested("limit"))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 config,
                 limit,
+                clock,
                 free_space: Box::new(StatvfsFreeSpace),
                 flights: Mutex::new(HashMap::new()),
                 gauges: Gauges::default(),
@@ -304,6 +333,7 @@ impl Allocator {
             store: arc.store.clone(),
             config: arc.config.clone(),
             limit: arc.limit.clone(),
+            clock: arc.clock.clone(),
             free_space: Box::new(StatvfsFreeSpace),
             flights: Mutex::new(HashMap::new()),
             gauges: Gauges::default(),
@@ -385,12 +415,16 @@ impl Allocator {
 
     async fn allocate_inner(&self, lockfile: Lockfile, app_dir: PathBuf) -> Result<Allocation> {
         let this = self.clone();
-        let plan = Arc::new(
-            blocking(move || {
-                Manifest::plan(&this.inner.store, &lockfile, &this.inner.config.selection)
-            })
-            .await?,
-        );
+        let (_work, plan) = blocking(move || {
+            // Registered before the store is read: a gc through any clone of this handle now
+            // refuses to run until the allocation is over.
+            let work = this.inner.store.work();
+            let plan = Manifest::plan(&this.inner.store, &lockfile, &this.inner.config.selection)?;
+            this.inner.store.sweep_if_due(&this.inner.config.sweep);
+            Ok((work, plan))
+        })
+        .await?;
+        let plan = Arc::new(plan);
         let span = tracing::Span::current();
         span.record(
             "lockfile_digest",
@@ -399,69 +433,64 @@ impl Allocator {
         span.record("packages", plan.packages);
         span.record("files", plan.manifest.files());
 
+        // Cheap and read-only, so before any admission: an up-to-date tree costs nothing.
         let this = self.clone();
-        let (app_lock, reused) = {
+        let up_to_date = {
             let plan = Arc::clone(&plan);
             let app_dir = app_dir.clone();
             blocking(move || {
                 fs::create_dir_all(&app_dir)
                     .map_err(Error::io("cannot create app directory", &app_dir))?;
-                let lock = lock_dir(&app_dir, true)?;
-                let reused = this.reusable(&plan, &app_dir);
-                Ok((lock, reused))
+                let valid = tree_state(&plan, &app_dir) == TreeState::Valid;
+                if valid {
+                    this.keep_manifest(&plan);
+                }
+                Ok(valid)
             })
             .await?
         };
-        if reused {
-            self.inner.gauges.reused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("existing tree is valid; reused");
-            drop(app_lock);
-            return Ok(Self::allocation(
-                &plan,
-                &app_dir,
-                Outcome::Reused,
-                TreeStats::default(),
-            ));
+        if up_to_date {
+            return Ok(self.reused(&plan, &app_dir));
         }
 
+        let deadline = self.queue_deadline();
         self.check_space(&app_dir)?;
-        let _permit = match self.inner.limit.acquire().await {
-            Ok(permit) => permit,
-            Err(overloaded) => {
-                self.inner.gauges.shed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(retry_after = ?overloaded.retry_after, "allocation shed: too many queued");
-                return Err(Error::Overloaded {
-                    retry_after: overloaded.retry_after,
-                });
-            }
-        };
+        let _permit = self.acquire_permit().await?;
+        let _slot = self
+            .admit(Some(Arc::clone(&plan)), &app_dir, deadline)
+            .await?;
         let _gauge = Materializing::enter(&self.inner.gauges);
 
-        let flight = {
-            let mut flights = self
-                .inner
-                .flights
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(flights.entry(plan.digest.clone()).or_default())
-        };
-        let plan_digest = plan.digest.clone();
-        let built = {
-            let _single = flight.lock().await;
-            let this = self.clone();
+        // The app lock comes after admission: callers piling up on one app wait in the
+        // bounded queues (or are shed), not on this lock.
+        let this = self.clone();
+        let (app_lock, tree) = {
             let plan = Arc::clone(&plan);
-            let built = blocking(move || this.ensure_template(&plan)).await;
-            // Forget the flight once nobody else waits on it (the map stays bounded).
-            let mut flights = self
-                .inner
-                .flights
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if Arc::strong_count(&flight) == 2 {
-                flights.remove(&plan_digest);
-            }
-            built?
+            let app_dir = app_dir.clone();
+            blocking(move || {
+                let lock = lock_dir(&app_dir, true)?;
+                // Again under the lock: the previous holder may just have published it.
+                let tree = tree_state(&plan, &app_dir);
+                if tree == TreeState::Valid {
+                    this.keep_manifest(&plan);
+                }
+                Ok((lock, tree))
+            })
+            .await?
         };
+        match tree {
+            TreeState::Valid => {
+                drop(app_lock);
+                return Ok(self.reused(&plan, &app_dir));
+            }
+            TreeState::Damaged(problem) => {
+                self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(problem, "published tree damaged; rebuilding it");
+            }
+            TreeState::Absent => {}
+        }
+
+        let built = self.single_flight_template(&plan).await?;
         let this = self.clone();
         let stats = {
             let plan = Arc::clone(&plan);
@@ -469,6 +498,9 @@ impl Allocator {
             blocking(move || {
                 let stats = this.clone_and_publish(&plan, &app_dir);
                 drop(app_lock);
+                if stats.is_ok() {
+                    this.keep_manifest(&plan);
+                }
                 stats
             })
             .await?
@@ -481,6 +513,132 @@ impl Allocator {
         };
         tracing::info!(%outcome, hardlinks = stats.hardlinks, reflinks = stats.reflinks, copies = stats.copies, "node_modules published");
         Ok(Self::allocation(&plan, &app_dir, outcome, stats))
+    }
+
+    /// [`Self::ensure_template`], once per template at a time in this process (across
+    /// processes, the template lock does the same).
+    async fn single_flight_template(&self, plan: &Arc<Plan>) -> Result<bool> {
+        let flight = {
+            let mut flights = self
+                .inner
+                .flights
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(flights.entry(plan.digest.clone()).or_default())
+        };
+        let _single = flight.lock().await;
+        let this = self.clone();
+        let built = {
+            let plan = Arc::clone(plan);
+            blocking(move || this.ensure_template(&plan)).await
+        };
+        // Forget the flight once nobody else waits on it (the map stays bounded).
+        let mut flights = self
+            .inner
+            .flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if Arc::strong_count(&flight) == 2 {
+            flights.remove(&plan.digest);
+        }
+        built
+    }
+
+    fn reused(&self, plan: &Plan, app_dir: &Path) -> Allocation {
+        self.inner.gauges.reused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!("existing tree is valid; reused");
+        Self::allocation(plan, app_dir, Outcome::Reused, TreeStats::default())
+    }
+
+    /// When a caller starting to wait now is shed (in-process and store-wide queue together).
+    fn queue_deadline(&self) -> Option<std::time::Instant> {
+        let timeout = self.inner.config.limit.queue_timeout?;
+        self.inner.clock.now().checked_add(timeout)
+    }
+
+    /// A permit of the in-process limit (FIFO), or `Overloaded`.
+    async fn acquire_permit(&self) -> Result<ConcurrencyPermit> {
+        match self.inner.limit.acquire().await {
+            Ok(permit) => Ok(permit),
+            Err(overloaded) => {
+                self.inner.gauges.shed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(retry_after = ?overloaded.retry_after, "allocation shed: too many queued");
+                Err(Error::Overloaded {
+                    retry_after: overloaded.retry_after,
+                })
+            }
+        }
+    }
+
+    /// A store-wide slot (see the `admission` module), reserving the estimated bytes of
+    /// materializing `plan` into `app_dir` (none without a plan).
+    async fn admit(
+        &self,
+        plan: Option<Arc<Plan>>,
+        app_dir: &Path,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Slot> {
+        let this = self.clone();
+        let app_dir = app_dir.to_path_buf();
+        let admitted = blocking(move || {
+            let demand = this.demand(plan.as_deref(), &app_dir)?;
+            let probe = |path: &Path| this.inner.free_space.available_bytes(path);
+            StoreWide::new(&this.inner.store).admit(&demand, &probe, &this.inner.clock, deadline)
+        })
+        .await;
+        if matches!(admitted, Err(Error::Overloaded { .. })) {
+            self.inner.gauges.shed.fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    /// What materializing `plan` into `app_dir` asks of the store-wide admission: a tree on
+    /// the app's filesystem, plus one on the store's when the template has to be built.
+    fn demand(&self, plan: Option<&Plan>, app_dir: &Path) -> Result<Demand> {
+        use std::os::unix::fs::MetadataExt;
+        let mut needs = Vec::new();
+        if let Some(plan) = plan {
+            let store = self.inner.store.path();
+            let dev = |path: &Path| {
+                fs::metadata(path)
+                    .map(|m| m.dev())
+                    .map_err(Error::io("cannot stat", path))
+            };
+            let (store_dev, app_dev) = (dev(store)?, dev(app_dir)?);
+            let mode = self.inner.config.link_mode;
+            let template = self.inner.store.dir("templates").join(&plan.digest);
+            if read_marker(&template).is_none_or(|m| m.manifest != plan.digest) {
+                needs.push(Need {
+                    path: store.to_path_buf(),
+                    dev: store_dev,
+                    bytes: tree_bytes(&plan.manifest, copies_data(mode, true)),
+                });
+            }
+            needs.push(Need {
+                path: app_dir.to_path_buf(),
+                dev: app_dev,
+                bytes: tree_bytes(&plan.manifest, copies_data(mode, store_dev == app_dev)),
+            });
+        }
+        Ok(Demand {
+            limit: self.inner.config.limit.clone(),
+            min_free_bytes: self.inner.config.min_free_bytes,
+            needs,
+        })
+    }
+
+    /// Re-saves the plan's manifest if gc removed it, and stamps it as used (gc keeps
+    /// manifests used within its retention; `verify` needs them). Best effort.
+    fn keep_manifest(&self, plan: &Plan) {
+        let store = &self.inner.store;
+        let path = store.dir("manifests").join(format!("{}.json", plan.digest));
+        if !path.exists()
+            && let Err(e) = plan.manifest.save(store)
+        {
+            tracing::debug!(error = %e, "cannot restore manifest");
+            return;
+        }
+        touch_manifest(store, &plan.digest);
     }
 
     fn allocation(plan: &Plan, app_dir: &Path, outcome: Outcome, stats: TreeStats) -> Allocation {
@@ -518,40 +676,23 @@ impl Allocator {
         Ok(())
     }
 
-    /// Whether `APP_DIR/node_modules` carries a valid marker for this plan and matches it.
-    fn reusable(&self, plan: &Plan, app_dir: &Path) -> bool {
-        let nm = app_dir.join("node_modules");
-        match read_marker(&nm) {
-            Some(marker) if marker.manifest == plan.digest => {
-                match quick_check(&plan.manifest, &nm) {
-                    None => true,
-                    Some(problem) => {
-                        self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(problem, "published tree damaged; rebuilding it");
-                        false
-                    }
-                }
-            }
-            _ => false,
-        }
-    }
-
     /// Makes sure the template for `plan` exists; returns whether this call built it.
+    ///
+    /// Holds the template's lock exclusively while building; [`Self::verify_content`] may
+    /// then discard *other* templates (waiting for their locks), never this one (it does not
+    /// exist while it is being built), so the lock order stays acyclic.
     fn ensure_template(&self, plan: &Plan) -> Result<bool> {
         let store = &self.inner.store;
-        let lock_path = store.dir("locks").join(format!("{}.lock", plan.digest));
-        let lock = open_lock(&lock_path)?;
         let template = store.dir("templates").join(&plan.digest);
         // Fast path: a published template with a valid marker (shared lock, concurrent clones).
-        lock.lock_shared()
-            .map_err(Error::io("cannot lock", &lock_path))?;
-        if read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
-            return Ok(false);
+        {
+            let _shared = store.template_lock(&plan.digest, LockMode::Shared)?;
+            if read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
+                return Ok(false);
+            }
         }
-        lock.unlock()
-            .map_err(Error::io("cannot unlock", &lock_path))?;
         // Slow path: one builder per template across processes.
-        lock.lock().map_err(Error::io("cannot lock", &lock_path))?;
+        let lock = store.template_lock(&plan.digest, LockMode::Exclusive)?;
         if template.exists() {
             let valid = read_marker(&template).is_some_and(|m| m.manifest == plan.digest);
             match (
@@ -564,7 +705,7 @@ impl Allocator {
                 (_, problem) => {
                     self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(template = %plan.digest, problem = problem.as_deref().unwrap_or("invalid marker"), "template invalid; rebuilding it");
-                    store.discard_template(&plan.digest)?;
+                    store.discard_template_locked(&plan.digest, &lock)?;
                 }
             }
         }
@@ -586,6 +727,7 @@ impl Allocator {
             let _ = remove_tree(&staging);
         }
         result?;
+        drop(lock);
         self.inner
             .gauges
             .templates_built
@@ -631,61 +773,27 @@ impl Allocator {
     }
 
     /// Clones the template into a staging dir of the app, checks it, marks it complete and
-    /// publishes it with one rename. The caller holds the app-dir lock.
+    /// publishes it with one rename. The caller holds the app-dir lock. A template found
+    /// missing or damaged (files deleted, or changed through a hardlink) is rebuilt from the
+    /// store and cloned again; should it vanish once more, the tree is built from the store.
     fn clone_and_publish(&self, plan: &Plan, app_dir: &Path) -> Result<TreeStats> {
         let store = &self.inner.store;
         remove_stale_staging(app_dir)?;
         let staging = app_dir.join(unique_name(STAGING_PREFIX));
         fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
         let result = (|| {
-            let lock_path = store.dir("locks").join(format!("{}.lock", plan.digest));
-            let lock = open_lock(&lock_path)?;
-            lock.lock_shared()
-                .map_err(Error::io("cannot lock", &lock_path))?;
-            let template = store.dir("templates").join(&plan.digest);
-            let from_store = |staging: &Path| {
-                self.verify_content(&plan.manifest)?;
-                build_tree(
-                    &plan.manifest,
-                    staging,
-                    self.inner.config.link_mode,
-                    &|_, digest, exec| store.file_path(digest, exec),
-                )
-            };
-            let mut stats = if read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
-                build_tree(
-                    &plan.manifest,
-                    &staging,
-                    self.inner.config.link_mode,
-                    &|path, _, _| crate::fsutil::join_rel(&template, path),
-                )?
+            let stats = if let Some(stats) = self.clone_template(plan, &staging)? {
+                stats
             } else {
-                // The template vanished (store verify removed it): build from verified store files.
-                from_store(&staging)?
+                reset_dir(&staging)?;
+                self.ensure_template(plan)?;
+                if let Some(stats) = self.clone_template(plan, &staging)? {
+                    stats
+                } else {
+                    reset_dir(&staging)?;
+                    self.build_from_store(plan, &staging)?
+                }
             };
-            drop(lock);
-            if let Some(problem) = quick_check(&plan.manifest, &staging) {
-                // The template was damaged (e.g. an app edited or chmod-ed a hardlinked file):
-                // discard it once no clone reads it, and build from verified store files.
-                self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(template = %plan.digest, problem, "template damaged; discarding it and rebuilding from the store");
-                {
-                    let exclusive = open_lock(&lock_path)?;
-                    exclusive
-                        .lock()
-                        .map_err(Error::io("cannot lock", &lock_path))?;
-                    store.discard_template(&plan.digest)?;
-                }
-                remove_tree(&staging)?;
-                fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
-                stats = from_store(&staging)?;
-                if let Some(problem) = quick_check(&plan.manifest, &staging) {
-                    return Err(Error::Malformed {
-                        path: staging.clone(),
-                        reason: format!("staged tree failed verification: {problem}"),
-                    });
-                }
-            }
             write_marker(store, &staging, &plan.digest, Some(&plan.lockfile_digest))?;
             publish(&staging, &app_dir.join("node_modules"))?;
             Ok(stats)
@@ -694,6 +802,67 @@ impl Allocator {
             let _ = remove_tree(&staging);
         }
         result
+    }
+
+    /// Clones the template into `staging` under its shared lock. `Ok(None)` when there is no
+    /// valid template, or it was found damaged (it is then discarded, once no clone reads it).
+    fn clone_template(&self, plan: &Plan, staging: &Path) -> Result<Option<TreeStats>> {
+        use std::os::unix::fs::MetadataExt;
+        let store = &self.inner.store;
+        let template = store.dir("templates").join(&plan.digest);
+        let identity = |path: &Path| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let shared = store.template_lock(&plan.digest, LockMode::Shared)?;
+        if read_marker(&template).is_none_or(|m| m.manifest != plan.digest) {
+            // No template (verify or gc removed it), or an invalid marker: the caller rebuilds it.
+            return Ok(None);
+        }
+        let seen = identity(&template);
+        let cloned = build_tree(
+            &plan.manifest,
+            staging,
+            self.inner.config.link_mode,
+            &|path, _, _| crate::fsutil::join_rel(&template, path),
+        );
+        let problem = match cloned {
+            Ok(stats) => match quick_check(&plan.manifest, staging) {
+                None => return Ok(Some(stats)),
+                // E.g. an app chmod-ed a hardlinked file: the template's inode changed too.
+                Some(problem) => problem,
+            },
+            Err(e) => match quick_check(&plan.manifest, &template) {
+                // Files of the template were deleted (its marker is still valid).
+                Some(problem) => problem,
+                // The template is intact: the failure is the app's (full disk, ...).
+                None => return Err(e),
+            },
+        };
+        drop(shared);
+        self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(template = %plan.digest, problem, "template damaged; discarding it and rebuilding it from the store");
+        let exclusive = store.template_lock(&plan.digest, LockMode::Exclusive)?;
+        if identity(&template) == seen {
+            store.discard_template_locked(&plan.digest, &exclusive)?;
+        } // else someone replaced it meanwhile: the new one is checked when cloned.
+        Ok(None)
+    }
+
+    /// Builds the tree in `staging` straight from verified store files.
+    fn build_from_store(&self, plan: &Plan, staging: &Path) -> Result<TreeStats> {
+        let store = &self.inner.store;
+        self.verify_content(&plan.manifest)?;
+        let stats = build_tree(
+            &plan.manifest,
+            staging,
+            self.inner.config.link_mode,
+            &|_, digest, exec| store.file_path(digest, exec),
+        )?;
+        if let Some(problem) = quick_check(&plan.manifest, staging) {
+            return Err(Error::Malformed {
+                path: staging.to_path_buf(),
+                reason: format!("staged tree failed verification: {problem}"),
+            });
+        }
+        Ok(stats)
     }
 
     /// Verifies `APP_DIR/node_modules` against its manifest, re-hashing every file (not an
@@ -707,9 +876,22 @@ impl Allocator {
         repair: bool,
         lockfile: Option<PathBuf>,
     ) -> Result<VerifyReport> {
-        let this = self.clone();
         let app_dir = app_dir.as_ref().to_path_buf();
-        blocking(move || this.verify_blocking(&app_dir, repair, lockfile)).await
+        let store = self.inner.store.clone();
+        let work = blocking(move || Ok(store.work())).await?;
+        // A repair is a materialization: it is admitted like an allocation (before the app
+        // lock), reserving nothing it cannot know yet beyond the threshold.
+        let admitted = if repair {
+            let deadline = self.queue_deadline();
+            let permit = self.acquire_permit().await?;
+            Some((permit, self.admit(None, &app_dir, deadline).await?))
+        } else {
+            None
+        };
+        let this = self.clone();
+        let report = blocking(move || this.verify_blocking(&app_dir, repair, lockfile)).await;
+        drop((admitted, work));
+        report
     }
 
     fn verify_blocking(
@@ -748,6 +930,7 @@ impl Allocator {
                         .problems
                         .push(format!("manifest of {} unusable: {e}", nm.display())),
                     Ok(m) => {
+                        touch_manifest(store, &marker.manifest);
                         check_tree_content(&m, &nm, &mut report.problems, &mut bad_digests);
                         manifest = Some(m);
                     }
@@ -871,14 +1054,42 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     }
 }
 
-fn open_lock(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(Error::io("cannot open lock", path))
+/// State of a published tree with respect to a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TreeState {
+    /// Marker of this plan, and the tree matches it.
+    Valid,
+    /// Marker of this plan, but the tree does not match it (the problem found).
+    Damaged(String),
+    /// No tree, or a tree of another plan or without a valid marker.
+    Absent,
+}
+
+/// Whether `APP_DIR/node_modules` carries a valid marker for this plan and matches it.
+/// Read-only and silent (callers count and log damage).
+fn tree_state(plan: &Plan, app_dir: &Path) -> TreeState {
+    let nm = app_dir.join("node_modules");
+    match read_marker(&nm) {
+        Some(marker) if marker.manifest == plan.digest => match quick_check(&plan.manifest, &nm) {
+            None => TreeState::Valid,
+            Some(problem) => TreeState::Damaged(problem),
+        },
+        _ => TreeState::Absent,
+    }
+}
+
+/// Stamps a manifest as used (gc keeps manifests used within its retention). Best effort.
+fn touch_manifest(store: &Store, digest: &str) {
+    let path = store.dir("manifests").join(format!("{digest}.json"));
+    if let Err(e) = touch(&path) {
+        tracing::debug!(path = %path.display(), error = %e, "cannot stamp manifest as used");
+    }
+}
+
+/// Empties a staging directory for another attempt.
+fn reset_dir(dir: &Path) -> Result<()> {
+    remove_tree(dir)?;
+    fs::create_dir(dir).map_err(Error::io("cannot create", dir))
 }
 
 /// Locks a directory itself (flock on its descriptor): no lock file litters the app dir.

@@ -79,3 +79,78 @@ pub(crate) fn join_rel(base: &Path, rel: &str) -> PathBuf {
     }
     out
 }
+
+/// The pid in a name made by [`unique_name`] (`{prefix}{pid}-{12 alphanumerics}`), if it has
+/// that shape. Prefixes never end in a digit, so the pid is the run of digits before the last
+/// `-`.
+pub(crate) fn unique_name_pid(name: &str) -> Option<u32> {
+    let (head, suffix) = name.rsplit_once('-')?;
+    if suffix.len() != 12 || !suffix.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let prefix = head.trim_end_matches(|c: char| c.is_ascii_digit());
+    head.get(prefix.len()..)?.parse().ok()
+}
+
+/// Whether a process with this pid exists (`kill(pid, 0)`). When that cannot be told (pid 0,
+/// or an unexpected error) the answer is "alive": callers use it to decide what is safe to
+/// delete. A pid reused by an unrelated process also reads as alive.
+pub(crate) fn process_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return true;
+    };
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
+/// How long ago `meta` was last modified (zero for a modification time in the future).
+pub(crate) fn age(meta: &fs::Metadata) -> std::time::Duration {
+    meta.modified()
+        .ok()
+        .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
+        .unwrap_or_default()
+}
+
+/// Sets the modification time of `path` to now (a "last used" stamp). Read-only files can be
+/// stamped by their owner.
+pub(crate) fn touch(path: &Path) -> io::Result<()> {
+    File::open(path)?.set_modified(std::time::SystemTime::now())
+}
+
+/// Microseconds since the Unix epoch (wall clock: comparable across processes).
+pub(crate) fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_carry_the_pid() {
+        let name = unique_name("tpl-");
+        assert_eq!(unique_name_pid(&name), Some(std::process::id()));
+        assert_eq!(unique_name_pid(&unique_name("t")), Some(std::process::id()));
+        assert_eq!(unique_name_pid("trash-42-abcdefghijkl"), Some(42));
+        assert_eq!(unique_name_pid("trash-42-short"), None);
+        assert_eq!(unique_name_pid("no-pid-abcdefghijkl"), None);
+        assert_eq!(unique_name_pid("plain"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_an_exited_child_is_not() {
+        assert!(process_alive(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_alive(pid));
+        assert!(process_alive(0), "unknown counts as alive");
+    }
+}

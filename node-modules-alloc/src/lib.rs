@@ -12,7 +12,11 @@
 //! * [`lockfile`]: `package-lock.json` v2/v3.
 //! * [`manifest`] and [`materialize`]: the tree description and hardlink → reflink → copy.
 //! * [`allocator`]: single-flight templates, a [`ConcurrencyLimit`](resilience_core::limit::ConcurrencyLimit)
-//!   with a bounded queue, staging + one atomic rename + completion marker, a free-space guard.
+//!   with a bounded queue in front of a store-wide one (slot lock files shared by every
+//!   process), staging + one atomic rename + completion marker, a free-space guard that
+//!   reserves what it admits.
+//! * [`sweep`]: scratch of failed operations and dead processes is removed while the store is
+//!   in use, so nothing grows without bound under a long-lived process.
 //!
 //! The `node-modules-alloc` binary wraps it:
 //!
@@ -70,16 +74,23 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod admission;
 pub mod allocator;
 mod bins;
 pub mod config;
 mod error;
 mod fsutil;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 pub mod integrity;
 pub mod lockfile;
+mod locks;
 pub mod manifest;
 pub mod materialize;
 pub mod store;
+pub mod sweep;
+mod work;
 
 pub use error::{Error, MissingPackage, Rejection, Result};

@@ -2,8 +2,12 @@
 //! lockfiles, verify and repair them, garbage-collect the store.
 //!
 //! Exit status: 0 on success; 1 on error (one line on stderr naming the cause); 2 on usage
-//! errors; 75 (`EX_TEMPFAIL`) when the allocator is overloaded or the disk is nearly full, so
-//! callers know that retrying later can succeed.
+//! errors (invalid flag values included); 75 (`EX_TEMPFAIL`) when the allocator is overloaded or the disk is nearly full, so
+//! callers know that retrying later can succeed. When overloaded, the line ends with
+//! `(Retry-After: N)`, N whole seconds as in the HTTP header.
+//!
+//! The concurrency limit of `allocate` holds for the whole store: every process using it
+//! shares `--max-concurrent` materializations and `--max-queued` waiting places.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -61,6 +65,14 @@ enum Command {
         /// Refuse to allocate when less than this many bytes are free (0 disables).
         #[arg(long, value_name = "BYTES")]
         min_free_bytes: Option<u64>,
+        /// Materializations (template builds and clones) running at once on the store, across
+        /// every process using it (default 4).
+        #[arg(long, value_name = "N")]
+        max_concurrent: Option<usize>,
+        /// Allocations that may wait for a slot, store-wide; beyond them, exit 75 at once
+        /// (default 256).
+        #[arg(long, value_name = "N")]
+        max_queued: Option<usize>,
     },
     /// Verify APP_DIR/node_modules by re-hashing every file; exit non-zero on problems.
     Verify {
@@ -84,12 +96,22 @@ fn one_line(text: &str) -> String {
 }
 
 fn fail(error: &Error) -> ExitCode {
+    let retry = match error {
+        // Whole seconds, rounded up (never 0: that would invite an immediate retry storm).
+        Error::Overloaded { retry_after } => format!(
+            " (Retry-After: {})",
+            retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)
+        ),
+        _ => String::new(),
+    };
     eprintln!(
-        "node-modules-alloc: error: {}",
+        "node-modules-alloc: error: {}{retry}",
         one_line(&error.to_string())
     );
     match error {
         Error::Overloaded { .. } | Error::InsufficientSpace { .. } => ExitCode::from(75),
+        // An invalid flag value (e.g. `--max-concurrent 0`) is a usage error.
+        Error::Config(_) => ExitCode::from(2),
         _ => ExitCode::FAILURE,
     }
 }
@@ -145,6 +167,8 @@ fn run(cli: Cli, store_dir: &Path) -> Result<ExitCode, Error> {
             omit_dev,
             omit_optional,
             min_free_bytes,
+            max_concurrent,
+            max_queued,
         } => {
             let mut config = AllocatorConfig {
                 link_mode: cli.link_mode,
@@ -154,6 +178,12 @@ fn run(cli: Cli, store_dir: &Path) -> Result<ExitCode, Error> {
             config.selection.include_optional = !omit_optional;
             if let Some(bytes) = min_free_bytes {
                 config.min_free_bytes = bytes;
+            }
+            if let Some(n) = max_concurrent {
+                config.limit.max_concurrent = n;
+            }
+            if let Some(n) = max_queued {
+                config.limit.max_queued = n;
             }
             let allocator = Allocator::new(store, config)?;
             let allocation = runtime()?.block_on(allocator.allocate(&lockfile, &app_dir))?;

@@ -18,8 +18,11 @@
 //! STORE/index/sha1-<hex>.json       the same index under the tarball's sha1 integrity
 //! STORE/manifests/<digest>.json     a materialized tree's manifest, by its sha512 digest
 //! STORE/templates/<digest>/         a ready tree, published by rename, with a marker
-//! STORE/locks/<digest>.lock         single-flight lock of one template
-//! STORE/tmp/, STORE/staging/        work in progress (removed on open when nobody uses the store)
+//! STORE/locks/<digest>.lock         single-flight lock of one template (deleted with it)
+//! STORE/slots/<i>.lock              store-wide execution slots and their space reservations
+//! STORE/queue/<i>.lock              store-wide queue places
+//! STORE/tmp/, STORE/staging/        work in progress (removed on open when nobody uses the
+//!                                   store, and swept while in use: see `sweep`)
 //! STORE/quarantine/                 store files whose content no longer matched their digest
 //! ```
 //!
@@ -54,7 +57,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512};
@@ -62,8 +66,10 @@ use sha2::{Digest, Sha512};
 use crate::bins::{normalize_bin_target, validate_bin_name};
 use crate::config::ImportLimits;
 use crate::error::{Error, Result};
-use crate::fsutil::{atomic_write, create_dirs, remove_tree, unique_name};
+use crate::fsutil::{age, atomic_write, create_dirs, remove_tree, unique_name};
 use crate::integrity::{Hash, Integrity};
+use crate::locks::{LockFile, LockMode};
+use crate::work::{WorkGuard, WorkTracker};
 
 /// Store configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -171,8 +177,40 @@ pub struct GcReport {
     pub files_removed: usize,
     /// Templates removed (they are caches and are rebuilt on demand).
     pub templates_removed: usize,
-    /// Work-in-progress and quarantine entries removed.
+    /// Work-in-progress, lock and quarantine entries removed.
     pub scratch_removed: usize,
+    /// Manifests removed: no template uses them and nothing used them within
+    /// [`GcConfig::manifest_retention`].
+    pub manifests_removed: usize,
+}
+
+/// Configuration of [`Store::gc_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// Manifests (`manifests/<digest>.json`) that no template uses are removed once nothing
+    /// used them for this long. Allocations (including reuses of an intact tree) and
+    /// verifications stamp the manifest they use, and `verify` needs the manifest of a tree to
+    /// check it without its lockfile, so this is how long an app may go without allocation or
+    /// verification and still verify from its marker alone after a gc (an allocation restores
+    /// the manifest). Default 30 days; 0 removes every manifest no template uses.
+    #[serde(with = "humantime_serde")]
+    pub manifest_retention: Duration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            manifest_retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl GcConfig {
+    /// Checks every field (every retention, zero included, is valid).
+    pub fn validate(&self) -> Result<(), resilience_core::ConfigError> {
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -180,24 +218,33 @@ struct Inner {
     root: PathBuf,
     config: StoreConfig,
     lock: File,
+    /// Work in flight through this handle and its clones (gc refuses while there is some).
+    work: Arc<WorkTracker>,
+    /// When the last scratch sweep of this handle started.
+    last_sweep: Mutex<Option<Instant>>,
 }
 
 /// A content-addressed package store on disk. Cheap to clone; `Send + Sync`.
 ///
 /// Several processes may use one store at once: every write is atomic and idempotent. Opening
 /// a store takes a shared lock on `store.lock` for the lifetime of the handle; when no other
-/// process holds it, leftovers of crashed processes (`tmp/`, `staging/`) are removed.
+/// handle holds it, leftovers of crashed processes (`tmp/`, `staging/`, `locks/`) are removed.
+/// While the store is in use, allocations sweep leftovers instead (see [`Store::sweep`]).
+/// Work through a handle (allocations, imports, verifications) is counted, so that
+/// [`Store::gc`] through any clone of it refuses to run meanwhile.
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Arc<Inner>,
 }
 
-const SUBDIRS: [&str; 8] = [
+const SUBDIRS: [&str; 10] = [
     "files",
     "index",
     "manifests",
     "templates",
     "locks",
+    "slots",
+    "queue",
     "tmp",
     "staging",
     "quarantine",
@@ -226,7 +273,13 @@ impl Store {
             .open(&lock_path)
             .map_err(Error::io("cannot open lock", &lock_path))?;
         let store = Self {
-            inner: Arc::new(Inner { root, config, lock }),
+            inner: Arc::new(Inner {
+                root,
+                config,
+                lock,
+                work: Arc::default(),
+                last_sweep: Mutex::new(None),
+            }),
         };
         if store.inner.lock.try_lock().is_ok() {
             let removed = store.clean_scratch(false)?;
@@ -509,9 +562,10 @@ impl Store {
     }
 
     /// Re-hashes every store file (content, not size or mtime). Mismatching files are
-    /// quarantined, templates linking them are removed, and their packages are re-imported from
-    /// their recorded source when it still exists.
+    /// quarantined, templates linking them are removed (each once no clone reads it), and their
+    /// packages are re-imported from their recorded source when it still exists.
     pub fn verify(&self) -> Result<StoreReport> {
+        let _work = self.work();
         let mut report = StoreReport::default();
         let mut bad = BTreeSet::new();
         for (digest, exec) in self.content_files()? {
@@ -585,25 +639,77 @@ impl Store {
         Ok(removed)
     }
 
-    /// Atomically hides a template (rename into staging) and deletes it.
+    /// The lock file of one template (`locks/<digest>.lock`).
+    pub(crate) fn template_lock_path(&self, digest: &str) -> PathBuf {
+        self.dir("locks").join(format!("{digest}.lock"))
+    }
+
+    /// Locks one template: shared to read (clone) it, exclusive to build or discard it.
+    pub(crate) fn template_lock(&self, digest: &str, mode: LockMode) -> Result<LockFile> {
+        LockFile::acquire(&self.template_lock_path(digest), mode)
+    }
+
+    /// Hides a template atomically (rename into `staging/`) and deletes it, once no clone
+    /// reads it: waits for the template's lock exclusively. A caller that already holds that
+    /// lock must use [`Store::discard_template_locked`] (locking it again through another
+    /// descriptor would wait for itself forever).
     pub(crate) fn discard_template(&self, digest: &str) -> Result<()> {
+        let lock = self.template_lock(digest, LockMode::Exclusive)?;
+        self.discard_template_locked(digest, &lock)
+    }
+
+    /// [`Store::discard_template`] for a caller holding the template's lock exclusively.
+    pub(crate) fn discard_template_locked(&self, digest: &str, lock: &LockFile) -> Result<()> {
         let path = self.dir("templates").join(digest);
+        if lock.mode() != LockMode::Exclusive || lock.path() != self.template_lock_path(digest) {
+            return Err(Error::io(
+                "cannot remove template without holding its lock exclusively",
+                path,
+            )(io::Error::from(io::ErrorKind::InvalidInput)));
+        }
         let trash = self.dir("staging").join(unique_name("trash-"));
         match fs::rename(&path, &trash) {
-            Ok(()) => remove_tree(&trash),
+            Ok(()) => {
+                tracing::info!(template = digest, "template discarded");
+                remove_tree(&trash)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io("cannot remove template", path)(e)),
         }
     }
 
-    /// Removes `tmp/` and `staging/` contents (and `quarantine/` when `quarantine` is set).
-    /// Only call while holding the store lock exclusively.
+    /// Registers work in flight on this handle (allocation, template build, import,
+    /// verification): [`Store::gc`] refuses to run until it is dropped. Waits while a gc of
+    /// this handle runs.
+    pub(crate) fn work(&self) -> WorkGuard {
+        self.inner.work.begin_work()
+    }
+
+    /// Whether a sweep is due (none yet, or the last one started `interval` ago or more); if
+    /// so, records that one starts now, so concurrent callers do not sweep twice.
+    pub(crate) fn claim_sweep(&self, interval: Duration) -> bool {
+        let mut last = self
+            .inner
+            .last_sweep
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|at| now.saturating_duration_since(at) < interval) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
+    /// Removes `tmp/`, `staging/` and `locks/` contents (and `quarantine/` when `quarantine` is
+    /// set). Only call while holding the store lock exclusively: then no other handle or
+    /// process has anything in flight, and no lock file is held.
     fn clean_scratch(&self, quarantine: bool) -> Result<usize> {
         let mut removed = 0;
         let dirs: &[&str] = if quarantine {
-            &["tmp", "staging", "quarantine"]
+            &["tmp", "staging", "locks", "quarantine"]
         } else {
-            &["tmp", "staging"]
+            &["tmp", "staging", "locks"]
         };
         for sub in dirs {
             let dir = self.dir(sub);
@@ -614,7 +720,12 @@ impl Store {
                 let result = if is_dir {
                     remove_tree(&path)
                 } else {
-                    fs::remove_file(&path).map_err(Error::io("cannot remove", &path))
+                    match fs::remove_file(&path) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                            Err(Error::io("cannot remove", &path)(e))
+                        }
+                        _ => Ok(()),
+                    }
                 };
                 result?;
                 removed += 1;
@@ -623,18 +734,39 @@ impl Store {
         Ok(removed)
     }
 
-    /// Garbage-collects the store: removes every template (caches, rebuilt on demand), content
-    /// not referenced by any package index, temporary files and quarantined files. Needs the
-    /// store to itself: fails with [`Error::StoreBusy`] when another handle or process uses it.
+    /// Garbage-collects the store with the default [`GcConfig`]: see [`Store::gc_with`].
     pub fn gc(&self) -> Result<GcReport> {
+        self.gc_with(&GcConfig::default())
+    }
+
+    /// Garbage-collects the store: removes every template (caches, rebuilt on demand), lock
+    /// files, manifests no template uses and nothing used within
+    /// [`GcConfig::manifest_retention`], content not referenced by any package index, temporary
+    /// files and quarantined files.
+    ///
+    /// Needs the store to itself: fails with [`Error::StoreBusy`] when another handle or
+    /// process uses it, or when work is in flight through this very handle or a clone of it
+    /// (an allocation, a template build, an import, a verification). New work through this
+    /// handle waits until the gc is done.
+    pub fn gc_with(&self, config: &GcConfig) -> Result<GcReport> {
+        config.validate()?;
+        let busy = || Error::StoreBusy {
+            path: self.path().to_path_buf(),
+        };
+        let _collecting = match self.inner.work.begin_gc() {
+            Ok(guard) => guard,
+            Err(in_flight) => {
+                tracing::info!(store = %self.path().display(), in_flight, "gc refused: work in flight on this store handle");
+                return Err(busy());
+            }
+        };
         let lock = &self.inner.lock;
         if lock.try_lock().is_err() {
             let _ = lock.lock_shared();
-            return Err(Error::StoreBusy {
-                path: self.path().to_path_buf(),
-            });
+            tracing::info!(store = %self.path().display(), "gc refused: another handle or process uses the store");
+            return Err(busy());
         }
-        let result = self.gc_locked();
+        let result = self.gc_locked(config);
         let relock = lock
             .lock_shared()
             .map_err(Error::io("cannot lock", self.dir("store.lock")));
@@ -644,12 +776,13 @@ impl Store {
             files_removed = report.files_removed,
             templates_removed = report.templates_removed,
             scratch_removed = report.scratch_removed,
+            manifests_removed = report.manifests_removed,
             "store garbage-collected"
         );
         Ok(report)
     }
 
-    fn gc_locked(&self) -> Result<GcReport> {
+    fn gc_locked(&self, config: &GcConfig) -> Result<GcReport> {
         let mut report = GcReport {
             scratch_removed: self.clean_scratch(true)?,
             ..GcReport::default()
@@ -660,6 +793,7 @@ impl Store {
             remove_tree(&entry.path())?;
             report.templates_removed += 1;
         }
+        report.manifests_removed = self.remove_unused_manifests(config.manifest_retention)?;
         let mut live = BTreeSet::new();
         for index in self.indexes()? {
             for entry in index.entries {
@@ -676,6 +810,33 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// Removes manifests that no template uses and that nothing used within `retention`.
+    fn remove_unused_manifests(&self, retention: Duration) -> Result<usize> {
+        let dir = self.dir("manifests");
+        let mut removed = 0;
+        for entry in fs::read_dir(&dir).map_err(Error::io("cannot read", &dir))? {
+            let entry = entry.map_err(Error::io("cannot read", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(digest) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if self.dir("templates").join(digest).exists() {
+                continue;
+            }
+            let path = entry.path();
+            let meta = entry.metadata().map_err(Error::io("cannot stat", &path))?;
+            if age(&meta) < retention {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("cannot remove", &path)(e)),
+            }
+        }
+        Ok(removed)
     }
 }
 

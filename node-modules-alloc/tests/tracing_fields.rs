@@ -1,5 +1,11 @@
 //! Every allocation runs in an `allocate` span carrying `app_dir`, `lockfile_digest`, packages,
 //! files, link mode and outcome.
+//!
+//! Captured by the binary's ONE global subscriber, installed before anything
+//! emits: `tracing` caches per-callsite interest globally, so a scoped
+//! subscriber (`set_default`) can miss a callsite another thread registered
+//! while no subscriber was visible to it (the allocator works on other
+//! threads too). Keep this binary to this single capturing test.
 // Helpers outside #[test] fns panic on broken fixtures by design.
 #![allow(
     clippy::unwrap_used,
@@ -70,7 +76,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
 async fn allocation_span_records_the_documented_fields() {
     let fields: Fields = Arc::default();
     let subscriber = tracing_subscriber::registry().with(Capture(Arc::clone(&fields)));
-    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("store")).unwrap();

@@ -1,5 +1,11 @@
 //! The limit reports its decisions as `tracing` events: a `debug` event per
 //! shed request and an `info` event per limit change.
+//!
+//! Every test of this binary captures through ONE global subscriber that
+//! routes each event to the test running on the emitting thread: `tracing`
+//! caches per-callsite interest globally, so scoped subscribers
+//! (`with_default`) race with parallel tests hitting the same callsites and
+//! can lose events.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -7,8 +13,9 @@
     clippy::indexing_slicing
 )]
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Once;
 use std::time::Duration;
 
 use resilience_core::clock::ManualClock;
@@ -20,8 +27,14 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(Level, String)>>>);
+thread_local! {
+    /// The events captured for the test running on this thread, while it
+    /// captures.
+    static CAPTURED: RefCell<Option<Vec<(Level, String)>>> = const { RefCell::new(None) };
+}
+
+/// Records every event into the emitting thread's capture, if any.
+struct Capture;
 
 struct Fields(String);
 
@@ -35,22 +48,36 @@ impl<S: Subscriber> Layer<S> for Capture {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields(String::new());
         event.record(&mut fields);
-        self.0
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), fields.0));
+        CAPTURED.with_borrow_mut(|captured| {
+            if let Some(events) = captured {
+                events.push((*event.metadata().level(), fields.0));
+            }
+        });
     }
 }
 
+/// Installs the binary's global subscriber (once). Every test calls it
+/// before anything that could emit an event, so no callsite is ever
+/// registered without it.
+fn install() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Capture))
+            .unwrap();
+    });
+}
+
+/// The events `f` emits on this thread.
 fn captured(f: impl FnOnce()) -> Vec<(Level, String)> {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    tracing::subscriber::with_default(subscriber, f);
-    capture.0.lock().unwrap().clone()
+    install();
+    CAPTURED.set(Some(Vec::new()));
+    f();
+    CAPTURED.take().unwrap_or_default()
 }
 
 #[test]
 fn a_shed_request_emits_a_debug_event_with_in_flight_and_queued() {
+    install();
     let limit = ConcurrencyLimit::new(ConcurrencyLimitConfig {
         max_concurrent: 1,
         max_queued: 0,
@@ -69,6 +96,7 @@ fn a_shed_request_emits_a_debug_event_with_in_flight_and_queued() {
 
 #[test]
 fn a_limit_change_emits_an_info_event_with_old_and_new() {
+    install();
     let limit = ConcurrencyLimit::new(ConcurrencyLimitConfig {
         max_concurrent: 1,
         ..ConcurrencyLimitConfig::default()
@@ -89,6 +117,7 @@ fn a_limit_change_emits_an_info_event_with_old_and_new() {
 
 #[test]
 fn an_adaptive_decrease_is_reported() {
+    install();
     let clock = ManualClock::new();
     let limit = AdaptiveLimit::with_clock(
         AdaptiveLimitConfig {

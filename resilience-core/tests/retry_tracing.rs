@@ -1,7 +1,8 @@
-//! The retry executor's `tracing` events, in a test binary of their own:
-//! `tracing` caches per-callsite interest globally, so a test that installs
-//! a scoped subscriber races with tests that run without one in the same
-//! process.
+//! The retry executor's `tracing` events, in a test binary of their own
+//! whose tests all capture through the one global subscriber of
+//! `support::logs`: `tracing` caches per-callsite interest globally, so a
+//! test that installs a scoped subscriber races with tests that run without
+//! one in the same process.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -28,8 +29,8 @@ use support::retry::{auto_clock, fixed_backoff, policy_with, tiny_budget};
 
 #[tokio::test]
 async fn retry_decisions_emit_tracing_events() {
-    let (buffer, subscriber) = support::logs::debug_subscriber();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // A current-thread runtime: every event is emitted on this thread.
+    let capture = support::logs::capture(tracing::Level::DEBUG);
 
     let clock = auto_clock();
     let policy = policy_with(&clock, 10, fixed_backoff(100)).with_budget(tiny_budget(&clock, 0.0));
@@ -43,7 +44,7 @@ async fn retry_decisions_emit_tracing_events() {
         })
         .await;
 
-    let logs = buffer.text();
+    let logs = capture.text();
     assert!(logs.contains("retrying after backoff"), "{logs}");
     assert!(logs.contains("delay_ms=100"), "{logs}");
     assert!(logs.contains("error=Some(Transient(1))"), "{logs}");

@@ -160,6 +160,8 @@ impl Store {
         source: Option<PathBuf>,
         force: bool,
     ) -> Result<Imported> {
+        // Work in flight: gc through any clone of this handle waits for the import.
+        let _work = self.work();
         let mut digests = Digests::new(bytes);
         let sha512 = digests.hash(Algorithm::Sha512);
         let sha1 = digests.hash(Algorithm::Sha1);

@@ -81,7 +81,9 @@ use crate::error::{Error, Result};
 use crate::fsutil::{atomic_write, remove_tree, sync_dir, unique_name};
 use crate::lockfile::{Lockfile, Selection};
 use crate::manifest::{Manifest, ManifestEntry, Plan};
-use crate::materialize::{TreeStats, build_tree, quick_check};
+use crate::materialize::{
+    Built, Staged, TreeStats, build_from_store, check_staged, clone_tree, quick_check,
+};
 use crate::store::{Store, StoreReport, hash_file};
 
 /// Name of the completion marker inside a published tree (and a template).
@@ -573,14 +575,11 @@ impl Allocator {
         let staging = store.dir("staging").join(unique_name("tpl-"));
         fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
         let result = (|| {
-            build_tree(
-                &plan.manifest,
-                &staging,
-                self.inner.config.link_mode,
-                &|_, digest, exec| store.file_path(digest, exec),
-            )?;
+            build_from_store(&plan.manifest, &staging, self.inner.config.link_mode, store)?;
             write_marker(store, &staging, &plan.digest, None)?;
-            fs::rename(&staging, &template).map_err(Error::io("cannot publish template", &template))
+            fs::rename(&staging, &template)
+                .map_err(Error::io("cannot publish template", &template))?;
+            sync_dir(&store.dir("templates"))
         })();
         if result.is_err() {
             let _ = remove_tree(&staging);
@@ -645,26 +644,40 @@ impl Allocator {
             let template = store.dir("templates").join(&plan.digest);
             let from_store = |staging: &Path| {
                 self.verify_content(&plan.manifest)?;
-                build_tree(
-                    &plan.manifest,
-                    staging,
-                    self.inner.config.link_mode,
-                    &|_, digest, exec| store.file_path(digest, exec),
-                )
+                build_from_store(&plan.manifest, staging, self.inner.config.link_mode, store)
             };
-            let mut stats = if read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
-                build_tree(
-                    &plan.manifest,
-                    &staging,
-                    self.inner.config.link_mode,
-                    &|path, _, _| crate::fsutil::join_rel(&template, path),
-                )?
-            } else {
-                // The template vanished (store verify removed it): build from verified store files.
-                from_store(&staging)?
-            };
+            let (mut stats, damaged) =
+                if read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
+                    match clone_tree(
+                        &plan.manifest,
+                        &staging,
+                        self.inner.config.link_mode,
+                        &template,
+                    )? {
+                        Built::Done(stats) => (stats, None),
+                        // E.g. a file lost by a power loss after the marker was written.
+                        Built::SourceDamaged(problem) => (TreeStats::default(), Some(problem)),
+                    }
+                } else {
+                    // The template vanished (store verify removed it): build from verified store files.
+                    (from_store(&staging)?, None)
+                };
             drop(lock);
-            if let Some(problem) = quick_check(&plan.manifest, &staging) {
+            let damaged = match damaged {
+                Some(problem) => Some(problem),
+                // Files changed through a hardlink: re-hash them; intact content gets its
+                // metadata back, modified content is never handed out (rebuild below).
+                None => match check_staged(store, &plan.manifest, &staging)? {
+                    Staged::Intact => None,
+                    Staged::Restored(files) => {
+                        self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(template = %plan.digest, files, "store files changed through a hardlink kept their content; their mode and mtime were restored");
+                        None
+                    }
+                    Staged::Damaged(problem) => Some(problem),
+                },
+            };
+            if let Some(problem) = damaged {
                 // The template was damaged (e.g. an app edited or chmod-ed a hardlinked file):
                 // discard it once no clone reads it, and build from verified store files.
                 self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);

@@ -470,7 +470,7 @@ impl Unpacker<'_> {
             }
             let exec = file.exec || bin_targets.contains(file.path.as_str());
             if published.insert((file.digest.clone(), exec))
-                && !self.store.file_path(&file.digest, exec).exists()
+                && !self.store.content_intact(&file.digest, exec, file.size)
             {
                 if file.tmp.exists() {
                     self.store.publish_temp(&file.tmp, &file.digest, exec)?;

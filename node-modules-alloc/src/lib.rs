@@ -80,5 +80,6 @@ pub mod lockfile;
 pub mod manifest;
 pub mod materialize;
 pub mod store;
+mod tree_check;
 
 pub use error::{Error, MissingPackage, Rejection, Result};

@@ -22,6 +22,7 @@ use crate::fsutil::atomic_write;
 use crate::integrity::sha512_hex;
 use crate::lockfile::{Lockfile, Selection};
 use crate::store::{IndexEntry, Store};
+use crate::tree_check::{self, Item, Violation};
 
 /// One entry of a tree, path relative to the `node_modules` directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +114,53 @@ impl Manifest {
         Ok(digest)
     }
 
+    /// Checks that the manifest can be laid out safely on its own: plain relative paths, content
+    /// digests of 128 hex digits, no entry below another one, every symlink resolving inside the
+    /// tree. (Which package owns what is only known to [`Manifest::plan`], which checks more.)
+    /// Returns a description of the first problem.
+    pub fn check_layout(&self) -> std::result::Result<(), String> {
+        for entry in &self.entries {
+            if let ManifestEntry::File { path, digest, .. } = entry
+                && (digest.len() != 128
+                    || !digest
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            {
+                return Err(format!("entry {path:?} has a malformed digest {digest:?}"));
+            }
+        }
+        let items: Vec<Item<'_>> = self.entries.iter().map(item).collect();
+        tree_check::check(&items, None).map_err(|violation| {
+            let path = |i: usize| self.entries.get(i).map_or("?", ManifestEntry::path);
+            let target = |i: usize| match self.entries.get(i) {
+                Some(ManifestEntry::Symlink { target, .. }) => target.as_str(),
+                _ => "?",
+            };
+            match violation {
+                Violation::BadPath { entry } => {
+                    format!("entry {:?} has an unusable path", path(entry))
+                }
+                Violation::UnderFile { entry, file } => {
+                    format!(
+                        "entry {:?} lies below the file {:?}",
+                        path(entry),
+                        path(file)
+                    )
+                }
+                Violation::ThroughLink { entry, link } => format!(
+                    "entry {:?} would be written through the symlink {:?}",
+                    path(entry),
+                    path(link)
+                ),
+                Violation::Escapes { link, .. } | Violation::Foreign { link, .. } => format!(
+                    "symlink {:?} -> {:?} resolves outside the tree",
+                    path(link),
+                    target(link)
+                ),
+            }
+        })
+    }
+
     /// Loads a saved manifest and checks that it still hashes to `digest`.
     pub fn load(store: &Store, digest: &str) -> Result<Self> {
         let path = store.dir("manifests").join(format!("{digest}.json"));
@@ -127,20 +175,30 @@ impl Manifest {
                 reason: "manifest does not hash to its name".to_owned(),
             });
         }
+        manifest.check_layout().map_err(|reason| Error::Malformed {
+            path,
+            reason: format!("unsafe tree: {reason}"),
+        })?;
         Ok(manifest)
     }
 
     /// Resolves the selected packages of `lockfile` against the store. Fails with
-    /// [`Error::MissingPackages`] listing *every* package the store lacks.
+    /// [`Error::MissingPackages`] listing *every* package the store lacks, and with
+    /// [`Error::Lockfile`] naming both packages concerned when the packages, laid out together,
+    /// would conflict or make the tree unsafe (see [`crate::tree_check`]): an entry below
+    /// another package's file or symlink, a symlink resolving outside the package that ships it
+    /// (or a `.bin` link outside the package that declared the bin), a package entry where
+    /// another package's bin link goes.
     pub fn plan(store: &Store, lockfile: &Lockfile, selection: &Selection) -> Result<Plan> {
-        let mut entries: BTreeMap<String, ManifestEntry> = BTreeMap::new();
+        let mut entries: BTreeMap<String, Owned> = BTreeMap::new();
         let mut missing = Vec::new();
-        let mut packages = 0;
+        // (lockfile path, directory relative to node_modules) of every installed package.
+        let mut packages: Vec<(String, String)> = Vec::new();
         let mut canonical = Vec::new();
-        let conflict = |path: &str, what: &str| Error::Lockfile {
+        let refuse = |package: &str, reason: String| Error::Lockfile {
             file: lockfile.file().to_path_buf(),
-            location: format!("packages[{path:?}]"),
-            reason: format!("{what} conflicts with another package's entry"),
+            location: format!("packages[{package:?}]"),
+            reason,
         };
         for pkg in lockfile.select(selection) {
             canonical.push((
@@ -155,8 +213,10 @@ impl Manifest {
                 });
                 continue;
             };
-            packages += 1;
             let rel = pkg.path.strip_prefix("node_modules/").unwrap_or(&pkg.path);
+            let owner = packages.len();
+            packages.push((pkg.path.clone(), rel.to_owned()));
+            let package_path = |i: usize| packages.get(i).map_or("?", |(p, _)| p.as_str());
             let mut bins = index.bins.clone();
             bins.extend(pkg.bins.clone());
             let bin_targets: std::collections::HashSet<&str> =
@@ -177,8 +237,19 @@ impl Manifest {
                         target: target.clone(),
                     },
                 };
-                if entries.insert(path.clone(), item).is_some() {
-                    return Err(conflict(&pkg.path, &path));
+                let owned = Owned {
+                    entry: item,
+                    owner,
+                    bin: false,
+                };
+                if let Some(existing) = entries.insert(path.clone(), owned) {
+                    return Err(refuse(
+                        &pkg.path,
+                        format!(
+                            "{path} conflicts with another package's entry (of package {})",
+                            package_path(existing.owner)
+                        ),
+                    ));
                 }
             }
             // `.bin` lives in the node_modules directory that holds the package.
@@ -203,15 +274,32 @@ impl Manifest {
                 } else {
                     format!("{parent}/.bin/{bin}")
                 };
-                if entries.contains_key(&link) {
-                    tracing::debug!(package = %pkg.path, bin, "bin already provided by another package");
-                    continue;
+                match entries.get(&link) {
+                    Some(existing) if existing.bin => {
+                        tracing::debug!(package = %pkg.path, bin, "bin already provided by another package");
+                        continue;
+                    }
+                    Some(existing) => {
+                        tracing::warn!(package = %pkg.path, bin, shadowed_by = package_path(existing.owner), "bin shadowed by another package's entry; refusing the tree");
+                        return Err(refuse(
+                            &pkg.path,
+                            format!(
+                                "bin {bin:?} would be shadowed by {link:?}, shipped by package {}",
+                                package_path(existing.owner)
+                            ),
+                        ));
+                    }
+                    None => {}
                 }
                 entries.insert(
                     link.clone(),
-                    ManifestEntry::Symlink {
-                        path: link,
-                        target: format!("../{own}/{target}"),
+                    Owned {
+                        entry: ManifestEntry::Symlink {
+                            path: link,
+                            target: format!("../{own}/{target}"),
+                        },
+                        owner,
+                        bin: true,
                     },
                 );
             }
@@ -219,8 +307,13 @@ impl Manifest {
         if !missing.is_empty() {
             return Err(Error::MissingPackages { missing });
         }
+        check_merged_tree(&entries, &packages).map_err(|(package, reason)| {
+            tracing::warn!(package = %package, reason = %reason, "tree refused: packages laid out together are unsafe");
+            refuse(&package, reason)
+        })?;
+        let packages = packages.len();
         let manifest = Self {
-            entries: entries.into_values().collect(),
+            entries: entries.into_values().map(|o| o.entry).collect(),
         };
         let lockfile_digest =
             sha512_hex(&serde_json::to_vec(&(canonical, selection)).unwrap_or_default());
@@ -231,4 +324,125 @@ impl Manifest {
             packages,
         })
     }
+}
+
+/// A manifest entry with the package that ships it (or declared it, for a bin link).
+#[derive(Debug)]
+struct Owned {
+    entry: ManifestEntry,
+    owner: usize,
+    bin: bool,
+}
+
+fn item(entry: &ManifestEntry) -> Item<'_> {
+    match entry {
+        ManifestEntry::File { path, .. } => Item {
+            path,
+            link: None,
+            owner: None,
+        },
+        ManifestEntry::Symlink { path, target } => Item {
+            path,
+            link: Some(target),
+            owner: None,
+        },
+    }
+}
+
+/// Checks the merged tree; on a violation returns the lockfile path of the package to blame and
+/// a reason naming the other package.
+fn check_merged_tree(
+    entries: &BTreeMap<String, Owned>,
+    packages: &[(String, String)],
+) -> std::result::Result<(), (String, String)> {
+    let list: Vec<&Owned> = entries.values().collect();
+    let items: Vec<Item<'_>> = list
+        .iter()
+        .map(|o| Item {
+            owner: Some(o.owner),
+            ..item(&o.entry)
+        })
+        .collect();
+    let roots: Vec<&str> = packages.iter().map(|(_, rel)| rel.as_str()).collect();
+    let Err(violation) = tree_check::check(&items, Some(&roots)) else {
+        return Ok(());
+    };
+    let package = |p: usize| packages.get(p).map_or("?", |(path, _)| path.as_str());
+    let owned = |i: usize| list.get(i).copied();
+    let owner = |i: usize| owned(i).map_or("?", |o| package(o.owner));
+    let path = |i: usize| owned(i).map_or("?", |o| o.entry.path());
+    let describe = |i: usize| match owned(i) {
+        Some(Owned {
+            entry: ManifestEntry::Symlink { path, target },
+            bin,
+            ..
+        }) => format!(
+            "{} {path:?} -> {target:?}",
+            if *bin { "bin link" } else { "symlink" }
+        ),
+        Some(o) => format!("entry {:?}", o.entry.path()),
+        None => "?".to_owned(),
+    };
+    let through = |via: &[usize]| {
+        via.iter()
+            .map(|&v| format!(" through symlink {:?} of package {}", path(v), owner(v)))
+            .collect::<String>()
+    };
+    Err(match violation {
+        Violation::BadPath { entry } => (
+            owner(entry).to_owned(),
+            format!("{} has an unusable path", describe(entry)),
+        ),
+        Violation::UnderFile { entry, file } => (
+            owner(entry).to_owned(),
+            format!(
+                "{} conflicts with another package's entry: it lies below the file {:?} of package {}",
+                describe(entry),
+                path(file),
+                owner(file)
+            ),
+        ),
+        Violation::ThroughLink { entry, link } => (
+            owner(entry).to_owned(),
+            format!(
+                "{} would be written through {} shipped by package {}",
+                describe(entry),
+                describe(link),
+                owner(link)
+            ),
+        ),
+        Violation::Escapes { link, via } => (
+            owner(link).to_owned(),
+            format!(
+                "{} resolves outside node_modules{}",
+                describe(link),
+                through(&via)
+            ),
+        ),
+        Violation::Foreign {
+            link,
+            resolved,
+            package: into,
+            via,
+        } => {
+            let into = into.map_or_else(
+                || "outside every package".to_owned(),
+                |p| format!("into package {}", package(p)),
+            );
+            let whose = if owned(link).is_some_and(|o| o.bin) {
+                "that declared the bin"
+            } else {
+                "that ships it"
+            };
+            (
+                owner(link).to_owned(),
+                format!(
+                    "{} resolves to {resolved:?}{}, {into}, not into package {} {whose}",
+                    describe(link),
+                    through(&via),
+                    owner(link)
+                ),
+            )
+        }
+    })
 }

@@ -61,8 +61,17 @@ use sha2::{Digest, Sha512};
 
 use crate::config::ImportLimits;
 use crate::error::{Error, Result};
-use crate::fsutil::{atomic_write, create_dirs, remove_tree, unique_name};
+use crate::fsutil::{
+    CONTENT_MTIME_SECS, atomic_write, create_dirs, has_content_mtime, remove_tree,
+    set_content_mtime, sync_dir, unique_name,
+};
 use crate::integrity::{Hash, Integrity};
+
+/// The modification time (seconds since the epoch, 1985-10-26T08:15:00Z, npm's fixed mtime of
+/// packed files) of every published content file, and of every file of a tree laid out from
+/// the store. An in-place write moves a file's mtime, so cheap checks (one `lstat`) catch an
+/// app rewriting a hardlinked file before the inode is linked into another tree.
+pub const CONTENT_MTIME: i64 = CONTENT_MTIME_SECS;
 
 /// Store configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -261,26 +270,67 @@ impl Store {
         self.inner.root.join("files").join(head).join(name)
     }
 
-    /// Publishes the temporary file `tmp` (already hashed to `digest`) under its content address.
-    /// Idempotent: when the address exists, the temporary file is dropped.
+    /// Publishes the temporary file `tmp` (already hashed to `digest`) under its content address,
+    /// read-only and with the fixed [`CONTENT_MTIME`]. Idempotent: when the address already
+    /// holds intact content (see [`Store::content_intact`]) the temporary file is dropped; a
+    /// truncated or otherwise damaged file there (a power loss after a rename that was not
+    /// synced) is replaced — it never wins over the fresh copy. With `sync_content`, the file and
+    /// its directory are fsynced around the rename.
     pub(crate) fn publish_temp(&self, tmp: &Path, digest: &str, exec: bool) -> Result<()> {
         let target = self.file_path(digest, exec);
-        if target.exists() {
-            let _ = fs::remove_file(tmp);
-            return Ok(());
+        let size = fs::metadata(tmp)
+            .map_err(Error::io("cannot stat", tmp))?
+            .len();
+        let existing = fs::symlink_metadata(&target).ok();
+        if existing.is_some() {
+            if self.content_intact(digest, exec, size) {
+                let _ = fs::remove_file(tmp);
+                return Ok(());
+            }
+            tracing::warn!(
+                digest,
+                exec,
+                size,
+                found = existing.as_ref().map(fs::Metadata::len),
+                "store file at this content address is damaged (truncated, modified or from an older version); replacing it"
+            );
         }
-        if let Some(parent) = target.parent() {
+        let sync = self.inner.config.sync_content;
+        if let Some(parent) = target.parent()
+            && fs::symlink_metadata(parent).is_err()
+        {
             create_dirs(parent)?;
+            if sync {
+                sync_dir(&self.dir("files"))?;
+            }
         }
         let mode = if exec { 0o555 } else { 0o444 };
         fs::set_permissions(tmp, fs::Permissions::from_mode(mode))
             .map_err(Error::io("cannot set permissions of", tmp))?;
-        if self.inner.config.sync_content {
+        set_content_mtime(tmp).map_err(Error::io("cannot set the mtime of", tmp))?;
+        if sync {
             File::open(tmp)
                 .and_then(|f| f.sync_all())
                 .map_err(Error::io("cannot sync", tmp))?;
         }
-        fs::rename(tmp, &target).map_err(Error::io("cannot publish", &target))
+        fs::rename(tmp, &target).map_err(Error::io("cannot publish", &target))?;
+        match target.parent() {
+            Some(parent) if sync => sync_dir(parent),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the store holds the `exec` variant of `digest` as it was published: a regular
+    /// file of `size` bytes, mode 0444 (0555), mtime [`CONTENT_MTIME`]. A cheap structural check
+    /// (one `lstat`), not a re-hash: it catches what a crash leaves (a truncated file) and an
+    /// in-place edit (which moves the mtime); [`Store::verify_file`] re-hashes.
+    pub fn content_intact(&self, digest: &str, exec: bool, size: u64) -> bool {
+        fs::symlink_metadata(self.file_path(digest, exec)).is_ok_and(|meta| {
+            meta.is_file()
+                && meta.len() == size
+                && meta.permissions().mode() & 0o7777 == if exec { 0o555 } else { 0o444 }
+                && has_content_mtime(&meta)
+        })
     }
 
     /// A fresh path in `tmp/`.
@@ -291,7 +341,7 @@ impl Store {
     /// Stores `bytes` and returns their sha512 hex digest.
     pub fn put_bytes(&self, bytes: &[u8], exec: bool) -> Result<String> {
         let digest = hex::encode(Sha512::digest(bytes));
-        if self.file_path(&digest, exec).exists() {
+        if self.content_intact(&digest, exec, bytes.len() as u64) {
             return Ok(digest);
         }
         let tmp = self.temp_path();
@@ -302,11 +352,18 @@ impl Store {
 
     /// Makes sure the `exec` variant of `digest` exists, creating it from the other variant
     /// (re-hashed on the way, so corrupt content is never propagated).
+    ///
+    /// An existing variant is kept unless it is visibly damaged (its size differs from the
+    /// other variant, which carries the published mtime); callers re-hash it before linking it.
     pub fn ensure_variant(&self, digest: &str, exec: bool) -> Result<()> {
-        if self.file_path(digest, exec).exists() {
-            return Ok(());
-        }
         let other = self.file_path(digest, !exec);
+        if let Ok(meta) = fs::symlink_metadata(self.file_path(digest, exec)) {
+            let damaged = fs::symlink_metadata(&other)
+                .is_ok_and(|o| o.is_file() && has_content_mtime(&o) && o.len() != meta.len());
+            if meta.is_file() && !damaged {
+                return Ok(());
+            }
+        }
         let bytes = fs::read(&other).map_err(Error::io("cannot read", &other))?;
         if hex::encode(Sha512::digest(&bytes)) != digest {
             self.quarantine(digest, !exec)?;
@@ -331,22 +388,53 @@ impl Store {
     }
 
     /// Restores the mode of a store file (0444, or 0555 for the executable variant) if someone
-    /// changed it through a hardlink (`chmod` on a linked file changes the shared inode).
+    /// changed it through a hardlink (`chmod` on a linked file changes the shared inode), and its
+    /// mtime ([`Store::restore_metadata`]). Call it only on content that was just re-hashed.
     pub fn restore_mode(&self, digest: &str, exec: bool) -> Result<bool> {
+        self.restore_metadata(digest, exec)
+    }
+
+    /// Restores the published metadata of a store file — mode 0444 (0555) and mtime
+    /// [`CONTENT_MTIME`] — after someone changed it through a hardlink, or after an older
+    /// version published it with an arbitrary mtime. Returns whether anything changed. Call it
+    /// only on content that was just re-hashed: the mtime is what later cheap checks trust.
+    pub fn restore_metadata(&self, digest: &str, exec: bool) -> Result<bool> {
         let path = self.file_path(digest, exec);
-        let meta = fs::metadata(&path).map_err(Error::io("cannot stat", &path))?;
+        let meta = fs::symlink_metadata(&path).map_err(Error::io("cannot stat", &path))?;
         let expected = if exec { 0o555 } else { 0o444 };
-        if meta.permissions().mode() & 0o7777 == expected {
+        let mode = meta.permissions().mode() & 0o7777;
+        let mut changed = false;
+        if mode != expected {
+            tracing::warn!(
+                digest,
+                exec,
+                mode = format_args!("{mode:o}"),
+                "store file mode was changed through a hardlink; restoring it"
+            );
+            fs::set_permissions(&path, fs::Permissions::from_mode(expected))
+                .map_err(Error::io("cannot set permissions of", &path))?;
+            changed = true;
+        }
+        if !has_content_mtime(&meta) {
+            tracing::debug!(
+                digest,
+                exec,
+                "store file mtime differs from the published one; restoring it"
+            );
+            set_content_mtime(&path).map_err(Error::io("cannot set the mtime of", &path))?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Re-hashes a store file and, when its content still matches, restores its published
+    /// metadata. `Ok(false)` when it is missing or its content no longer matches (the caller
+    /// quarantines it).
+    pub fn revalidate(&self, digest: &str, exec: bool) -> Result<bool> {
+        if !self.verify_file(digest, exec)? {
             return Ok(false);
         }
-        tracing::warn!(
-            digest,
-            exec,
-            mode = format_args!("{:o}", meta.permissions().mode() & 0o7777),
-            "store file mode was changed through a hardlink; restoring it"
-        );
-        fs::set_permissions(&path, fs::Permissions::from_mode(expected))
-            .map_err(Error::io("cannot set permissions of", &path))?;
+        self.restore_metadata(digest, exec)?;
         Ok(true)
     }
 
@@ -412,7 +500,9 @@ impl Store {
     /// Whether every file an index lists is present in the store.
     pub(crate) fn has_all_files(&self, index: &PackageIndex) -> bool {
         index.entries.iter().all(|e| match e {
-            IndexEntry::File { digest, exec, .. } => self.file_path(digest, *exec).exists(),
+            IndexEntry::File {
+                digest, exec, size, ..
+            } => self.content_intact(digest, *exec, *size),
             IndexEntry::Symlink { .. } => true,
         })
     }

@@ -14,6 +14,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
@@ -190,10 +191,8 @@ impl Manifest {
     /// (or a `.bin` link outside the package that declared the bin), a package entry where
     /// another package's bin link goes.
     pub fn plan(store: &Store, lockfile: &Lockfile, selection: &Selection) -> Result<Plan> {
-        let mut entries: BTreeMap<String, Owned> = BTreeMap::new();
+        let mut tree = Assembly::default();
         let mut missing = Vec::new();
-        // (lockfile path, directory relative to node_modules) of every installed package.
-        let mut packages: Vec<(String, String)> = Vec::new();
         let mut canonical = Vec::new();
         let refuse = |package: &str, reason: String| Error::Lockfile {
             file: lockfile.file().to_path_buf(),
@@ -213,107 +212,19 @@ impl Manifest {
                 });
                 continue;
             };
-            let rel = pkg.path.strip_prefix("node_modules/").unwrap_or(&pkg.path);
-            let owner = packages.len();
-            packages.push((pkg.path.clone(), rel.to_owned()));
-            let package_path = |i: usize| packages.get(i).map_or("?", |(p, _)| p.as_str());
-            let mut bins = index.bins.clone();
-            bins.extend(pkg.bins.clone());
-            let bin_targets: std::collections::HashSet<&str> =
-                bins.values().map(String::as_str).collect();
-            for entry in &index.entries {
-                let path = format!("{rel}/{}", entry.path());
-                let item = match entry {
-                    IndexEntry::File {
-                        digest, size, exec, ..
-                    } => ManifestEntry::File {
-                        path: path.clone(),
-                        digest: digest.clone(),
-                        size: *size,
-                        exec: *exec || bin_targets.contains(entry.path()),
-                    },
-                    IndexEntry::Symlink { target, .. } => ManifestEntry::Symlink {
-                        path: path.clone(),
-                        target: target.clone(),
-                    },
-                };
-                let owned = Owned {
-                    entry: item,
-                    owner,
-                    bin: false,
-                };
-                if let Some(existing) = entries.insert(path.clone(), owned) {
-                    return Err(refuse(
-                        &pkg.path,
-                        format!(
-                            "{path} conflicts with another package's entry (of package {})",
-                            package_path(existing.owner)
-                        ),
-                    ));
-                }
-            }
-            // `.bin` lives in the node_modules directory that holds the package.
-            let name_depth = if pkg.name.starts_with('@')
-                && rel.rsplit('/').nth(1).is_some_and(|s| s.starts_with('@'))
-            {
-                2
-            } else {
-                1
-            };
-            let parts: Vec<&str> = rel.split('/').collect();
-            let split = parts.len().saturating_sub(name_depth);
-            let parent = parts.get(..split).map(|p| p.join("/")).unwrap_or_default();
-            let own = parts.get(split..).map(|p| p.join("/")).unwrap_or_default();
-            for (bin, target) in &bins {
-                if !index.entries.iter().any(|e| e.path() == target) {
-                    tracing::warn!(package = %pkg.path, bin, target, "bin target missing from package; skipped");
-                    continue;
-                }
-                let link = if parent.is_empty() {
-                    format!(".bin/{bin}")
-                } else {
-                    format!("{parent}/.bin/{bin}")
-                };
-                match entries.get(&link) {
-                    Some(existing) if existing.bin => {
-                        tracing::debug!(package = %pkg.path, bin, "bin already provided by another package");
-                        continue;
-                    }
-                    Some(existing) => {
-                        tracing::warn!(package = %pkg.path, bin, shadowed_by = package_path(existing.owner), "bin shadowed by another package's entry; refusing the tree");
-                        return Err(refuse(
-                            &pkg.path,
-                            format!(
-                                "bin {bin:?} would be shadowed by {link:?}, shipped by package {}",
-                                package_path(existing.owner)
-                            ),
-                        ));
-                    }
-                    None => {}
-                }
-                entries.insert(
-                    link.clone(),
-                    Owned {
-                        entry: ManifestEntry::Symlink {
-                            path: link,
-                            target: format!("../{own}/{target}"),
-                        },
-                        owner,
-                        bin: true,
-                    },
-                );
-            }
+            tree.add_package(pkg, &index)
+                .map_err(|reason| refuse(&pkg.path, reason))?;
         }
         if !missing.is_empty() {
             return Err(Error::MissingPackages { missing });
         }
-        check_merged_tree(&entries, &packages).map_err(|(package, reason)| {
+        tree.check().map_err(|(package, reason)| {
             tracing::warn!(package = %package, reason = %reason, "tree refused: packages laid out together are unsafe");
             refuse(&package, reason)
         })?;
-        let packages = packages.len();
+        let packages = tree.packages.len();
         let manifest = Self {
-            entries: entries.into_values().map(|o| o.entry).collect(),
+            entries: tree.entries.into_values().map(|o| o.entry).collect(),
         };
         let lockfile_digest =
             sha512_hex(&serde_json::to_vec(&(canonical, selection)).unwrap_or_default());
@@ -323,6 +234,118 @@ impl Manifest {
             lockfile_digest,
             packages,
         })
+    }
+}
+
+/// The merged tree being assembled: every entry with the package that ships it.
+#[derive(Debug, Default)]
+struct Assembly {
+    entries: BTreeMap<String, Owned>,
+    /// (lockfile path, directory relative to `node_modules`) of every installed package.
+    packages: Vec<(String, String)>,
+}
+
+impl Assembly {
+    fn package_path(&self, i: usize) -> &str {
+        self.packages.get(i).map_or("?", |(p, _)| p.as_str())
+    }
+
+    /// Adds a package's entries and its `.bin` links; on a conflict, the reason.
+    fn add_package(
+        &mut self,
+        pkg: &crate::lockfile::LockedPackage,
+        index: &crate::store::PackageIndex,
+    ) -> std::result::Result<(), String> {
+        let rel = pkg.path.strip_prefix("node_modules/").unwrap_or(&pkg.path);
+        let owner = self.packages.len();
+        self.packages.push((pkg.path.clone(), rel.to_owned()));
+        let mut bins = index.bins.clone();
+        bins.extend(pkg.bins.clone());
+        let bin_targets: std::collections::HashSet<&str> =
+            bins.values().map(String::as_str).collect();
+        for entry in &index.entries {
+            let path = format!("{rel}/{}", entry.path());
+            let item = match entry {
+                IndexEntry::File {
+                    digest, size, exec, ..
+                } => ManifestEntry::File {
+                    path: path.clone(),
+                    digest: digest.clone(),
+                    size: *size,
+                    exec: *exec || bin_targets.contains(entry.path()),
+                },
+                IndexEntry::Symlink { target, .. } => ManifestEntry::Symlink {
+                    path: path.clone(),
+                    target: target.clone(),
+                },
+            };
+            let shipped = Owned {
+                entry: item,
+                owner,
+                bin: false,
+            };
+            if let Some(existing) = self.entries.insert(path.clone(), shipped) {
+                return Err(format!(
+                    "{path} conflicts with another package's entry (of package {})",
+                    self.package_path(existing.owner)
+                ));
+            }
+        }
+        // `.bin` lives in the node_modules directory that holds the package.
+        let name_depth = if pkg.name.starts_with('@')
+            && rel.rsplit('/').nth(1).is_some_and(|s| s.starts_with('@'))
+        {
+            2
+        } else {
+            1
+        };
+        let parts: Vec<&str> = rel.split('/').collect();
+        let split = parts.len().saturating_sub(name_depth);
+        let parent = parts.get(..split).map(|p| p.join("/")).unwrap_or_default();
+        let own = parts.get(split..).map(|p| p.join("/")).unwrap_or_default();
+        for (bin, target) in &bins {
+            if !index.entries.iter().any(|e| e.path() == target) {
+                tracing::warn!(package = %pkg.path, bin, target, "bin target missing from package; skipped");
+                continue;
+            }
+            let link = if parent.is_empty() {
+                format!(".bin/{bin}")
+            } else {
+                format!("{parent}/.bin/{bin}")
+            };
+            match self.entries.get(&link) {
+                Some(existing) if existing.bin => {
+                    tracing::debug!(package = %pkg.path, bin, "bin already provided by another package");
+                    continue;
+                }
+                Some(existing) => {
+                    let shipper = self.package_path(existing.owner);
+                    tracing::warn!(package = %pkg.path, bin, shadowed_by = shipper, "bin shadowed by another package's entry; refusing the tree");
+                    return Err(format!(
+                        "bin {bin:?} would be shadowed by {link:?}, shipped by package {shipper}"
+                    ));
+                }
+                None => {}
+            }
+            let symlink = ManifestEntry::Symlink {
+                path: link.clone(),
+                target: format!("../{own}/{target}"),
+            };
+            self.entries.insert(
+                link,
+                Owned {
+                    entry: symlink,
+                    owner,
+                    bin: true,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks the merged tree (see [`check_merged_tree`]).
+    fn check(&self) -> std::result::Result<(), (String, String)> {
+        check_merged_tree(&self.entries, &self.packages)
     }
 }
 
@@ -368,10 +391,10 @@ fn check_merged_tree(
         return Ok(());
     };
     let package = |p: usize| packages.get(p).map_or("?", |(path, _)| path.as_str());
-    let owned = |i: usize| list.get(i).copied();
-    let owner = |i: usize| owned(i).map_or("?", |o| package(o.owner));
-    let path = |i: usize| owned(i).map_or("?", |o| o.entry.path());
-    let describe = |i: usize| match owned(i) {
+    let at = |i: usize| list.get(i).copied();
+    let owner = |i: usize| at(i).map_or("?", |o| package(o.owner));
+    let path = |i: usize| at(i).map_or("?", |o| o.entry.path());
+    let describe = |i: usize| match at(i) {
         Some(Owned {
             entry: ManifestEntry::Symlink { path, target },
             bin,
@@ -384,9 +407,15 @@ fn check_merged_tree(
         None => "?".to_owned(),
     };
     let through = |via: &[usize]| {
-        via.iter()
-            .map(|&v| format!(" through symlink {:?} of package {}", path(v), owner(v)))
-            .collect::<String>()
+        via.iter().fold(String::new(), |mut out, &v| {
+            let _ = write!(
+                out,
+                " through symlink {:?} of package {}",
+                path(v),
+                owner(v)
+            );
+            out
+        })
     };
     Err(match violation {
         Violation::BadPath { entry } => (
@@ -429,7 +458,7 @@ fn check_merged_tree(
                 || "outside every package".to_owned(),
                 |p| format!("into package {}", package(p)),
             );
-            let whose = if owned(link).is_some_and(|o| o.bin) {
+            let whose = if at(link).is_some_and(|o| o.bin) {
                 "that declared the bin"
             } else {
                 "that ships it"

@@ -107,7 +107,7 @@ fn mismatches(manifest: &Manifest, root: &Path, limit: usize) -> Vec<Mismatch> {
             ManifestEntry::Symlink { target, .. } => {
                 let found = rustix::fs::readlinkat(dir, name, Vec::new()).ok();
                 if kind != FileType::Symlink
-                    || found.as_ref().map(|t| t.as_bytes()) != Some(target.as_bytes())
+                    || found.as_ref().map(std::ffi::CString::as_bytes) != Some(target.as_bytes())
                 {
                     out.push(mismatch(
                         format!("{path} is not the expected symlink"),

@@ -170,11 +170,11 @@ fn lay_out(
                 )));
             }
         };
-        let dst = Endpoint {
+        let target = Endpoint {
             dir: dir.as_fd(),
             name: OsStr::new(name),
         };
-        match place::place(src, dst, mode, *exec, ops) {
+        match place::place(src, target, mode, *exec, ops) {
             Ok((placed, file)) => {
                 stats.count(placed);
                 if let Some(file) = file {

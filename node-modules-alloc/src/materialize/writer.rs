@@ -9,9 +9,10 @@
 //! 2. symlinks are created last, once every file and directory exists — so even a manifest
 //!    that slipped past the check cannot have a file written through one of its own links (the
 //!    link's path is a real directory by then, and `symlinkat` fails);
-//! 3. each directory, once left, and each copied or cloned file is handed to the background
-//!    fsync queue ([`SyncQueue`]), which is drained before returning: the caller writes the
-//!    completion marker only after the whole tree is durable.
+//! 3. each directory, once left, and each copied or cloned file is handed to the sync queue
+//!    ([`SyncQueue`]: one `syncfs` at the end, or background fsyncs of every descriptor), which
+//!    is drained before returning: the caller writes the completion marker only after the whole
+//!    tree is durable.
 //!
 //! When the source is another tree (a template), it is walked the same way: a template damaged
 //! into holding a symlink where a directory was is reported as damaged, never followed.
@@ -25,7 +26,7 @@ use rustix::fd::{AsFd, OwnedFd};
 use super::TreeStats;
 use super::dirs::{DirWalker, split};
 use super::place::{self, Endpoint, Ops};
-use super::sync::SyncQueue;
+use super::sync::{Barrier, SyncQueue};
 use crate::config::LinkMode;
 use crate::error::{Error, Result};
 use crate::fsutil::{join_rel, open_dir};
@@ -102,8 +103,9 @@ fn build(
             }
         },
     };
+    let barrier = Barrier::choose(directories(manifest));
     std::thread::scope(|scope| {
-        let queue = SyncQueue::start(scope);
+        let queue = SyncQueue::start(scope, barrier);
         let laid_out = lay_out(
             manifest,
             dest,
@@ -203,6 +205,20 @@ fn lay_out(
     Ok(Built::Done(stats))
 }
 
+/// How many directories the tree has (every proper prefix of an entry path, and the root).
+fn directories(manifest: &Manifest) -> usize {
+    let mut dirs = std::collections::HashSet::new();
+    for entry in &manifest.entries {
+        let path = entry.path();
+        for (pos, b) in path.bytes().enumerate() {
+            if b == b'/' {
+                dirs.insert(path.get(..pos).unwrap_or_default());
+            }
+        }
+    }
+    dirs.len() + 1
+}
+
 /// Errors that say the source tree lacks the entry or holds something else there.
 fn source_problem(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::InvalidData
@@ -298,7 +314,7 @@ mod tests {
         };
         assert!(manifest.check_layout().is_err());
         let stats = std::thread::scope(|scope| {
-            let queue = SyncQueue::start(scope);
+            let queue = SyncQueue::start(scope, Barrier::Descriptors);
             let result = lay_out(
                 &manifest,
                 &dest,

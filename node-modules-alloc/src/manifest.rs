@@ -186,10 +186,10 @@ impl Manifest {
     /// Resolves the selected packages of `lockfile` against the store. Fails with
     /// [`Error::MissingPackages`] listing *every* package the store lacks, and with
     /// [`Error::Lockfile`] naming both packages concerned when the packages, laid out together,
-    /// would conflict or make the tree unsafe (see [`crate::tree_check`]): an entry below
-    /// another package's file or symlink, a symlink resolving outside the package that ships it
-    /// (or a `.bin` link outside the package that declared the bin), a package entry where
-    /// another package's bin link goes.
+    /// would conflict or make the tree unsafe: an entry below another package's file or
+    /// symlink, a symlink resolving (through the tree's other symlinks) outside the package that
+    /// ships it (a `.bin` link: outside the package that declared the bin), a package entry
+    /// where another package's bin link goes.
     pub fn plan(store: &Store, lockfile: &Lockfile, selection: &Selection) -> Result<Plan> {
         let mut tree = Assembly::default();
         let mut missing = Vec::new();

@@ -30,9 +30,13 @@
 //! # The hardlink hazard, and executables
 //!
 //! A hardlinked `node_modules` file *is* the store file: an app that edits it edits the store.
-//! Store files are therefore read-only (0444/0555), `verify` re-hashes content (never trusts
-//! size or mtime), and a file whose content no longer matches its address is moved to
-//! `quarantine/`, re-imported from its recorded source when available, and never linked again.
+//! Store files are therefore read-only (0444/0555) and carry one fixed mtime ([`CONTENT_MTIME`]):
+//! an in-place write moves it, so the allocator's per-file `lstat` of every staged tree notices
+//! the edit before the inode is linked again, and re-hashes the file. `verify` re-hashes content
+//! (never trusts size or mtime), and a file whose content no longer matches its address is moved
+//! to `quarantine/`, re-imported from its recorded source when available, and never linked again.
+//! A file at a content address that does not look as published (size, mode, mtime: e.g. empty
+//! after a power loss) is replaced by the next import of the same content.
 //! The permission bits live on the inode too, so `chmod +x` on a linked file would change the
 //! store file and every other tree linking it. We never chmod a linked file: an executable file
 //! (tarball mode with an x bit, or a declared `bin`) is stored as a *separate* inode with the
@@ -79,9 +83,10 @@ pub const CONTENT_MTIME: i64 = CONTENT_MTIME_SECS;
 pub struct StoreConfig {
     /// Limits applied to every imported tarball.
     pub limits: ImportLimits,
-    /// fsync content files before publishing them (index files, manifests and markers are always
-    /// synced). Off by default: a process crash cannot tear a renamed file; a power loss can
-    /// leave empty content, which `verify` detects and repairs.
+    /// fsync content files before publishing them, and their `files/xx/` directory after (index
+    /// files, manifests, templates and markers are always synced). Off by default: a process
+    /// crash cannot tear a renamed file; a power loss can leave empty content, which the next
+    /// import of the same content replaces, allocations detect (size) and `verify` repairs.
     pub sync_content: bool,
 }
 

@@ -14,11 +14,11 @@
 //! (`create_dir_all`, `link(2)` on a path) follow symlinks in every component, so a symlink that
 //! one package ships where another package's files go would redirect those writes — possibly
 //! out of the tree. [`Manifest::plan`](crate::manifest::Manifest::plan) refuses such trees; the
-//! layout does not rely on it ([`writer`]): every directory is created and opened from its
+//! layout does not rely on it (module `writer`): every directory is created and opened from its
 //! parent's descriptor with `O_NOFOLLOW`, every file is created relative to its directory's
 //! descriptor (`linkat`, `O_CREAT | O_EXCL | O_NOFOLLOW`), and symlinks are created last, after
-//! every file and directory. Directories and copied data are fsynced before the caller writes
-//! the completion marker ([`sync`]).
+//! every file and directory. The tree is made durable before the caller writes the completion
+//! marker (module `sync`).
 //!
 //! ```
 //! use node_modules_alloc::config::LinkMode;

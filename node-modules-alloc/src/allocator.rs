@@ -78,11 +78,12 @@ use tracing::Instrument as _;
 
 use crate::config::LinkMode;
 use crate::error::{Error, Result};
-use crate::fsutil::{atomic_write, remove_tree, sync_dir, unique_name};
+use crate::fsutil::{remove_tree, sync_dir, unique_name};
 use crate::lockfile::{Lockfile, Selection};
 use crate::manifest::{Manifest, ManifestEntry, Plan};
 use crate::materialize::{
-    Built, Staged, TreeStats, build_from_store, check_staged, clone_tree, quick_check,
+    Built, PendingMarker, Staged, TreeStats, build_from_store, check_staged, clone_tree,
+    quick_check,
 };
 use crate::store::{Store, StoreReport, hash_file};
 
@@ -575,8 +576,15 @@ impl Allocator {
         let staging = store.dir("staging").join(unique_name("tpl-"));
         fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
         let result = (|| {
-            build_from_store(&plan.manifest, &staging, self.inner.config.link_mode, store)?;
-            write_marker(store, &staging, &plan.digest, None)?;
+            let marker = marker_bytes(&staging, &plan.digest, None)?;
+            build_from_store(
+                &plan.manifest,
+                &staging,
+                self.inner.config.link_mode,
+                store,
+                Some(pending(&marker)),
+            )?;
+            seal(&staging)?;
             fs::rename(&staging, &template)
                 .map_err(Error::io("cannot publish template", &template))?;
             sync_dir(&store.dir("templates"))
@@ -642,9 +650,16 @@ impl Allocator {
             lock.lock_shared()
                 .map_err(Error::io("cannot lock", &lock_path))?;
             let template = store.dir("templates").join(&plan.digest);
+            let marker = marker_bytes(&staging, &plan.digest, Some(&plan.lockfile_digest))?;
             let from_store = |staging: &Path| {
                 self.verify_content(&plan.manifest)?;
-                build_from_store(&plan.manifest, staging, self.inner.config.link_mode, store)
+                build_from_store(
+                    &plan.manifest,
+                    staging,
+                    self.inner.config.link_mode,
+                    store,
+                    Some(pending(&marker)),
+                )
             };
             let (mut stats, damaged) =
                 if read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
@@ -653,6 +668,7 @@ impl Allocator {
                         &staging,
                         self.inner.config.link_mode,
                         &template,
+                        Some(pending(&marker)),
                     )? {
                         Built::Done(stats) => (stats, None),
                         // E.g. a file lost by a power loss after the marker was written.
@@ -699,7 +715,7 @@ impl Allocator {
                     });
                 }
             }
-            write_marker(store, &staging, &plan.digest, Some(&plan.lockfile_digest))?;
+            seal(&staging)?;
             publish(&staging, &app_dir.join("node_modules"))?;
             Ok(stats)
         })();
@@ -911,17 +927,32 @@ fn read_marker(tree: &Path) -> Option<Marker> {
     serde_json::from_slice(&bytes).ok()
 }
 
-fn write_marker(store: &Store, tree: &Path, manifest: &str, lockfile: Option<&str>) -> Result<()> {
+/// Temporary name of a completion marker written with the tree (see [`PendingMarker`]).
+const PENDING_MARKER: &str = ".breakwater-alloc.pending";
+
+fn marker_bytes(tree: &Path, manifest: &str, lockfile: Option<&str>) -> Result<Vec<u8>> {
     let marker = Marker {
         manifest: manifest.to_owned(),
         lockfile: lockfile.map(str::to_owned),
     };
-    let bytes = serde_json::to_vec(&marker).map_err(|e| Error::Malformed {
+    serde_json::to_vec(&marker).map_err(|e| Error::Malformed {
         path: tree.join(MARKER),
         reason: e.to_string(),
-    })?;
-    let _ = store;
-    atomic_write(tree, &tree.join(MARKER), &bytes, true, 0o444)?;
+    })
+}
+
+fn pending(bytes: &[u8]) -> PendingMarker<'_> {
+    PendingMarker {
+        name: PENDING_MARKER,
+        bytes,
+    }
+}
+
+/// Puts the completion marker, written and made durable with the tree, into place: the tree
+/// is complete from now on (one rename, one directory fsync).
+fn seal(tree: &Path) -> Result<()> {
+    let marker = tree.join(MARKER);
+    fs::rename(tree.join(PENDING_MARKER), &marker).map_err(Error::io("cannot write", &marker))?;
     sync_dir(tree)
 }
 

@@ -286,19 +286,27 @@ impl Store {
         let size = fs::metadata(tmp)
             .map_err(Error::io("cannot stat", tmp))?
             .len();
-        let existing = fs::symlink_metadata(&target).ok();
-        if existing.is_some() {
+        if let Ok(existing) = fs::symlink_metadata(&target) {
             if self.content_intact(digest, exec, size) {
                 let _ = fs::remove_file(tmp);
                 return Ok(());
             }
-            tracing::warn!(
-                digest,
-                exec,
-                size,
-                found = existing.as_ref().map(fs::Metadata::len),
-                "store file at this content address is damaged (truncated, modified or from an older version); replacing it"
-            );
+            if existing.is_file() && existing.len() == size {
+                // Metadata only (an older version's mtime, a chmod through a hardlink).
+                tracing::debug!(
+                    digest,
+                    exec,
+                    "republishing a store file with its published mode and mtime"
+                );
+            } else {
+                tracing::warn!(
+                    digest,
+                    exec,
+                    size,
+                    found = existing.len(),
+                    "store file at this content address is damaged (truncated by a crash?); replacing it"
+                );
+            }
         }
         let sync = self.inner.config.sync_content;
         if let Some(parent) = target.parent()

@@ -46,7 +46,7 @@ use crate::config::LinkMode;
 use crate::fsutil::open_dir;
 
 pub(crate) use check::{Staged, check_staged, quick_check};
-pub(crate) use writer::{Built, build_from_store, clone_tree};
+pub(crate) use writer::{Built, PendingMarker, build_from_store, clone_tree};
 
 /// How one file was placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

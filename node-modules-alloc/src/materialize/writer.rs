@@ -11,8 +11,9 @@
 //!    link's path is a real directory by then, and `symlinkat` fails);
 //! 3. each directory, once left, and each copied or cloned file is handed to the sync queue
 //!    ([`SyncQueue`]: one `syncfs` at the end, or background fsyncs of every descriptor), which
-//!    is drained before returning: the caller writes the completion marker only after the whole
-//!    tree is durable.
+//!    is drained before returning. The completion marker is written under a temporary name
+//!    before that barrier ([`PendingMarker`]) and renamed into place by the caller after its
+//!    checks: a marker never appears before the whole tree is durable.
 //!
 //! When the source is another tree (a template), it is walked the same way: a template damaged
 //! into holding a symlink where a directory was is reported as damaged, never followed.
@@ -43,6 +44,18 @@ pub(crate) enum Built {
     SourceDamaged(String),
 }
 
+/// A completion marker to write at the root of the tree, under a temporary name, *before* the
+/// tree is made durable: the durability barrier then covers it too, and the caller renames it
+/// into place (one rename and one directory fsync) once the tree has passed its checks — so a
+/// marker is durable as soon as it appears, without a flush of its own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PendingMarker<'a> {
+    /// Temporary name at the root of the tree.
+    pub(crate) name: &'a str,
+    /// Content.
+    pub(crate) bytes: &'a [u8],
+}
+
 /// Where the files come from.
 #[derive(Debug, Clone, Copy)]
 enum Source<'a> {
@@ -59,8 +72,16 @@ pub(crate) fn build_from_store(
     dest: &Path,
     mode: LinkMode,
     store: &Store,
+    marker: Option<PendingMarker<'_>>,
 ) -> Result<TreeStats> {
-    match build(manifest, dest, mode, Source::Store(store), &place::SYSTEM)? {
+    match build(
+        manifest,
+        dest,
+        mode,
+        Source::Store(store),
+        marker,
+        &place::SYSTEM,
+    )? {
         Built::Done(stats) => Ok(stats),
         Built::SourceDamaged(reason) => Err(Error::Malformed {
             path: store.path().join("files"),
@@ -75,8 +96,16 @@ pub(crate) fn clone_tree(
     dest: &Path,
     mode: LinkMode,
     template: &Path,
+    marker: Option<PendingMarker<'_>>,
 ) -> Result<Built> {
-    build(manifest, dest, mode, Source::Tree(template), &place::SYSTEM)
+    build(
+        manifest,
+        dest,
+        mode,
+        Source::Tree(template),
+        marker,
+        &place::SYSTEM,
+    )
 }
 
 fn build(
@@ -84,6 +113,7 @@ fn build(
     dest: &Path,
     mode: LinkMode,
     source: Source<'_>,
+    marker: Option<PendingMarker<'_>>,
     ops: &Ops<'_>,
 ) -> Result<Built> {
     manifest.check_layout().map_err(|reason| Error::Malformed {
@@ -115,7 +145,17 @@ fn build(
             root,
             &queue,
             ops,
-        );
+        )
+        .and_then(|built| {
+            if let (Built::Done(_), Some(marker)) = (&built, marker) {
+                let path = dest.join(marker.name);
+                let root = open_dir(dest).map_err(Error::io("cannot open", dest))?;
+                let file = write_new(&root, marker.name, marker.bytes)
+                    .map_err(Error::io("cannot write", &path))?;
+                queue.push(marker.name.to_owned(), file);
+            }
+            Ok(built)
+        });
         let synced = queue.finish();
         let built = laid_out?;
         synced.map_err(|(path, e)| Error::io("cannot sync", join_rel(dest, &path))(e))?;
@@ -219,6 +259,19 @@ fn directories(manifest: &Manifest) -> usize {
     dirs.len() + 1
 }
 
+/// Creates `name` in `dir` (exclusively, never through a symlink), read-only, with `bytes`.
+fn write_new(dir: &OwnedFd, name: &str, bytes: &[u8]) -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let file = std::fs::File::from(rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o444),
+    )?);
+    io::Write::write_all(&mut &file, bytes)?;
+    Ok(OwnedFd::from(file))
+}
+
 /// Errors that say the source tree lacks the entry or holds something else there.
 fn source_problem(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::InvalidData
@@ -271,7 +324,7 @@ mod tests {
         for mode in [LinkMode::Auto, LinkMode::Hardlink, LinkMode::Copy] {
             let dest = dir.path().join(format!("dest-{mode}"));
             fs::create_dir(&dest).unwrap();
-            let built = clone_tree(&manifest, &dest, mode, &template).unwrap();
+            let built = clone_tree(&manifest, &dest, mode, &template, None).unwrap();
             assert!(
                 matches!(built, Built::SourceDamaged(_)),
                 "{mode}: {built:?}"
@@ -294,7 +347,7 @@ mod tests {
             let manifest = Manifest {
                 entries: vec![file("a/lib/x.js", &digest)],
             };
-            let err = build_from_store(&manifest, &dest, mode, &store).unwrap_err();
+            let err = build_from_store(&manifest, &dest, mode, &store, None).unwrap_err();
             assert!(err.to_string().contains("a/lib"), "{err}");
             assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "{mode}");
         }
@@ -350,12 +403,12 @@ mod tests {
         for mode in [LinkMode::Auto, LinkMode::Hardlink, LinkMode::Copy] {
             let dest = dir.path().join(format!("dest-{mode}"));
             fs::create_dir(&dest).unwrap();
-            let stats = build_from_store(&manifest, &dest, mode, &store).unwrap();
+            let stats = build_from_store(&manifest, &dest, mode, &store, None).unwrap();
             assert_eq!((stats.files, stats.symlinks), (3, 1));
             assert_eq!(fs::read(dest.join(".bin/x")).unwrap(), b"x");
             let clone = dir.path().join(format!("clone-{mode}"));
             fs::create_dir(&clone).unwrap();
-            let built = clone_tree(&manifest, &clone, mode, &dest).unwrap();
+            let built = clone_tree(&manifest, &clone, mode, &dest, None).unwrap();
             assert!(matches!(built, Built::Done(s) if s.files == 3), "{built:?}");
             assert_eq!(fs::read(clone.join("a/b/c/d.js")).unwrap(), b"x");
         }

@@ -407,15 +407,19 @@ fn check_merged_tree(
         None => "?".to_owned(),
     };
     let through = |via: &[usize]| {
-        via.iter().fold(String::new(), |mut out, &v| {
-            let _ = write!(
-                out,
-                " through symlink {:?} of package {}",
-                path(v),
-                owner(v)
-            );
-            out
-        })
+        let mut out = String::new();
+        for (n, &v) in via.iter().enumerate() {
+            let step = if n == 0 {
+                " (through symlink"
+            } else {
+                ", then"
+            };
+            let _ = write!(out, "{step} {:?} of package {}", path(v), owner(v));
+        }
+        if !via.is_empty() {
+            out.push(')');
+        }
+        out
     };
     Err(match violation {
         Violation::BadPath { entry } => (

@@ -92,11 +92,14 @@ use tracing::Instrument as _;
 use crate::admission::{Demand, Need, Slot, StoreWide, copies_data, tree_bytes};
 use crate::config::LinkMode;
 use crate::error::{Error, Result};
-use crate::fsutil::{atomic_write, remove_tree, sync_dir, touch, unique_name};
+use crate::fsutil::{remove_tree, sync_dir, touch, unique_name};
 use crate::lockfile::{Lockfile, Selection};
 use crate::locks::LockMode;
 use crate::manifest::{Manifest, ManifestEntry, Plan};
-use crate::materialize::{TreeStats, build_tree, quick_check};
+use crate::materialize::{
+    Built, PendingMarker, Staged, TreeStats, build_from_store, check_staged, clone_tree,
+    quick_check,
+};
 use crate::store::{Store, StoreReport, hash_file};
 use crate::sweep::SweepConfig;
 
@@ -714,14 +717,18 @@ impl Allocator {
         let staging = store.dir("staging").join(unique_name("tpl-"));
         fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
         let result = (|| {
-            build_tree(
+            let marker = marker_bytes(&staging, &plan.digest, None)?;
+            build_from_store(
                 &plan.manifest,
                 &staging,
                 self.inner.config.link_mode,
-                &|_, digest, exec| store.file_path(digest, exec),
+                store,
+                Some(pending(&marker)),
             )?;
-            write_marker(store, &staging, &plan.digest, None)?;
-            fs::rename(&staging, &template).map_err(Error::io("cannot publish template", &template))
+            seal(&staging)?;
+            fs::rename(&staging, &template)
+                .map_err(Error::io("cannot publish template", &template))?;
+            sync_dir(&store.dir("templates"))
         })();
         if result.is_err() {
             let _ = remove_tree(&staging);
@@ -777,24 +784,24 @@ impl Allocator {
     /// missing or damaged (files deleted, or changed through a hardlink) is rebuilt from the
     /// store and cloned again; should it vanish once more, the tree is built from the store.
     fn clone_and_publish(&self, plan: &Plan, app_dir: &Path) -> Result<TreeStats> {
-        let store = &self.inner.store;
         remove_stale_staging(app_dir)?;
         let staging = app_dir.join(unique_name(STAGING_PREFIX));
         fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
         let result = (|| {
-            let stats = if let Some(stats) = self.clone_template(plan, &staging)? {
+            let marker = marker_bytes(&staging, &plan.digest, Some(&plan.lockfile_digest))?;
+            let stats = if let Some(stats) = self.clone_template(plan, &staging, &marker)? {
                 stats
             } else {
                 reset_dir(&staging)?;
                 self.ensure_template(plan)?;
-                if let Some(stats) = self.clone_template(plan, &staging)? {
+                if let Some(stats) = self.clone_template(plan, &staging, &marker)? {
                     stats
                 } else {
                     reset_dir(&staging)?;
-                    self.build_from_store(plan, &staging)?
+                    self.build_from_store(plan, &staging, &marker)?
                 }
             };
-            write_marker(store, &staging, &plan.digest, Some(&plan.lockfile_digest))?;
+            seal(&staging)?;
             publish(&staging, &app_dir.join("node_modules"))?;
             Ok(stats)
         })();
@@ -806,7 +813,12 @@ impl Allocator {
 
     /// Clones the template into `staging` under its shared lock. `Ok(None)` when there is no
     /// valid template, or it was found damaged (it is then discarded, once no clone reads it).
-    fn clone_template(&self, plan: &Plan, staging: &Path) -> Result<Option<TreeStats>> {
+    fn clone_template(
+        &self,
+        plan: &Plan,
+        staging: &Path,
+        marker: &[u8],
+    ) -> Result<Option<TreeStats>> {
         use std::os::unix::fs::MetadataExt;
         let store = &self.inner.store;
         let template = store.dir("templates").join(&plan.digest);
@@ -817,18 +829,27 @@ impl Allocator {
             return Ok(None);
         }
         let seen = identity(&template);
-        let cloned = build_tree(
+        let cloned = clone_tree(
             &plan.manifest,
             staging,
             self.inner.config.link_mode,
-            &|path, _, _| crate::fsutil::join_rel(&template, path),
+            &template,
+            Some(pending(marker)),
         );
         let problem = match cloned {
-            Ok(stats) => match quick_check(&plan.manifest, staging) {
-                None => return Ok(Some(stats)),
-                // E.g. an app chmod-ed a hardlinked file: the template's inode changed too.
-                Some(problem) => problem,
+            // Files changed through a hardlink are re-hashed: intact content gets its metadata
+            // back, modified content is never handed out (the template is rebuilt below).
+            Ok(Built::Done(stats)) => match check_staged(store, &plan.manifest, staging)? {
+                Staged::Intact => return Ok(Some(stats)),
+                Staged::Restored(files) => {
+                    self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(template = %plan.digest, files, "store files changed through a hardlink kept their content; their mode and mtime were restored");
+                    return Ok(Some(stats));
+                }
+                Staged::Damaged(problem) => problem,
             },
+            // E.g. a file lost by a power loss after the marker was written, or deleted.
+            Ok(Built::SourceDamaged(problem)) => problem,
             Err(e) => match quick_check(&plan.manifest, &template) {
                 // Files of the template were deleted (its marker is still valid).
                 Some(problem) => problem,
@@ -847,14 +868,15 @@ impl Allocator {
     }
 
     /// Builds the tree in `staging` straight from verified store files.
-    fn build_from_store(&self, plan: &Plan, staging: &Path) -> Result<TreeStats> {
+    fn build_from_store(&self, plan: &Plan, staging: &Path, marker: &[u8]) -> Result<TreeStats> {
         let store = &self.inner.store;
         self.verify_content(&plan.manifest)?;
-        let stats = build_tree(
+        let stats = build_from_store(
             &plan.manifest,
             staging,
             self.inner.config.link_mode,
-            &|_, digest, exec| store.file_path(digest, exec),
+            store,
+            Some(pending(marker)),
         )?;
         if let Some(problem) = quick_check(&plan.manifest, staging) {
             return Err(Error::Malformed {
@@ -1109,17 +1131,32 @@ fn read_marker(tree: &Path) -> Option<Marker> {
     serde_json::from_slice(&bytes).ok()
 }
 
-fn write_marker(store: &Store, tree: &Path, manifest: &str, lockfile: Option<&str>) -> Result<()> {
+/// Temporary name of a completion marker written with the tree (see [`PendingMarker`]).
+const PENDING_MARKER: &str = ".breakwater-alloc.pending";
+
+fn marker_bytes(tree: &Path, manifest: &str, lockfile: Option<&str>) -> Result<Vec<u8>> {
     let marker = Marker {
         manifest: manifest.to_owned(),
         lockfile: lockfile.map(str::to_owned),
     };
-    let bytes = serde_json::to_vec(&marker).map_err(|e| Error::Malformed {
+    serde_json::to_vec(&marker).map_err(|e| Error::Malformed {
         path: tree.join(MARKER),
         reason: e.to_string(),
-    })?;
-    let _ = store;
-    atomic_write(tree, &tree.join(MARKER), &bytes, true, 0o444)?;
+    })
+}
+
+fn pending(bytes: &[u8]) -> PendingMarker<'_> {
+    PendingMarker {
+        name: PENDING_MARKER,
+        bytes,
+    }
+}
+
+/// Puts the completion marker, written and made durable with the tree, into place: the tree
+/// is complete from now on (one rename, one directory fsync).
+fn seal(tree: &Path) -> Result<()> {
+    let marker = tree.join(MARKER);
+    fs::rename(tree.join(PENDING_MARKER), &marker).map_err(Error::io("cannot write", &marker))?;
     sync_dir(tree)
 }
 

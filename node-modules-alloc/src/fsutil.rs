@@ -80,6 +80,52 @@ pub(crate) fn join_rel(base: &Path, rel: &str) -> PathBuf {
     out
 }
 
+/// The mtime of every published content file (and every file of a tree): npm's fixed mtime of
+/// packed files, 1985-10-26T08:15:00Z. Writing to a file moves its mtime, so a file whose mtime
+/// differs was modified (or published by an older version): see [`crate::store`].
+pub(crate) const CONTENT_MTIME_SECS: i64 = 499_162_500;
+
+/// [`CONTENT_MTIME_SECS`] as access and modification time.
+pub(crate) fn content_timestamps() -> rustix::fs::Timestamps {
+    let time = rustix::fs::Timespec {
+        tv_sec: CONTENT_MTIME_SECS,
+        tv_nsec: 0,
+    };
+    rustix::fs::Timestamps {
+        last_access: time,
+        last_modification: time,
+    }
+}
+
+/// Whether a file carries the published content mtime.
+pub(crate) fn has_content_mtime(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime() == CONTENT_MTIME_SECS && meta.mtime_nsec() == 0
+}
+
+/// Sets the published content mtime on `path` (not following a final symlink).
+pub(crate) fn set_content_mtime(path: &Path) -> io::Result<()> {
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &content_timestamps(),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Opens a directory given by a trusted path (the store, an app's staging directory) as the
+/// anchor of no-follow walks.
+pub(crate) fn open_dir(path: &Path) -> io::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)
+}
+
 /// The pid in a name made by [`unique_name`] (`{prefix}{pid}-{12 alphanumerics}`), if it has
 /// that shape. Prefixes never end in a digit, so the pid is the run of digits before the last
 /// `-`.

@@ -91,6 +91,7 @@ pub mod manifest;
 pub mod materialize;
 pub mod store;
 pub mod sweep;
+mod tree_check;
 mod work;
 
 pub use error::{Error, MissingPackage, Rejection, Result};

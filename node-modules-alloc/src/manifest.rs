@@ -14,6 +14,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,7 @@ use crate::fsutil::atomic_write;
 use crate::integrity::sha512_hex;
 use crate::lockfile::{Lockfile, Selection};
 use crate::store::{IndexEntry, Store};
+use crate::tree_check::{self, Item, Violation};
 
 /// One entry of a tree, path relative to the `node_modules` directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +115,53 @@ impl Manifest {
         Ok(digest)
     }
 
+    /// Checks that the manifest can be laid out safely on its own: plain relative paths, content
+    /// digests of 128 hex digits, no entry below another one, every symlink resolving inside the
+    /// tree. (Which package owns what is only known to [`Manifest::plan`], which checks more.)
+    /// Returns a description of the first problem.
+    pub fn check_layout(&self) -> std::result::Result<(), String> {
+        for entry in &self.entries {
+            if let ManifestEntry::File { path, digest, .. } = entry
+                && (digest.len() != 128
+                    || !digest
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            {
+                return Err(format!("entry {path:?} has a malformed digest {digest:?}"));
+            }
+        }
+        let items: Vec<Item<'_>> = self.entries.iter().map(item).collect();
+        tree_check::check(&items, None).map_err(|violation| {
+            let path = |i: usize| self.entries.get(i).map_or("?", ManifestEntry::path);
+            let target = |i: usize| match self.entries.get(i) {
+                Some(ManifestEntry::Symlink { target, .. }) => target.as_str(),
+                _ => "?",
+            };
+            match violation {
+                Violation::BadPath { entry } => {
+                    format!("entry {:?} has an unusable path", path(entry))
+                }
+                Violation::UnderFile { entry, file } => {
+                    format!(
+                        "entry {:?} lies below the file {:?}",
+                        path(entry),
+                        path(file)
+                    )
+                }
+                Violation::ThroughLink { entry, link } => format!(
+                    "entry {:?} would be written through the symlink {:?}",
+                    path(entry),
+                    path(link)
+                ),
+                Violation::Escapes { link, .. } | Violation::Foreign { link, .. } => format!(
+                    "symlink {:?} -> {:?} resolves outside the tree",
+                    path(link),
+                    target(link)
+                ),
+            }
+        })
+    }
+
     /// Loads a saved manifest and checks that it still hashes to `digest`.
     pub fn load(store: &Store, digest: &str) -> Result<Self> {
         let path = store.dir("manifests").join(format!("{digest}.json"));
@@ -127,20 +176,28 @@ impl Manifest {
                 reason: "manifest does not hash to its name".to_owned(),
             });
         }
+        manifest.check_layout().map_err(|reason| Error::Malformed {
+            path,
+            reason: format!("unsafe tree: {reason}"),
+        })?;
         Ok(manifest)
     }
 
     /// Resolves the selected packages of `lockfile` against the store. Fails with
-    /// [`Error::MissingPackages`] listing *every* package the store lacks.
+    /// [`Error::MissingPackages`] listing *every* package the store lacks, and with
+    /// [`Error::Lockfile`] naming both packages concerned when the packages, laid out together,
+    /// would conflict or make the tree unsafe: an entry below another package's file or
+    /// symlink, a symlink resolving (through the tree's other symlinks) outside the package that
+    /// ships it (a `.bin` link: outside the package that declared the bin), a package entry
+    /// where another package's bin link goes.
     pub fn plan(store: &Store, lockfile: &Lockfile, selection: &Selection) -> Result<Plan> {
-        let mut entries: BTreeMap<String, ManifestEntry> = BTreeMap::new();
+        let mut tree = Assembly::default();
         let mut missing = Vec::new();
-        let mut packages = 0;
         let mut canonical = Vec::new();
-        let conflict = |path: &str, what: &str| Error::Lockfile {
+        let refuse = |package: &str, reason: String| Error::Lockfile {
             file: lockfile.file().to_path_buf(),
-            location: format!("packages[{path:?}]"),
-            reason: format!("{what} conflicts with another package's entry"),
+            location: format!("packages[{package:?}]"),
+            reason,
         };
         for pkg in lockfile.select(selection) {
             canonical.push((
@@ -155,72 +212,19 @@ impl Manifest {
                 });
                 continue;
             };
-            packages += 1;
-            let rel = pkg.path.strip_prefix("node_modules/").unwrap_or(&pkg.path);
-            let mut bins = index.bins.clone();
-            bins.extend(pkg.bins.clone());
-            let bin_targets: std::collections::HashSet<&str> =
-                bins.values().map(String::as_str).collect();
-            for entry in &index.entries {
-                let path = format!("{rel}/{}", entry.path());
-                let item = match entry {
-                    IndexEntry::File {
-                        digest, size, exec, ..
-                    } => ManifestEntry::File {
-                        path: path.clone(),
-                        digest: digest.clone(),
-                        size: *size,
-                        exec: *exec || bin_targets.contains(entry.path()),
-                    },
-                    IndexEntry::Symlink { target, .. } => ManifestEntry::Symlink {
-                        path: path.clone(),
-                        target: target.clone(),
-                    },
-                };
-                if entries.insert(path.clone(), item).is_some() {
-                    return Err(conflict(&pkg.path, &path));
-                }
-            }
-            // `.bin` lives in the node_modules directory that holds the package.
-            let name_depth = if pkg.name.starts_with('@')
-                && rel.rsplit('/').nth(1).is_some_and(|s| s.starts_with('@'))
-            {
-                2
-            } else {
-                1
-            };
-            let parts: Vec<&str> = rel.split('/').collect();
-            let split = parts.len().saturating_sub(name_depth);
-            let parent = parts.get(..split).map(|p| p.join("/")).unwrap_or_default();
-            let own = parts.get(split..).map(|p| p.join("/")).unwrap_or_default();
-            for (bin, target) in &bins {
-                if !index.entries.iter().any(|e| e.path() == target) {
-                    tracing::warn!(package = %pkg.path, bin, target, "bin target missing from package; skipped");
-                    continue;
-                }
-                let link = if parent.is_empty() {
-                    format!(".bin/{bin}")
-                } else {
-                    format!("{parent}/.bin/{bin}")
-                };
-                if entries.contains_key(&link) {
-                    tracing::debug!(package = %pkg.path, bin, "bin already provided by another package");
-                    continue;
-                }
-                entries.insert(
-                    link.clone(),
-                    ManifestEntry::Symlink {
-                        path: link,
-                        target: format!("../{own}/{target}"),
-                    },
-                );
-            }
+            tree.add_package(pkg, &index)
+                .map_err(|reason| refuse(&pkg.path, reason))?;
         }
         if !missing.is_empty() {
             return Err(Error::MissingPackages { missing });
         }
+        tree.check().map_err(|(package, reason)| {
+            tracing::warn!(package = %package, reason = %reason, "tree refused: packages laid out together are unsafe");
+            refuse(&package, reason)
+        })?;
+        let packages = tree.packages.len();
         let manifest = Self {
-            entries: entries.into_values().collect(),
+            entries: tree.entries.into_values().map(|o| o.entry).collect(),
         };
         let lockfile_digest =
             sha512_hex(&serde_json::to_vec(&(canonical, selection)).unwrap_or_default());
@@ -231,4 +235,247 @@ impl Manifest {
             packages,
         })
     }
+}
+
+/// The merged tree being assembled: every entry with the package that ships it.
+#[derive(Debug, Default)]
+struct Assembly {
+    entries: BTreeMap<String, Owned>,
+    /// (lockfile path, directory relative to `node_modules`) of every installed package.
+    packages: Vec<(String, String)>,
+}
+
+impl Assembly {
+    fn package_path(&self, i: usize) -> &str {
+        self.packages.get(i).map_or("?", |(p, _)| p.as_str())
+    }
+
+    /// Adds a package's entries and its `.bin` links; on a conflict, the reason.
+    fn add_package(
+        &mut self,
+        pkg: &crate::lockfile::LockedPackage,
+        index: &crate::store::PackageIndex,
+    ) -> std::result::Result<(), String> {
+        let rel = pkg.path.strip_prefix("node_modules/").unwrap_or(&pkg.path);
+        let owner = self.packages.len();
+        self.packages.push((pkg.path.clone(), rel.to_owned()));
+        let mut bins = index.bins.clone();
+        bins.extend(pkg.bins.clone());
+        let bin_targets: std::collections::HashSet<&str> =
+            bins.values().map(String::as_str).collect();
+        for entry in &index.entries {
+            let path = format!("{rel}/{}", entry.path());
+            let item = match entry {
+                IndexEntry::File {
+                    digest, size, exec, ..
+                } => ManifestEntry::File {
+                    path: path.clone(),
+                    digest: digest.clone(),
+                    size: *size,
+                    exec: *exec || bin_targets.contains(entry.path()),
+                },
+                IndexEntry::Symlink { target, .. } => ManifestEntry::Symlink {
+                    path: path.clone(),
+                    target: target.clone(),
+                },
+            };
+            let shipped = Owned {
+                entry: item,
+                owner,
+                bin: false,
+            };
+            if let Some(existing) = self.entries.insert(path.clone(), shipped) {
+                return Err(format!(
+                    "{path} conflicts with another package's entry (of package {})",
+                    self.package_path(existing.owner)
+                ));
+            }
+        }
+        // `.bin` lives in the node_modules directory that holds the package.
+        let name_depth = if pkg.name.starts_with('@')
+            && rel.rsplit('/').nth(1).is_some_and(|s| s.starts_with('@'))
+        {
+            2
+        } else {
+            1
+        };
+        let parts: Vec<&str> = rel.split('/').collect();
+        let split = parts.len().saturating_sub(name_depth);
+        let parent = parts.get(..split).map(|p| p.join("/")).unwrap_or_default();
+        let own = parts.get(split..).map(|p| p.join("/")).unwrap_or_default();
+        for (bin, target) in &bins {
+            if !index.entries.iter().any(|e| e.path() == target) {
+                tracing::warn!(package = %pkg.path, bin, target, "bin target missing from package; skipped");
+                continue;
+            }
+            let link = if parent.is_empty() {
+                format!(".bin/{bin}")
+            } else {
+                format!("{parent}/.bin/{bin}")
+            };
+            match self.entries.get(&link) {
+                Some(existing) if existing.bin => {
+                    tracing::debug!(package = %pkg.path, bin, "bin already provided by another package");
+                    continue;
+                }
+                Some(existing) => {
+                    let shipper = self.package_path(existing.owner);
+                    tracing::warn!(package = %pkg.path, bin, shadowed_by = shipper, "bin shadowed by another package's entry; refusing the tree");
+                    return Err(format!(
+                        "bin {bin:?} would be shadowed by {link:?}, shipped by package {shipper}"
+                    ));
+                }
+                None => {}
+            }
+            let symlink = ManifestEntry::Symlink {
+                path: link.clone(),
+                target: format!("../{own}/{target}"),
+            };
+            self.entries.insert(
+                link,
+                Owned {
+                    entry: symlink,
+                    owner,
+                    bin: true,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks the merged tree (see [`check_merged_tree`]).
+    fn check(&self) -> std::result::Result<(), (String, String)> {
+        check_merged_tree(&self.entries, &self.packages)
+    }
+}
+
+/// A manifest entry with the package that ships it (or declared it, for a bin link).
+#[derive(Debug)]
+struct Owned {
+    entry: ManifestEntry,
+    owner: usize,
+    bin: bool,
+}
+
+fn item(entry: &ManifestEntry) -> Item<'_> {
+    match entry {
+        ManifestEntry::File { path, .. } => Item {
+            path,
+            link: None,
+            owner: None,
+        },
+        ManifestEntry::Symlink { path, target } => Item {
+            path,
+            link: Some(target),
+            owner: None,
+        },
+    }
+}
+
+/// Checks the merged tree; on a violation returns the lockfile path of the package to blame and
+/// a reason naming the other package.
+fn check_merged_tree(
+    entries: &BTreeMap<String, Owned>,
+    packages: &[(String, String)],
+) -> std::result::Result<(), (String, String)> {
+    let list: Vec<&Owned> = entries.values().collect();
+    let items: Vec<Item<'_>> = list
+        .iter()
+        .map(|o| Item {
+            owner: Some(o.owner),
+            ..item(&o.entry)
+        })
+        .collect();
+    let roots: Vec<&str> = packages.iter().map(|(_, rel)| rel.as_str()).collect();
+    let Err(violation) = tree_check::check(&items, Some(&roots)) else {
+        return Ok(());
+    };
+    let package = |p: usize| packages.get(p).map_or("?", |(path, _)| path.as_str());
+    let at = |i: usize| list.get(i).copied();
+    let owner = |i: usize| at(i).map_or("?", |o| package(o.owner));
+    let path = |i: usize| at(i).map_or("?", |o| o.entry.path());
+    let describe = |i: usize| match at(i) {
+        Some(Owned {
+            entry: ManifestEntry::Symlink { path, target },
+            bin,
+            ..
+        }) => format!(
+            "{} {path:?} -> {target:?}",
+            if *bin { "bin link" } else { "symlink" }
+        ),
+        Some(o) => format!("entry {:?}", o.entry.path()),
+        None => "?".to_owned(),
+    };
+    let through = |via: &[usize]| {
+        let mut out = String::new();
+        for (n, &v) in via.iter().enumerate() {
+            let step = if n == 0 {
+                " (through symlink"
+            } else {
+                ", then"
+            };
+            let _ = write!(out, "{step} {:?} of package {}", path(v), owner(v));
+        }
+        if !via.is_empty() {
+            out.push(')');
+        }
+        out
+    };
+    Err(match violation {
+        Violation::BadPath { entry } => (
+            owner(entry).to_owned(),
+            format!("{} has an unusable path", describe(entry)),
+        ),
+        Violation::UnderFile { entry, file } => (
+            owner(entry).to_owned(),
+            format!(
+                "{} conflicts with another package's entry: it lies below the file {:?} of package {}",
+                describe(entry),
+                path(file),
+                owner(file)
+            ),
+        ),
+        Violation::ThroughLink { entry, link } => (
+            owner(entry).to_owned(),
+            format!(
+                "{} would be written through {} shipped by package {}",
+                describe(entry),
+                describe(link),
+                owner(link)
+            ),
+        ),
+        Violation::Escapes { link, via } => (
+            owner(link).to_owned(),
+            format!(
+                "{} resolves outside node_modules{}",
+                describe(link),
+                through(&via)
+            ),
+        ),
+        Violation::Foreign {
+            link,
+            resolved,
+            package: into,
+            via,
+        } => {
+            let into = into.map_or_else(
+                || "outside every package".to_owned(),
+                |p| format!("into package {}", package(p)),
+            );
+            let whose = if at(link).is_some_and(|o| o.bin) {
+                "that declared the bin"
+            } else {
+                "that ships it"
+            };
+            (
+                owner(link).to_owned(),
+                format!(
+                    "{} resolves to {resolved:?}{}, {into}, not into package {} {whose}",
+                    describe(link),
+                    through(&via),
+                    owner(link)
+                ),
+            )
+        }
+    })
 }

@@ -33,9 +33,13 @@
 //! # The hardlink hazard, and executables
 //!
 //! A hardlinked `node_modules` file *is* the store file: an app that edits it edits the store.
-//! Store files are therefore read-only (0444/0555), `verify` re-hashes content (never trusts
-//! size or mtime), and a file whose content no longer matches its address is moved to
-//! `quarantine/`, re-imported from its recorded source when available, and never linked again.
+//! Store files are therefore read-only (0444/0555) and carry one fixed mtime ([`CONTENT_MTIME`]):
+//! an in-place write moves it, so the allocator's per-file `lstat` of every staged tree notices
+//! the edit before the inode is linked again, and re-hashes the file. `verify` re-hashes content
+//! (never trusts size or mtime), and a file whose content no longer matches its address is moved
+//! to `quarantine/`, re-imported from its recorded source when available, and never linked again.
+//! A file at a content address that does not look as published (size, mode, mtime: e.g. empty
+//! after a power loss) is replaced by the next import of the same content.
 //! The permission bits live on the inode too, so `chmod +x` on a linked file would change the
 //! store file and every other tree linking it. We never chmod a linked file: an executable file
 //! (tarball mode with an x bit, or a declared `bin`) is stored as a *separate* inode with the
@@ -66,10 +70,19 @@ use sha2::{Digest, Sha512};
 use crate::bins::{normalize_bin_target, validate_bin_name};
 use crate::config::ImportLimits;
 use crate::error::{Error, Result};
-use crate::fsutil::{age, atomic_write, create_dirs, remove_tree, unique_name};
+use crate::fsutil::{
+    CONTENT_MTIME_SECS, age, atomic_write, create_dirs, has_content_mtime, remove_tree,
+    set_content_mtime, sync_dir, unique_name,
+};
 use crate::integrity::{Hash, Integrity};
 use crate::locks::{LockFile, LockMode};
 use crate::work::{WorkGuard, WorkTracker};
+
+/// The modification time (seconds since the epoch, 1985-10-26T08:15:00Z, npm's fixed mtime of
+/// packed files) of every published content file, and of every file of a tree laid out from
+/// the store. An in-place write moves a file's mtime, so cheap checks (one `lstat`) catch an
+/// app rewriting a hardlinked file before the inode is linked into another tree.
+pub const CONTENT_MTIME: i64 = CONTENT_MTIME_SECS;
 
 /// Store configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -77,9 +90,10 @@ use crate::work::{WorkGuard, WorkTracker};
 pub struct StoreConfig {
     /// Limits applied to every imported tarball.
     pub limits: ImportLimits,
-    /// fsync content files before publishing them (index files, manifests and markers are always
-    /// synced). Off by default: a process crash cannot tear a renamed file; a power loss can
-    /// leave empty content, which `verify` detects and repairs.
+    /// fsync content files before publishing them, and their `files/xx/` directory after (index
+    /// files, manifests, templates and markers are always synced). Off by default: a process
+    /// crash cannot tear a renamed file; a power loss can leave empty content, which the next
+    /// import of the same content replaces, allocations detect (size) and `verify` repairs.
     pub sync_content: bool,
 }
 
@@ -320,26 +334,75 @@ impl Store {
         self.inner.root.join("files").join(head).join(name)
     }
 
-    /// Publishes the temporary file `tmp` (already hashed to `digest`) under its content address.
-    /// Idempotent: when the address exists, the temporary file is dropped.
+    /// Publishes the temporary file `tmp` (already hashed to `digest`) under its content address,
+    /// read-only and with the fixed [`CONTENT_MTIME`]. Idempotent: when the address already
+    /// holds intact content (see [`Store::content_intact`]) the temporary file is dropped; a
+    /// truncated or otherwise damaged file there (a power loss after a rename that was not
+    /// synced) is replaced — it never wins over the fresh copy. With `sync_content`, the file and
+    /// its directory are fsynced around the rename.
     pub(crate) fn publish_temp(&self, tmp: &Path, digest: &str, exec: bool) -> Result<()> {
         let target = self.file_path(digest, exec);
-        if target.exists() {
-            let _ = fs::remove_file(tmp);
-            return Ok(());
+        let size = fs::metadata(tmp)
+            .map_err(Error::io("cannot stat", tmp))?
+            .len();
+        if let Ok(existing) = fs::symlink_metadata(&target) {
+            if self.content_intact(digest, exec, size) {
+                let _ = fs::remove_file(tmp);
+                return Ok(());
+            }
+            if existing.is_file() && existing.len() == size {
+                // Metadata only (an older version's mtime, a chmod through a hardlink).
+                tracing::debug!(
+                    digest,
+                    exec,
+                    "republishing a store file with its published mode and mtime"
+                );
+            } else {
+                tracing::warn!(
+                    digest,
+                    exec,
+                    size,
+                    found = existing.len(),
+                    "store file at this content address is damaged (truncated by a crash?); replacing it"
+                );
+            }
         }
-        if let Some(parent) = target.parent() {
+        let sync = self.inner.config.sync_content;
+        if let Some(parent) = target.parent()
+            && fs::symlink_metadata(parent).is_err()
+        {
             create_dirs(parent)?;
+            if sync {
+                sync_dir(&self.dir("files"))?;
+            }
         }
         let mode = if exec { 0o555 } else { 0o444 };
         fs::set_permissions(tmp, fs::Permissions::from_mode(mode))
             .map_err(Error::io("cannot set permissions of", tmp))?;
-        if self.inner.config.sync_content {
+        set_content_mtime(tmp).map_err(Error::io("cannot set the mtime of", tmp))?;
+        if sync {
             File::open(tmp)
                 .and_then(|f| f.sync_all())
                 .map_err(Error::io("cannot sync", tmp))?;
         }
-        fs::rename(tmp, &target).map_err(Error::io("cannot publish", &target))
+        fs::rename(tmp, &target).map_err(Error::io("cannot publish", &target))?;
+        match target.parent() {
+            Some(parent) if sync => sync_dir(parent),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the store holds the `exec` variant of `digest` as it was published: a regular
+    /// file of `size` bytes, mode 0444 (0555), mtime [`CONTENT_MTIME`]. A cheap structural check
+    /// (one `lstat`), not a re-hash: it catches what a crash leaves (a truncated file) and an
+    /// in-place edit (which moves the mtime); [`Store::verify_file`] re-hashes.
+    pub fn content_intact(&self, digest: &str, exec: bool, size: u64) -> bool {
+        fs::symlink_metadata(self.file_path(digest, exec)).is_ok_and(|meta| {
+            meta.is_file()
+                && meta.len() == size
+                && meta.permissions().mode() & 0o7777 == if exec { 0o555 } else { 0o444 }
+                && has_content_mtime(&meta)
+        })
     }
 
     /// A fresh path in `tmp/`.
@@ -350,7 +413,7 @@ impl Store {
     /// Stores `bytes` and returns their sha512 hex digest.
     pub fn put_bytes(&self, bytes: &[u8], exec: bool) -> Result<String> {
         let digest = hex::encode(Sha512::digest(bytes));
-        if self.file_path(&digest, exec).exists() {
+        if self.content_intact(&digest, exec, bytes.len() as u64) {
             return Ok(digest);
         }
         let tmp = self.temp_path();
@@ -361,11 +424,18 @@ impl Store {
 
     /// Makes sure the `exec` variant of `digest` exists, creating it from the other variant
     /// (re-hashed on the way, so corrupt content is never propagated).
+    ///
+    /// An existing variant is kept unless it is visibly damaged (its size differs from the
+    /// other variant, which carries the published mtime); callers re-hash it before linking it.
     pub fn ensure_variant(&self, digest: &str, exec: bool) -> Result<()> {
-        if self.file_path(digest, exec).exists() {
-            return Ok(());
-        }
         let other = self.file_path(digest, !exec);
+        if let Ok(meta) = fs::symlink_metadata(self.file_path(digest, exec)) {
+            let damaged = fs::symlink_metadata(&other)
+                .is_ok_and(|o| o.is_file() && has_content_mtime(&o) && o.len() != meta.len());
+            if meta.is_file() && !damaged {
+                return Ok(());
+            }
+        }
         let bytes = fs::read(&other).map_err(Error::io("cannot read", &other))?;
         if hex::encode(Sha512::digest(&bytes)) != digest {
             self.quarantine(digest, !exec)?;
@@ -390,22 +460,53 @@ impl Store {
     }
 
     /// Restores the mode of a store file (0444, or 0555 for the executable variant) if someone
-    /// changed it through a hardlink (`chmod` on a linked file changes the shared inode).
+    /// changed it through a hardlink (`chmod` on a linked file changes the shared inode), and its
+    /// mtime ([`Store::restore_metadata`]). Call it only on content that was just re-hashed.
     pub fn restore_mode(&self, digest: &str, exec: bool) -> Result<bool> {
+        self.restore_metadata(digest, exec)
+    }
+
+    /// Restores the published metadata of a store file — mode 0444 (0555) and mtime
+    /// [`CONTENT_MTIME`] — after someone changed it through a hardlink, or after an older
+    /// version published it with an arbitrary mtime. Returns whether anything changed. Call it
+    /// only on content that was just re-hashed: the mtime is what later cheap checks trust.
+    pub fn restore_metadata(&self, digest: &str, exec: bool) -> Result<bool> {
         let path = self.file_path(digest, exec);
-        let meta = fs::metadata(&path).map_err(Error::io("cannot stat", &path))?;
+        let meta = fs::symlink_metadata(&path).map_err(Error::io("cannot stat", &path))?;
         let expected = if exec { 0o555 } else { 0o444 };
-        if meta.permissions().mode() & 0o7777 == expected {
+        let mode = meta.permissions().mode() & 0o7777;
+        let mut changed = false;
+        if mode != expected {
+            tracing::warn!(
+                digest,
+                exec,
+                mode = format_args!("{mode:o}"),
+                "store file mode was changed through a hardlink; restoring it"
+            );
+            fs::set_permissions(&path, fs::Permissions::from_mode(expected))
+                .map_err(Error::io("cannot set permissions of", &path))?;
+            changed = true;
+        }
+        if !has_content_mtime(&meta) {
+            tracing::debug!(
+                digest,
+                exec,
+                "store file mtime differs from the published one; restoring it"
+            );
+            set_content_mtime(&path).map_err(Error::io("cannot set the mtime of", &path))?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Re-hashes a store file and, when its content still matches, restores its published
+    /// metadata. `Ok(false)` when it is missing or its content no longer matches (the caller
+    /// quarantines it).
+    pub fn revalidate(&self, digest: &str, exec: bool) -> Result<bool> {
+        if !self.verify_file(digest, exec)? {
             return Ok(false);
         }
-        tracing::warn!(
-            digest,
-            exec,
-            mode = format_args!("{:o}", meta.permissions().mode() & 0o7777),
-            "store file mode was changed through a hardlink; restoring it"
-        );
-        fs::set_permissions(&path, fs::Permissions::from_mode(expected))
-            .map_err(Error::io("cannot set permissions of", &path))?;
+        self.restore_metadata(digest, exec)?;
         Ok(true)
     }
 
@@ -510,8 +611,11 @@ impl Store {
     pub(crate) fn has_all_files(&self, index: &PackageIndex) -> bool {
         let mut checked = std::collections::HashSet::new();
         index.entries.iter().all(|e| match e {
-            IndexEntry::File { digest, exec, .. } => {
-                !checked.insert((digest.as_str(), *exec)) || self.file_path(digest, *exec).exists()
+            IndexEntry::File {
+                digest, exec, size, ..
+            } => {
+                !checked.insert((digest.as_str(), *exec))
+                    || self.content_intact(digest, *exec, *size)
             }
             IndexEntry::Symlink { .. } => true,
         })

@@ -281,8 +281,11 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
-    fn in_store(&self, digest: &str) -> bool {
-        self.store.file_path(digest, false).exists() || self.store.file_path(digest, true).exists()
+    /// Whether the store holds an intact copy of this content (either variant): a truncated or
+    /// modified file at the address does not count, so the fresh bytes replace it.
+    fn in_store(&self, digest: &str, size: u64) -> bool {
+        self.store.content_intact(digest, false, size)
+            || self.store.content_intact(digest, true, size)
     }
 
     /// Reads a small file into memory; writes it to a temporary file only if its content is
@@ -304,7 +307,7 @@ impl<'a> Unpacker<'a> {
         self.add_unpacked(name, size)?;
         let digest = hex::encode(Sha512::digest(&buf));
         if !self.contents.contains_key(&digest) {
-            let tmp = if self.in_store(&digest) {
+            let tmp = if self.in_store(&digest, size) {
                 None
             } else {
                 let tmp = self.store.temp_path();
@@ -357,7 +360,7 @@ impl<'a> Unpacker<'a> {
             return Err(self.bad(format!("entry {name:?}: archive ends inside its data")));
         }
         let digest = hex::encode(hasher.finalize());
-        if self.contents.contains_key(&digest) || self.in_store(&digest) {
+        if self.contents.contains_key(&digest) || self.in_store(&digest, size) {
             let _ = fs::remove_file(&tmp);
             self.contents.entry(digest.clone()).or_insert(None);
         } else {
@@ -450,7 +453,7 @@ impl<'a> Unpacker<'a> {
             };
             let exec = file.exec || bin_targets.contains(path);
             if published.insert((&file.digest, exec))
-                && !self.store.file_path(&file.digest, exec).exists()
+                && !self.store.content_intact(&file.digest, exec, file.size)
             {
                 match self.contents.get(&file.digest) {
                     Some(Some(tmp)) if tmp.exists() => {

@@ -528,3 +528,112 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.write_all(data).unwrap();
     encoder.finish().unwrap()
 }
+
+/// A package tarball (`package/` prefix added) with a `package.json` naming `name` and its
+/// `bins`, regular files (path, content) and symlinks (path, target), all relative to the
+/// package root. Symlinks are written raw, so they may point anywhere the importer accepts.
+pub fn package_tgz(
+    name: &str,
+    bins: &[(&str, &str)],
+    files: &[(&str, &[u8])],
+    links: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut json = serde_json::json!({ "name": name, "version": "1.0.0" });
+    if !bins.is_empty() {
+        let map: serde_json::Map<String, serde_json::Value> = bins
+            .iter()
+            .map(|(b, t)| ((*b).to_owned(), serde_json::Value::from(*t)))
+            .collect();
+        json["bin"] = serde_json::Value::Object(map);
+    }
+    let json = serde_json::to_vec(&json).unwrap();
+    let file_names: Vec<String> = files.iter().map(|(p, _)| format!("package/{p}")).collect();
+    let link_names: Vec<String> = links.iter().map(|(p, _)| format!("package/{p}")).collect();
+    let mut entries = vec![Raw::File("package/package.json", &json, 0o644)];
+    for ((_, data), name) in files.iter().zip(&file_names) {
+        entries.push(Raw::File(name, data, 0o644));
+    }
+    for ((_, target), name) in links.iter().zip(&link_names) {
+        entries.push(Raw::Symlink(name, target));
+    }
+    raw_tgz(&entries)
+}
+
+/// A `package-lock.json` (v3) for raw tarballs: (install path, tarball, extra JSON fields such
+/// as `bin` or `inBundle`). Entries with `inBundle: true` get no integrity.
+pub fn raw_lockfile(entries: &[(&str, &[u8], serde_json::Value)]) -> String {
+    let mut packages = serde_json::Map::new();
+    packages.insert(
+        String::new(),
+        serde_json::json!({ "name": "app", "version": "1.0.0" }),
+    );
+    for (path, tarball, extra) in entries {
+        let mut v = serde_json::json!({ "version": "1.0.0" });
+        if extra.get("inBundle") != Some(&serde_json::Value::Bool(true)) {
+            v["integrity"] = Integrity::sha512_of(tarball).to_string().into();
+        }
+        if let Some(extra) = extra.as_object() {
+            for (k, x) in extra {
+                v[k] = x.clone();
+            }
+        }
+        packages.insert((*path).to_owned(), v);
+    }
+    serde_json::to_string_pretty(&serde_json::json!({
+        "name": "app", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
+        "packages": packages,
+    }))
+    .unwrap()
+}
+
+/// Writes a store file back as a crash could have left it: `bytes` as content, the mode and
+/// mtime it had before (a power loss after a non-synced rename keeps the metadata, not the data).
+pub fn damage_keeping_metadata(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(path, bytes).unwrap();
+    set_mtime(path, meta.mtime());
+    std::fs::set_permissions(path, meta.permissions()).unwrap();
+}
+
+/// Rewrites a (possibly hardlinked, read-only) file in place, as patch-package or an editor
+/// does: `chmod u+w`, open for writing without truncating, same-length bytes.
+pub fn edit_in_place(path: &Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(path).unwrap().len(), bytes.len() as u64);
+    let mode = std::fs::metadata(path).unwrap().permissions().mode();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o200)).unwrap();
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    std::io::Write::write_all(&mut file, bytes).unwrap();
+}
+
+/// Whether the filesystem holding `dir` supports reflinks (FICLONE).
+pub fn reflink_supported(dir: &Path) -> bool {
+    let src = dir.join(".reflink-probe-src");
+    let dst = dir.join(".reflink-probe-dst");
+    std::fs::write(&src, b"probe").unwrap();
+    let ok = reflink_copy::reflink(&src, &dst).is_ok();
+    let _ = std::fs::remove_file(&src);
+    let _ = std::fs::remove_file(&dst);
+    ok
+}
+
+/// Sets a file's mtime (utimensat, no write access needed), as `touch -d` would.
+pub fn set_mtime(path: &Path, secs: i64) {
+    let time = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &rustix::fs::Timestamps {
+            last_access: time,
+            last_modification: time,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+}

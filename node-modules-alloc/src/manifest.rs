@@ -304,7 +304,13 @@ impl Assembly {
         let parent = parts.get(..split).map(|p| p.join("/")).unwrap_or_default();
         let own = parts.get(split..).map(|p| p.join("/")).unwrap_or_default();
         for (bin, target) in &bins {
-            if !index.entries.iter().any(|e| e.path() == target) {
+            // A map lookup, not a scan of the package's entries: `directories.bin` can declare
+            // a bin for every file of a large package.
+            let shipped_here = self
+                .entries
+                .get(&format!("{rel}/{target}"))
+                .is_some_and(|e| e.owner == owner && !e.bin);
+            if !shipped_here {
                 tracing::warn!(package = %pkg.path, bin, target, "bin target missing from package; skipped");
                 continue;
             }

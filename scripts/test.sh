@@ -29,6 +29,25 @@ if [ -z "${SKIP_LINT:-}" ]; then
   cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 fi
 
+# Imports inside each library crate point one way: see the script for the graph.
+step "module cycles (scripts/check-module-cycles.py)"
+scripts/check-module-cycles.py --self-test
+scripts/check-module-cycles.py
+
+# The library must build without the CLI's dependencies (clap, indicatif, tracing-subscriber).
+step "node-modules-alloc library without default features (no cli)"
+cargo check -p node-modules-alloc --no-default-features --lib --locked
+
+# What would be uploaded to crates.io, built as a downstream user would build it. The three
+# crates are packaged together: cargo verifies fleet-drain and node-modules-alloc against the
+# just-packaged resilience-core (a local overlay registry), so this works before anything is
+# published. Shows the file list of each crate first.
+step "cargo package (resilience-core, fleet-drain, node-modules-alloc)"
+for crate in resilience-core fleet-drain node-modules-alloc; do
+  printf '%s: %s files\n' "$crate" "$(cargo package -p "$crate" --list --allow-dirty --locked | wc -l)" >&2
+done
+cargo package -p resilience-core -p fleet-drain -p node-modules-alloc --allow-dirty --locked
+
 step "cargo test (workspace, all features: unit, integration and doc tests)"
 cargo test --workspace --all-features --locked
 

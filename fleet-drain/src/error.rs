@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use resilience_core::ConfigError;
 
-use crate::fleet::{AppId, HostId, HostState};
+use crate::ids::{AppId, HostId, HostState};
 
 /// An operation on a [`crate::fleet::Fleet`] failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -85,6 +85,13 @@ impl FleetError {
             self,
             FleetError::StartFailed { .. } | FleetError::Busy { .. } | FleetError::Unavailable(_)
         )
+    }
+}
+
+/// Lets [`resilience_core::retry::RetryPolicy`] retry fleet operations.
+impl resilience_core::retry::Retryable for FleetError {
+    fn is_retryable(&self) -> bool {
+        FleetError::is_retryable(self)
     }
 }
 

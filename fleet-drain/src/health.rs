@@ -3,10 +3,10 @@
 //!
 //! # Why gate on app health?
 //!
-//! In February 2019 the only figure consulted before draining more hosts
-//! was fleet capacity. Apps were starting with corrupted `node_modules` and
-//! nobody looked, because no metric said "the apps we just moved are not
-//! healthy". [`FleetHealth`] keeps exactly those figures, per fleet and per
+//! Capacity says whether the moved apps fit, not whether they work: a
+//! drain gated on capacity alone keeps going while the apps it moved fail
+//! to start (the February 2019 incident of the [crate docs](crate)).
+//! [`FleetHealth`] keeps the figures that say so, per fleet and per
 //! host: the share of apps running healthy, and app start failures per
 //! minute over a sliding window. Apps that are starting are in transition
 //! (the drain bounds them with `max_unavailable`) and count neither as

@@ -13,7 +13,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`fleet`] | the [`Fleet`] trait the controller acts on: hosts, apps, cordon, migrate, versions, health |
-//! | [`sim`] | [`sim::SimFleet`], an in-memory fleet whose app starts fail more often the more run at once on a host; a simulated-time driver; the naive baseline drain |
+//! | `sim` (feature `sim`) | `sim::SimFleet`, an in-memory fleet whose app starts fail more often the more run at once on a host; a simulated-time driver; the naive baseline drain |
 //! | [`plan`] | [`plan::DrainLimits`] and the [`plan::Planner`]: the next wave and a receiver for every app, never over a limit |
 //! | [`health`] | [`health::FleetHealth`] figures and the [`health::HealthGate`] (thresholds with hysteresis) |
 //! | [`drain`] | [`drain::DrainController`]: runs waves to completion, pacing starts per receiver, pausing/resuming/aborting on health, journaled, with events |
@@ -67,18 +67,23 @@
 //! assert!(fleet.stats().peak_starts_per_host_per_minute <= 4);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod drain;
 mod error;
 #[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub mod etcd;
 pub mod fleet;
 pub mod health;
+mod ids;
 pub mod journal;
 pub mod plan;
 pub mod rollout;
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 
 pub use error::{DrainError, FleetError, JournalError, PlanError, RolloutError};

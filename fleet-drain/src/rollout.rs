@@ -3,9 +3,10 @@
 //!
 //! # Why staged?
 //!
-//! In November 2019 a release with an accidental deep clone reached every
-//! API server at once and exhausted their memory; recovery needed fleets
-//! that could start *without receiving traffic*. A [`Rollout`] runs a list
+//! A release that reaches every server at once takes the whole service down
+//! with it (the November 2019 incident of the [crate docs](crate)), and
+//! recovery needs fleets that can start *without receiving traffic*. A
+//! [`Rollout`] runs a list
 //! of [`RolloutStep`]s — put the version on a few canary hosts, bake while
 //! the [`HealthGate`] watches the changed hosts, widen in waves, or start
 //! everywhere without traffic and then shift traffic in steps — and if the

@@ -8,19 +8,19 @@
     clippy::panic
 )]
 
-mod common;
+mod support;
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{Scenario, assert_fully_drained, bounded_config, scenario};
 use fleet_drain::DrainError;
 use fleet_drain::drain::{DrainController, DrainReport};
 use fleet_drain::journal::{DrainProgress, FileJournal, Journal};
 use fleet_drain::plan::Amount;
 use fleet_drain::sim::{self, SimConfig, SimError};
+use support::{Scenario, assert_fully_drained, bounded_config, scenario};
 
 fn small() -> Scenario {
     scenario(SimConfig::default(), 12, 10, 10, 30)
@@ -267,7 +267,7 @@ fn a_resumed_controller_restarts_its_predecessors_leftovers_before_gating() {
         s.clock.clone(),
     )
     .unwrap();
-    let events = common::collect(&mut controller);
+    let events = support::collect(&mut controller);
     // Whenever the successor starts new work, the leftovers run again.
     let not_restarted_at_wave = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (fleet, seen, left) = (

@@ -7,17 +7,17 @@
     clippy::panic
 )]
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_fully_drained, bounded_config, collect, feb_2019, scenario};
 use fleet_drain::DrainError;
 use fleet_drain::drain::{DrainConfig, DrainController, DrainEvent};
 use fleet_drain::journal::MemoryJournal;
 use fleet_drain::plan::{Amount, DrainLimits};
 use fleet_drain::sim::{self, NaiveDrainConfig, SimConfig};
+use support::{assert_fully_drained, bounded_config, collect, feb_2019, scenario};
 
 #[test]
 fn naive_capacity_gated_drain_produces_start_failures() {

@@ -13,7 +13,7 @@
     clippy::indexing_slicing
 )]
 
-#[path = "etcd_support.rs"]
+#[path = "support/etcd.rs"]
 mod support;
 
 use std::sync::Arc;

@@ -17,7 +17,7 @@
     clippy::indexing_slicing
 )]
 
-#[path = "etcd_support.rs"]
+#[path = "support/etcd.rs"]
 mod support;
 
 use std::path::PathBuf;

@@ -7,7 +7,7 @@
     clippy::panic
 )]
 
-mod common;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -174,7 +174,7 @@ proptest! {
 
     #[test]
     fn the_controller_keeps_every_limit_on_random_fleets(f in fixture(), seed in any::<u64>()) {
-        let s = common::scenario(SimConfig { seed, ..SimConfig::default() }, 0, 0, 0, 0);
+        let s = support::scenario(SimConfig { seed, ..SimConfig::default() }, 0, 0, 0, 0);
         let old: Vec<HostId> = f.old.iter().map(|&n| s.fleet.add_host(n.max(1), "v1")).collect();
         for (&h, &n) in old.iter().zip(&f.old) {
             s.fleet.add_apps(h, n).unwrap();
@@ -182,7 +182,7 @@ proptest! {
         for &c in &f.new {
             s.fleet.add_host(c, "v1");
         }
-        let mut config = DrainConfig { limits: f.limits.clone(), seed, ..common::bounded_config() };
+        let mut config = DrainConfig { limits: f.limits.clone(), seed, ..support::bounded_config() };
         config.retry.max_attempts = Some(100);
         config.gate.abort_below_healthy_share = 0.0;
         config.gate.abort_above_failures_per_minute = 1.0e9;

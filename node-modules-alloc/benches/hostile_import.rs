@@ -11,7 +11,7 @@
     clippy::panic
 )]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/support/mod.rs"]
 mod common;
 
 use std::hint::black_box;

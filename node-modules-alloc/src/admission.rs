@@ -5,7 +5,7 @@
 //!
 //! An in-process limit bounds one process. A host runs many allocator processes at once (one
 //! CLI per app being placed, several agents): with a limit of 4 each, 12 processes run 48
-//! materializations on one disk — exactly the thrashing of the February 2019 surge. And a
+//! materializations on one disk — the thrashing this crate exists to prevent. And a
 //! free-space check that every process makes on its own admits them all against the same free
 //! bytes.
 //!

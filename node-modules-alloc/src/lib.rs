@@ -1,9 +1,8 @@
 //! # node-modules-alloc
 //!
 //! A crash-safe, load-shedding `node_modules` allocator over a content-addressed package
-//! store — the "resilient `node_modules` allocator" action item of the February 2019 outage,
-//! where a surge of migrating apps overwhelmed the per-host allocator and some apps booted on
-//! a corrupted tree.
+//! store. Why it exists (the February 2019 outage) is told once, in the
+//! [README](https://github.com/breakwater-rs/breakwater/tree/main/node-modules-alloc#readme).
 //!
 //! * [`store`]: files by sha512 of content (stored once), a package index by the tarball's SRI
 //!   integrity, atomic writes, read-only files, `verify` by re-hashing, quarantine.
@@ -72,6 +71,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod admission;
@@ -81,6 +81,7 @@ pub mod config;
 mod error;
 mod fsutil;
 #[cfg(feature = "fuzzing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzzing")))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod import;
@@ -89,6 +90,7 @@ pub mod lockfile;
 mod locks;
 pub mod manifest;
 pub mod materialize;
+mod repair;
 pub mod store;
 pub mod sweep;
 mod tree_check;

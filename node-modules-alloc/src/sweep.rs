@@ -115,6 +115,8 @@ impl SweepReport {
     }
 }
 
+// The sweep methods of `Store`, written here as an extension: `sweep` depends on `store`,
+// never the reverse.
 impl Store {
     /// Removes scratch of failed operations and dead processes, and lock files of templates
     /// that no longer exist, while other handles and processes may use the store (see the

@@ -7,16 +7,16 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use common::{Pkg, entry, lockfile, snapshot, write_cacache, write_tarballs};
 use node_modules_alloc::Error;
 use node_modules_alloc::allocator::{Allocator, AllocatorConfig, Outcome};
 use node_modules_alloc::config::LinkMode;
 use node_modules_alloc::store::Store;
+use support::{Pkg, entry, lockfile, snapshot, write_cacache, write_tarballs};
 
 const LICENSE: &[u8] = b"MIT License\n\nPermission is hereby granted...\n";
 
@@ -333,7 +333,7 @@ async fn imports_from_an_npm_cache_verifying_sha512_and_sha1() {
             (
                 "make-fetch-happen:request-cache:https://r.invalid/old/-/old-0.0.1.tgz",
                 &old.tgz(),
-                common::sha1_integrity(&old.tgz()),
+                support::sha1_integrity(&old.tgz()),
             ),
             (
                 "make-fetch-happen:request-cache:https://r.invalid/a",
@@ -352,7 +352,7 @@ async fn imports_from_an_npm_cache_verifying_sha512_and_sha1() {
     let lock = dir.path().join("package-lock.json");
     let mut text: serde_json::Value =
         serde_json::from_str(&lockfile(&[entry("node_modules/old", &old)])).unwrap();
-    text["packages"]["node_modules/old"]["integrity"] = common::sha1_integrity(&old.tgz()).into();
+    text["packages"]["node_modules/old"]["integrity"] = support::sha1_integrity(&old.tgz()).into();
     fs::write(&lock, text.to_string()).unwrap();
     let allocator = Allocator::new(store, config(LinkMode::Auto)).unwrap();
     allocator

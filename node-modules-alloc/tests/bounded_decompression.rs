@@ -9,13 +9,13 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
-use common::{RawTar, all_paths, gzip, pax_record};
 use node_modules_alloc::config::ImportLimits;
 use node_modules_alloc::import::Imported;
 use node_modules_alloc::store::{Store, StoreConfig};
 use node_modules_alloc::{Error, Rejection};
+use support::{RawTar, all_paths, gzip, pax_record};
 
 fn limited(total: u64) -> StoreConfig {
     StoreConfig {

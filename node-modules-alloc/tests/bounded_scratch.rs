@@ -9,17 +9,17 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use common::{Pkg, entry, lockfile};
 use node_modules_alloc::allocator::{Allocator, AllocatorConfig};
 use node_modules_alloc::store::{IndexEntry, Store};
 use node_modules_alloc::sweep::SweepConfig;
+use support::{Pkg, entry, lockfile};
 
 const HOUR: Duration = Duration::from_secs(3600);
 

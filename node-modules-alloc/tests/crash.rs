@@ -8,14 +8,14 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Pkg, entry, lockfile, snapshot, write_tarballs};
+use support::{Pkg, entry, lockfile, snapshot, write_tarballs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_node-modules-alloc");
 const MARKER: &str = node_modules_alloc::allocator::MARKER;

@@ -12,16 +12,16 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::fs;
 use std::path::PathBuf;
 
-use common::{Pkg, damage_keeping_metadata, entry, lockfile, write_tarballs};
 use node_modules_alloc::allocator::{Allocator, AllocatorConfig, Outcome};
 use node_modules_alloc::config::LinkMode;
 use node_modules_alloc::integrity::sha512_hex;
 use node_modules_alloc::store::Store;
+use support::{Pkg, damage_keeping_metadata, entry, lockfile, write_tarballs};
 
 const UTIL: &[u8] = b"exports.util = function util() { return 42; };\n";
 

@@ -7,16 +7,16 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Pkg, entry, lockfile, write_tarballs};
 use node_modules_alloc::allocator::{Allocator, AllocatorConfig, FreeSpace};
 use node_modules_alloc::store::Store;
 use node_modules_alloc::{Error, MissingPackage};
+use support::{Pkg, entry, lockfile, write_tarballs};
 
 const BIN: &str = env!("CARGO_BIN_EXE_node-modules-alloc");
 
@@ -298,7 +298,7 @@ fn cli_exit_codes_and_one_line_errors() {
     let evil = dir.path().join("evil.tgz");
     fs::write(
         &evil,
-        common::raw_tgz(&[common::Raw::File("package/../../x", b"x", 0o644)]),
+        support::raw_tgz(&[support::Raw::File("package/../../x", b"x", 0o644)]),
     )
     .unwrap();
     let out = run(&["--store", s(&store), "import", s(&evil)]);

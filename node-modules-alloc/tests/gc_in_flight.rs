@@ -9,18 +9,18 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Pkg, entry, lockfile};
 use node_modules_alloc::Error;
 use node_modules_alloc::allocator::{Allocator, AllocatorConfig, MARKER, Outcome};
 use node_modules_alloc::lockfile::{Lockfile, Selection};
 use node_modules_alloc::manifest::Manifest;
 use node_modules_alloc::store::Store;
+use support::{Pkg, entry, lockfile};
 
 struct Fixture {
     dir: tempfile::TempDir,

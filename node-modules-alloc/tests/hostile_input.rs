@@ -17,16 +17,16 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Raw, RawTar, all_paths, gzip, raw_tgz};
 use node_modules_alloc::import::Imported;
 use node_modules_alloc::store::{IndexEntry, Store, StoreConfig};
 use node_modules_alloc::{Error, Rejection};
+use support::{Raw, RawTar, all_paths, gzip, raw_tgz};
 
 /// Far above what any case should take (< 1 s): the bound only catches pathological work.
 const BOUND: Duration = Duration::from_secs(10);

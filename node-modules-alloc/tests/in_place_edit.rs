@@ -13,18 +13,18 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use common::{Pkg, edit_in_place, entry, lockfile, write_tarballs};
 use node_modules_alloc::Error;
 use node_modules_alloc::allocator::{Allocator, AllocatorConfig, Outcome};
 use node_modules_alloc::config::LinkMode;
 use node_modules_alloc::integrity::sha512_hex;
 use node_modules_alloc::store::{CONTENT_MTIME, Store};
+use support::{Pkg, edit_in_place, entry, lockfile, write_tarballs};
 
 const UTIL: &[u8] = b"exports.u = 1;\n";
 const EDITED: &[u8] = b"exports.u = 9;\n";
@@ -72,7 +72,7 @@ fn allocator(store: &Store, mode: LinkMode) -> Allocator {
 /// The modes this filesystem supports (reflink only where FICLONE works).
 fn modes(dir: &std::path::Path) -> Vec<LinkMode> {
     let mut modes = vec![LinkMode::Auto, LinkMode::Hardlink, LinkMode::Copy];
-    if common::reflink_supported(dir) {
+    if support::reflink_supported(dir) {
         modes.push(LinkMode::Reflink);
     }
     modes
@@ -124,7 +124,7 @@ async fn an_edit_that_restores_the_mode_and_sets_another_mtime_is_caught_too() {
         let meta = fs::metadata(&victim).unwrap();
         edit_in_place(&victim, EDITED);
         // Cover the tracks: the original mode, and an mtime (utimensat) that is not "now".
-        common::set_mtime(&victim, 1_234_567_890);
+        support::set_mtime(&victim, 1_234_567_890);
         fs::set_permissions(&victim, meta.permissions()).unwrap();
 
         let app2 = f.dir.path().join("app2");
@@ -176,7 +176,7 @@ async fn store_files_of_older_versions_with_arbitrary_mtimes_are_rehashed_once_t
     // An older version published content with whatever mtime the write left.
     let age = |store: &Store| {
         for (digest, exec) in store.content_files().unwrap() {
-            common::set_mtime(&store.file_path(&digest, exec), 1_700_000_000);
+            support::set_mtime(&store.file_path(&digest, exec), 1_700_000_000);
         }
     };
     age(&f.store);

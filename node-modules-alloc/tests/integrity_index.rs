@@ -7,16 +7,16 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use base64::Engine as _;
-use common::{Pkg, sha1_integrity, write_cacache};
 use node_modules_alloc::Error;
 use node_modules_alloc::integrity::Integrity;
 use node_modules_alloc::lockfile::{Lockfile, Selection};
 use node_modules_alloc::manifest::Manifest;
 use node_modules_alloc::store::Store;
 use sha2::Digest as _;
+use support::{Pkg, sha1_integrity, write_cacache};
 
 /// A lockfile installing `node_modules/<name>` pinned by `integrity`.
 fn lockfile_for(name: &str, integrity: &str) -> Lockfile {

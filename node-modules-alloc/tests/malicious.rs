@@ -7,12 +7,12 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
-use common::{Raw, all_paths, raw_tgz};
 use node_modules_alloc::config::ImportLimits;
 use node_modules_alloc::store::{Store, StoreConfig};
 use node_modules_alloc::{Error, Rejection};
+use support::{Raw, all_paths, raw_tgz};
 
 const OK: &[u8] = b"fine";
 
@@ -295,7 +295,7 @@ fn rejects_integrity_mismatch_before_unpacking() {
     let other = raw_tgz(&[Raw::File("package/b", OK, 0o644)]);
     for expected in [
         node_modules_alloc::integrity::Integrity::sha512_of(&other),
-        common::sha1_integrity(&other).parse().unwrap(),
+        support::sha1_integrity(&other).parse().unwrap(),
     ] {
         let err = store
             .import_tarball_bytes("a.tgz", &good, Some(&expected), None)
@@ -304,7 +304,7 @@ fn rejects_integrity_mismatch_before_unpacking() {
     }
     assert!(store.content_files().unwrap().is_empty());
     // The right sha1 form is accepted.
-    let sha1 = common::sha1_integrity(&good).parse().unwrap();
+    let sha1 = support::sha1_integrity(&good).parse().unwrap();
     store
         .import_tarball_bytes("a.tgz", &good, Some(&sha1), None)
         .unwrap();

@@ -8,16 +8,16 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 
-use common::{Raw, all_paths, raw_tgz};
 use node_modules_alloc::allocator::{Allocator, AllocatorConfig};
 use node_modules_alloc::config::ImportLimits;
 use node_modules_alloc::integrity::Integrity;
 use node_modules_alloc::store::{IndexEntry, PackageIndex, Store, StoreConfig};
 use node_modules_alloc::{Error, Rejection};
+use support::{Raw, all_paths, raw_tgz};
 
 const CLI: &[u8] = b"#!/usr/bin/env node\nconsole.log('hi');\n";
 

@@ -10,20 +10,20 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Pkg, entry, lockfile};
 use node_modules_alloc::Error;
 use node_modules_alloc::allocator::{Allocator, AllocatorConfig, FreeSpace};
 use node_modules_alloc::config::LinkMode;
 use node_modules_alloc::lockfile::{Lockfile, Selection};
 use node_modules_alloc::manifest::Manifest;
 use node_modules_alloc::store::Store;
+use support::{Pkg, entry, lockfile};
 
 const BIN: &str = env!("CARGO_BIN_EXE_node-modules-alloc");
 

@@ -8,16 +8,16 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::fs;
 use std::path::PathBuf;
 
-use common::{Pkg, entry, lockfile, snapshot};
 use node_modules_alloc::Error;
 use node_modules_alloc::allocator::{Allocator, AllocatorConfig, MARKER};
 use node_modules_alloc::store::Store;
 use resilience_core::limit::ConcurrencyLimitConfig;
+use support::{Pkg, entry, lockfile, snapshot};
 
 fn setup(dir: &std::path::Path) -> (Store, Vec<PathBuf>) {
     let store = Store::open(dir.join("store")).unwrap();

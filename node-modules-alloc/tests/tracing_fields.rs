@@ -13,14 +13,14 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use common::{Pkg, entry, lockfile};
 use node_modules_alloc::allocator::{Allocator, AllocatorConfig};
 use node_modules_alloc::store::Store;
+use support::{Pkg, entry, lockfile};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 

@@ -13,18 +13,18 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
-mod common;
+mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{all_paths, package_tgz, raw_lockfile};
 use node_modules_alloc::Error;
 use node_modules_alloc::allocator::{Allocator, AllocatorConfig, MARKER};
 use node_modules_alloc::config::LinkMode;
 use node_modules_alloc::manifest::{Manifest, ManifestEntry};
 use node_modules_alloc::store::Store;
 use serde_json::json;
+use support::{all_paths, package_tgz, raw_lockfile};
 
 const MODES: [LinkMode; 4] = [
     LinkMode::Auto,
@@ -461,7 +461,7 @@ async fn bundled_dependencies_and_links_inside_a_package_are_accepted() {
             Ok(_) => {}
             Err(Error::Io { source, .. })
                 if mode == LinkMode::Reflink
-                    && !common::reflink_supported(sandbox.store.path()) =>
+                    && !support::reflink_supported(sandbox.store.path()) =>
             {
                 // No reflinks on this filesystem: a clean I/O error, nothing written.
                 drop(source);

@@ -37,10 +37,10 @@ use resilience_core::breaker::{BreakerConfig, BreakerOpen, BreakerState, Circuit
 use resilience_core::budget::{RetryBudget, RetryBudgetConfig};
 use resilience_core::clock::{Clock, SharedClock};
 use resilience_core::limit::{ConcurrencyLimit, ConcurrencyLimitConfig, Overloaded};
-use resilience_core::retry::{RetryConfig, RetryPolicy};
+use resilience_core::retry::{ErrorClass, RetryConfig, RetryPolicy};
 use resilience_core::tower::{
-    BoxError, BreakerClassifier, BreakerLayer, ErrorIsFailure, LimitLayer, RetryDecision,
-    RetryGaveUp, RetryLayer, classify_error, parse_retry_after,
+    BoxError, BreakerClassifier, BreakerLayer, ErrorIsFailure, LimitLayer, RetryGaveUp, RetryLayer,
+    classify_error, parse_retry_after,
 };
 use tokio::net::TcpListener;
 use tower::util::BoxCloneService;
@@ -261,8 +261,8 @@ fn client_stack(clock: &SharedClock, options: &RunOptions) -> Result<Stack, BoxE
             .get(http::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(parse_retry_after)
-            .map_or(RetryDecision::Retry, RetryDecision::RetryAfter),
-        Ok(_) => RetryDecision::Done,
+            .map_or(ErrorClass::Transient, ErrorClass::TransientAfter),
+        Ok(_) => ErrorClass::Permanent,
         Err(error) => {
             if error.is::<Overloaded>() {
                 shed_counter.fetch_add(1, Ordering::Relaxed);

@@ -6,10 +6,9 @@
 //! five attempts its own 5 s timeout keeps a request alive for 25 s plus the
 //! backoff, and a proxy that retries without any overall bound can keep
 //! retrying for hours (linkerd #2369 retried for 5 hours past a 5 s timeout).
-//! Work nobody waits for any more is pure waste for an overloaded server: in
-//! our replay of the November 2019 outage, timed-out requests that the API
-//! servers still process while their retries arrive are what keeps them
-//! overloaded after the revert.
+//! Work nobody waits for any more is pure waste for an overloaded server:
+//! timed-out requests it still processes while their retries arrive keep it
+//! overloaded after the cause is fixed (see the [crate docs](crate)).
 //!
 //! A [`Deadline`] is one instant on an injected [`Clock`], fixed when the
 //! request arrives. Everything done for that request asks it how much time is

@@ -12,6 +12,32 @@
 //! `Default` holds the reference parameters and which is validated into its
 //! runtime type: invalid input is a [`ConfigError`], never a silent clamp.
 //!
+//! # Why: the 2019 incidents
+//!
+//! Every mechanism here answers a failure mode seen in two incidents (the
+//! module docs say which one each addresses, and link here):
+//!
+//! - **February 2019, fleet replacement.** Draining old docker hosts moved
+//!   apps in a surge onto the remaining ones. Every app start asked the
+//!   per-host `node_modules` allocator for a tree at once, and past a
+//!   concurrency threshold it handed out corrupted trees instead of making
+//!   the surplus wait ([`limit`]). The hosts of the new fleet all booted
+//!   within minutes and each called the DNS provider's API, which
+//!   rate-limited the account and stalled the boots ([`rate`]). A disk-usage
+//!   monitor hovering around its mark fired and resolved over and over,
+//!   burying the alert that mattered ([`signal`]).
+//! - **4 November 2019, API outage.** A release with an accidental deep
+//!   clone exhausted the API servers' memory. The revert, 27 minutes later,
+//!   did not help: the API proxies retried every failure at once, up to
+//!   five times, so the recovering servers got up to six times the normal
+//!   load, crashed on timeouts, were restarted straight into full traffic
+//!   and crashed again, for six more hours — until proxy fleets that could
+//!   start without receiving traffic were deployed. Retries bounded by a
+//!   share of traffic ([`budget`], [`retry`]), breakers ([`breaker`]), load
+//!   shedding ([`limit`]), client-side throttling ([`throttle`]), deadlines
+//!   that stop work nobody waits for ([`deadline`]) and restarts that back
+//!   off and warm up ([`restart`]) each break one link of that loop.
+//!
 //! # Features
 //!
 //! - `tower`: the `tower` module, tower `Layer`s over the same types —
@@ -40,6 +66,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backoff;
 pub mod breaker;
@@ -55,6 +82,12 @@ pub mod signal;
 mod sync;
 pub mod throttle;
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 
 pub use error::ConfigError;
+
+/// The examples of `README.md`, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -4,10 +4,9 @@
 //! # Why?
 //!
 //! A backend that is overloaded still spends effort on every request it
-//! rejects: reading it, parsing it, answering 503. In November 2019 the API
-//! servers were kept down after the fix by the traffic of their own clients:
-//! proxies kept sending (and re-sending) work to servers that could not take
-//! it. Backoff and retry budgets reduce the *retries*; adaptive throttling
+//! rejects: reading it, parsing it, answering 503; clients that keep sending
+//! (and re-sending) work can keep it down after the cause is fixed (see the
+//! [crate docs](crate)). Backoff and retry budgets reduce the *retries*; adaptive throttling
 //! also reduces the *first attempts* once the backend has shown it is
 //! rejecting them, so the rejection happens on the client, for free.
 //!

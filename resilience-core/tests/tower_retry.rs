@@ -13,8 +13,8 @@ use resilience_core::budget::{RetryBudget, RetryBudgetConfig};
 use resilience_core::clock::ManualClock;
 use resilience_core::deadline::Deadline;
 use resilience_core::limit::Overloaded;
-use resilience_core::retry::{RetryConfig, RetryErrorKind, RetryPolicy};
-use resilience_core::tower::{BoxError, RetryDecision, RetryGaveUp, RetryLayer, RetryService};
+use resilience_core::retry::{ErrorClass, RetryConfig, RetryErrorKind, RetryPolicy};
+use resilience_core::tower::{BoxError, RetryGaveUp, RetryLayer, RetryService};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 fn constant_backoff(delay: Duration) -> BackoffConfig {
@@ -215,12 +215,12 @@ struct Reply {
     retry_after: Option<Duration>,
 }
 
-fn http_like(outcome: Result<&Reply, &BoxError>) -> RetryDecision {
+fn http_like(outcome: Result<&Reply, &BoxError>) -> ErrorClass {
     match outcome {
         Ok(reply) if reply.status == 503 => reply
             .retry_after
-            .map_or(RetryDecision::Retry, RetryDecision::RetryAfter),
-        Ok(_) => RetryDecision::Done,
+            .map_or(ErrorClass::Transient, ErrorClass::TransientAfter),
+        Ok(_) => ErrorClass::Permanent,
         Err(error) => resilience_core::tower::classify_error(error),
     }
 }
@@ -329,7 +329,7 @@ async fn classifier_can_refuse_to_retry_errors() {
     let clock = auto_clock();
     let calls = Arc::new(AtomicU32::new(0));
     let mut service = RetryLayer::new(policy(&clock, 5, Duration::from_millis(10)))
-        .classify(|_: Result<&u32, &BoxError>| RetryDecision::Done)
+        .classify(|_: Result<&u32, &BoxError>| ErrorClass::Permanent)
         .layer(failing_first(u32::MAX, calls.clone()));
 
     let err = service.ready().await.unwrap().call(1).await.unwrap_err();

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::budget::SlotRequest;
-use super::coordinator::{LeaderCtx, Leadership};
 use super::error::EtcdError;
+use super::leader::LeaderCtx;
+use super::slots::{DisruptionSlots, SlotRequest};
 use crate::fleet::{
     App, AppId, AppState, Fleet, FleetError, FleetSnapshot, Host, HostId, HostState,
 };
@@ -31,17 +31,18 @@ use crate::fleet::{
 /// A deposed leader's calls fail with [`FleetError::Unavailable`] naming
 /// the lost leadership, *before* reaching the inner fleet. (A change
 /// already handed to the inner fleet when the leadership is lost cannot be
-/// recalled; a backend that must refuse even those can check
-/// [`Leadership::token`] itself.)
+/// recalled; a backend that must refuse even those can check the fencing
+/// token, [`CoordinatedFleet::token`], itself.)
 pub struct CoordinatedFleet {
-    leadership: Leadership,
+    ctx: Arc<LeaderCtx>,
     inner: Arc<dyn Fleet>,
 }
 
 impl fmt::Debug for CoordinatedFleet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CoordinatedFleet")
-            .field("leadership", &self.leadership)
+            .field("drain", &self.ctx.drain)
+            .field("token", &self.ctx.token)
             .finish_non_exhaustive()
     }
 }
@@ -62,7 +63,7 @@ struct StartSlot {
 impl StartSlot {
     async fn release(mut self) -> Result<(), EtcdError> {
         match self.key.take() {
-            Some(key) => self.ctx.release(key).await,
+            Some(key) => DisruptionSlots::of(&self.ctx).release(key).await,
             None => Ok(()),
         }
     }
@@ -75,24 +76,29 @@ impl Drop for StartSlot {
         {
             let ctx = Arc::clone(&self.ctx);
             runtime.spawn(async move {
-                let _ = ctx.release(key).await;
+                let _ = DisruptionSlots::of(&ctx).release(key).await;
             });
         }
     }
 }
 
 impl CoordinatedFleet {
-    pub(crate) fn new(leadership: Leadership, inner: Arc<dyn Fleet>) -> Self {
-        CoordinatedFleet { leadership, inner }
+    pub(crate) fn new(ctx: Arc<LeaderCtx>, inner: Arc<dyn Fleet>) -> Self {
+        CoordinatedFleet { ctx, inner }
     }
 
-    /// The leadership whose fence guards the changes.
-    pub fn leadership(&self) -> &Leadership {
-        &self.leadership
+    /// The drain whose leadership fences the changes.
+    pub fn drain(&self) -> &str {
+        &self.ctx.drain
+    }
+
+    /// The fencing token of that leadership (see `Leadership::token`).
+    pub fn token(&self) -> i64 {
+        self.ctx.token
     }
 
     fn ctx(&self) -> &Arc<LeaderCtx> {
-        &self.leadership.ctx
+        &self.ctx
     }
 
     async fn fence(&self) -> Result<(), FleetError> {
@@ -120,23 +126,27 @@ impl Fleet for CoordinatedFleet {
 
     async fn set_host_state(&self, host: HostId, state: HostState) -> Result<(), FleetError> {
         let ctx = self.ctx();
-        let keys = &ctx.coordinator.inner.keys;
+        let keys = &ctx.conn.keys;
         if state == HostState::Draining {
             let request = SlotRequest {
                 epoch: keys.hosts_epoch(),
                 dir: keys.hosts_dir(),
                 keys: vec![keys.host_slot(host)],
-                limit: ctx.coordinator.inner.config.budget.max_draining_hosts,
+                limit: ctx.conn.config.budget.max_draining_hosts,
                 limit_field: "budget.max_draining_hosts",
                 what: "host slot",
             };
-            ctx.reserve(&request, None).await.map_err(fleet_error)?;
+            DisruptionSlots::of(ctx)
+                .reserve(&request, None)
+                .await
+                .map_err(fleet_error)?;
         } else {
             self.fence().await?;
         }
         self.inner.set_host_state(host, state).await?;
         if state != HostState::Draining {
-            ctx.release(keys.host_slot(host))
+            DisruptionSlots::of(ctx)
+                .release(keys.host_slot(host))
                 .await
                 .map_err(fleet_error)?;
         }
@@ -145,22 +155,20 @@ impl Fleet for CoordinatedFleet {
 
     async fn migrate(&self, app: AppId, to: HostId) -> Result<(), FleetError> {
         let ctx = self.ctx();
-        let keys = &ctx.coordinator.inner.keys;
+        let keys = &ctx.conn.keys;
         let key = keys.start_slot(to, app);
         let request = SlotRequest {
             epoch: keys.starts_epoch(to),
             dir: keys.starts_dir(to),
             keys: vec![key.clone()],
-            limit: ctx
-                .coordinator
-                .inner
-                .config
-                .budget
-                .max_concurrent_starts_per_receiver,
+            limit: ctx.conn.config.budget.max_concurrent_starts_per_receiver,
             limit_field: "budget.max_concurrent_starts_per_receiver",
             what: "start slot",
         };
-        ctx.reserve(&request, None).await.map_err(fleet_error)?;
+        DisruptionSlots::of(ctx)
+            .reserve(&request, None)
+            .await
+            .map_err(fleet_error)?;
         let slot = StartSlot {
             ctx: Arc::clone(ctx),
             key: Some(key),

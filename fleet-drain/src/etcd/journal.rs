@@ -1,13 +1,14 @@
 //! [`EtcdJournal`]: the drain journal stored in etcd, one key per record.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use etcd_client::{GetOptions, Txn, TxnOp, TxnOpResponse};
 
-use super::budget::{JournalWrite, SlotRequest};
-use super::coordinator::Leadership;
 use super::error::EtcdError;
+use super::leader::LeaderCtx;
+use super::slots::{DisruptionSlots, JournalWrite, SlotRequest};
 use crate::fleet::HostId;
 use crate::journal::{DrainProgress, Journal, JournalError, JournalRecord};
 
@@ -38,14 +39,14 @@ use crate::journal::{DrainProgress, Journal, JournalError, JournalRecord};
 ///   [`status`](super::EtcdCoordinator::status)); it fails only once the
 ///   leadership is lost.
 pub struct EtcdJournal {
-    leadership: Leadership,
+    ctx: Arc<LeaderCtx>,
     records: Option<Vec<JournalRecord>>,
 }
 
 impl fmt::Debug for EtcdJournal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EtcdJournal")
-            .field("drain", &self.leadership.drain())
+            .field("drain", &self.ctx.drain)
             .field("records", &self.records.as_ref().map(Vec::len))
             .finish_non_exhaustive()
     }
@@ -56,27 +57,17 @@ fn backend(error: &EtcdError) -> JournalError {
 }
 
 impl EtcdJournal {
-    pub(crate) fn new(leadership: Leadership) -> Self {
-        EtcdJournal {
-            leadership,
-            records: None,
-        }
+    pub(crate) fn new(ctx: Arc<LeaderCtx>) -> Self {
+        EtcdJournal { ctx, records: None }
     }
 
     fn host_request(&self, hosts: &[HostId]) -> SlotRequest<'static> {
-        let keys = &self.leadership.ctx.coordinator.inner.keys;
+        let keys = &self.ctx.conn.keys;
         SlotRequest {
             epoch: keys.hosts_epoch(),
             dir: keys.hosts_dir(),
             keys: hosts.iter().map(|&h| keys.host_slot(h)).collect(),
-            limit: self
-                .leadership
-                .ctx
-                .coordinator
-                .inner
-                .config
-                .budget
-                .max_draining_hosts,
+            limit: self.ctx.conn.config.budget.max_draining_hosts,
             limit_field: "budget.max_draining_hosts",
             what: "host slots",
         }
@@ -86,8 +77,8 @@ impl EtcdJournal {
     /// up to date by appends).
     async fn load(&mut self) -> Result<&mut Vec<JournalRecord>, EtcdError> {
         if self.records.is_none() {
-            let ctx = &self.leadership.ctx;
-            let dir = ctx.coordinator.inner.keys.journal_dir(&ctx.drain);
+            let ctx = &self.ctx;
+            let dir = ctx.conn.keys.journal_dir(&ctx.drain);
             let response = ctx
                 .read(Txn::new().and_then([TxnOp::get(dir, Some(GetOptions::new().with_prefix()))]))
                 .await?;
@@ -96,11 +87,7 @@ impl EtcdJournal {
                 let TxnOpResponse::Get(get) = r else { continue };
                 for kv in get.kvs() {
                     let key = String::from_utf8_lossy(kv.key()).into_owned();
-                    let expected = ctx
-                        .coordinator
-                        .inner
-                        .keys
-                        .journal_entry(&ctx.drain, records.len());
+                    let expected = ctx.conn.keys.journal_entry(&ctx.drain, records.len());
                     if key != expected {
                         return Err(EtcdError::Corrupt {
                             key,
@@ -128,10 +115,10 @@ impl EtcdJournal {
 impl Journal for EtcdJournal {
     async fn append(&mut self, record: &JournalRecord) -> Result<(), JournalError> {
         let seq = self.load().await.map_err(|e| backend(&e))?.len();
-        let ctx = std::sync::Arc::clone(&self.leadership.ctx);
+        let ctx = Arc::clone(&self.ctx);
         let value = serde_json::to_vec(record).map_err(|e| JournalError::Encode(e.to_string()))?;
         let write = JournalWrite {
-            key: ctx.coordinator.inner.keys.journal_entry(&ctx.drain, seq),
+            key: ctx.conn.keys.journal_entry(&ctx.drain, seq),
             value,
         };
         let hosts: &[HostId] = match record {
@@ -139,7 +126,8 @@ impl Journal for EtcdJournal {
             _ => &[],
         };
         let request = self.host_request(hosts);
-        ctx.reserve(&request, Some(&write))
+        DisruptionSlots::of(&ctx)
+            .reserve(&request, Some(&write))
             .await
             .map_err(|e| backend(&e))?;
         if let Some(records) = self.records.as_mut() {
@@ -147,12 +135,15 @@ impl Journal for EtcdJournal {
         }
         tracing::debug!(drain = %ctx.drain, seq, record = ?record, "journal record written to etcd");
         match record {
-            JournalRecord::HostDrained { host } => ctx
-                .release(ctx.coordinator.inner.keys.host_slot(*host))
+            JournalRecord::HostDrained { host } => DisruptionSlots::of(&ctx)
+                .release(ctx.conn.keys.host_slot(*host))
                 .await
                 .map_err(|e| backend(&e))?,
             JournalRecord::Finished | JournalRecord::Aborted { .. } => {
-                ctx.release_all_hosts().await.map_err(|e| backend(&e))?;
+                DisruptionSlots::of(&ctx)
+                    .release_all_hosts()
+                    .await
+                    .map_err(|e| backend(&e))?;
             }
             _ => {}
         }
@@ -163,10 +154,9 @@ impl Journal for EtcdJournal {
         let records = self.load().await.map_err(|e| backend(&e))?.clone();
         let progress = DrainProgress::from_records(&records);
         if !progress.finished && progress.aborted.is_none() && !progress.draining.is_empty() {
-            tracing::info!(drain = %self.leadership.drain(), draining = ?progress.draining, "adopting the host slots of the wave in progress");
+            tracing::info!(drain = %&self.ctx.drain, draining = ?progress.draining, "adopting the host slots of the wave in progress");
             let request = self.host_request(&progress.draining);
-            self.leadership
-                .ctx
+            DisruptionSlots::of(&self.ctx)
                 .reserve(&request, None)
                 .await
                 .map_err(|e| backend(&e))?;

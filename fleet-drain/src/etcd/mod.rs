@@ -9,8 +9,9 @@
 //! one is replaced), and different drains run by different teams on the
 //! same fleet. Without coordination two replicas both act (and drain
 //! hosts twice), and two drains each within their limits together exceed
-//! what the fleet tolerates — the February 2019 outage was exactly a surge
-//! of app starts into receivers that nobody bounded fleet-wide.
+//! what the fleet tolerates: a surge of app starts into receivers that
+//! nobody bounds fleet-wide (the February 2019 incident of the
+//! [crate docs](crate)).
 //! [`EtcdCoordinator`] adds, per controller:
 //!
 //! - **Leader election on a lease.** [`EtcdCoordinator::campaign`] makes
@@ -136,21 +137,26 @@
 //!   per controller; the fleet-wide budget bounds *concurrent* starts per
 //!   receiver, the quantity whose surge broke the receivers in 2019.
 
-mod budget;
 mod config;
 mod coordinator;
 mod error;
 mod fleet;
 mod journal;
 mod keys;
+mod leader;
+mod leadership;
+mod session;
+mod slots;
 #[cfg(feature = "etcd-tls")]
 mod tls;
 
 pub use config::{BudgetLimits, EtcdAuth, EtcdConfig, EtcdTls};
-pub use coordinator::{CoordinationVerdict, CoordinatorStatus, EtcdCoordinator, Leadership};
+pub use coordinator::EtcdCoordinator;
 pub use error::EtcdError;
 pub use fleet::CoordinatedFleet;
 pub use journal::EtcdJournal;
+pub use leadership::Leadership;
+pub use session::{CoordinationVerdict, CoordinatorStatus};
 
 #[cfg(test)]
 mod tests {

@@ -101,6 +101,9 @@ fn bad(label: &str, reason: impl std::fmt::Display) -> Error {
     }
 }
 
+// The import methods of `Store`, written here as an extension: `import` depends on `store`,
+// never the reverse (the store module calls none of them; `crate::repair` re-imports). Kept
+// as methods, not free functions, because `store.import_*` is the public API callers use.
 impl Store {
     /// Imports one `.tgz` file.
     pub fn import_tarball_file(&self, path: impl AsRef<Path>) -> Result<Imported> {

@@ -2,13 +2,11 @@
 //!
 //! # Why a circuit breaker?
 //!
-//! In November 2019 a bad release made the API servers run out of memory.
-//! Reverting it did not end the outage: the API proxies kept sending full
-//! load, plus aggressive retries, to servers that were crash-looping, so no
-//! server stayed up long enough to recover. A breaker in each proxy would have
-//! noticed the failures, failed calls fast instead of forwarding them, and
-//! given the servers room to come back, then let traffic return gradually
-//! through a few probe calls.
+//! Clients that keep sending full load, plus retries, to a dependency that
+//! is crash-looping never let it stay up long enough to recover (see the
+//! [crate docs](crate)). A breaker in each client notices the failures,
+//! fails calls fast instead of forwarding them, gives the dependency room to
+//! come back, then lets traffic return gradually through a few probe calls.
 //!
 //! A [`CircuitBreaker`] is **closed** while the dependency is healthy and
 //! records the outcome of every call. It **opens** (trips) on
@@ -84,18 +82,10 @@
 //! runtime (`try_recv`); it keeps the last 64 changes, a receiver that falls
 //! further behind gets `RecvError::Lagged`.
 //!
-//! # Memory ordering
+//! # Performance
 //!
-//! All breaker state lives behind one mutex, taken once per record (one short
-//! critical section, no allocation). The only lock-free part is the fast path
-//! of `try_acquire` in the closed state: a single `AtomicU64` holds
-//! `epoch << 2 | state`, written (with `Release`) only while the mutex is held,
-//! on every transition, and read with `Acquire`. A permit remembers the epoch
-//! it was issued in, and its record is checked against the current epoch
-//! under the mutex, so nothing else is read from the atomic; a permit taken
-//! just before a concurrent trip is counted in the metrics but does not
-//! affect the new state. (`Relaxed` would suffice for that; `Acquire` costs
-//! nothing on x86 and pairs with the `Release` store.)
+//! In the closed state [`CircuitBreaker::try_acquire`] is lock-free; recording
+//! an outcome takes one short critical section, without allocating.
 
 mod config;
 mod error;
@@ -140,8 +130,20 @@ pub struct CircuitBreaker {
     inner: Arc<Inner>,
 }
 
+// # Memory ordering
+//
+// All breaker state lives behind one mutex, taken once per record (one short
+// critical section, no allocation). The only lock-free part is the fast path
+// of `try_acquire` in the closed state: a single `AtomicU64` holds
+// `epoch << 2 | state`, written (with `Release`) only while the mutex is held,
+// on every transition, and read with `Acquire`. A permit remembers the epoch
+// it was issued in, and its record is checked against the current epoch
+// under the mutex, so nothing else is read from the atomic; a permit taken
+// just before a concurrent trip is counted in the metrics but does not
+// affect the new state. (`Relaxed` would suffice for that; `Acquire` costs
+// nothing on x86 and pairs with the `Release` store.)
 struct Inner {
-    /// `epoch << 2 | state`; see "Memory ordering" in the module docs.
+    /// `epoch << 2 | state`; see "Memory ordering" above.
     word: AtomicU64,
     clock: SharedClock,
     slow_call_duration: Option<Duration>,

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{RetryBudget, RetryBudgetConfig};
+use super::config::RetryBudgetConfig;
+use super::retry_budget::RetryBudget;
 use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
 

@@ -12,9 +12,12 @@ use crate::error::ConfigError;
 use crate::sync::{Arc, Mutex};
 
 use super::aimd::{Aimd, AimdConfig};
-use super::config::{ConcurrencyLimitConfig, MAX_CONCURRENT};
+use super::concurrency::ConcurrencyLimit;
+use super::config::ConcurrencyLimitConfig;
+use super::error::Overloaded;
 use super::gradient::{Gradient2, Gradient2Config};
-use super::{ConcurrencyLimit, ConcurrencyPermit, Overloaded};
+use super::permit::ConcurrencyPermit;
+use super::sample::Sample;
 
 /// Which algorithm adapts the limit, with its parameters.
 ///
@@ -129,50 +132,6 @@ impl AdaptiveLimitConfig {
             max_retry_after: self.max_retry_after,
         }
     }
-}
-
-/// `min_limit >= 1`, `min_limit <= max_limit <= MAX_CONCURRENT`,
-/// `initial_limit` in `min_limit..=max_limit`.
-pub(crate) fn validate_bounds(
-    initial_limit: usize,
-    min_limit: usize,
-    max_limit: usize,
-) -> Result<(), ConfigError> {
-    if min_limit == 0 {
-        return Err(ConfigError::new("min_limit", "must be at least 1"));
-    }
-    if max_limit < min_limit || max_limit > MAX_CONCURRENT {
-        return Err(ConfigError::new(
-            "max_limit",
-            format!(
-                "must be in `min_limit`..={MAX_CONCURRENT} ({min_limit}..={MAX_CONCURRENT}), got {max_limit}"
-            ),
-        ));
-    }
-    if !(min_limit..=max_limit).contains(&initial_limit) {
-        return Err(ConfigError::new(
-            "initial_limit",
-            format!(
-                "must be in `min_limit..=max_limit` ({min_limit}..={max_limit}), got {initial_limit}"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// One observed request, as fed to the algorithms.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Sample {
-    /// When the permit was acquired, on the limit's clock.
-    pub(crate) started: Instant,
-    /// From acquiring the permit to recording the outcome.
-    pub(crate) latency: Duration,
-    /// The larger of the permits in flight when this one was acquired and
-    /// when its outcome was recorded (itself included): how busy the limit
-    /// was around this request.
-    pub(crate) in_flight: usize,
-    /// Timed out, failed with an overload signal, or otherwise dropped.
-    pub(crate) dropped: bool,
 }
 
 #[derive(Debug)]

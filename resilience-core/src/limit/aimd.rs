@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
-use super::adaptive::{Sample, validate_bounds};
+use super::sample::{Sample, validate_bounds};
 
 /// Configuration of the AIMD algorithm of an
 /// [`AdaptiveLimit`](super::AdaptiveLimit).

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
-use super::adaptive::{Sample, validate_bounds};
+use super::sample::{Sample, validate_bounds};
 
 /// Configuration of the Gradient2 algorithm of an
 /// [`AdaptiveLimit`](super::AdaptiveLimit).

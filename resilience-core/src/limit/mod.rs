@@ -4,19 +4,12 @@
 //!
 //! # Why shed load?
 //!
-//! Both outages behind this project were made worse by components that
-//! accepted more concurrent work than they could finish:
-//!
-//! * **February 2019.** Draining old docker hosts moved apps in a surge onto
-//!   the remaining hosts. Every app start asked the per-host `node_modules`
-//!   allocator for a tree at once; past a concurrency threshold it handed out
-//!   corrupted trees instead of making the surplus wait. A limit with a
-//!   bounded queue makes starts *slower* under a surge, never wrong.
-//! * **November 2019.** API servers out of memory accepted every request
-//!   the retrying proxies sent, crashed, restarted and were flooded again.
-//!   A server that refuses what it cannot serve with a fast 503 (and a
-//!   `Retry-After` hint) keeps serving the rest and recovers when the load
-//!   drops.
+//! A component that accepts more concurrent work than it can finish fails
+//! worse than one that makes the surplus wait or refuses it (see the
+//! [crate docs](crate)). A limit with a bounded queue makes work
+//! *slower* under a surge, never wrong; a server that refuses what it cannot
+//! serve with a fast 503 (and a `Retry-After` hint) keeps serving the rest
+//! and recovers when the load drops.
 //!
 //! A [`ConcurrencyLimit`] admits at most `max_concurrent` holders of a
 //! [`ConcurrencyPermit`] at once. [`ConcurrencyLimit::acquire`] waits in a
@@ -75,6 +68,8 @@ mod config;
 mod error;
 mod gradient;
 mod permit;
+mod sample;
+mod state;
 
 pub use adaptive::{AdaptiveLimit, AdaptiveLimitConfig, AdaptivePermit, LimitAlgorithm};
 pub use aimd::AimdConfig;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::clock::Clock;
 use crate::sync::Arc;
 
-use super::concurrency::Inner;
+use super::state::Inner;
 
 /// One unit of the limit's capacity, held while the guarded work runs.
 ///

@@ -137,19 +137,17 @@ pub(crate) fn nanos_since(clock: &SharedClock, origin: Instant) -> u64 {
     u64::try_from(clock.now().saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
 }
 
+// Memory ordering: the whole state is one `AtomicU64`, the theoretical
+// arrival time (TAT), in nanoseconds since the limiter's creation. `check`
+// reads it, computes the successor and installs it with a compare-and-swap,
+// retrying on contention; a denied check writes nothing. All accesses use
+// `Relaxed` ordering: every decision depends only on this one location, whose
+// modification order is total, so each successful CAS sees the TAT left by
+// the previous one and no two requests can claim the same slot. No other
+// memory is published through the TAT, so no acquire/release pairing is
+// needed.
+
 /// A lock-free rate limiter (GCRA). See the [module docs](super).
-///
-/// # Memory ordering
-///
-/// The whole state is one `AtomicU64`, the theoretical arrival time (TAT), in
-/// nanoseconds since the limiter's creation. [`RateLimiter::check`] reads it,
-/// computes the successor and installs it with a compare-and-swap, retrying on
-/// contention; a denied check writes nothing. All accesses use `Relaxed`
-/// ordering: every decision depends only on this one location, whose
-/// modification order is total, so each successful CAS sees the TAT left by
-/// the previous one and no two requests can claim the same slot. No other
-/// memory is published through the TAT, so no acquire/release pairing is
-/// needed.
 pub struct RateLimiter {
     config: RateLimiterConfig,
     gcra: Gcra,

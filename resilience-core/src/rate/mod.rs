@@ -3,10 +3,10 @@
 //!
 //! # Why?
 //!
-//! In February 2019 the hosts of a new fleet all booted within minutes and
-//! each called the DNS provider's API while starting; the provider
-//! rate-limited the account, and the boots failed or stalled on errors that
-//! had nothing to do with the hosts. A provider's limit is a fact of life;
+//! When many callers share a provider's quota (a fleet booting at once, each
+//! host calling a DNS API), the provider rate-limits the account and every
+//! caller fails on errors that have nothing to do with it (see the
+//! [crate docs](crate)). A provider's limit is a fact of life;
 //! hitting it is not. A caller that knows the limit should limit *itself*
 //! slightly below it, spreading its calls out and waiting locally
 //! ([`RateLimiter::until_ready`]) instead of collecting 429s, retrying them,

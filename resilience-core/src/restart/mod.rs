@@ -3,12 +3,11 @@
 //!
 //! # Why?
 //!
-//! In November 2019 the API servers crashed on database timeouts while they
-//! were overloaded, were restarted at once, received their full share of
-//! traffic at once, and crashed again: a crash loop that kept the fleet down
-//! for hours after the bad release had been reverted. Recovery needed
-//! instances that could start *without receiving traffic*. Two mechanisms
-//! break that loop:
+//! An overloaded instance that crashes, is restarted at once and receives
+//! its full share of traffic at once crashes again: a crash loop that can
+//! keep a fleet down for hours after the cause is fixed (see the
+//! [crate docs](crate)). Recovery needs instances that can start *without
+//! receiving traffic*. Two mechanisms break that loop:
 //!
 //! - [`RestartBackoff`] (Kubernetes' `CrashLoopBackOff`): each consecutive
 //!   crash doubles the delay before the next start, from 10 s up to 5 min, so

@@ -2,14 +2,10 @@
 //!
 //! # Why?
 //!
-//! On 4 November 2019 a release with an accidental deep clone exhausted the
-//! API servers' memory. The revert was deployed 27 minutes later and did not
-//! help: very aggressive retry logic in the API proxies kept the API servers
-//! overloaded and locked up for six more hours, until new proxy fleets that
-//! could start without receiving traffic were deployed (a seven-hour outage
-//! in all). Retrying every failure at once (in our replay: immediately, up
-//! to 5 attempts) multiplies the load on a dependency exactly when it is
-//! weakest, and keeps it there after the cause is gone.
+//! Retrying every failure at once (immediately, up to 5 attempts) multiplies
+//! the load on a dependency exactly when it is weakest, and keeps it there
+//! after the cause is gone: aggressive proxy retries kept our API servers
+//! down for six hours after the fix (see the [crate docs](crate)).
 //!
 //! [`RetryPolicy`] retries only when it can help and only as much as the
 //! dependency can take:
@@ -93,9 +89,14 @@
 mod classify;
 mod config;
 mod error;
+mod execute;
 mod policy;
+mod run;
+mod stats;
 
 pub use classify::{ErrorClass, Retryable};
 pub use config::RetryConfig;
 pub use error::{RetryError, RetryErrorKind};
-pub use policy::{RetryDecision, RetryPolicy, RetryRun, RetryStats};
+pub use policy::RetryPolicy;
+pub use run::{RetryDecision, RetryRun};
+pub use stats::RetryStats;

@@ -3,14 +3,11 @@
 //!
 //! # Why?
 //!
-//! In February 2019, while a fleet of docker workers was being replaced, a
-//! disk-usage monitor whose value hovered around its alert mark ("disk usage
-//! getting tight") fired and resolved over and over. Every flap was a new
-//! message in Slack and a new page on the on-call phone, and the monitoring
-//! service was flooded with un-aggregated warnings at the very moment people
-//! needed to see the one alert that mattered. Two action items came out of it:
-//! *a monitor that does not fire when all is fine* and *aggregation of similar
-//! events*. This module is both:
+//! A monitor whose value hovers around its alert mark fires and resolves
+//! over and over; every flap is a new message and a new page, and a flood of
+//! un-aggregated warnings hides the one alert that matters (see the
+//! [crate docs](crate)). This module gives *a monitor
+//! that does not fire when all is fine* and *aggregation of similar events*:
 //!
 //! - [`Hysteresis`] fires only after the value has been beyond the alarm mark
 //!   for `fire_after` consecutive samples, and clears only after it has been

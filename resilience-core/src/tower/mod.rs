@@ -3,10 +3,8 @@
 //!
 //! # Why layers?
 //!
-//! In November 2019 the API proxies retried every failure at once against
-//! API servers that were out of memory, and kept them down for six hours
-//! after the faulty release was reverted. The fixes — a retry budget, a
-//! circuit breaker, load shedding — only help if every client uses them,
+//! A retry budget, a circuit breaker and load shedding only help if every
+//! client uses them (see the [crate docs](crate) for the outage they answer),
 //! and in Rust services clients are tower stacks. These layers put the
 //! crate's types into such a stack without new semantics:
 //!
@@ -14,7 +12,8 @@
 //!   jittered backoff, a shared [`RetryBudget`](crate::budget::RetryBudget),
 //!   a [`Deadline`](crate::deadline::Deadline) bounding the whole loop and
 //!   `Retry-After` hints. A [`RetryClassifier`] decides which responses
-//!   (503) and errors are retryable. Requests must be `Clone`.
+//!   (503) and errors are retryable, as an
+//!   [`ErrorClass`](crate::retry::ErrorClass). Requests must be `Clone`.
 //! - [`BreakerLayer`]: a [`CircuitBreaker`](crate::breaker::CircuitBreaker),
 //!   acquired before each call and recorded when its future completes
 //!   (nothing is recorded for a dropped future). A [`BreakerClassifier`]
@@ -97,7 +96,9 @@ mod retry;
 pub use breaker::{BreakerClassifier, BreakerFuture, BreakerLayer, BreakerService, ErrorIsFailure};
 pub use error::{BoxError, RetryGaveUp, retry_after_hint};
 pub use limit::{LimitFuture, LimitLayer, LimitService};
+#[allow(deprecated)]
+pub use retry::RetryDecision;
 pub use retry::{
-    DefaultRetryClassifier, NoDeadline, RequestDeadline, RetryClassifier, RetryDecision,
-    RetryFuture, RetryLayer, RetryService, classify_error, parse_retry_after,
+    DefaultRetryClassifier, NoDeadline, RequestDeadline, RetryClassifier, RetryFuture, RetryLayer,
+    RetryService, classify_error, parse_retry_after,
 };

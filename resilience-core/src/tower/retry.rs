@@ -20,49 +20,52 @@ use crate::retry::{ErrorClass, RetryErrorKind, RetryPolicy};
 
 use super::{BoxError, RetryGaveUp};
 
-/// What a [`RetryClassifier`] says about the outcome of one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RetryDecision {
-    /// Final: hand the response or error to the caller as it is.
-    Done,
-    /// Transient: try again after the policy's backoff (if the policy's
-    /// attempts, budget and deadline allow).
-    Retry,
-    /// Transient, and the server asked to wait at least this long (an HTTP
-    /// `Retry-After`, a shed's `retry_after`); capped at the policy's
-    /// `max_retry_after`.
-    RetryAfter(Duration),
-}
+/// The old name of [`ErrorClass`], the one type that says whether an
+/// outcome is worth another attempt: `Done` is [`ErrorClass::Permanent`],
+/// `Retry` is [`ErrorClass::Transient`], `RetryAfter(d)` is
+/// [`ErrorClass::TransientAfter`]. The old variant names still work as
+/// deprecated associated items of [`ErrorClass`].
+#[deprecated(
+    since = "0.1.0",
+    note = "use `resilience_core::retry::ErrorClass` (`Done` -> `Permanent`, `Retry` -> `Transient`, `RetryAfter` -> `TransientAfter`)"
+)]
+pub type RetryDecision = ErrorClass;
 
-impl From<ErrorClass> for RetryDecision {
-    fn from(class: ErrorClass) -> Self {
-        match class {
-            ErrorClass::Transient => RetryDecision::Retry,
-            ErrorClass::TransientAfter(after) => RetryDecision::RetryAfter(after),
-            ErrorClass::Permanent => RetryDecision::Done,
-        }
-    }
-}
+/// The variant names of the deprecated [`RetryDecision`], so that code
+/// written against it still compiles.
+#[doc(hidden)]
+#[allow(non_upper_case_globals, non_snake_case)]
+impl ErrorClass {
+    /// Deprecated: [`ErrorClass::Permanent`].
+    #[deprecated(since = "0.1.0", note = "use `ErrorClass::Permanent`")]
+    pub const Done: ErrorClass = ErrorClass::Permanent;
 
-impl RetryDecision {
-    fn class(self) -> ErrorClass {
-        match self {
-            RetryDecision::Done => ErrorClass::Permanent,
-            RetryDecision::Retry => ErrorClass::Transient,
-            RetryDecision::RetryAfter(after) => ErrorClass::TransientAfter(after),
-        }
+    /// Deprecated: [`ErrorClass::Transient`].
+    #[deprecated(since = "0.1.0", note = "use `ErrorClass::Transient`")]
+    pub const Retry: ErrorClass = ErrorClass::Transient;
+
+    /// Deprecated: [`ErrorClass::TransientAfter`].
+    #[deprecated(since = "0.1.0", note = "use `ErrorClass::TransientAfter`")]
+    pub const fn RetryAfter(after: Duration) -> ErrorClass {
+        ErrorClass::TransientAfter(after)
     }
 }
 
 /// Decides which responses and errors are worth another attempt.
 ///
 /// Implemented by [`DefaultRetryClassifier`] and by closures
-/// `Fn(Result<&Res, &E>) -> RetryDecision`. A closure can retry on a
-/// response (an HTTP 503) and read the server's hint from it:
+/// `Fn(Result<&Res, &E>) -> ErrorClass`: [`ErrorClass::Permanent`] hands the
+/// outcome to the caller as it is, [`ErrorClass::Transient`] tries again
+/// after the policy's backoff (if its attempts, budget and deadline allow),
+/// [`ErrorClass::TransientAfter`] also waits at least the server's hint (an
+/// HTTP `Retry-After`, a shed's `retry_after`; capped at the policy's
+/// `max_retry_after`). A closure can retry on a response (an HTTP 503) and
+/// read the server's hint from it:
 ///
 /// ```
 /// use std::time::Duration;
-/// use resilience_core::tower::{parse_retry_after, RetryDecision};
+/// use resilience_core::retry::ErrorClass;
+/// use resilience_core::tower::parse_retry_after;
 ///
 /// struct Response { status: u16, retry_after: Option<String> }
 ///
@@ -71,23 +74,23 @@ impl RetryDecision {
 ///         .retry_after
 ///         .as_deref()
 ///         .and_then(parse_retry_after)
-///         .map_or(RetryDecision::Retry, RetryDecision::RetryAfter),
-///     Ok(_) => RetryDecision::Done,
+///         .map_or(ErrorClass::Transient, ErrorClass::TransientAfter),
+///     Ok(_) => ErrorClass::Permanent,
 ///     Err(e) => resilience_core::tower::classify_error(e),
 /// };
 /// let busy = Response { status: 503, retry_after: Some("2".into()) };
-/// assert_eq!(classify(Ok(&busy)), RetryDecision::RetryAfter(Duration::from_secs(2)));
+/// assert_eq!(classify(Ok(&busy)), ErrorClass::TransientAfter(Duration::from_secs(2)));
 /// ```
 pub trait RetryClassifier<Res, E> {
-    /// The decision about one attempt's outcome.
-    fn classify(&self, outcome: Result<&Res, &E>) -> RetryDecision;
+    /// The class of one attempt's outcome.
+    fn classify(&self, outcome: Result<&Res, &E>) -> ErrorClass;
 }
 
 impl<Res, E, F> RetryClassifier<Res, E> for F
 where
-    F: Fn(Result<&Res, &E>) -> RetryDecision,
+    F: Fn(Result<&Res, &E>) -> ErrorClass,
 {
-    fn classify(&self, outcome: Result<&Res, &E>) -> RetryDecision {
+    fn classify(&self, outcome: Result<&Res, &E>) -> ErrorClass {
         self(outcome)
     }
 }
@@ -98,9 +101,9 @@ where
 pub struct DefaultRetryClassifier;
 
 impl<Res, E: 'static> RetryClassifier<Res, E> for DefaultRetryClassifier {
-    fn classify(&self, outcome: Result<&Res, &E>) -> RetryDecision {
+    fn classify(&self, outcome: Result<&Res, &E>) -> ErrorClass {
         match outcome {
-            Ok(_) => RetryDecision::Done,
+            Ok(_) => ErrorClass::Permanent,
             Err(error) => classify_error(error),
         }
     }
@@ -110,44 +113,57 @@ impl<Res, E: 'static> RetryClassifier<Res, E> for DefaultRetryClassifier {
 /// [`BoxError`]):
 ///
 /// - [`Overloaded`] (a shed by a [`LimitLayer`](super::LimitLayer)):
-///   retry after its `retry_after`;
-/// - [`BreakerOpen`]: done — the breaker is there to fail fast, retrying
-///   into it only burns budget;
-/// - [`RetryGaveUp`] (an inner retry layer gave up): done, retries must not
-///   multiply across layers;
-/// - [`std::io::Error`]: as its [`Retryable`](crate::retry::Retryable) impl says (connection failures
-///   and timeouts retry, the rest is done);
-/// - anything else: retry. Unknown errors are usually transport failures;
+///   [`ErrorClass::TransientAfter`] its `retry_after`;
+/// - [`BreakerOpen`]: [`ErrorClass::Permanent`] — the breaker is there to
+///   fail fast, retrying into it only burns budget;
+/// - [`RetryGaveUp`] (an inner retry layer gave up): permanent, retries must
+///   not multiply across layers;
+/// - [`std::io::Error`]: as its [`Retryable`](crate::retry::Retryable) impl
+///   says (connection failures and timeouts are transient, the rest is
+///   permanent);
+/// - anything else: [`ErrorClass::Transient`]. Unknown errors are usually transport failures;
 ///   the policy's attempts, budget and deadline bound the cost. Pass your
 ///   own classifier to be stricter.
-pub fn classify_error<E: 'static>(error: &E) -> RetryDecision {
+pub fn classify_error<E: 'static>(error: &E) -> ErrorClass {
     let any: &dyn Any = error;
-    if let Some(boxed) = any.downcast_ref::<BoxError>() {
-        return classify_dyn_error(&**boxed);
+    match any.downcast_ref::<BoxError>() {
+        Some(boxed) => classify_known(&**boxed as &(dyn Error + 'static)),
+        None => classify_known(any),
     }
-    if let Some(overloaded) = any.downcast_ref::<Overloaded>() {
-        return RetryDecision::RetryAfter(overloaded.retry_after);
-    }
-    if any.is::<BreakerOpen>() || any.is::<RetryGaveUp>() {
-        return RetryDecision::Done;
-    }
-    if let Some(io) = any.downcast_ref::<io::Error>() {
-        return ErrorClass::of(io).into();
-    }
-    RetryDecision::Retry
 }
 
-fn classify_dyn_error(error: &(dyn Error + 'static)) -> RetryDecision {
-    if let Some(overloaded) = error.downcast_ref::<Overloaded>() {
-        return RetryDecision::RetryAfter(overloaded.retry_after);
+/// The classification rules of [`classify_error`], written once for both
+/// ways of looking into an error: a typed one (through `dyn Any`) and a
+/// boxed one (through `dyn Error`).
+fn classify_known<D: Downcast + ?Sized>(error: &D) -> ErrorClass {
+    if let Some(overloaded) = error.get::<Overloaded>() {
+        return ErrorClass::TransientAfter(overloaded.retry_after);
     }
-    if error.is::<BreakerOpen>() || error.is::<RetryGaveUp>() {
-        return RetryDecision::Done;
+    if error.get::<BreakerOpen>().is_some() || error.get::<RetryGaveUp>().is_some() {
+        return ErrorClass::Permanent;
     }
-    if let Some(io) = error.downcast_ref::<io::Error>() {
-        return ErrorClass::of(io).into();
+    if let Some(io) = error.get::<io::Error>() {
+        return ErrorClass::of(io);
     }
-    RetryDecision::Retry
+    ErrorClass::Transient
+}
+
+/// `downcast_ref`, which `dyn Any` and `dyn Error` both have but share no
+/// trait for.
+trait Downcast {
+    fn get<T: Error + 'static>(&self) -> Option<&T>;
+}
+
+impl Downcast for dyn Any {
+    fn get<T: Error + 'static>(&self) -> Option<&T> {
+        self.downcast_ref::<T>()
+    }
+}
+
+impl Downcast for dyn Error + 'static {
+    fn get<T: Error + 'static>(&self) -> Option<&T> {
+        self.downcast_ref::<T>()
+    }
 }
 
 /// Parses an HTTP `Retry-After` value in delta-seconds form (`"120"`).
@@ -383,16 +399,16 @@ where
 }
 
 /// An attempt that did not produce the final outcome, with the classifier's
-/// decision about it.
+/// class of it.
 enum Failed<Res, E> {
-    Response(Res, RetryDecision),
-    Error(E, RetryDecision),
+    Response(Res, ErrorClass),
+    Error(E, ErrorClass),
 }
 
 impl<Res, E> Failed<Res, E> {
     fn class(&self) -> ErrorClass {
         match self {
-            Failed::Response(_, decision) | Failed::Error(_, decision) => decision.class(),
+            Failed::Response(_, class) | Failed::Error(_, class) => *class,
         }
     }
 }
@@ -400,11 +416,9 @@ impl<Res, E> Failed<Res, E> {
 impl<Res, E: fmt::Debug> fmt::Debug for Failed<Res, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failed::Response(_, decision) => {
-                f.debug_tuple("RetryableResponse").field(decision).finish()
-            }
-            Failed::Error(error, decision) => {
-                f.debug_tuple("Error").field(error).field(decision).finish()
+            Failed::Response(_, class) => f.debug_tuple("RetryableResponse").field(class).finish(),
+            Failed::Error(error, class) => {
+                f.debug_tuple("Error").field(error).field(class).finish()
             }
         }
     }
@@ -474,17 +488,17 @@ where
     C: RetryClassifier<S::Response, S::Error>,
 {
     if !is_ready && let Err(error) = poll_fn(|cx| service.poll_ready(cx)).await {
-        let decision = classifier.classify(Err(&error));
-        return Err(Failed::Error(error, decision));
+        let class = classifier.classify(Err(&error));
+        return Err(Failed::Error(error, class));
     }
     match service.call(request).await {
         Ok(response) => match classifier.classify(Ok(&response)) {
-            RetryDecision::Done => Ok(response),
-            decision => Err(Failed::Response(response, decision)),
+            ErrorClass::Permanent => Ok(response),
+            class => Err(Failed::Response(response, class)),
         },
         Err(error) => {
-            let decision = classifier.classify(Err(&error));
-            Err(Failed::Error(error, decision))
+            let class = classifier.classify(Err(&error));
+            Err(Failed::Error(error, class))
         }
     }
 }
@@ -501,21 +515,21 @@ mod tests {
         let boxed: BoxError = Box::new(shed.clone());
         assert_eq!(
             classify_error(&shed),
-            RetryDecision::RetryAfter(Duration::from_millis(7))
+            ErrorClass::TransientAfter(Duration::from_millis(7))
         );
         assert_eq!(
             classify_error(&boxed),
-            RetryDecision::RetryAfter(Duration::from_millis(7))
+            ErrorClass::TransientAfter(Duration::from_millis(7))
         );
         let open: BoxError = Box::new(BreakerOpen {
             retry_after: Duration::from_secs(1),
         });
-        assert_eq!(classify_error(&open), RetryDecision::Done);
+        assert_eq!(classify_error(&open), ErrorClass::Permanent);
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
-        assert_eq!(classify_error(&refused), RetryDecision::Retry);
+        assert_eq!(classify_error(&refused), ErrorClass::Transient);
         let denied: BoxError = Box::new(io::Error::from(io::ErrorKind::PermissionDenied));
-        assert_eq!(classify_error(&denied), RetryDecision::Done);
-        assert_eq!(classify_error(&"unknown"), RetryDecision::Retry);
+        assert_eq!(classify_error(&denied), ErrorClass::Permanent);
+        assert_eq!(classify_error(&"unknown"), ErrorClass::Transient);
     }
 
     #[test]

@@ -22,11 +22,12 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::task::noop_waker_ref;
-use resilience_core::backoff::{Backoff, BackoffConfig, Jitter};
+use resilience_core::backoff::{BackoffConfig, Jitter};
 use resilience_core::breaker::{BreakerConfig, BreakerPermit, CircuitBreaker, WindowConfig};
 use resilience_core::budget::{RetryBudget, RetryBudgetConfig};
 use resilience_core::clock::{Clock, ManualClock};
@@ -34,6 +35,9 @@ use resilience_core::limit::{
     ConcurrencyLimit, ConcurrencyLimitConfig, ConcurrencyPermit, Overloaded,
 };
 use resilience_core::restart::{RestartBackoff, RestartBackoffConfig, SlowStart, SlowStartConfig};
+use resilience_core::retry::{
+    ErrorClass, RetryConfig, RetryDecision, RetryErrorKind, RetryPolicy, RetryRun,
+};
 use resilience_core::throttle::{AdaptiveThrottle, AdaptiveThrottleConfig};
 
 use super::params::Nov2019Params;
@@ -81,7 +85,8 @@ struct Client {
     proxy: usize,
     attempts: u32,
     answered: bool,
-    backoff: Option<Backoff>,
+    /// The proxy's retry engine for this request (the library's `RetryRun`).
+    retry: RetryRun,
 }
 
 struct Attempt {
@@ -91,7 +96,9 @@ struct Attempt {
 }
 
 struct Proxy {
-    budget: Option<RetryBudget>,
+    /// Every retry decision of this proxy: attempts, backoff, Retry-After,
+    /// deadline, then the budget (`RetryRun`, as in the library's executor).
+    retry: RetryPolicy,
     throttle: Option<AdaptiveThrottle>,
     breakers: Vec<CircuitBreaker>,
 }
@@ -154,7 +161,6 @@ struct Sim<'p> {
     next_slot: u64,
     tl: Timeline,
     c: Counters,
-    backoff: BackoffConfig,
 }
 
 /// Runs one policy on the model and returns its outcome.
@@ -171,28 +177,23 @@ impl<'p> Sim<'p> {
         let clock = ManualClock::new();
         let epoch = clock.now();
         let mut rng = fastrand::Rng::with_seed(seed);
-        let backoff = BackoffConfig {
-            base: Duration::from_millis(p.backoff_base_ms),
-            max: Duration::from_millis(p.backoff_max_ms),
-            factor: 2.0,
-            jitter: Jitter::Full,
-            max_attempts: None,
-        };
-        backoff.validate()?;
+        let retry_config = retry_config(p, m);
+        retry_config.validate()?;
         let mut proxies = Vec::with_capacity(p.proxies);
         for _ in 0..p.proxies {
-            let budget = if m.retry_budget {
-                Some(RetryBudget::with_clock(
+            let mut retry = RetryPolicy::new(retry_config.clone())?
+                .with_clock(clock.clone())
+                .with_seed(rng.u64(..));
+            if m.retry_budget {
+                retry = retry.with_budget(Arc::new(RetryBudget::with_clock(
                     RetryBudgetConfig {
                         ttl: Duration::from_secs(10),
                         min_retries_per_sec: p.budget_min_retries_per_sec,
                         retry_ratio: p.budget_ratio,
                     },
                     clock.clone(),
-                )?)
-            } else {
-                None
-            };
+                )?));
+            }
             let throttle = if m.throttle {
                 Some(AdaptiveThrottle::with_seed(
                     AdaptiveThrottleConfig {
@@ -230,7 +231,7 @@ impl<'p> Sim<'p> {
                 }
             }
             proxies.push(Proxy {
-                budget,
+                retry,
                 throttle,
                 breakers,
             });
@@ -313,7 +314,6 @@ impl<'p> Sim<'p> {
             next_slot: 0,
             tl: Timeline::new(buckets),
             c: Counters::default(),
-            backoff,
         };
         sim.q.push(0, Ev::Arrive);
         sim.q.push(0, Ev::Tick);
@@ -390,17 +390,13 @@ impl<'p> Sim<'p> {
         let bucket = Self::bucket(self.now);
         self.tl.offered(bucket);
         let proxy = self.rng.usize(..self.p.proxies);
-        if let Some(budget) = &self.proxies[proxy].budget {
-            // Deposit on every first attempt, not only on success.
-            budget.deposit();
-        }
         let client = self.clients.insert(Client {
             bucket,
             deadline: self.now + ms(self.p.client_timeout_ms),
             proxy,
             attempts: 0,
             answered: false,
-            backoff: None,
+            retry: self.proxies[proxy].retry.start_run(),
         });
         self.launch_attempt(client);
     }
@@ -411,6 +407,9 @@ impl<'p> Sim<'p> {
             return;
         };
         client.attempts += 1;
+        // The first attempt deposits into the budget (every request does,
+        // failed or not).
+        client.retry.begin_attempt();
         let proxy = client.proxy;
         let deadline = client.deadline;
         if self.m.deadline && self.now >= deadline {
@@ -718,46 +717,38 @@ impl<'p> Sim<'p> {
         self.maybe_retry(a.client, retry_after);
     }
 
-    /// The proxy decides whether and when to retry `client_key`.
+    /// The proxy decides whether and when to retry `client_key`: the
+    /// library's `RetryRun` checks the attempts left, computes the delay
+    /// (backoff, at least the capped Retry-After hint), stops if the retry
+    /// would start past the deadline, and only then asks the budget.
     fn maybe_retry(&mut self, client_key: Key, retry_after: Micros) {
         let Some(client) = self.clients.get_mut(client_key) else {
             return;
         };
-        if client.answered || client.attempts >= self.p.max_attempts {
+        if client.answered {
             return self.finish_client(client_key);
         }
-        let proxy = client.proxy;
-        let deadline = client.deadline;
-        // The budget is asked at decision time, before any backoff sleep.
-        if let Some(budget) = &self.proxies[proxy].budget
-            && !budget.try_withdraw()
-        {
-            self.c.budget_denied += 1;
-            return self.finish_client(client_key);
-        }
-        let mut delay: Micros = 0;
-        if self.m.backoff {
-            let seed = self.rng.u64(..);
-            let config = &self.backoff;
-            if let Some(client) = self.clients.get_mut(client_key) {
-                if client.backoff.is_none() {
-                    client.backoff = Backoff::with_seed(config.clone(), seed).ok();
-                }
-                let d = client
-                    .backoff
-                    .as_mut()
-                    .and_then(Backoff::next_delay)
-                    .unwrap_or_default();
-                delay = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let remaining = if self.m.deadline {
+            Duration::from_micros(client.deadline.saturating_sub(self.now))
+        } else {
+            Duration::MAX
+        };
+        let class = ErrorClass::TransientAfter(Duration::from_micros(retry_after));
+        match client.retry.on_failure(class, remaining) {
+            RetryDecision::Retry { delay } => {
+                let delay = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+                self.q
+                    .push(self.now.saturating_add(delay), Ev::Retry(client_key));
             }
-            // Honour the server's Retry-After hint, capped.
-            delay = delay.max(retry_after.min(ms(self.p.max_retry_after_ms)));
+            RetryDecision::Stop(kind) => {
+                match kind {
+                    RetryErrorKind::BudgetExhausted => self.c.budget_denied += 1,
+                    RetryErrorKind::DeadlineExceeded => self.c.deadline_stops += 1,
+                    _ => {}
+                }
+                self.finish_client(client_key);
+            }
         }
-        if self.m.deadline && self.now + delay >= deadline {
-            self.c.deadline_stops += 1;
-            return self.finish_client(client_key);
-        }
-        self.q.push(self.now + delay, Ev::Retry(client_key));
     }
 
     fn finish_client(&mut self, client: Key) {
@@ -774,6 +765,42 @@ impl<'p> Sim<'p> {
             self.c.throttled + self.c.breaker_rejected,
             self.c.wasted,
         )
+    }
+}
+
+/// The proxies' retry policy. Without the `backoff` mechanism a retry goes
+/// out at once (1 µs later) and the server's Retry-After hint is ignored, as
+/// a naive proxy does.
+fn retry_config(p: &Nov2019Params, m: Mechanisms) -> RetryConfig {
+    let (backoff, max_retry_after) = if m.backoff {
+        (
+            BackoffConfig {
+                base: Duration::from_millis(p.backoff_base_ms),
+                max: Duration::from_millis(p.backoff_max_ms),
+                factor: 2.0,
+                jitter: Jitter::Full,
+                max_attempts: None,
+            },
+            Duration::from_millis(p.max_retry_after_ms),
+        )
+    } else {
+        (
+            BackoffConfig {
+                base: Duration::from_micros(1),
+                max: Duration::from_micros(1),
+                factor: 1.0,
+                jitter: Jitter::None,
+                max_attempts: None,
+            },
+            Duration::ZERO,
+        )
+    };
+    RetryConfig {
+        max_attempts: p.max_attempts,
+        backoff,
+        max_retry_after,
+        per_attempt_timeout: None,
+        overall_timeout: None,
     }
 }
 

@@ -1,5 +1,8 @@
-//! The fleet-wide disruption budget: lease-bound slot keys reserved with
-//! transactions that compare the version of an epoch key.
+//! [`DisruptionSlots`]: the fleet-wide disruption budget (how many hosts
+//! may be disrupted, how many starts may run at once, fleet-wide) as
+//! lease-bound slot keys reserved with transactions that compare the
+//! version of an epoch key. (Not to be confused with the retry budget of
+//! `resilience-core`.)
 //!
 //! Reserving `k` slots in a directory that allows `limit`:
 //!
@@ -21,8 +24,8 @@ use std::collections::HashMap;
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::coordinator::LeaderCtx;
 use super::error::EtcdError;
+use super::leader::LeaderCtx;
 
 /// Who holds a slot (the slot key's value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,11 +54,23 @@ pub(crate) struct SlotRequest<'a> {
     pub(crate) what: &'a str,
 }
 
-impl LeaderCtx {
-    fn holder(&self) -> Result<Vec<u8>, EtcdError> {
+/// The disruption slots of one leadership: reserves and releases slot keys
+/// bound to its lease, fenced by its leader key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DisruptionSlots<'a> {
+    leader: &'a LeaderCtx,
+}
+
+impl<'a> DisruptionSlots<'a> {
+    /// The slots of `leader`.
+    pub(crate) fn of(leader: &'a LeaderCtx) -> Self {
+        DisruptionSlots { leader }
+    }
+
+    fn holder(self) -> Result<Vec<u8>, EtcdError> {
         serde_json::to_vec(&SlotHolder {
-            controller: self.coordinator.inner.id.clone(),
-            drain: self.drain.clone(),
+            controller: self.leader.conn.id.clone(),
+            drain: self.leader.drain.clone(),
         })
         .map_err(|e| EtcdError::Corrupt {
             key: String::new(),
@@ -94,7 +109,7 @@ impl LeaderCtx {
             if let Some(j) = journal {
                 reads.push(TxnOp::get(j.key.clone(), None));
             }
-            let snapshot = self.read(Txn::new().and_then(reads)).await?;
+            let snapshot = self.leader.read(Txn::new().and_then(reads)).await?;
             let mut gets = snapshot.op_responses().into_iter().filter_map(|r| match r {
                 TxnOpResponse::Get(g) => Some(g),
                 _ => None,
@@ -124,7 +139,7 @@ impl LeaderCtx {
                         .into(),
                 });
             }
-            let lease = self.lease();
+            let lease = self.leader.lease();
             let need: Vec<&String> = request
                 .keys
                 .iter()
@@ -134,8 +149,8 @@ impl LeaderCtx {
             if taken_elsewhere || held.len() + need.len() > request.limit as usize {
                 if !waiting {
                     tracing::info!(
-                        controller = %self.coordinator.inner.id,
-                        drain = %self.drain,
+                        controller = %self.leader.conn.id,
+                        drain = %self.leader.drain,
                         what = request.what,
                         wanted = need.len(),
                         held = held.len(),
@@ -145,7 +160,7 @@ impl LeaderCtx {
                     );
                     waiting = true;
                 }
-                tokio::time::sleep(self.coordinator.inner.config.poll_interval).await;
+                tokio::time::sleep(self.leader.conn.config.poll_interval).await;
                 continue;
             }
             let mut compares = Vec::new();
@@ -177,11 +192,11 @@ impl LeaderCtx {
             if ops.is_empty() {
                 return Ok(());
             }
-            if self.txn(compares, ops).await?.is_some() {
+            if self.leader.txn(compares, ops).await?.is_some() {
                 if waiting {
-                    tracing::info!(controller = %self.coordinator.inner.id, what = request.what, "room in the fleet-wide budget; reserved");
+                    tracing::info!(controller = %self.leader.conn.id, what = request.what, "room in the fleet-wide budget; reserved");
                 }
-                tracing::debug!(controller = %self.coordinator.inner.id, drain = %self.drain, what = request.what, slots = need.len(), "reserved");
+                tracing::debug!(controller = %self.leader.conn.id, drain = %self.leader.drain, what = request.what, slots = need.len(), "reserved");
                 return Ok(());
             }
             // Another controller reserved between the read and the write.
@@ -196,10 +211,10 @@ impl LeaderCtx {
     /// released stays held as long as the lease lives, shrinking the
     /// budget of every controller.
     pub(crate) async fn release(&self, key: String) -> Result<(), EtcdError> {
-        let lease = self.lease();
+        let lease = self.leader.lease();
         let mut logged = false;
         loop {
-            if self.session.snapshot().lost.is_some() {
+            if self.leader.session.snapshot().lost.is_some() {
                 // etcd deletes the slot with the lease.
                 return Ok(());
             }
@@ -207,20 +222,21 @@ impl LeaderCtx {
                 .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])
                 .and_then([TxnOp::delete(key.clone(), None)]);
             match self
-                .coordinator
-                .request(self.coordinator.client().txn(txn))
+                .leader
+                .conn
+                .request(self.leader.conn.client().txn(txn))
                 .await
             {
                 Ok(_) => {
-                    tracing::debug!(controller = %self.coordinator.inner.id, %key, "slot released");
+                    tracing::debug!(controller = %self.leader.conn.id, %key, "slot released");
                     return Ok(());
                 }
                 Err(error) => {
                     if !logged && !error.is_transient() {
-                        tracing::warn!(controller = %self.coordinator.inner.id, %key, %error, "releasing a slot failed; retrying");
+                        tracing::warn!(controller = %self.leader.conn.id, %key, %error, "releasing a slot failed; retrying");
                         logged = true;
                     }
-                    tokio::time::sleep(self.coordinator.inner.config.poll_interval).await;
+                    tokio::time::sleep(self.leader.conn.config.poll_interval).await;
                 }
             }
         }
@@ -231,22 +247,23 @@ impl LeaderCtx {
     /// leadership's abandoned starts (a reservation whose answer was lost
     /// when its work was dropped).
     pub(crate) async fn release_stale_starts(&self) -> Result<(), EtcdError> {
-        let dir = self.coordinator.inner.keys.starts_root();
+        let dir = self.leader.conn.keys.starts_root();
         self.release_matching(dir).await
     }
 
     /// Releases every host slot this lease holds for this drain.
     pub(crate) async fn release_all_hosts(&self) -> Result<(), EtcdError> {
-        let dir = self.coordinator.inner.keys.hosts_dir();
+        let dir = self.leader.conn.keys.hosts_dir();
         self.release_matching(dir).await
     }
 
     /// Releases every slot under `dir` held by this lease for this drain.
     async fn release_matching(&self, dir: String) -> Result<(), EtcdError> {
         let response = self
+            .leader
             .read(Txn::new().and_then([TxnOp::get(dir, Some(GetOptions::new().with_prefix()))]))
             .await?;
-        let lease = self.lease();
+        let lease = self.leader.lease();
         let mine: Vec<String> = response
             .op_responses()
             .into_iter()
@@ -258,7 +275,7 @@ impl LeaderCtx {
             .filter(|kv| kv.lease() == lease)
             .filter(|kv| {
                 serde_json::from_slice::<SlotHolder>(kv.value())
-                    .is_ok_and(|h| h.drain == self.drain)
+                    .is_ok_and(|h| h.drain == self.leader.drain)
             })
             .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
             .collect();

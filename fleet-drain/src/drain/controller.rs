@@ -1,78 +1,12 @@
-//! The [`DrainController`]: runs a drain to completion, wave by wave,
-//! within [`DrainLimits`], gated on app health, journaled.
-//!
-//! # Why a controller?
-//!
-//! The February 2019 drain was run by hand: 30 hosts at a time, more
-//! whenever the fleet was less than 80 % full. Every failure of that
-//! procedure is a decision the controller now makes explicitly:
-//!
-//! - **Bounded waves.** The [`Planner`] never drains more hosts, makes more
-//!   apps unavailable, or sends more apps to a receiver than the limits
-//!   allow; at run time a per-receiver pacer also holds starts to
-//!   `max_starts_per_host_per_minute` (a sliding 60 s window), whatever the
-//!   plan said.
-//! - **Health-gated.** Between starts the controller samples
-//!   [`FleetHealth`] and asks the [`HealthGate`]: it pauses (no new starts)
-//!   while apps are unhealthy or starts fail, resumes automatically, and
-//!   aborts past the abort marks.
-//! - **Retries with backoff.** A failed start is retried after a
-//!   [`Backoff`] delay, never in a loop; an app out of attempts aborts the
-//!   drain with the fleet error.
-//! - **Durable.** Intent is journaled before acting
-//!   ([`crate::journal`]); a restarted controller continues the wave in
-//!   progress, waits one start window before its first start (the previous
-//!   run's starts are unknown), and never drains a host twice. Apps its
-//!   predecessor's interrupted starts left stopped or failed on receivers
-//!   are restarted first, within the same limits and before the gate is
-//!   consulted: they are what makes the fleet look unhealthy, so gating on
-//!   them would pause, or abort, a drain over leftovers it is about to fix.
-//! - **Bounded in time.** A global deadline stops the drain (resumable).
-//! - **Observable, not noisy.** Every decision is a `tracing` event and a
-//!   [`DrainEvent`] for subscribers ([`DrainController::subscribe`],
-//!   [`DrainController::on_event`]); floods of similar events (migrations
-//!   into one host, failures on one host) are aggregated by a
-//!   [`resilience_core::signal::EventAggregator`] into one
-//!   [`DrainEvent::Aggregated`] summary per window.
-//!
-//! # Example
-//!
-//! ```
-//! use std::sync::Arc;
-//! use fleet_drain::drain::{DrainConfig, DrainController};
-//! use fleet_drain::journal::MemoryJournal;
-//! use fleet_drain::plan::Amount;
-//! use fleet_drain::sim::{self, SimConfig, SimFleet};
-//! use resilience_core::clock::ManualClock;
-//!
-//! let clock = ManualClock::new();
-//! let fleet = SimFleet::with_clock(SimConfig::default(), clock.clone())?;
-//! let old = fleet.add_hosts(4, 10, "v1");
-//! fleet.add_hosts(4, 20, "v1");
-//! for &host in &old { fleet.add_apps(host, 8)?; }
-//!
-//! let mut config = DrainConfig::default();
-//! // 10 % of 32 apps would be 3: less than one host's 8 apps (an error).
-//! config.limits.max_unavailable = Amount::Count(16);
-//! let mut controller = DrainController::with_clock(
-//!     config,
-//!     Arc::new(fleet.clone()),
-//!     Box::new(MemoryJournal::new()),
-//!     clock.clone(),
-//! )?;
-//! let report = sim::run(&clock, controller.run(&old))??;
-//! assert_eq!(report.hosts_drained, 4);
-//! assert_eq!(report.apps_migrated, 32);
-//! assert!(fleet.stats().peak_starts_per_host_per_minute <= 4);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! [`DrainController`]: runs waves to completion, pacing, gating,
+//! retrying and journaling.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
 use futures::future::Either;
@@ -80,321 +14,22 @@ use futures::stream::FuturesUnordered;
 use resilience_core::ConfigError;
 use resilience_core::backoff::{Backoff, BackoffConfig};
 use resilience_core::clock::{Clock, SharedClock, Sleep};
-use resilience_core::signal::{EventAggregator, EventAggregatorConfig};
-use serde::{Deserialize, Serialize};
+use resilience_core::retry::{RetryConfig, RetryPolicy};
+use resilience_core::signal::EventAggregator;
 use tokio::sync::broadcast;
 
+use super::config::DrainConfig;
+use super::events::DrainEvent;
+use super::pacer::{START_WINDOW, StartPacer};
+use super::report::DrainReport;
+use super::work::{Batch, Callback, StartFuture, Work, first_starts, remaining_targets, repairs};
 use crate::error::DrainError;
 use crate::fleet::{AppId, AppState, Fleet, FleetError, FleetSnapshot, HostId, HostState};
-use crate::health::{FleetHealth, GateVerdict, HealthFigures, HealthGate, HealthGateConfig};
+use crate::health::{FleetHealth, GateVerdict, HealthGate};
 use crate::journal::{DrainProgress, Journal, JournalRecord};
-use crate::plan::{DrainLimits, DrainPlan, Planner};
+use crate::plan::{DrainPlan, Planner};
 
-/// The window of `max_starts_per_host_per_minute`.
-const START_WINDOW: Duration = Duration::from_secs(60);
-
-/// Configuration of a [`DrainController`] (serde: TOML or JSON, durations
-/// like `"30s"`). `Default`: the default limits and gate, a 5-minute
-/// start-failure window, health checked every 10 s, no deadline, retries
-/// from 5 s doubling to 2 min with full jitter for at most 5 attempts, events
-/// aggregated per minute, not a dry run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DrainConfig {
-    /// What each wave may do.
-    pub limits: DrainLimits,
-    /// When to pause, resume and abort.
-    pub gate: HealthGateConfig,
-    /// Window over which start failures per minute are counted. > 0.
-    #[serde(with = "humantime_serde")]
-    pub failure_window: Duration,
-    /// How often health is sampled and the gate evaluated. > 0.
-    #[serde(with = "humantime_serde")]
-    pub check_interval: Duration,
-    /// The whole drain must finish within this (from the start of
-    /// [`DrainController::run`]); `None`: no deadline. Must be > 0 if set.
-    #[serde(with = "humantime_serde::option")]
-    pub deadline: Option<Duration>,
-    /// Delays between attempts of one app's start (and of failed fleet
-    /// operations); its `max_attempts` bounds them.
-    pub retry: BackoffConfig,
-    /// Seed of the retry jitter.
-    pub seed: u64,
-    /// Aggregation of floods of similar events.
-    pub events: EventAggregatorConfig,
-    /// Only plan: [`DrainController::run`] returns the next wave in
-    /// [`DrainReport::plan`] and changes nothing.
-    pub dry_run: bool,
-    /// Stop sending apps to a receiver whose start failures per minute
-    /// exceed this: its remaining apps are re-planned onto other receivers
-    /// ([`Planner::replan_host`]) and it receives no more apps for the rest
-    /// of the run. `None` (default): never. Finite, > 0.
-    pub receiver_max_failures_per_minute: Option<f64>,
-}
-
-impl Default for DrainConfig {
-    fn default() -> Self {
-        DrainConfig {
-            limits: DrainLimits::default(),
-            gate: HealthGateConfig::default(),
-            failure_window: Duration::from_secs(300),
-            check_interval: Duration::from_secs(10),
-            deadline: None,
-            retry: BackoffConfig {
-                base: Duration::from_secs(5),
-                max: Duration::from_secs(120),
-                max_attempts: Some(5),
-                ..BackoffConfig::default()
-            },
-            seed: 0,
-            events: EventAggregatorConfig {
-                window: Duration::from_secs(60),
-                max_fingerprints: 1000,
-            },
-            dry_run: false,
-            receiver_max_failures_per_minute: None,
-        }
-    }
-}
-
-impl DrainConfig {
-    /// Checks every field (nested fields are named `limits.…`, `gate.…`).
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.limits.validate().map_err(|e| e.nested("limits"))?;
-        self.gate.validate().map_err(|e| e.nested("gate"))?;
-        if self.failure_window.is_zero() {
-            return Err(ConfigError::new(
-                "failure_window",
-                "must be greater than zero",
-            ));
-        }
-        if self.check_interval.is_zero() {
-            return Err(ConfigError::new(
-                "check_interval",
-                "must be greater than zero",
-            ));
-        }
-        if self.deadline == Some(Duration::ZERO) {
-            return Err(ConfigError::new(
-                "deadline",
-                "must be greater than zero (omit it for no deadline)",
-            ));
-        }
-        self.retry.validate().map_err(|e| e.nested("retry"))?;
-        self.events.validate().map_err(|e| e.nested("events"))?;
-        if let Some(max) = self.receiver_max_failures_per_minute
-            && !(max.is_finite() && max > 0.0)
-        {
-            return Err(ConfigError::new(
-                "receiver_max_failures_per_minute",
-                format!("must be a finite rate > 0 (or unset), got {max}"),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Something a drain did, for subscribers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum DrainEvent {
-    /// The drain started (or resumed from its journal).
-    Started {
-        /// Hosts to drain.
-        targets: usize,
-        /// Resumed from a journal.
-        resumed: bool,
-    },
-    /// A wave started draining hosts.
-    WaveStarted {
-        /// Wave number.
-        wave: u32,
-        /// Hosts it started draining.
-        hosts: Vec<HostId>,
-        /// Apps to move in the wave (including hosts still draining).
-        apps: usize,
-    },
-    /// An app started on its receiver.
-    AppMigrated {
-        /// The app.
-        app: AppId,
-        /// The receiver.
-        to: HostId,
-    },
-    /// An app's start failed (it will be retried if attempts remain).
-    StartFailed {
-        /// The app.
-        app: AppId,
-        /// The receiver.
-        host: HostId,
-        /// Attempt number, from 1.
-        attempt: u32,
-        /// The error.
-        error: String,
-    },
-    /// A receiver failed too many starts: its remaining apps were
-    /// re-planned onto other receivers.
-    ReceiverExcluded {
-        /// The receiver.
-        host: HostId,
-        /// Its start failures per minute.
-        start_failures_per_minute: f64,
-        /// Apps moved to other receivers.
-        moved: usize,
-    },
-    /// A host is empty and drained.
-    HostDrained {
-        /// The host.
-        host: HostId,
-    },
-    /// The health gate paused the drain.
-    Paused {
-        /// Health at the time.
-        health: HealthFigures,
-        /// Which threshold was crossed.
-        reason: String,
-    },
-    /// Health recovered; the drain goes on.
-    Resumed {
-        /// Health at the time.
-        health: HealthFigures,
-        /// How long it was paused.
-        #[serde(with = "humantime_serde")]
-        paused_for: Duration,
-    },
-    /// The drain was aborted by the gate.
-    Aborted {
-        /// Why, with the health figures.
-        reason: String,
-    },
-    /// Every target is drained.
-    Finished {
-        /// Hosts drained by this run.
-        hosts_drained: usize,
-        /// Time taken by this run.
-        #[serde(with = "humantime_serde")]
-        elapsed: Duration,
-    },
-    /// Events of one kind suppressed within a window.
-    Aggregated {
-        /// What the suppressed events were (e.g. `"start_failed/host-3"`).
-        fingerprint: String,
-        /// How many were suppressed.
-        suppressed: u64,
-        /// The last of them.
-        last: Box<DrainEvent>,
-    },
-}
-
-/// What a drain run did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct DrainReport {
-    /// Hosts drained by this run.
-    pub hosts_drained: usize,
-    /// Apps started successfully on receivers (including restarts).
-    pub apps_migrated: u64,
-    /// App starts that failed.
-    pub failed_starts: u64,
-    /// Waves started by this run.
-    pub waves: u32,
-    /// Times the gate paused the drain.
-    pub pauses: u32,
-    /// Whether this run resumed a journaled drain.
-    pub resumed: bool,
-    /// Most starts into one receiver within 60 s, as paced by this run.
-    pub peak_starts_per_host_per_minute: u32,
-    /// Simulated or real time taken.
-    #[serde(with = "humantime_serde")]
-    pub elapsed: Duration,
-    /// Dry run: the wave that would start.
-    pub plan: Option<DrainPlan>,
-}
-
-type Callback = Box<dyn Fn(&DrainEvent) + Send + Sync>;
-type StartFuture = Pin<Box<dyn Future<Output = (Work, Result<(), FleetError>)> + Send>>;
-
-/// One app start to do.
-#[derive(Debug)]
-struct Work {
-    app: AppId,
-    to: HostId,
-    attempt: u32,
-    /// Restarts an app left stopped or failed on a receiver: repairs (and
-    /// retries) go on while the gate pauses new work, since they restore
-    /// health rather than disrupt it.
-    repair: bool,
-    backoff: Option<Backoff>,
-    not_before: Instant,
-}
-
-/// What one call of `execute` works within.
-#[derive(Debug)]
-struct Batch {
-    budget: usize,
-    started: Instant,
-    remaining: usize,
-    /// The wave's plan and the snapshot it was made from, for re-planning
-    /// around receivers that fail.
-    plan: Option<(DrainPlan, FleetSnapshot)>,
-    /// Whether the health gate may pause or abort this batch. Repairs are
-    /// not gated: the unhealthy apps they restart are what the gate would
-    /// see, so judging health before they are done would pause (or abort)
-    /// on the very leftovers being fixed.
-    gated: bool,
-}
-
-/// Holds starts into each receiver to a limit per sliding 60 s window.
-#[derive(Debug)]
-struct StartPacer {
-    limit: usize,
-    starts: HashMap<HostId, VecDeque<Instant>>,
-    blocked_until: Option<Instant>,
-    peak: u32,
-}
-
-impl StartPacer {
-    fn new(limit: u32) -> Self {
-        StartPacer {
-            limit: limit.max(1) as usize,
-            starts: HashMap::new(),
-            blocked_until: None,
-            peak: 0,
-        }
-    }
-
-    /// The earliest instant a start into `host` is allowed.
-    fn next_allowed(&mut self, host: HostId, now: Instant) -> Instant {
-        let mut at = now;
-        if let Some(until) = self.blocked_until
-            && until > now
-        {
-            at = until;
-        }
-        if let Some(log) = self.starts.get_mut(&host) {
-            while log
-                .front()
-                .is_some_and(|t| now.saturating_duration_since(*t) >= START_WINDOW)
-            {
-                log.pop_front();
-            }
-            if log.len() >= self.limit
-                && let Some(oldest) = log.get(log.len() - self.limit)
-            {
-                at = at.max(*oldest + START_WINDOW);
-            }
-        }
-        at
-    }
-
-    fn record(&mut self, host: HostId, now: Instant) {
-        let log = self.starts.entry(host).or_default();
-        log.push_back(now);
-        self.peak = self.peak.max(u32::try_from(log.len()).unwrap_or(u32::MAX));
-    }
-}
-
-/// Runs drains. See the [module docs](self).
+/// Runs drains. See the [module docs](super).
 pub struct DrainController {
     config: DrainConfig,
     planner: Planner,
@@ -407,6 +42,8 @@ pub struct DrainController {
     callbacks: Vec<Callback>,
     aggregator: EventAggregator<String, DrainEvent>,
     rng_seed: u64,
+    /// Retries fleet operations (snapshots, host state changes).
+    retry: RetryPolicy,
     needs_replan: bool,
     /// Receivers excluded for failing starts, for the rest of the run.
     excluded: HashSet<HostId>,
@@ -453,8 +90,20 @@ impl DrainController {
             .map_err(|e| e.nested("failure_window"))?;
         let aggregator = EventAggregator::with_clock(config.events.clone(), clock.clone())
             .map_err(|e| e.nested("events"))?;
+        let retry = RetryPolicy::new(RetryConfig {
+            max_attempts: config.retry.max_attempts.unwrap_or(u32::MAX),
+            backoff: BackoffConfig {
+                max_attempts: None,
+                ..config.retry.clone()
+            },
+            ..RetryConfig::default()
+        })
+        .map_err(|e| e.nested("retry"))?
+        .with_clock(clock.clone())
+        .with_seed(config.seed);
         let (events, _) = broadcast::channel(1024);
         Ok(DrainController {
+            retry,
             rng_seed: config.seed,
             config,
             planner,
@@ -556,28 +205,31 @@ impl DrainController {
         Ok(self.planner.next_wave(&snapshot, &remaining)?)
     }
 
-    /// Runs a fleet operation, retrying retryable errors with the
-    /// configured backoff.
+    /// Runs a fleet operation through the controller's [`RetryPolicy`]
+    /// (the crate-wide retry engine): retryable [`FleetError`]s are retried
+    /// with the configured backoff, the last error is returned when the
+    /// attempts run out.
     async fn with_retry<T, F>(&self, op: F) -> Result<T, DrainError>
     where
         F: for<'a> Fn(
             &'a dyn Fleet,
         ) -> Pin<Box<dyn Future<Output = Result<T, FleetError>> + Send + 'a>>,
     {
-        let mut backoff = Backoff::with_seed(self.config.retry.clone(), self.rng_seed)?;
-        loop {
-            match op(self.fleet.as_ref()).await {
-                Ok(value) => return Ok(value),
-                Err(e) if e.is_retryable() => match backoff.next_delay() {
-                    Some(delay) => {
-                        tracing::warn!(error = %e, ?delay, "fleet operation failed; retrying");
-                        self.clock.sleep(delay).await;
-                    }
-                    None => return Err(e.into()),
-                },
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let fleet = self.fleet.as_ref();
+        self.retry
+            .run(|attempt| {
+                if attempt > 1 {
+                    tracing::warn!(attempt, "retrying a failed fleet operation");
+                }
+                op(fleet)
+            })
+            .await
+            .map_err(|e| match e.into_last_error() {
+                Some(error) => DrainError::from(error),
+                None => DrainError::from(FleetError::Unavailable(
+                    "fleet operation stopped by the retry policy before any attempt".into(),
+                )),
+            })
     }
 
     fn check_deadline(&self, started: Instant, remaining: usize) -> Result<(), DrainError> {
@@ -1152,162 +804,5 @@ impl DrainController {
             let result = fleet.migrate(item.app, item.to).await;
             (item, result)
         })
-    }
-}
-
-/// The first start of every app a plan moves, in plan order.
-fn first_starts(plan: &DrainPlan, now: Instant) -> VecDeque<Work> {
-    plan.assignments()
-        .iter()
-        .map(|a| Work {
-            app: a.app,
-            to: a.to,
-            attempt: 0,
-            repair: false,
-            backoff: None,
-            not_before: now,
-        })
-        .collect()
-}
-
-/// Apps left stopped or failed on receivers (an interrupted or failed start
-/// of an earlier run), to restart in place.
-fn repairs(snapshot: &FleetSnapshot, targets: &HashSet<HostId>, now: Instant) -> VecDeque<Work> {
-    snapshot
-        .apps()
-        .filter(|app| {
-            !targets.contains(&app.host)
-                && matches!(app.state, AppState::Stopped | AppState::Failed)
-                && snapshot
-                    .host(app.host)
-                    .is_some_and(|h| h.state.accepts_apps())
-        })
-        .map(|app| Work {
-            app: app.id,
-            to: app.host,
-            attempt: 0,
-            repair: true,
-            backoff: None,
-            not_before: now,
-        })
-        .collect()
-}
-
-/// Targets not yet drained, by the journal or the fleet.
-fn remaining_targets(
-    targets: &[HostId],
-    progress: &DrainProgress,
-    snapshot: &FleetSnapshot,
-) -> Vec<HostId> {
-    targets
-        .iter()
-        .copied()
-        .filter(|&t| {
-            !progress.is_drained(t)
-                && snapshot.host(t).is_none_or(|h| {
-                    h.state != HostState::Drained || !snapshot.apps_on(t).is_empty()
-                })
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use resilience_core::clock::ManualClock;
-
-    #[test]
-    fn pacer_holds_starts_to_the_limit_per_sliding_minute() {
-        let clock = ManualClock::new();
-        let mut pacer = StartPacer::new(2);
-        let h = HostId(1);
-        let t0 = clock.now();
-        assert_eq!(pacer.next_allowed(h, t0), t0);
-        pacer.record(h, t0);
-        pacer.record(h, t0 + Duration::from_secs(10));
-        assert_eq!(
-            pacer.next_allowed(h, t0 + Duration::from_secs(20)),
-            t0 + START_WINDOW
-        );
-        assert_eq!(pacer.next_allowed(h, t0 + START_WINDOW), t0 + START_WINDOW);
-        assert_eq!(pacer.next_allowed(HostId(2), t0), t0);
-        assert_eq!(pacer.peak, 2);
-    }
-
-    #[test]
-    fn invalid_configs_name_the_nested_field() {
-        let mut config = DrainConfig::default();
-        config.limits.max_draining_hosts = 0;
-        assert_eq!(
-            config.validate().unwrap_err().field(),
-            "limits.max_draining_hosts"
-        );
-        let config = DrainConfig {
-            deadline: Some(Duration::ZERO),
-            ..DrainConfig::default()
-        };
-        assert_eq!(config.validate().unwrap_err().field(), "deadline");
-        let config = DrainConfig {
-            check_interval: Duration::ZERO,
-            ..DrainConfig::default()
-        };
-        assert_eq!(config.validate().unwrap_err().field(), "check_interval");
-        let mut config = DrainConfig::default();
-        config.gate.fire_after = 0;
-        assert_eq!(config.validate().unwrap_err().field(), "gate.fire_after");
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            let config = DrainConfig {
-                receiver_max_failures_per_minute: Some(bad),
-                ..DrainConfig::default()
-            };
-            assert_eq!(
-                config.validate().unwrap_err().field(),
-                "receiver_max_failures_per_minute"
-            );
-        }
-    }
-
-    #[test]
-    fn shared_types_are_send_and_sync() {
-        fn send<T: Send>() {}
-        fn send_sync<T: Send + Sync>() {}
-        send::<DrainController>();
-        send::<crate::rollout::Rollout>();
-        send::<crate::journal::FileJournal>();
-        send_sync::<DrainPlan>();
-        send_sync::<Planner>();
-        send_sync::<HealthGate>();
-        send_sync::<FleetHealth>();
-        send_sync::<crate::journal::MemoryJournal>();
-        send_sync::<DrainEvent>();
-    }
-
-    #[test]
-    fn the_run_future_is_send() {
-        fn send<T: Send>(_: &T) {}
-        let clock = resilience_core::clock::ManualClock::new();
-        let fleet =
-            crate::sim::SimFleet::with_clock(crate::sim::SimConfig::default(), clock.clone())
-                .unwrap();
-        let mut controller = DrainController::with_clock(
-            DrainConfig::default(),
-            Arc::new(fleet.clone()),
-            Box::new(crate::journal::MemoryJournal::new()),
-            clock.clone(),
-        )
-        .unwrap();
-        send(&controller.run(&[]));
-        let mut rollout = crate::rollout::Rollout::with_clock(
-            crate::rollout::RolloutConfig {
-                version: "v2".into(),
-                steps: vec![crate::rollout::RolloutStep::StartWithoutTraffic],
-                ..crate::rollout::RolloutConfig::default()
-            },
-            Arc::new(fleet),
-            vec![crate::fleet::HostId(0)],
-            clock,
-        )
-        .unwrap();
-        send(&rollout.run());
     }
 }

@@ -1,6 +1,5 @@
 //! Shared helpers of the etcd integration tests (included with `#[path]`
-//! by `etcd_coordination.rs` and `etcd_outage.rs`; as a test target of its
-//! own it has no tests).
+//! by `etcd_coordination.rs` and `etcd_outage.rs`; not a test target).
 #![cfg(feature = "etcd")]
 #![allow(
     clippy::unwrap_used,

@@ -158,16 +158,15 @@ impl<T> Slab<T> {
     /// Stores `value` and returns its key, or [`SlabFull`] (dropping
     /// `value`) when 2^32 entries are live.
     pub fn insert(&mut self, value: T) -> Result<Key, SlabFull> {
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                let index = u32::try_from(self.slots.len()).map_err(|_| SlabFull)?;
-                self.slots.push(Slot {
-                    generation: 0,
-                    value: None,
-                });
-                index
-            }
+        let index = if let Some(index) = self.free.pop() {
+            index
+        } else {
+            let index = u32::try_from(self.slots.len()).map_err(|_| SlabFull)?;
+            self.slots.push(Slot {
+                generation: 0,
+                value: None,
+            });
+            index
         };
         let slot = self.slots.get_mut(index as usize).ok_or(SlabFull)?;
         slot.value = Some(value);

@@ -43,7 +43,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Library crates checked, by directory.
-CRATES = ["resilience-core", "fleet-drain", "node-modules-alloc", "bindings-node", "examples"]
+CRATES = [
+    "resilience-core",
+    "fleet-drain",
+    "node-modules-alloc",
+    "bindings-node",
+    "examples",
+    "slab",
+]
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 

@@ -16,127 +16,64 @@ use std::cell::RefCell;
 use std::fmt;
 use std::thread::LocalKey;
 
+use breakwater_slab::{Key, Slab};
 use napi_derive::napi;
 
 use crate::error::{BwError, BwResult};
 
-/// Generations wrap at 2^21, so `generation << 32 | index` stays an exact
-/// JS number (< 2^53).
-const GENERATION_MASK: u32 = (1 << 21) - 1;
-
-/// A slab whose keys carry a generation, so that a key used after its entry
-/// was removed (and the slot reused) is rejected instead of reaching another
-/// entry.
+/// A table of native objects keyed by JS numbers: the workspace's
+/// generational [`Slab`], whose keys cross into JS as exact numbers
+/// (`generation << 32 | index`, below 2^53; generations wrap at 2^21). A key
+/// used after its entry was removed (and the slot reused) is rejected instead
+/// of reaching another entry, as is any number that is not a key.
 #[derive(Debug)]
 pub struct Slots<T> {
-    entries: Vec<Entry<T>>,
-    free: Vec<u32>,
-    len: usize,
-}
-
-#[derive(Debug)]
-struct Entry<T> {
-    generation: u32,
-    value: Option<T>,
+    slab: Slab<T>,
 }
 
 impl<T> Default for Slots<T> {
     fn default() -> Self {
-        Slots {
-            entries: Vec::new(),
-            free: Vec::new(),
-            len: 0,
-        }
+        Self::new()
     }
 }
 
 impl<T> Slots<T> {
     /// An empty table.
     pub const fn new() -> Self {
-        Slots {
-            entries: Vec::new(),
-            free: Vec::new(),
-            len: 0,
-        }
+        Slots { slab: Slab::new() }
     }
 
     /// Stores `value`; returns its key, or `None` if the table is full
     /// (2^32 entries).
     pub fn insert(&mut self, value: T) -> Option<f64> {
-        let index = if let Some(index) = self.free.pop() {
-            index
-        } else {
-            let index = u32::try_from(self.entries.len()).ok()?;
-            self.entries.push(Entry {
-                generation: 0,
-                value: None,
-            });
-            index
-        };
-        let entry = self.entries.get_mut(index as usize)?;
-        entry.value = Some(value);
-        self.len += 1;
-        Some(encode(index, entry.generation))
+        self.slab.insert(value).ok().map(Key::to_js_number)
     }
 
     /// The entry under `key`, if it is still there.
     pub fn get(&self, key: f64) -> Option<&T> {
-        let (index, generation) = decode(key)?;
-        let entry = self.entries.get(index as usize)?;
-        if entry.generation != generation {
-            return None;
-        }
-        entry.value.as_ref()
+        self.slab.get(Key::from_js_number(key)?)
     }
 
     /// The entry under `key`, mutably.
     pub fn get_mut(&mut self, key: f64) -> Option<&mut T> {
-        let (index, generation) = decode(key)?;
-        let entry = self.entries.get_mut(index as usize)?;
-        if entry.generation != generation {
-            return None;
-        }
-        entry.value.as_mut()
+        self.slab.get_mut(Key::from_js_number(key)?)
     }
 
     /// Removes and returns the entry under `key`; its key is dead from now
     /// on.
     pub fn remove(&mut self, key: f64) -> Option<T> {
-        let (index, generation) = decode(key)?;
-        let entry = self.entries.get_mut(index as usize)?;
-        if entry.generation != generation {
-            return None;
-        }
-        let value = entry.value.take()?;
-        entry.generation = entry.generation.wrapping_add(1) & GENERATION_MASK;
-        self.free.push(index);
-        self.len -= 1;
-        Some(value)
+        self.slab.remove(Key::from_js_number(key)?)
     }
 
     /// Entries stored.
     pub fn len(&self) -> usize {
-        self.len
+        self.slab.len()
     }
 
     /// Whether no entry is stored.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.slab.is_empty()
     }
-}
-
-fn encode(index: u32, generation: u32) -> f64 {
-    f64::from(generation) * 4_294_967_296.0 + f64::from(index)
-}
-
-fn decode(key: f64) -> Option<(u32, u32)> {
-    if !(0.0..9_007_199_254_740_992.0).contains(&key) || key.fract() != 0.0 {
-        return None;
-    }
-    let bits = key as u64;
-    let index = (bits & 0xFFFF_FFFF) as u32;
-    let generation = u32::try_from(bits >> 32).ok()?;
-    Some((index, generation))
 }
 
 /// A per-thread table of native objects of one kind.
@@ -232,56 +169,28 @@ impl fmt::Debug for Handle {
 mod tests {
     use super::*;
 
+    // The slab's own behaviour (staleness, generations, the JS-number
+    // encoding) is tested in `breakwater-slab`; this checks the f64 wrapper.
     #[test]
-    fn keys_find_their_entries_until_removed() {
-        let mut slots = Slots::new();
-        let a = slots.insert("a").unwrap();
-        let b = slots.insert("b").unwrap();
-        assert_eq!(slots.get(a), Some(&"a"));
-        assert_eq!(slots.remove(a), Some("a"));
-        assert_eq!(slots.get(a), None);
-        assert_eq!(slots.remove(a), None, "a second remove is a no-op");
-        assert_eq!(slots.len(), 1);
-        assert_eq!(slots.get(b), Some(&"b"));
-    }
-
-    #[test]
-    fn a_reused_slot_rejects_the_stale_key() {
+    fn number_keys_reach_their_entries_and_stale_or_malformed_ones_do_not() {
         let mut slots = Slots::new();
         let old = slots.insert(1).unwrap();
-        slots.remove(old);
+        assert_eq!(old, 0.0, "the first key is slot 0, generation 0");
+        assert_eq!(slots.get(old), Some(&1));
+        assert_eq!(slots.remove(old), Some(1));
         let new = slots.insert(2).unwrap();
-        assert_ne!(old, new);
+        assert_eq!(new, 2f64.powi(32), "slot 0 reused at generation 1");
         assert_eq!(slots.get(old), None);
-        assert_eq!(slots.get(new), Some(&2));
-    }
-
-    #[test]
-    fn malformed_keys_are_rejected() {
-        let mut slots = Slots::new();
-        slots.insert(1).unwrap();
+        assert_eq!(slots.remove(old), None);
+        *slots.get_mut(new).unwrap() += 1;
+        assert_eq!(slots.get(new), Some(&3));
+        assert_eq!(slots.len(), 1);
         for bad in [-1.0, 0.5, f64::NAN, f64::INFINITY, 2f64.powi(53)] {
             assert_eq!(slots.get(bad), None, "{bad}");
+            assert_eq!(slots.get_mut(bad), None, "{bad}");
+            assert_eq!(slots.remove(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn keys_stay_exact_js_numbers_across_generations() {
-        let mut slots = Slots::new();
-        let mut key = slots.insert(0u8).unwrap();
-        for _ in 0..5000 {
-            slots.remove(key);
-            key = slots.insert(0u8).unwrap();
-            assert!(key < 2f64.powi(53));
-            assert_eq!(slots.get(key), Some(&0));
-        }
-        assert_eq!(
-            encode(7, GENERATION_MASK),
-            f64::from(GENERATION_MASK) * 2f64.powi(32) + 7.0
-        );
-        assert_eq!(
-            decode(encode(7, GENERATION_MASK)),
-            Some((7, GENERATION_MASK))
-        );
+        assert_eq!(slots.remove(new), Some(3));
+        assert!(slots.is_empty());
     }
 }

@@ -7,7 +7,6 @@ pub mod events;
 pub mod feb2019;
 pub mod nov2019;
 pub mod parallel;
-pub mod slab;
 pub mod table;
 
 pub use error::ReplayError;

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use breakwater_slab::{Key, Slab};
 use futures::task::noop_waker_ref;
 use resilience_core::backoff::{BackoffConfig, Jitter};
 use resilience_core::breaker::{BreakerConfig, BreakerPermit, CircuitBreaker, WindowConfig};
@@ -45,7 +46,6 @@ use super::policy::Mechanisms;
 use super::report::{Nov2019Outcome, Timeline};
 use crate::replay::error::ReplayError;
 use crate::replay::events::{EventQueue, Micros, SECOND, ms};
-use crate::replay::slab::{Key, Slab};
 
 type AcquireFuture = Pin<Box<dyn Future<Output = Result<ConcurrencyPermit, Overloaded>> + Send>>;
 
@@ -390,14 +390,18 @@ impl<'p> Sim<'p> {
         let bucket = Self::bucket(self.now);
         self.tl.offered(bucket);
         let proxy = self.rng.usize(..self.p.proxies);
-        let client = self.clients.insert(Client {
+        // A full slab (2^32 live clients) cannot happen before memory runs
+        // out; the arrival would simply be lost.
+        let Ok(client) = self.clients.insert(Client {
             bucket,
             deadline: self.now + ms(self.p.client_timeout_ms),
             proxy,
             attempts: 0,
             answered: false,
             retry: self.proxies[proxy].retry.start_run(),
-        });
+        }) else {
+            return;
+        };
         self.launch_attempt(client);
     }
 
@@ -445,11 +449,15 @@ impl<'p> Sim<'p> {
             self.finish_client(client_key);
             return;
         };
-        let attempt = self.attempts.insert(Attempt {
+        let Ok(attempt) = self.attempts.insert(Attempt {
             client: client_key,
             proxy,
             breaker,
-        });
+        }) else {
+            // 2^32 attempts in flight: unreachable in practice; give up.
+            self.finish_client(client_key);
+            return;
+        };
         let bucket = Self::bucket(self.now);
         self.tl.server_attempt(bucket);
         let mut timeout = ms(self.p.attempt_timeout_ms);

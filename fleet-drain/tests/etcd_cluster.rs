@@ -81,6 +81,7 @@ async fn killing_the_etcd_leader_mid_drain_keeps_the_limits_and_loses_nothing() 
         let stats = world.sim.stats();
         assert_eq!(stats.max_drains_per_host, 1, "a host was drained twice");
         assert_eq!(stats.failed_starts, 0);
+        coordinator.close().await.unwrap();
         // Nothing lost: the journal in the surviving members tells the
         // whole drain, each host once.
         let reader =
@@ -100,7 +101,6 @@ async fn killing_the_etcd_leader_mid_drain_keeps_the_limits_and_loses_nothing() 
         assert_eq!(progress.drained.len(), targets.len());
         assert!(progress.wave_starts.values().all(|&n| n == 1));
         reader.close().await.unwrap();
-        coordinator.close().await.ok();
     })
     .await
     .unwrap();

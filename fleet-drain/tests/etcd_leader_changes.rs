@@ -223,7 +223,7 @@ async fn hosts_a_dead_leader_left_draining_count_against_another_drains_budget()
     tokio::time::timeout(Duration::from_secs(55), async {
         let Some(endpoints) = endpoints() else { return };
         let prefix = unique_prefix("stranded");
-        let world = World::new(4, 2, 4, 6);
+        let world = World::new(4, 2, 4, 3);
         let (first, second) = (world.targets[0].clone(), world.targets[1].clone());
         let a = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), "a")
             .await
@@ -249,7 +249,8 @@ async fn hosts_a_dead_leader_left_draining_count_against_another_drains_budget()
         // fleet, and its lease expires.
         task_a.abort();
         drop(a);
-        assert_eq!(draining(&world, &first), 2);
+        let stranded = draining(&world, &first);
+        assert!(stranded >= 1);
         let mut client = etcd_client::Client::connect(&endpoints, None)
             .await
             .unwrap();
@@ -286,13 +287,12 @@ async fn hosts_a_dead_leader_left_draining_count_against_another_drains_budget()
         ));
         // Give B time to (wrongly) start; not an assertion in itself.
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(1) && draining(&world, &second) == 0 {
+        while started.elapsed() < Duration::from_secs(1) && draining(&world, &second) < 2 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(
-            draining(&world, &second),
-            0,
-            "drain-1 started while drain-0's stranded hosts filled the budget"
+        assert!(
+            draining(&world, &second) <= 2 - stranded,
+            "drain-1 went past the budget left by drain-0's {stranded} stranded hosts"
         );
         // A replica of drain-0 adopts the stranded hosts and finishes; then
         // drain-1 gets the room.

@@ -38,9 +38,12 @@
 //! # One controller per journal
 //!
 //! [`FileJournal::open`] takes an exclusive advisory lock on the file
-//! (`flock`), held until the journal is dropped. A second controller
-//! opening the same journal gets an error at once instead of interleaving
-//! its records with the first one's.
+//! (`flock`), held until the journal is dropped. A second controller (in
+//! another process) opening the same journal gets an error at once
+//! instead of interleaving its records with the first one's. Within one
+//! process, opening a journal the process already holds shares the lock
+//! (tools and tests that read back the journal of a running controller);
+//! appends from two handles in one process are not coordinated.
 //!
 //! The trait is small and async so that a remote store (etcd) can
 //! implement it too.
@@ -72,6 +75,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -80,6 +84,51 @@ use sha2::{Digest, Sha256};
 
 pub use crate::error::JournalError;
 use crate::fleet::HostId;
+
+/// Journals this process holds the lock of: canonical path -> (the locked
+/// handle, how many `FileJournal`s share it).
+static LOCKS: LazyLock<Mutex<HashMap<PathBuf, (File, usize)>>> = LazyLock::new(Mutex::default);
+
+/// This process's share of a journal's lock; the last one unlocks.
+#[derive(Debug)]
+struct LockShare(PathBuf);
+
+impl Drop for LockShare {
+    fn drop(&mut self) {
+        let mut locks = LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, count)) = locks.get_mut(&self.0) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                // Closing the handle releases the flock.
+                locks.remove(&self.0);
+            }
+        }
+    }
+}
+
+/// Takes (or shares, within this process) the exclusive lock of `path`.
+fn lock(path: &Path) -> io::Result<LockShare> {
+    let key = std::fs::canonicalize(path)?;
+    let mut locks = LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, count)) = locks.get_mut(&key) {
+        *count += 1;
+        return Ok(LockShare(key));
+    }
+    let handle = File::open(&key)?;
+    match handle.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the journal is locked by another controller (another process has it open); \
+                 only one controller may write a journal: stop the other one or use another path",
+            ));
+        }
+        Err(TryLockError::Error(e)) => return Err(e),
+    }
+    locks.insert(key.clone(), (handle, 1));
+    Ok(LockShare(key))
+}
 
 /// Largest accepted record payload.
 const MAX_RECORD: usize = 16 * 1024 * 1024;
@@ -161,6 +210,8 @@ pub struct FileJournal {
     /// An append failed after possibly writing part of its frame, and
     /// cutting it back failed too: cut before the next append.
     torn: bool,
+    /// This journal's share of the file lock.
+    _lock: LockShare,
     /// Tests: the next append writes only this many bytes, then fails.
     #[cfg(test)]
     fail_next_append_after: Option<usize>,
@@ -194,17 +245,7 @@ impl FileJournal {
             .create(true)
             .open(&path)
             .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(io(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    "the journal is locked by another controller (another FileJournal has it open); \
-                     only one controller may write a journal: stop the other one or use another path",
-                )));
-            }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
-        }
+        let lock = lock(&path).map_err(io)?;
         if !existed {
             // Make the new file's directory entry durable too.
             if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -255,6 +296,7 @@ impl FileJournal {
             recovery,
             len: good_len as u64,
             torn: false,
+            _lock: lock,
             #[cfg(test)]
             fail_next_append_after: None,
         })
@@ -394,6 +436,9 @@ impl Journal for FileJournal {
             // never write behind its torn frame.
             self.cut_back().map_err(io)?;
         }
+        // Where this frame starts (another handle of this process may have
+        // appended since).
+        self.len = self.file.metadata().map_err(io)?.len();
         if let Err(error) = self.write_frame(&frame) {
             // Part of the frame may be on disk: cut it back now (or, if
             // that fails too, before the next append).

@@ -81,7 +81,9 @@ async fn killing_the_etcd_leader_mid_drain_keeps_the_limits_and_loses_nothing() 
         let stats = world.sim.stats();
         assert_eq!(stats.max_drains_per_host, 1, "a host was drained twice");
         assert_eq!(stats.failed_starts, 0);
-        coordinator.close().await.unwrap();
+        // The revoke may reach the dead member and fail: the lease (and the
+        // leader key) then expire within a TTL anyway.
+        let _ = coordinator.close().await;
         // Nothing lost: the journal in the surviving members tells the
         // whole drain, each host once.
         let reader =

@@ -42,8 +42,12 @@ fn write(path: &std::path::Path) -> Vec<u64> {
 fn a_second_controller_opening_the_same_journal_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("drain.journal");
-    let mut first = FileJournal::open(&path).unwrap();
-    block_on(first.append(&records()[0])).unwrap();
+    let mut journal = FileJournal::open(&path).unwrap();
+    block_on(journal.append(&records()[0])).unwrap();
+    drop(journal);
+    // Another controller (process) holds the journal: its flock.
+    let other = std::fs::File::open(&path).unwrap();
+    other.lock().unwrap();
     let error = FileJournal::open(&path).unwrap_err();
     match &error {
         JournalError::Io { source, .. } => assert_eq!(source.kind(), ErrorKind::WouldBlock),
@@ -55,11 +59,28 @@ fn a_second_controller_opening_the_same_journal_is_refused() {
         "{message}"
     );
     assert!(message.contains("drain.journal"), "{message}");
-    // The first controller is undisturbed, and the lock ends with it.
-    block_on(first.append(&records()[1])).unwrap();
-    drop(first);
-    let mut second = FileJournal::open(&path).unwrap();
-    assert_eq!(block_on(second.records()).unwrap(), records()[..2]);
+    // Nothing was touched, and the journal opens once the other one stops.
+    drop(other);
+    let mut journal = FileJournal::open(&path).unwrap();
+    assert_eq!(block_on(journal.records()).unwrap(), records()[..1]);
+}
+
+#[test]
+fn a_controller_holds_the_journal_lock_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drain.journal");
+    let journal = FileJournal::open(&path).unwrap();
+    let probe = std::fs::File::open(&path).unwrap();
+    assert!(probe.try_lock().is_err(), "the journal is not locked");
+    // A reader in the same process shares the lock; it ends with the last.
+    let reader = FileJournal::open(&path).unwrap();
+    drop(journal);
+    assert!(
+        probe.try_lock().is_err(),
+        "the lock ended with a share left"
+    );
+    drop(reader);
+    probe.try_lock().unwrap();
 }
 
 #[test]

@@ -12,7 +12,8 @@
     clippy::too_many_arguments,
     clippy::items_after_statements,
     clippy::new_without_default,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::await_holding_lock // guards are dropped explicitly before each await
 )]
 
 #[path = "support/etcd.rs"]

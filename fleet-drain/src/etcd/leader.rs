@@ -263,9 +263,8 @@ async fn watch_leader(
             continue;
         };
         loop {
-            let response = match stream.message().await {
-                Ok(Some(response)) => response,
-                Ok(None) | Err(_) => break,
+            let Ok(Some(response)) = stream.message().await else {
+                break;
             };
             if response.compact_revision() > 0 || response.canceled() {
                 // History gone: read the key itself.

@@ -20,11 +20,30 @@
 //! [payload length: u32 little-endian][SHA-256 of payload: 32 bytes][payload: JSON]
 //! ```
 //!
-//! On open, every frame is checked. A truncated or corrupted tail (a crash
-//! in the middle of a write, a torn sector, a flipped bit) is never
-//! silently accepted: the last good record wins, the bad tail is reported
-//! ([`Recovery::discarded`], a `warn` event) and truncated away before
-//! anything new is appended.
+//! On open, every frame is checked. A truncated or corrupted *final*
+//! frame (a crash in the middle of a write, a torn sector, a flipped bit
+//! in the last record) is never silently accepted: the last good record
+//! wins, the bad tail is reported ([`Recovery::discarded`], a `warn`
+//! event) and truncated away before anything new is appended.
+//!
+//! A bad frame *followed by good ones* is not a torn write: cutting there
+//! would silently throw away every durable record after it. Opening such a
+//! file fails with an error naming the offset of the bad record (see
+//! [`FileJournal::open`]); the file is left untouched for inspection.
+//!
+//! An append that fails half way (a full disk, an I/O error) is cut back
+//! to the last good record before the next append is written, so a later
+//! record never lands behind a torn frame.
+//!
+//! # One controller per journal
+//!
+//! [`FileJournal::open`] takes an exclusive advisory lock on the file
+//! (`flock`), held until the journal is dropped. A second controller (in
+//! another process) opening the same journal gets an error at once
+//! instead of interleaving its records with the first one's. Within one
+//! process, opening a journal the process already holds shares the lock
+//! (tools and tests that read back the journal of a running controller);
+//! appends from two handles in one process are not coordinated.
 //!
 //! The trait is small and async so that a remote store (etcd) can
 //! implement it too.
@@ -53,9 +72,10 @@
 //! ```
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -64,6 +84,51 @@ use sha2::{Digest, Sha256};
 
 pub use crate::error::JournalError;
 use crate::fleet::HostId;
+
+/// Journals this process holds the lock of: canonical path -> (the locked
+/// handle, how many `FileJournal`s share it).
+static LOCKS: LazyLock<Mutex<HashMap<PathBuf, (File, usize)>>> = LazyLock::new(Mutex::default);
+
+/// This process's share of a journal's lock; the last one unlocks.
+#[derive(Debug)]
+struct LockShare(PathBuf);
+
+impl Drop for LockShare {
+    fn drop(&mut self) {
+        let mut locks = LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, count)) = locks.get_mut(&self.0) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                // Closing the handle releases the flock.
+                locks.remove(&self.0);
+            }
+        }
+    }
+}
+
+/// Takes (or shares, within this process) the exclusive lock of `path`.
+fn lock(path: &Path) -> io::Result<LockShare> {
+    let key = std::fs::canonicalize(path)?;
+    let mut locks = LOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, count)) = locks.get_mut(&key) {
+        *count += 1;
+        return Ok(LockShare(key));
+    }
+    let handle = File::open(&key)?;
+    match handle.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the journal is locked by another controller (another process has it open); \
+                 only one controller may write a journal: stop the other one or use another path",
+            ));
+        }
+        Err(TryLockError::Error(e)) => return Err(e),
+    }
+    locks.insert(key.clone(), (handle, 1));
+    Ok(LockShare(key))
+}
 
 /// Largest accepted record payload.
 const MAX_RECORD: usize = 16 * 1024 * 1024;
@@ -140,11 +205,33 @@ pub struct FileJournal {
     file: File,
     records: Vec<JournalRecord>,
     recovery: Recovery,
+    /// Length of the good records on disk: where the next frame starts.
+    len: u64,
+    /// An append failed after possibly writing part of its frame, and
+    /// cutting it back failed too: cut before the next append.
+    torn: bool,
+    /// This journal's share of the file lock.
+    _lock: LockShare,
+    /// Tests: the next append writes only this many bytes, then fails.
+    #[cfg(test)]
+    fail_next_append_after: Option<usize>,
 }
 
 impl FileJournal {
-    /// Opens (or creates) the journal at `path`, verifying every record and
-    /// truncating a bad tail (reported in [`FileJournal::recovery`]).
+    /// Opens (or creates) the journal at `path`, locks it, verifies every
+    /// record and truncates a torn final frame (reported in
+    /// [`FileJournal::recovery`]).
+    ///
+    /// # Errors
+    ///
+    /// - [`JournalError::Io`] of kind [`io::ErrorKind::WouldBlock`] if
+    ///   another `FileJournal` (in this or another process) has the file
+    ///   open: one controller per journal.
+    /// - [`JournalError::Io`] of kind [`io::ErrorKind::InvalidData`] if a
+    ///   record in the middle is corrupt (good records follow it): the
+    ///   message names the offset of the bad record and of the next good
+    ///   one; nothing is truncated.
+    /// - [`JournalError::Io`] for any other I/O failure.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, JournalError> {
         let path = path.as_ref().to_path_buf();
         let io = |source| JournalError::Io {
@@ -158,6 +245,7 @@ impl FileJournal {
             .create(true)
             .open(&path)
             .map_err(io)?;
+        let lock = lock(&path).map_err(io)?;
         if !existed {
             // Make the new file's directory entry durable too.
             if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -172,6 +260,18 @@ impl FileJournal {
             discarded: None,
         };
         if let Some(reason) = problem {
+            if let Some(next_good) = next_good_frame(&bytes, good_len) {
+                return Err(io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "corrupt record at offset {good_len} ({reason}) followed by valid records \
+                         from offset {next_good}: this is not a torn final write, so nothing was \
+                         truncated; restore the journal from a copy or remove the bad record by hand \
+                         ({} good records before it)",
+                        records.len()
+                    ),
+                )));
+            }
             let tail = CorruptTail {
                 offset: good_len as u64,
                 discarded_bytes: (bytes.len() - good_len) as u64,
@@ -194,7 +294,31 @@ impl FileJournal {
             file,
             records,
             recovery,
+            len: good_len as u64,
+            torn: false,
+            _lock: lock,
+            #[cfg(test)]
+            fail_next_append_after: None,
         })
+    }
+
+    /// Cuts the file back to the last good record after a failed append.
+    fn cut_back(&mut self) -> io::Result<()> {
+        self.file.set_len(self.len)?;
+        self.file.sync_all()?;
+        self.torn = false;
+        Ok(())
+    }
+
+    /// Writes `frame` at the end and makes it durable.
+    fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(n) = self.fail_next_append_after.take() {
+            self.file.write_all(frame.get(..n).unwrap_or(frame))?;
+            return Err(io::Error::other("injected failure after a partial write"));
+        }
+        self.file.write_all(frame)?;
+        self.file.sync_data()
     }
 
     /// What opening found.
@@ -220,6 +344,31 @@ fn encode(record: &JournalRecord) -> Result<Vec<u8>, JournalError> {
     frame.extend_from_slice(&Sha256::digest(&payload));
     frame.extend_from_slice(&payload);
     Ok(frame)
+}
+
+/// The offset of the first valid frame (complete, checksummed, decodable)
+/// starting after `bad`, if any: good records behind a bad one mean the
+/// bad one is corruption in the middle, not a torn final write.
+fn next_good_frame(bytes: &[u8], bad: usize) -> Option<usize> {
+    (bad + 1..bytes.len()).find(|&at| {
+        let Some(rest) = bytes.get(at..) else {
+            return false;
+        };
+        let Some((len_bytes, rest)) = rest.split_first_chunk::<4>() else {
+            return false;
+        };
+        let Some((sum, rest)) = rest.split_first_chunk::<32>() else {
+            return false;
+        };
+        let len = u32::from_le_bytes(*len_bytes) as usize;
+        if len == 0 || len > MAX_RECORD {
+            return false;
+        }
+        rest.get(..len).is_some_and(|payload| {
+            Sha256::digest(payload).as_slice() == sum.as_slice()
+                && serde_json::from_slice::<JournalRecord>(payload).is_ok()
+        })
+    })
 }
 
 /// Decodes frames up to the first bad one: (records, bytes of good frames,
@@ -277,12 +426,29 @@ fn decode(bytes: &[u8]) -> (Vec<JournalRecord>, usize, Option<String>) {
 impl Journal for FileJournal {
     async fn append(&mut self, record: &JournalRecord) -> Result<(), JournalError> {
         let frame = encode(record)?;
+        let path = self.path.clone();
         let io = |source| JournalError::Io {
-            path: self.path.clone(),
+            path: path.clone(),
             source,
         };
-        self.file.write_all(&frame).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+        if self.torn {
+            // A previous append failed and could not be cut back then:
+            // never write behind its torn frame.
+            self.cut_back().map_err(io)?;
+        }
+        // Where this frame starts (another handle of this process may have
+        // appended since).
+        self.len = self.file.metadata().map_err(io)?.len();
+        if let Err(error) = self.write_frame(&frame) {
+            // Part of the frame may be on disk: cut it back now (or, if
+            // that fails too, before the next append).
+            self.torn = true;
+            if let Err(cut) = self.cut_back() {
+                tracing::warn!(path = %self.path.display(), %error, %cut, "journal append failed and cutting it back failed; retrying before the next append");
+            }
+            return Err(io(error));
+        }
+        self.len += frame.len() as u64;
         self.records.push(record.clone());
         Ok(())
     }
@@ -476,6 +642,42 @@ mod tests {
         let tail = journal.recovery().discarded.clone().unwrap();
         assert!(tail.reason.contains("exceeds the limit"), "{}", tail.reason);
         assert_eq!(tail.discarded_bytes, 40);
+    }
+
+    #[test]
+    fn a_failed_append_is_cut_back_before_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut journal = FileJournal::open(&path).unwrap();
+        block_on(journal.append(&records()[0])).unwrap();
+        let good = std::fs::metadata(&path).unwrap().len();
+        // The disk fills up half way through the next frame.
+        journal.fail_next_append_after = Some(20);
+        block_on(journal.append(&records()[1])).unwrap_err();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
+        // The controller retries: the record lands right after the good one.
+        block_on(journal.append(&records()[1])).unwrap();
+        block_on(journal.append(&records()[2])).unwrap();
+        drop(journal);
+        let mut journal = FileJournal::open(&path).unwrap();
+        assert_eq!(journal.recovery().discarded, None);
+        assert_eq!(block_on(journal.records()).unwrap(), records());
+    }
+
+    #[test]
+    fn a_torn_frame_that_could_not_be_cut_then_is_cut_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut journal = FileJournal::open(&path).unwrap();
+        block_on(journal.append(&records()[0])).unwrap();
+        // A torn frame whose cut-back failed at the time.
+        journal.file.write_all(&[1, 2, 3, 4, 5]).unwrap();
+        journal.torn = true;
+        block_on(journal.append(&records()[1])).unwrap();
+        drop(journal);
+        let mut journal = FileJournal::open(&path).unwrap();
+        assert_eq!(journal.recovery().discarded, None);
+        assert_eq!(block_on(journal.records()).unwrap(), records()[..2]);
     }
 
     #[test]

@@ -191,6 +191,7 @@ impl EtcdCoordinator {
                         token,
                     )),
                 };
+                leadership.ctx.watch_leader_key();
                 match DisruptionSlots::of(&leadership.ctx)
                     .release_stale_starts()
                     .await

@@ -2,6 +2,7 @@
 //! within the fleet-wide budget.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,16 +16,23 @@ use crate::fleet::{
 
 /// Wraps the real [`Fleet`] of a leading controller:
 ///
-/// - reads pass through;
+/// - reads pass through once the leadership is checked locally (not
+///   deposed: the leader key is watched; the lease certainly live), without
+///   an etcd round trip;
 /// - `set_host_state(host, Draining)` first holds the host's slot in the
 ///   fleet-wide budget (already held when the wave was journaled through
-///   an [`EtcdJournal`](super::EtcdJournal); otherwise reserved now,
-///   waiting for room); leaving `Draining` releases it;
+///   an [`EtcdJournal`](super::EtcdJournal), and then checked with a
+///   fenced transaction; otherwise reserved now, waiting for room);
+///   leaving `Draining` releases it. Host slots belong to the drain, so a
+///   host left `Draining` by a dead or deposed leader keeps counting
+///   against the budget until the drain's next leader finishes it;
 /// - `migrate(app, to)` holds a start slot on receiver `to` (at most
 ///   `budget.max_concurrent_starts_per_receiver` across every controller)
 ///   for the duration of the start, waiting for room;
-/// - every other change first checks the fence (a transaction comparing
-///   the leader key's token and lease);
+/// - every other change (`cordon`, `uncordon`, versions, traffic) first
+///   checks the fence (a transaction comparing the leader key's token and
+///   lease); every method is delegated explicitly to the same method of
+///   the inner fleet;
 /// - while etcd is unreachable every change waits: nothing is done
 ///   blind.
 ///
@@ -101,6 +109,27 @@ impl CoordinatedFleet {
         &self.ctx
     }
 
+    /// Before a read: the leadership is not lost (nor deposed: the leader
+    /// key is watched) and the lease is certainly live. No etcd round trip.
+    async fn gate(&self) -> Result<(), FleetError> {
+        self.ctx().wait_live().await.map_err(fleet_error)
+    }
+
+    /// A host leaves `Draining` through `change`: fenced, then its slot is
+    /// released.
+    async fn leave_draining<F>(&self, host: HostId, change: F) -> Result<(), FleetError>
+    where
+        F: Future<Output = Result<(), FleetError>>,
+    {
+        self.fence().await?;
+        change.await?;
+        let ctx = self.ctx();
+        DisruptionSlots::of(ctx)
+            .release_host(ctx.conn.keys.host_slot(host))
+            .await
+            .map_err(fleet_error)
+    }
+
     async fn fence(&self) -> Result<(), FleetError> {
         self.ctx()
             .txn(Vec::new(), Vec::new())
@@ -113,44 +142,51 @@ impl CoordinatedFleet {
 #[async_trait]
 impl Fleet for CoordinatedFleet {
     async fn hosts(&self) -> Result<Vec<Host>, FleetError> {
+        self.gate().await?;
         self.inner.hosts().await
     }
 
     async fn apps(&self) -> Result<Vec<App>, FleetError> {
+        self.gate().await?;
         self.inner.apps().await
     }
 
     async fn snapshot(&self) -> Result<FleetSnapshot, FleetError> {
+        self.gate().await?;
         self.inner.snapshot().await
     }
 
     async fn set_host_state(&self, host: HostId, state: HostState) -> Result<(), FleetError> {
+        if state != HostState::Draining {
+            return self
+                .leave_draining(host, self.inner.set_host_state(host, state))
+                .await;
+        }
         let ctx = self.ctx();
         let keys = &ctx.conn.keys;
-        if state == HostState::Draining {
-            let request = SlotRequest {
-                epoch: keys.hosts_epoch(),
-                dir: keys.hosts_dir(),
-                keys: vec![keys.host_slot(host)],
-                limit: ctx.conn.config.budget.max_draining_hosts,
-                limit_field: "budget.max_draining_hosts",
-                what: "host slot",
-            };
-            DisruptionSlots::of(ctx)
-                .reserve(&request, None)
-                .await
-                .map_err(fleet_error)?;
-        } else {
-            self.fence().await?;
-        }
-        self.inner.set_host_state(host, state).await?;
-        if state != HostState::Draining {
-            DisruptionSlots::of(ctx)
-                .release(keys.host_slot(host))
-                .await
-                .map_err(fleet_error)?;
-        }
-        Ok(())
+        let request = SlotRequest {
+            epoch: keys.hosts_epoch(),
+            dir: keys.hosts_dir(),
+            keys: vec![keys.host_slot(host)],
+            limit: ctx.conn.config.budget.max_draining_hosts,
+            limit_field: "budget.max_draining_hosts",
+            what: "host slot",
+            lease_bound: false,
+        };
+        // Fenced even when the slot is already held (no write to make).
+        DisruptionSlots::of(ctx)
+            .reserve(&request, None)
+            .await
+            .map_err(fleet_error)?;
+        self.inner.set_host_state(host, state).await
+    }
+
+    async fn cordon(&self, host: HostId) -> Result<(), FleetError> {
+        self.leave_draining(host, self.inner.cordon(host)).await
+    }
+
+    async fn uncordon(&self, host: HostId) -> Result<(), FleetError> {
+        self.leave_draining(host, self.inner.uncordon(host)).await
     }
 
     async fn migrate(&self, app: AppId, to: HostId) -> Result<(), FleetError> {
@@ -164,6 +200,7 @@ impl Fleet for CoordinatedFleet {
             limit: ctx.conn.config.budget.max_concurrent_starts_per_receiver,
             limit_field: "budget.max_concurrent_starts_per_receiver",
             what: "start slot",
+            lease_bound: true,
         };
         DisruptionSlots::of(ctx)
             .reserve(&request, None)
@@ -199,6 +236,7 @@ impl Fleet for CoordinatedFleet {
     }
 
     async fn app_health(&self, app: AppId) -> Result<AppState, FleetError> {
+        self.gate().await?;
         self.inner.app_health(app).await
     }
 }

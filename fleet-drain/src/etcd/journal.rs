@@ -30,10 +30,14 @@ use crate::journal::{DrainProgress, Journal, JournalError, JournalRecord};
 ///   controller never holds half a wave while waiting for the other half.
 ///   [`JournalRecord::HostDrained`] releases the host's slot;
 ///   `Finished` and `Aborted` release them all.
-/// - **Adoption on resume.** [`Journal::records`] of a new leader
-///   re-reserves the slots of the hosts the journal says are draining
-///   (the previous leader's slots expired with its lease), waiting for
-///   room if another drain took it meanwhile.
+/// - **Adoption on resume.** Host slots belong to the drain, not to a
+///   leader's lease: a leader that dies or is deposed with hosts still
+///   draining leaves their slots in place (the hosts are still `Draining`
+///   in the fleet, so they keep counting against the fleet-wide
+///   `max_draining_hosts`). [`Journal::records`] of the next leader finds
+///   them already the drain's and goes on at once (a fenced check, no
+///   waiting); slots the journal lists but etcd lacks (an older version's
+///   lease-bound slots) are reserved again, waiting for room.
 /// - **Pauses, never proceeds blind.** While etcd is unreachable every
 ///   call waits (and reports it: `warn` events, the coordinator's
 ///   [`status`](super::EtcdCoordinator::status)); it fails only once the
@@ -70,6 +74,7 @@ impl EtcdJournal {
             limit: self.ctx.conn.config.budget.max_draining_hosts,
             limit_field: "budget.max_draining_hosts",
             what: "host slots",
+            lease_bound: false,
         }
     }
 
@@ -136,7 +141,7 @@ impl Journal for EtcdJournal {
         tracing::debug!(drain = %ctx.drain, seq, record = ?record, "journal record written to etcd");
         match record {
             JournalRecord::HostDrained { host } => DisruptionSlots::of(&ctx)
-                .release(ctx.conn.keys.host_slot(*host))
+                .release_host(ctx.conn.keys.host_slot(*host))
                 .await
                 .map_err(|e| backend(&e))?,
             JournalRecord::Finished | JournalRecord::Aborted { .. } => {

@@ -2,10 +2,12 @@
 //! and leader key) and the fenced transactions every write of a leader
 //! goes through.
 
-use std::sync::{Arc, PoisonError};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
-use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, Txn, TxnOp, TxnResponse, WatchOptions,
+};
 use futures::future::{Either, select};
 use tokio::sync::watch;
 
@@ -21,6 +23,21 @@ pub(crate) struct LeaderCtx {
     pub(crate) leader_key: String,
     pub(crate) token: i64,
     deposed: watch::Sender<Option<String>>,
+    /// The task watching the leader key (aborted with the leadership).
+    watcher: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for LeaderCtx {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
 }
 
 impl LeaderCtx {
@@ -39,7 +56,25 @@ impl LeaderCtx {
             leader_key,
             token,
             deposed,
+            watcher: Mutex::new(None),
         }
+    }
+
+    /// Starts watching the leader key: its deletion or replacement (by an
+    /// operator, an expired lease, another controller) deposes this
+    /// leadership at once, without waiting for the next fenced write to
+    /// fail, so [`Self::lost_or_stale`] ends the leader's work promptly.
+    pub(super) fn watch_leader_key(self: &Arc<Self>) {
+        let task = tokio::spawn(watch_leader(
+            Arc::downgrade(self),
+            self.conn.client(),
+            self.leader_key.clone(),
+            self.token,
+            self.lease(),
+            self.conn.config.poll_interval,
+        ))
+        .abort_handle();
+        *self.watcher.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
     }
 
     pub(super) fn lost(&self, reason: impl Into<String>) -> EtcdError {
@@ -200,5 +235,85 @@ impl LeaderCtx {
                 return "the lease's keep-alive stopped".into();
             }
         }
+    }
+}
+
+/// Deposes the leadership behind `ctx` once its leader key is deleted or
+/// no longer carries `token` and `lease`. Re-establishes the watch (from
+/// the last revision seen) when the stream breaks; if etcd compacted that
+/// history, reads the key instead.
+async fn watch_leader(
+    ctx: Weak<LeaderCtx>,
+    mut client: Client,
+    key: String,
+    token: i64,
+    lease: i64,
+    poll: Duration,
+) {
+    let depose = |reason: String| {
+        if let Some(ctx) = ctx.upgrade() {
+            ctx.depose(reason);
+        }
+    };
+    let mut from = token + 1;
+    loop {
+        let options = WatchOptions::new().with_start_revision(from);
+        let Ok(mut stream) = client.watch(key.clone(), Some(options)).await else {
+            tokio::time::sleep(poll).await;
+            continue;
+        };
+        loop {
+            let Ok(Some(response)) = stream.message().await else {
+                break;
+            };
+            if response.compact_revision() > 0 || response.canceled() {
+                // History gone: read the key itself.
+                let read = client
+                    .get(key.clone(), Some(GetOptions::new()))
+                    .await
+                    .ok()
+                    .map(|r| {
+                        let current = r.kvs().first().map(|kv| (kv.create_revision(), kv.lease()));
+                        let revision = r.header().map_or(from, |h| h.revision() + 1);
+                        (current, revision)
+                    });
+                match read {
+                    Some((Some((rev, l)), revision)) if rev == token && l == lease => {
+                        from = revision;
+                    }
+                    Some((_, _)) => {
+                        depose(format!(
+                            "leader key `{key}` was deleted or replaced (fencing token {token} gone)"
+                        ));
+                        return;
+                    }
+                    None => {}
+                }
+                break;
+            }
+            for event in response.events() {
+                let kv = event.kv();
+                let ours = event.event_type() == EventType::Put
+                    && kv.is_some_and(|kv| kv.create_revision() == token && kv.lease() == lease);
+                if !ours {
+                    let what = if event.event_type() == EventType::Delete {
+                        "deleted (lease expired or revoked, resigned, or removed by hand)"
+                    } else {
+                        "replaced"
+                    };
+                    depose(format!(
+                        "leader key `{key}` was {what}; fencing token {token} is void"
+                    ));
+                    return;
+                }
+                if let Some(kv) = kv {
+                    from = from.max(kv.mod_revision() + 1);
+                }
+            }
+        }
+        if ctx.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(poll).await;
     }
 }

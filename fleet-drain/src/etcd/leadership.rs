@@ -11,6 +11,7 @@ use super::error::EtcdError;
 use super::fleet::CoordinatedFleet;
 use super::journal::EtcdJournal;
 use super::leader::LeaderCtx;
+use super::slots::DisruptionSlots;
 use crate::fleet::Fleet;
 
 /// This controller leads a drain. Cheap to clone. Writes made through
@@ -80,6 +81,19 @@ impl Leadership {
     /// `inner` behind the fleet-wide budget and the fence.
     pub fn fleet(&self, inner: Arc<dyn Fleet>) -> CoordinatedFleet {
         CoordinatedFleet::new(Arc::clone(&self.ctx), inner)
+    }
+
+    /// Releases every host slot this drain holds in the fleet-wide budget.
+    ///
+    /// Host slots belong to the drain, not to a controller's lease: when a
+    /// leader dies with hosts still draining, they keep counting against
+    /// `max_draining_hosts` until the drain's next leader finishes them
+    /// (or the drain finishes or aborts). An operator abandoning a drain
+    /// for good, after putting its hosts back in service by hand, frees
+    /// the budget with this (as the drain's leader: the deletes are
+    /// fenced).
+    pub async fn release_host_slots(&self) -> Result<(), EtcdError> {
+        DisruptionSlots::of(&self.ctx).release_all_hosts().await
     }
 
     /// Gives the leadership up (deletes the leader key if it is still

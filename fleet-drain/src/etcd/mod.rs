@@ -23,10 +23,14 @@
 //!   lease as live only until `last renewal sent + TTL - safety_margin`;
 //!   a partitioned leader therefore stops acting ([`Leadership::run`]
 //!   drops its work) *before* etcd can expire its lease and elect another.
-//! - **Fencing on every write.** Every write is a transaction that checks
-//!   the leader key still carries this leadership's creation revision (the
-//!   fencing token, [`Leadership::token`]) and lease: a deposed leader that
-//!   wakes up late writes nothing.
+//! - **Fencing on every write.** Every write, and every change handed to
+//!   the fleet (even when its reservation is already held), is a
+//!   transaction that checks the leader key still carries this
+//!   leadership's creation revision (the fencing token,
+//!   [`Leadership::token`]) and lease: a deposed leader that wakes up late
+//!   writes nothing.
+//! - **The leader key is watched.** Its deletion or replacement deposes
+//!   the leader at once, even while its lease is renewed.
 //! - **A fleet-wide disruption budget** ([`BudgetLimits`]): hosts draining
 //!   at once and concurrent starts per receiver, *across every controller
 //!   under the key prefix*. Slots are lease-bound keys reserved with
@@ -129,10 +133,13 @@
 //!   lost completes there; fencing stops every *later* change. A backend
 //!   that must refuse even those can compare [`Leadership::token`] with
 //!   the highest token it has seen.
-//! - When a leader dies, its host slots expire with its lease (one TTL);
-//!   its hosts stay `Draining` in the fleet, with no starts in progress,
-//!   until the next leader adopts them (it re-reserves their slots first,
-//!   waiting if another drain took the room meanwhile).
+//! - When a leader dies or is deposed, its hosts stay `Draining` in the
+//!   fleet, with no starts in progress, until the next leader adopts them.
+//!   Their host slots belong to the drain (not to the lease), so they keep
+//!   counting against `max_draining_hosts` for every other drain until
+//!   then, and the successor adopts them at once, even if the deposed
+//!   leader is still alive. A drain nobody resumes keeps its slots until
+//!   [`Leadership::release_host_slots`].
 //! - The per-minute start rate (`max_starts_per_host_per_minute`) stays
 //!   per controller; the fleet-wide budget bounds *concurrent* starts per
 //!   receiver, the quantity whose surge broke the receivers in 2019.

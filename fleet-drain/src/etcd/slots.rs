@@ -14,10 +14,21 @@
 //!    the slots (bound to this controller's lease) and bump the epoch.
 //!
 //! Any concurrent reservation bumps the epoch, so of two controllers that
-//! read the same snapshot only one commits; the other re-reads. Slots are
-//! released by deleting them when the work is done, or by etcd itself when
-//! the lease expires (a crashed controller frees its budget after one
-//! TTL). A freed slot never needs the epoch: it only makes room.
+//! read the same snapshot only one commits; the other re-reads. A freed
+//! slot never needs the epoch: it only makes room.
+//!
+//! Two kinds of slots:
+//!
+//! - **Start slots** are bound to the controller's lease: they are
+//!   released when the start ends, or by etcd when the lease expires (a
+//!   crashed controller's starts end with it).
+//! - **Host slots** belong to the *drain*, not to a lease: a host stays
+//!   `Draining` in the fleet when its controller dies or is deposed, so it
+//!   keeps counting against `max_draining_hosts` until the drain's next
+//!   leader adopts it (the slot is already the drain's: no waiting, even
+//!   if the deposed leader is still alive) and releases it once the host
+//!   is drained, or the drain finishes or aborts. Creating and deleting
+//!   them are fenced by the drain's leader key.
 
 use std::collections::HashMap;
 
@@ -52,6 +63,9 @@ pub(crate) struct SlotRequest<'a> {
     pub(crate) limit_field: &'static str,
     /// What is being reserved, for logs ("host slots", "start slot").
     pub(crate) what: &'a str,
+    /// Start slots: bound to the lease (gone with it). Host slots: owned
+    /// by the drain, whatever leader holds it.
+    pub(crate) lease_bound: bool,
 }
 
 /// The disruption slots of one leadership: reserves and releases slot keys
@@ -118,12 +132,23 @@ impl<'a> DisruptionSlots<'a> {
                 .next()
                 .and_then(|g| g.kvs().first().map(etcd_client::KeyValue::version))
                 .unwrap_or(0);
-            let held: HashMap<Vec<u8>, i64> = gets
+            let lease = self.leader.lease();
+            // Each held slot: whether it is already ours (this lease's, or
+            // this drain's for drain-owned slots).
+            let held: HashMap<Vec<u8>, bool> = gets
                 .next()
                 .map(|g| {
                     g.kvs()
                         .iter()
-                        .map(|kv| (kv.key().to_vec(), kv.lease()))
+                        .map(|kv| {
+                            let ours = if request.lease_bound {
+                                kv.lease() == lease
+                            } else {
+                                serde_json::from_slice::<SlotHolder>(kv.value())
+                                    .is_ok_and(|h| h.drain == self.leader.drain)
+                            };
+                            (kv.key().to_vec(), ours)
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -139,11 +164,10 @@ impl<'a> DisruptionSlots<'a> {
                         .into(),
                 });
             }
-            let lease = self.leader.lease();
             let need: Vec<&String> = request
                 .keys
                 .iter()
-                .filter(|k| held.get(k.as_bytes()) != Some(&lease))
+                .filter(|k| held.get(k.as_bytes()) != Some(&true))
                 .collect();
             let taken_elsewhere = need.iter().any(|k| held.contains_key(k.as_bytes()));
             if taken_elsewhere || held.len() + need.len() > request.limit as usize {
@@ -177,11 +201,10 @@ impl<'a> DisruptionSlots<'a> {
                         CompareOp::Equal,
                         0,
                     ));
-                    ops.push(TxnOp::put(
-                        (*key).clone(),
-                        holder.clone(),
-                        Some(PutOptions::new().with_lease(lease)),
-                    ));
+                    let options = request
+                        .lease_bound
+                        .then(|| PutOptions::new().with_lease(lease));
+                    ops.push(TxnOp::put((*key).clone(), holder.clone(), options));
                 }
                 ops.push(TxnOp::put(request.epoch.clone(), "", None));
             }
@@ -190,6 +213,9 @@ impl<'a> DisruptionSlots<'a> {
                 ops.push(TxnOp::put(j.key.clone(), j.value.clone(), None));
             }
             if ops.is_empty() {
+                // Every slot is already held: nothing to write, but the
+                // caller acts next, so the fence is still checked.
+                self.leader.txn(Vec::new(), Vec::new()).await?;
                 return Ok(());
             }
             if self.leader.txn(compares, ops).await?.is_some() {
@@ -242,6 +268,54 @@ impl<'a> DisruptionSlots<'a> {
         }
     }
 
+    /// Deletes the drain-owned host slot `key` if it belongs to this drain:
+    /// a fenced transaction (only the drain's leader releases its slots).
+    /// Once the leadership is lost it does nothing: the slot stays the
+    /// drain's, and the next leader releases it (its host still counts as
+    /// draining until then).
+    pub(crate) async fn release_host(&self, key: String) -> Result<(), EtcdError> {
+        loop {
+            let read = self
+                .leader
+                .read(Txn::new().and_then([TxnOp::get(key.clone(), None)]))
+                .await;
+            let response = match read {
+                Ok(response) => response,
+                Err(EtcdError::LeadershipLost { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let Some(kv) = response.op_responses().into_iter().find_map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+                _ => None,
+            }) else {
+                return Ok(());
+            };
+            let ours = serde_json::from_slice::<SlotHolder>(kv.value())
+                .is_ok_and(|h| h.drain == self.leader.drain);
+            if !ours {
+                return Ok(());
+            }
+            let compare = Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision());
+            match self
+                .leader
+                .txn(vec![compare], vec![TxnOp::delete(key.clone(), None)])
+                .await
+            {
+                Ok(Some(_)) => {
+                    tracing::debug!(controller = %self.leader.conn.id, %key, "host slot released");
+                    return Ok(());
+                }
+                // Changed between the read and the delete: look again.
+                Ok(None) => {}
+                Err(EtcdError::LeadershipLost { .. }) => {
+                    tracing::debug!(controller = %self.leader.conn.id, %key, "leadership lost; the drain's next leader releases the host slot");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Releases the start slots this lease holds for this drain: called
     /// when a leadership begins, they are leftovers of the previous
     /// leadership's abandoned starts (a reservation whose answer was lost
@@ -251,14 +325,30 @@ impl<'a> DisruptionSlots<'a> {
         self.release_matching(dir).await
     }
 
-    /// Releases every host slot this lease holds for this drain.
+    /// Releases every host slot of this drain.
     pub(crate) async fn release_all_hosts(&self) -> Result<(), EtcdError> {
         let dir = self.leader.conn.keys.hosts_dir();
-        self.release_matching(dir).await
+        for key in self.slots_of_drain(dir, false).await? {
+            self.release_host(key).await?;
+        }
+        Ok(())
     }
 
     /// Releases every slot under `dir` held by this lease for this drain.
     async fn release_matching(&self, dir: String) -> Result<(), EtcdError> {
+        for key in self.slots_of_drain(dir, true).await? {
+            self.release(key).await?;
+        }
+        Ok(())
+    }
+
+    /// The slots under `dir` of this drain (and, if `this_lease`, held by
+    /// this lease).
+    async fn slots_of_drain(
+        &self,
+        dir: String,
+        this_lease: bool,
+    ) -> Result<Vec<String>, EtcdError> {
         let response = self
             .leader
             .read(Txn::new().and_then([TxnOp::get(dir, Some(GetOptions::new().with_prefix()))]))
@@ -272,16 +362,13 @@ impl<'a> DisruptionSlots<'a> {
                 _ => None,
             })
             .flat_map(|g| g.kvs().to_vec())
-            .filter(|kv| kv.lease() == lease)
+            .filter(|kv| !this_lease || kv.lease() == lease)
             .filter(|kv| {
                 serde_json::from_slice::<SlotHolder>(kv.value())
                     .is_ok_and(|h| h.drain == self.leader.drain)
             })
             .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
             .collect();
-        for key in mine {
-            self.release(key).await?;
-        }
-        Ok(())
+        Ok(mine)
     }
 }

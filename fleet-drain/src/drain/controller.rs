@@ -76,12 +76,24 @@ struct RunState {
 }
 
 impl RunState {
+    /// The open wave's index in the report.
+    fn open_wave(&self) -> Option<usize> {
+        self.report
+            .wave_reports
+            .len()
+            .checked_sub(1)
+            .filter(|_| self.wave_open)
+    }
+
     fn wave(&mut self) -> Option<&mut WaveReport> {
-        if self.wave_open {
-            self.report.wave_reports.last_mut()
-        } else {
-            None
-        }
+        let index = self.open_wave()?;
+        self.report.wave_reports.get_mut(index)
+    }
+
+    /// The wave an item belongs to: the one it moved in, else the open one.
+    fn wave_of(&mut self, item: Option<usize>) -> Option<&mut WaveReport> {
+        let index = item.or(self.open_wave())?;
+        self.report.wave_reports.get_mut(index)
     }
 }
 
@@ -916,7 +928,7 @@ impl DrainController {
         let host = entry.host;
         self.health.record_start(host, false);
         state.report.late_failures += 1;
-        if let Some(wave) = state.wave() {
+        if let Some(wave) = state.wave_of(entry.wave) {
             wave.late_failures += 1;
         }
         let change = self
@@ -940,6 +952,7 @@ impl DrainController {
             late: true,
             began: now,
             concurrency: 0,
+            wave: entry.wave,
             attempt: 0,
             repair: true,
             backoff: None,
@@ -1067,9 +1080,10 @@ impl DrainController {
                 if item.late {
                     state.report.repairs += 1;
                 }
-                if let Some(wave) = state.wave() {
-                    wave.apps_migrated += 1;
-                    wave.repairs += u64::from(item.late);
+                let wave = item.wave.or(state.open_wave());
+                if let Some(report) = state.wave_of(wave) {
+                    report.apps_migrated += 1;
+                    report.repairs += u64::from(item.late);
                 }
                 let change = self
                     .adaptive
@@ -1085,6 +1099,7 @@ impl DrainController {
                         ended: now,
                         concurrency: item.concurrency,
                         until: now + probation,
+                        wave,
                     });
                 }
                 let to = item.to;
@@ -1099,7 +1114,7 @@ impl DrainController {
         if matches!(error, FleetError::StartFailed { .. }) {
             self.health.record_start(item.to, false);
             state.report.failed_starts += 1;
-            if let Some(wave) = state.wave() {
+            if let Some(wave) = state.wave_of(item.wave) {
                 wave.failed_starts += 1;
             }
             let change = self

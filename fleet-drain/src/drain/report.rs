@@ -53,8 +53,9 @@ pub struct DrainReport {
     pub wave_reports: Vec<WaveReport>,
 }
 
-/// What one wave did. Late failures and repairs are counted in the wave
-/// running when they were detected.
+/// What one wave did. Failures, late failures and repairs are counted in
+/// the wave that moved the app, even when found after the wave ended
+/// (its `DrainEvent::WaveFinished` may come before its last late failure).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WaveReport {
     /// Wave number (from 1, as journaled).

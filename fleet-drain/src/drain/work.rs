@@ -30,6 +30,8 @@ pub(super) struct Work {
     /// the receiver (itself included).
     pub(super) began: Instant,
     pub(super) concurrency: u32,
+    /// The wave (index in the report) the app moved in, once known.
+    pub(super) wave: Option<usize>,
     pub(super) attempt: u32,
     /// Restarts an app left stopped or failed on a receiver: repairs (and
     /// retries) go on while the gate pauses new work, since they restore
@@ -69,6 +71,8 @@ pub(super) struct Probation {
     pub(super) ended: Instant,
     pub(super) concurrency: u32,
     pub(super) until: Instant,
+    /// The wave (index in the report) the app moved in.
+    pub(super) wave: Option<usize>,
 }
 
 /// The first start of every app a plan moves, in plan order.
@@ -82,6 +86,7 @@ pub(super) fn first_starts(plan: &DrainPlan, now: Instant) -> VecDeque<Work> {
             late: false,
             began: now,
             concurrency: 0,
+            wave: None,
             attempt: 0,
             repair: false,
             backoff: None,
@@ -113,6 +118,7 @@ pub(super) fn repairs(
             late: false,
             began: now,
             concurrency: 0,
+            wave: None,
             attempt: 0,
             repair: true,
             backoff: None,

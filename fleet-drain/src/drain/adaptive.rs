@@ -25,8 +25,10 @@
 //!   `window`, and only if starts completed in that window on receivers
 //!   running at least half the limit, and nothing failed. With
 //!   `confirm_growth`, the limit also stays below `growth_factor` times
-//!   the highest concurrency whose starts have passed their probation: it
-//!   never runs far ahead of what is known to be safe;
+//!   the highest concurrency whose starts have passed their probation (it
+//!   never runs far ahead of what is known to be safe), and below the
+//!   lowest concurrency at which a start failed in this run (it does not
+//!   probe a level known to corrupt again);
 //! - **cut**: a failed start, or a start whose app turned unhealthy during
 //!   its probation (a *late* failure), is a dropped sample
 //!   (`× backoff_ratio`), once per round trip: a failure of a start begun
@@ -46,9 +48,9 @@ use crate::fleet::{Host, HostId};
 
 /// Configuration of adaptive start concurrency (see the
 /// [module docs](self)). `Default`: start at 2 concurrent starts per
-/// receiver, between 1 and 64, +1 per 20 s window of successes, × 0.5 on a
-/// failure, growth confirmed (at most 2 × the highest concurrency whose
-/// starts passed probation).
+/// receiver, between 1 and 64, +2 per 20 s window of successes, × 0.75 on
+/// a failure, growth confirmed (at most 2 × the highest concurrency whose
+/// starts passed probation, below the lowest that failed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdaptiveStartsConfig {
@@ -81,8 +83,8 @@ impl Default for AdaptiveStartsConfig {
             initial_limit: 2,
             min_limit: 1,
             max_limit: 64,
-            increase_by: 1,
-            backoff_ratio: 0.5,
+            increase_by: 2,
+            backoff_ratio: 0.75,
             window: Duration::from_secs(20),
             confirm_growth: true,
             growth_factor: 2.0,
@@ -341,7 +343,11 @@ impl AdaptiveStarts {
         let from = state.limit.current_limit();
         if confirm {
             let confirmed = state.confirmed().max(initial);
-            let cap = (f64::from(confirmed) * factor).floor() as usize;
+            let mut cap = (f64::from(confirmed) * factor).floor() as usize;
+            // Never grow back into a concurrency at which a start failed.
+            if let Some(failed) = state.failed_at {
+                cap = cap.min(failed.saturating_sub(1) as usize);
+            }
             if from >= cap {
                 return None;
             }

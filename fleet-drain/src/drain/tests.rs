@@ -122,7 +122,12 @@ fn pacer_spreads_starts_and_counts_them_in_progress() {
 
 fn adaptive(clock: &ManualClock, probation: bool) -> super::adaptive::AdaptiveStarts {
     let mut starts = super::adaptive::AdaptiveStarts::new(
-        AdaptiveStartsConfig::default(),
+        AdaptiveStartsConfig {
+            increase_by: 1,
+            backoff_ratio: 0.5,
+            growth_factor: 2.0,
+            ..AdaptiveStartsConfig::default()
+        },
         probation,
         clock.clone().into_shared(),
     )

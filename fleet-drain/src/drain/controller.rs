@@ -357,6 +357,7 @@ impl DrainController {
     /// Drains `targets` (in order) to completion, resuming from the
     /// journal if it holds this drain. With
     /// [`DrainConfig::dry_run`] only plans the next wave.
+    #[allow(clippy::too_many_lines)] // the drain's state machine, clearer whole
     pub async fn run(&mut self, targets: &[HostId]) -> Result<DrainReport, DrainError> {
         let started = self.clock.now();
         let mut state = RunState {
@@ -647,6 +648,7 @@ impl DrainController {
     /// Starts every app of `work`, pacing, gating and retrying, until all
     /// have started or one needs a new plan (and, with
     /// `batch.await_probation`, every moved app passed its probation).
+    #[allow(clippy::too_many_lines)] // one scheduling loop, clearer whole
     async fn execute(
         &mut self,
         work: VecDeque<Work>,

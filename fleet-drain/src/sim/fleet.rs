@@ -62,6 +62,9 @@ struct SimApp {
     corrupt_at: Option<Instant>,
 }
 
+/// A start in progress: (deadline, app, host, fails, corrupted silently).
+type PendingStart = (Instant, AppId, HostId, bool, bool);
+
 #[derive(Debug)]
 struct SimState {
     rng: fastrand::Rng,
@@ -75,7 +78,7 @@ struct SimState {
     timers: HashMap<Instant, TimerGroup>,
     /// Starts in progress, earliest deadline first: (deadline, app, host,
     /// fails, corrupted silently).
-    pending: BinaryHeap<Reverse<(Instant, AppId, HostId, bool, bool)>>,
+    pending: BinaryHeap<Reverse<PendingStart>>,
     /// How long a silent corruption stays hidden.
     visible_after: Duration,
 }

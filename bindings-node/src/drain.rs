@@ -187,6 +187,7 @@ pub fn limits(input: &LimitsInput) -> BwResult<DrainLimits> {
             .map_or(Ok(d.max_starts_per_host_per_minute), |n| {
                 whole_u32("maxStartsPerHostPerMinute", n)
             })?,
+        max_concurrent_starts_per_host: d.max_concurrent_starts_per_host,
         min_free_capacity: amount(
             "minFreeCapacity",
             input.min_free_capacity.as_deref(),

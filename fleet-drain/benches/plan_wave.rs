@@ -54,6 +54,7 @@ fn planner() -> Planner {
         max_draining_hosts: 1_000,
         max_unavailable: Amount::Percent(10.0),
         max_starts_per_host_per_minute: 10,
+        max_concurrent_starts_per_host: 10,
         min_free_capacity: Amount::Percent(10.0),
     })
     .unwrap()

@@ -55,6 +55,7 @@ fn fixture() -> impl Strategy<Value = Fixture> {
                 max_draining_hosts: hosts,
                 max_unavailable: unavailable,
                 max_starts_per_host_per_minute: starts,
+                max_concurrent_starts_per_host: 4,
                 min_free_capacity: free,
             },
         })

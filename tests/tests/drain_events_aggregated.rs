@@ -33,6 +33,7 @@ fn config() -> DrainConfig {
             max_draining_hosts: 4,
             max_unavailable: Amount::Count(40),
             max_starts_per_host_per_minute: 4,
+            max_concurrent_starts_per_host: 4,
             min_free_capacity: Amount::Percent(10.0),
         },
         retry: BackoffConfig {

@@ -7,6 +7,7 @@ use resilience_core::backoff::BackoffConfig;
 use resilience_core::signal::EventAggregatorConfig;
 use serde::{Deserialize, Serialize};
 
+use super::adaptive::AdaptiveStartsConfig;
 use crate::health::HealthGateConfig;
 use crate::plan::DrainLimits;
 
@@ -14,7 +15,8 @@ use crate::plan::DrainLimits;
 /// like `"30s"`). `Default`: the default limits and gate, a 5-minute
 /// start-failure window, health checked every 10 s, no deadline, retries
 /// from 5 s doubling to 2 min with full jitter for at most 5 attempts, events
-/// aggregated per minute, not a dry run.
+/// aggregated per minute, not a dry run, a fixed start concurrency and no
+/// probation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DrainConfig {
@@ -47,6 +49,19 @@ pub struct DrainConfig {
     /// ([`Planner::replan_host`]) and it receives no more apps for the rest
     /// of the run. `None` (default): never. Finite, > 0.
     pub receiver_max_failures_per_minute: Option<f64>,
+    /// Learn how many starts each receiver runs at once, per class of
+    /// receivers, instead of a fixed limit (see
+    /// [`AdaptiveStartsConfig`]); `limits.max_concurrent_starts_per_host`
+    /// stays the ceiling. `None` (default): the fixed limit.
+    pub adaptive_starts: Option<AdaptiveStartsConfig>,
+    /// Watch every moved app for this long after its start succeeded: one
+    /// that turns unhealthy (or fails) meanwhile is a *late failure*,
+    /// counted against the receiver that started it (its start failures,
+    /// the adaptive limit) and restarted there at once; the drain reports
+    /// done only once every moved app passed it. `None` (default): no
+    /// probation. Must be > 0 if set.
+    #[serde(with = "humantime_serde::option")]
+    pub probation: Option<Duration>,
 }
 
 impl Default for DrainConfig {
@@ -70,6 +85,8 @@ impl Default for DrainConfig {
             },
             dry_run: false,
             receiver_max_failures_per_minute: None,
+            adaptive_starts: None,
+            probation: None,
         }
     }
 }
@@ -105,6 +122,17 @@ impl DrainConfig {
             return Err(ConfigError::new(
                 "receiver_max_failures_per_minute",
                 format!("must be a finite rate > 0 (or unset), got {max}"),
+            ));
+        }
+        if let Some(adaptive) = &self.adaptive_starts {
+            adaptive
+                .validate()
+                .map_err(|e| e.nested("adaptive_starts"))?;
+        }
+        if self.probation == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "probation",
+                "must be greater than zero (omit it for no probation)",
             ));
         }
         Ok(())

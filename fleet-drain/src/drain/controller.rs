@@ -18,11 +18,14 @@ use resilience_core::retry::{RetryConfig, RetryPolicy};
 use resilience_core::signal::EventAggregator;
 use tokio::sync::broadcast;
 
+use super::adaptive::{AdaptiveStarts, LimitChange};
 use super::config::DrainConfig;
 use super::events::DrainEvent;
 use super::pacer::{START_WINDOW, StartPacer};
-use super::report::DrainReport;
-use super::work::{Batch, Callback, StartFuture, Work, first_starts, remaining_targets, repairs};
+use super::report::{DrainReport, WaveReport};
+use super::work::{
+    Batch, Callback, Probation, StartFuture, Work, first_starts, remaining_targets, repairs,
+};
 use crate::error::DrainError;
 use crate::fleet::{AppId, AppState, Fleet, FleetError, FleetSnapshot, HostId, HostState};
 use crate::health::{FleetHealth, GateVerdict, HealthGate};
@@ -47,6 +50,10 @@ pub struct DrainController {
     needs_replan: bool,
     /// Receivers excluded for failing starts, for the rest of the run.
     excluded: HashSet<HostId>,
+    /// Learned start concurrency per receiver class.
+    adaptive: Option<AdaptiveStarts>,
+    /// Moved apps on probation, oldest first.
+    probation: VecDeque<Probation>,
 }
 
 impl fmt::Debug for DrainController {
@@ -63,6 +70,31 @@ impl fmt::Debug for DrainController {
 struct RunState {
     paused_since: Option<Instant>,
     report: DrainReport,
+    run_started: Option<Instant>,
+    /// Whether the last wave report is still open.
+    wave_open: bool,
+}
+
+impl RunState {
+    /// The open wave's index in the report.
+    fn open_wave(&self) -> Option<usize> {
+        self.report
+            .wave_reports
+            .len()
+            .checked_sub(1)
+            .filter(|_| self.wave_open)
+    }
+
+    fn wave(&mut self) -> Option<&mut WaveReport> {
+        let index = self.open_wave()?;
+        self.report.wave_reports.get_mut(index)
+    }
+
+    /// The wave an item belongs to: the one it moved in, else the open one.
+    fn wave_of(&mut self, item: Option<usize>) -> Option<&mut WaveReport> {
+        let index = item.or(self.open_wave())?;
+        self.report.wave_reports.get_mut(index)
+    }
 }
 
 impl DrainController {
@@ -102,7 +134,16 @@ impl DrainController {
         .with_clock(clock.clone())
         .with_seed(config.seed);
         let (events, _) = broadcast::channel(1024);
+        let adaptive = match &config.adaptive_starts {
+            Some(adaptive) => Some(
+                AdaptiveStarts::new(adaptive.clone(), config.probation.is_some(), clock.clone())
+                    .map_err(|e| e.nested("adaptive_starts"))?,
+            ),
+            None => None,
+        };
         Ok(DrainController {
+            adaptive,
+            probation: VecDeque::new(),
             retry,
             rng_seed: config.seed,
             config,
@@ -154,6 +195,25 @@ impl DrainController {
             }
             DrainEvent::AppMigrated { app, to } => {
                 tracing::debug!(%app, %to, "app migrated");
+            }
+            DrainEvent::LateFailure {
+                app,
+                host,
+                state,
+                after,
+            } => {
+                tracing::warn!(%app, %host, %state, ?after, "late failure: a moved app turned unhealthy during probation; restarting it");
+            }
+            DrainEvent::StartLimitChanged { class, from, to } => {
+                tracing::info!(%class, from, to, "learned start concurrency changed");
+            }
+            DrainEvent::WaveFinished {
+                wave,
+                failed_starts,
+                late_failures,
+                repairs,
+            } => {
+                tracing::info!(wave, failed_starts, late_failures, repairs, "wave finished");
             }
             DrainEvent::Aggregated {
                 fingerprint,
@@ -297,9 +357,13 @@ impl DrainController {
     /// Drains `targets` (in order) to completion, resuming from the
     /// journal if it holds this drain. With
     /// [`DrainConfig::dry_run`] only plans the next wave.
+    #[allow(clippy::too_many_lines)] // the drain's state machine, clearer whole
     pub async fn run(&mut self, targets: &[HostId]) -> Result<DrainReport, DrainError> {
         let started = self.clock.now();
-        let mut state = RunState::default();
+        let mut state = RunState {
+            run_started: Some(started),
+            ..RunState::default()
+        };
         let Some((mut progress, mut pacer)) = self.begin(targets, &mut state).await? else {
             return Ok(state.report);
         };
@@ -353,11 +417,40 @@ impl DrainController {
                     remaining: remaining.len(),
                     plan: None,
                     gated: false,
+                    sources: HashMap::new(),
+                    await_probation: false,
                 };
-                self.execute(repairs, batch, &mut pacer, &mut state).await?;
+                self.execute(repairs, batch, &mut pacer, &mut progress, &mut state)
+                    .await?;
                 continue;
             }
 
+            if remaining.is_empty() && !self.probation.is_empty() {
+                // Every app moved: watch the last ones through their
+                // probation, repairing late failures, before reporting done.
+                tracing::info!(
+                    apps = self.probation.len(),
+                    "all hosts drained; waiting for the last moved apps' probation"
+                );
+                let batch = Batch {
+                    budget: usize::MAX,
+                    started,
+                    remaining: 0,
+                    plan: None,
+                    gated: false,
+                    sources: HashMap::new(),
+                    await_probation: true,
+                };
+                self.execute(
+                    VecDeque::new(),
+                    batch,
+                    &mut pacer,
+                    &mut progress,
+                    &mut state,
+                )
+                .await?;
+                continue;
+            }
             if remaining.is_empty() {
                 return self.finish(started, &pacer, state).await;
             }
@@ -376,6 +469,13 @@ impl DrainController {
                 snapshot.set_host_healthy(host, false);
             }
             let plan = self.planner.next_wave(&snapshot, &remaining)?;
+            if let Some(adaptive) = self.adaptive.as_mut() {
+                for receiver in plan.receivers() {
+                    if let Some(host) = snapshot.host(receiver.host) {
+                        adaptive.register(host)?;
+                    }
+                }
+            }
             if !plan.new_hosts().is_empty() {
                 wave += 1;
                 self.start_wave(&plan, wave, &mut progress, &mut state)
@@ -395,7 +495,14 @@ impl DrainController {
                 self.clock.sleep(self.config.check_interval).await;
                 continue;
             }
+            let sources: HashMap<HostId, usize> = plan
+                .hosts()
+                .iter()
+                .map(|&h| (h, snapshot.apps_on(h).len()))
+                .collect();
             let batch = Batch {
+                sources,
+                await_probation: false,
                 budget: usize::try_from(plan.unavailable_budget()).unwrap_or(usize::MAX),
                 started,
                 remaining: remaining.len(),
@@ -405,8 +512,12 @@ impl DrainController {
                     .map(|_| (plan, snapshot)),
                 gated: true,
             };
-            self.execute(work, batch, &mut pacer, &mut state).await?;
+            self.execute(work, batch, &mut pacer, &mut progress, &mut state)
+                .await?;
             state.report.peak_starts_per_host_per_minute = pacer.peak;
+            if progress.draining.is_empty() {
+                self.close_wave(&mut state);
+            }
         }
     }
 
@@ -513,6 +624,19 @@ impl DrainController {
                 .await?;
             progress.draining.push(host);
         }
+        self.close_wave(state);
+        let started_after = state
+            .run_started
+            .map(|at| self.clock.now().saturating_duration_since(at))
+            .unwrap_or_default();
+        state.report.wave_reports.push(WaveReport {
+            wave,
+            hosts: plan.new_hosts().to_vec(),
+            apps: plan.assignments().len(),
+            started_after,
+            ..WaveReport::default()
+        });
+        state.wave_open = true;
         self.emit(DrainEvent::WaveStarted {
             wave,
             hosts: plan.new_hosts().to_vec(),
@@ -522,12 +646,15 @@ impl DrainController {
     }
 
     /// Starts every app of `work`, pacing, gating and retrying, until all
-    /// have started or one needs a new plan.
+    /// have started or one needs a new plan (and, with
+    /// `batch.await_probation`, every moved app passed its probation).
+    #[allow(clippy::too_many_lines)] // one scheduling loop, clearer whole
     async fn execute(
         &mut self,
         work: VecDeque<Work>,
         mut batch: Batch,
         pacer: &mut StartPacer,
+        progress: &mut DrainProgress,
         state: &mut RunState,
     ) -> Result<(), DrainError> {
         let (budget, started, remaining, gated) =
@@ -551,6 +678,7 @@ impl DrainController {
             self.check_deadline(started, remaining)?;
             let now = self.clock.now();
             if now >= next_check {
+                self.check_probation(&mut retries, state).await?;
                 if gated {
                     paused = self.check_gate(state).await?;
                 }
@@ -568,20 +696,29 @@ impl DrainController {
                 let mut unavailable = in_flight.len() + retries.len();
                 // Retries restore health: they go on while paused.
                 let mut waiting = Vec::with_capacity(retries.len());
-                for item in retries.drain(..) {
+                for mut item in retries.drain(..) {
                     let allowed = pacer.next_allowed(item.to, now).max(item.not_before);
-                    if allowed <= now {
-                        pacer.record(item.to, now);
+                    if allowed <= now && pacer.in_progress(item.to) < self.start_cap(item.to) {
+                        item.concurrency = pacer.record(item.to, now);
+                        item.began = now;
                         in_flight.push(self.start(item));
                     } else {
-                        wake = wake.min(allowed);
+                        if allowed > now {
+                            wake = wake.min(allowed);
+                        }
                         waiting.push(item);
                     }
                 }
                 retries = waiting;
                 for (&host, queue) in &mut fresh {
+                    let cap = self.start_cap(host);
                     while let Some(front) = queue.front() {
                         if (paused && !front.repair) || unavailable >= budget {
+                            break;
+                        }
+                        // A start slot frees when a start ends: that wakes
+                        // this loop (no timer needed).
+                        if pacer.in_progress(host) >= cap {
                             break;
                         }
                         let allowed = pacer.next_allowed(host, now).max(front.not_before);
@@ -589,17 +726,22 @@ impl DrainController {
                             wake = wake.min(allowed);
                             break;
                         }
-                        let Some(item) = queue.pop_front() else {
+                        let Some(mut item) = queue.pop_front() else {
                             break;
                         };
-                        pacer.record(host, now);
+                        item.concurrency = pacer.record(host, now);
+                        item.began = now;
                         unavailable += 1;
                         in_flight.push(self.start(item));
                     }
                 }
                 fresh.retain(|_, queue| !queue.is_empty());
             }
-            if in_flight.is_empty() && ((fresh.is_empty() && retries.is_empty()) || replan) {
+            let probation_pending = batch.await_probation && !self.probation.is_empty();
+            if in_flight.is_empty()
+                && ((fresh.is_empty() && retries.is_empty()) || replan)
+                && !probation_pending
+            {
                 return Ok(());
             }
             if let Some(deadline) = self.config.deadline {
@@ -621,6 +763,8 @@ impl DrainController {
             }
             match futures::future::select(in_flight.next(), sleep).await {
                 Either::Left((Some((item, result)), _)) => {
+                    pacer.finished(item.to);
+                    let moved_from = item.from.filter(|_| result.is_ok() && !item.repair);
                     if let Some(mut retry) = self.on_start_result(item, result, state)? {
                         if let Some(&to) = redirect.get(&retry.app) {
                             retry.to = to;
@@ -629,11 +773,193 @@ impl DrainController {
                     } else if !replan && self.needs_replan {
                         replan = true;
                     }
+                    if let Some(from) = moved_from
+                        && let Some(left) = batch.sources.get_mut(&from)
+                    {
+                        *left = left.saturating_sub(1);
+                        if *left == 0 {
+                            batch.sources.remove(&from);
+                            self.drain_emptied_host(from, progress, state).await?;
+                        }
+                    }
                 }
                 Either::Left((None, _)) => {}
                 Either::Right(((), _)) => timer = None,
             }
         }
+    }
+
+    /// Concurrent starts `host` may run now: the fixed limit, or the
+    /// learned one below it.
+    fn start_cap(&self, host: HostId) -> u32 {
+        let fixed = self.config.limits.max_concurrent_starts_per_host;
+        match self.adaptive.as_ref().and_then(|a| a.limit(host)) {
+            Some(learned) => learned.min(fixed).max(1),
+            None => fixed,
+        }
+    }
+
+    /// Marks a draining host whose last app has just moved as drained
+    /// (journaled), without waiting for the rest of its wave.
+    async fn drain_emptied_host(
+        &mut self,
+        host: HostId,
+        progress: &mut DrainProgress,
+        state: &mut RunState,
+    ) -> Result<(), DrainError> {
+        if !progress.draining.contains(&host) {
+            return Ok(());
+        }
+        if let Err(error) = self
+            .with_retry(|f| f.set_host_state(host, HostState::Drained))
+            .await
+        {
+            // Settled later, when the wave is re-planned.
+            tracing::warn!(%host, %error, "emptied host not yet drainable; retrying after the wave");
+            return Ok(());
+        }
+        self.journal
+            .append(&JournalRecord::HostDrained { host })
+            .await?;
+        self.host_drained(host, progress, state);
+        Ok(())
+    }
+
+    fn host_drained(&mut self, host: HostId, progress: &mut DrainProgress, state: &mut RunState) {
+        progress.draining.retain(|h| *h != host);
+        progress.drained.push(host);
+        state.report.hosts_drained += 1;
+        state.report.last_host_drained_after = state
+            .run_started
+            .map(|at| self.clock.now().saturating_duration_since(at));
+        self.emit(DrainEvent::HostDrained { host });
+    }
+
+    /// Closes the open wave report (figures, learned limits, event).
+    fn close_wave(&mut self, state: &mut RunState) {
+        let limits = self
+            .adaptive
+            .as_ref()
+            .map(AdaptiveStarts::snapshot)
+            .unwrap_or_default();
+        let Some(wave) = state.wave() else {
+            return;
+        };
+        wave.start_limits = limits;
+        let event = DrainEvent::WaveFinished {
+            wave: wave.wave,
+            failed_starts: wave.failed_starts,
+            late_failures: wave.late_failures,
+            repairs: wave.repairs,
+        };
+        for limit in &wave.start_limits {
+            tracing::info!(
+                wave = wave.wave,
+                class = %limit.class,
+                limit = limit.limit,
+                confirmed = limit.confirmed,
+                receivers = limit.receivers,
+                increases = limit.increases,
+                cuts = limit.cuts,
+                "learned start concurrency"
+            );
+        }
+        state.wave_open = false;
+        self.emit(event);
+    }
+
+    fn limit_changed(&self, change: Option<LimitChange>) {
+        if let Some(change) = change {
+            self.emit(DrainEvent::StartLimitChanged {
+                class: change.class.to_string(),
+                from: change.from,
+                to: change.to,
+            });
+        }
+    }
+
+    /// Looks at the apps on probation: a late failure is counted against
+    /// its receiver and restarted there (queued in `retries`, not gated);
+    /// an app healthy through its whole window passes.
+    async fn check_probation(
+        &mut self,
+        retries: &mut Vec<Work>,
+        state: &mut RunState,
+    ) -> Result<(), DrainError> {
+        if self.probation.is_empty() {
+            return Ok(());
+        }
+        let apps = self.with_retry(|f| f.apps()).await?;
+        let by_id: HashMap<AppId, (HostId, AppState)> =
+            apps.iter().map(|a| (a.id, (a.host, a.state))).collect();
+        let now = self.clock.now();
+        let mut keep = VecDeque::with_capacity(self.probation.len());
+        for entry in std::mem::take(&mut self.probation) {
+            match by_id.get(&entry.app).copied() {
+                Some((host, app_state))
+                    if host == entry.host
+                        && matches!(
+                            app_state,
+                            AppState::Unhealthy | AppState::Failed | AppState::Stopped
+                        ) =>
+                {
+                    self.late_failure(entry, app_state, now, retries, state);
+                }
+                // Moved or restarted by someone else: no longer ours.
+                Some((host, AppState::Running)) if host == entry.host && now >= entry.until => {
+                    if let Some(adaptive) = self.adaptive.as_mut() {
+                        adaptive.on_confirmed(entry.host, entry.concurrency);
+                    }
+                }
+                Some((host, _)) if host == entry.host => keep.push_back(entry),
+                _ => {}
+            }
+        }
+        self.probation = keep;
+        Ok(())
+    }
+
+    fn late_failure(
+        &mut self,
+        entry: Probation,
+        app_state: AppState,
+        now: Instant,
+        retries: &mut Vec<Work>,
+        state: &mut RunState,
+    ) {
+        let host = entry.host;
+        self.health.record_start(host, false);
+        state.report.late_failures += 1;
+        if let Some(wave) = state.wave_of(entry.wave) {
+            wave.late_failures += 1;
+        }
+        let change = self
+            .adaptive
+            .as_mut()
+            .and_then(|a| a.on_failure(host, entry.began, entry.concurrency));
+        self.limit_changed(change);
+        self.emit_aggregated(
+            format!("late_failure/{host}"),
+            DrainEvent::LateFailure {
+                app: entry.app,
+                host,
+                state: app_state,
+                after: now.saturating_duration_since(entry.ended),
+            },
+        );
+        retries.push(Work {
+            app: entry.app,
+            to: host,
+            from: None,
+            late: true,
+            began: now,
+            concurrency: 0,
+            wave: entry.wave,
+            attempt: 0,
+            repair: true,
+            backoff: None,
+            not_before: now,
+        });
     }
 
     /// Re-plans the apps queued for receivers that fail too many starts.
@@ -714,10 +1040,7 @@ impl DrainController {
                 self.journal
                     .append(&JournalRecord::HostDrained { host })
                     .await?;
-                progress.draining.retain(|h| *h != host);
-                progress.drained.push(host);
-                state.report.hosts_drained += 1;
-                self.emit(DrainEvent::HostDrained { host });
+                self.host_drained(host, progress, state);
             }
         }
         Ok(())
@@ -729,9 +1052,14 @@ impl DrainController {
         pacer: &StartPacer,
         mut state: RunState,
     ) -> Result<DrainReport, DrainError> {
+        self.close_wave(&mut state);
         self.journal.append(&JournalRecord::Finished).await?;
         state.report.elapsed = self.clock.now().saturating_duration_since(started);
         state.report.peak_starts_per_host_per_minute = pacer.peak;
+        state.report.peak_concurrent_starts_per_host = pacer.peak_concurrent;
+        if let Some(adaptive) = &self.adaptive {
+            state.report.start_limits = adaptive.snapshot();
+        }
         self.emit_summaries(true);
         self.emit(DrainEvent::Finished {
             hosts_drained: state.report.hosts_drained,
@@ -751,6 +1079,31 @@ impl DrainController {
             Ok(()) => {
                 self.health.record_start(item.to, true);
                 state.report.apps_migrated += 1;
+                if item.late {
+                    state.report.repairs += 1;
+                }
+                let wave = item.wave.or(state.open_wave());
+                if let Some(report) = state.wave_of(wave) {
+                    report.apps_migrated += 1;
+                    report.repairs += u64::from(item.late);
+                }
+                let change = self
+                    .adaptive
+                    .as_mut()
+                    .and_then(|a| a.on_success(item.to, item.concurrency));
+                self.limit_changed(change);
+                if let Some(probation) = self.config.probation {
+                    let now = self.clock.now();
+                    self.probation.push_back(Probation {
+                        app: item.app,
+                        host: item.to,
+                        began: item.began,
+                        ended: now,
+                        concurrency: item.concurrency,
+                        until: now + probation,
+                        wave,
+                    });
+                }
                 let to = item.to;
                 self.emit_aggregated(
                     format!("app_migrated/{to}"),
@@ -763,6 +1116,14 @@ impl DrainController {
         if matches!(error, FleetError::StartFailed { .. }) {
             self.health.record_start(item.to, false);
             state.report.failed_starts += 1;
+            if let Some(wave) = state.wave_of(item.wave) {
+                wave.failed_starts += 1;
+            }
+            let change = self
+                .adaptive
+                .as_mut()
+                .and_then(|a| a.on_failure(item.to, item.began, item.concurrency));
+            self.limit_changed(change);
         }
         let host = item.to;
         self.emit_aggregated(

@@ -56,6 +56,40 @@ pub enum DrainEvent {
         /// Apps moved to other receivers.
         moved: usize,
     },
+    /// A start succeeded but its app turned unhealthy (or failed) within
+    /// the probation window: counted against the receiver, restarted there.
+    LateFailure {
+        /// The app.
+        app: AppId,
+        /// The receiver that started it.
+        host: HostId,
+        /// The app's state when found.
+        state: crate::fleet::AppState,
+        /// Time from the end of its start to the detection.
+        #[serde(with = "humantime_serde")]
+        after: Duration,
+    },
+    /// The learned start concurrency of a receiver class changed.
+    StartLimitChanged {
+        /// The class (`capacity-300/v1`).
+        class: String,
+        /// The previous limit.
+        from: u32,
+        /// The new limit.
+        to: u32,
+    },
+    /// A wave's apps have all moved (its hosts are drained); figures in
+    /// the report's `wave_reports`.
+    WaveFinished {
+        /// Wave number.
+        wave: u32,
+        /// Starts that failed at once during the wave.
+        failed_starts: u64,
+        /// Late failures detected during the wave.
+        late_failures: u64,
+        /// Repairs done during the wave.
+        repairs: u64,
+    },
     /// A host is empty and drained.
     HostDrained {
         /// The host.

@@ -67,6 +67,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod adaptive;
 mod config;
 mod controller;
 mod events;
@@ -76,7 +77,8 @@ mod report;
 mod tests;
 mod work;
 
+pub use adaptive::{AdaptiveStartsConfig, ClassStartLimit, ReceiverClass};
 pub use config::DrainConfig;
 pub use controller::DrainController;
 pub use events::DrainEvent;
-pub use report::DrainReport;
+pub use report::{DrainReport, WaveReport};

@@ -103,3 +103,156 @@ fn the_run_future_is_send() {
     .unwrap();
     send(&rollout.run());
 }
+
+#[test]
+fn pacer_spreads_starts_and_counts_them_in_progress() {
+    let clock = ManualClock::new();
+    let mut pacer = StartPacer::new(4);
+    let h = HostId(1);
+    let t0 = clock.now();
+    assert_eq!(pacer.record(h, t0), 1);
+    // 4 per minute: the next start 15 s later, not in a burst.
+    assert_eq!(pacer.next_allowed(h, t0), t0 + Duration::from_secs(15));
+    assert_eq!(pacer.record(h, t0 + Duration::from_secs(15)), 2);
+    assert_eq!(pacer.in_progress(h), 2);
+    pacer.finished(h);
+    assert_eq!(pacer.in_progress(h), 1);
+    assert_eq!(pacer.peak_concurrent, 2);
+}
+
+fn adaptive(clock: &ManualClock, probation: bool) -> super::adaptive::AdaptiveStarts {
+    let mut starts = super::adaptive::AdaptiveStarts::new(
+        AdaptiveStartsConfig {
+            increase_by: 1,
+            backoff_ratio: 0.5,
+            growth_factor: 2.0,
+            ..AdaptiveStartsConfig::default()
+        },
+        probation,
+        clock.clone().into_shared(),
+    )
+    .unwrap();
+    for id in [1, 2] {
+        starts
+            .register(&crate::fleet::Host {
+                id: HostId(id),
+                capacity: 300,
+                state: crate::fleet::HostState::Active,
+                version: "v2".into(),
+            })
+            .unwrap();
+    }
+    starts
+}
+
+#[test]
+fn adaptive_limit_grows_per_window_of_busy_successes_and_is_shared_by_the_class() {
+    let clock = ManualClock::new();
+    let mut starts = adaptive(&clock, false);
+    assert_eq!(starts.limit(HostId(1)), Some(2));
+    // Within the first window: no growth yet.
+    assert!(starts.on_success(HostId(1), 2).is_none());
+    clock.advance(Duration::from_secs(20));
+    let change = starts.on_success(HostId(1), 2).unwrap();
+    assert_eq!((change.from, change.to), (2, 3));
+    assert_eq!(change.class.to_string(), "capacity-300/v2");
+    // The other receiver of the class shares the estimate.
+    assert_eq!(starts.limit(HostId(2)), Some(3));
+    // An idle receiver (1 start of a limit of 3... below half) teaches nothing.
+    clock.advance(Duration::from_secs(20));
+    assert!(starts.on_success(HostId(2), 1).is_none());
+    clock.advance(Duration::from_secs(20));
+    assert!(starts.on_success(HostId(2), 1).is_none());
+    assert_eq!(starts.limit(HostId(2)), Some(3));
+    assert_eq!(starts.limit(HostId(9)), None);
+}
+
+#[test]
+fn adaptive_limit_is_cut_on_failures_once_per_round_trip() {
+    let clock = ManualClock::new();
+    let mut starts = adaptive(&clock, false);
+    for _ in 0..4 {
+        clock.advance(Duration::from_secs(20));
+        starts.on_success(HostId(1), 8);
+    }
+    assert_eq!(starts.limit(HostId(1)), Some(6));
+    let before_cut = clock.now();
+    clock.advance(Duration::from_secs(1));
+    let cut = starts.on_failure(HostId(1), before_cut, 6).unwrap();
+    assert_eq!((cut.from, cut.to), (6, 3));
+    // Another failure of a start begun before that cut: already counted.
+    assert!(starts.on_failure(HostId(2), before_cut, 6).is_none());
+    assert_eq!(starts.limit(HostId(2)), Some(3));
+    // A start begun after the cut that fails cuts again.
+    clock.advance(Duration::from_secs(1));
+    let later = clock.now();
+    let cut = starts.on_failure(HostId(2), later, 3).unwrap();
+    assert_eq!((cut.from, cut.to), (3, 1));
+    // No growth in a window with a failure.
+    clock.advance(Duration::from_secs(5));
+    assert!(starts.on_success(HostId(1), 1).is_none());
+    let report = starts.snapshot();
+    assert_eq!(report[0].cuts, 2);
+    assert_eq!(report[0].receivers, 2);
+}
+
+#[test]
+fn confirmed_growth_stays_within_the_factor_of_what_passed_probation() {
+    let clock = ManualClock::new();
+    let mut starts = adaptive(&clock, true);
+    // Nothing confirmed yet: at most 2 × the initial 2.
+    for _ in 0..10 {
+        clock.advance(Duration::from_secs(20));
+        starts.on_success(HostId(1), 4);
+    }
+    assert_eq!(starts.limit(HostId(1)), Some(4));
+    // Starts at 4 passed probation: up to 8.
+    starts.on_confirmed(HostId(1), 4);
+    for _ in 0..10 {
+        clock.advance(Duration::from_secs(20));
+        starts.on_success(HostId(1), 8);
+    }
+    assert_eq!(starts.limit(HostId(1)), Some(8));
+    assert_eq!(starts.snapshot()[0].confirmed, 4);
+}
+
+#[test]
+fn invalid_adaptive_configs_name_the_field() {
+    let cases = [
+        (
+            AdaptiveStartsConfig {
+                window: Duration::ZERO,
+                ..AdaptiveStartsConfig::default()
+            },
+            "adaptive_starts.window",
+        ),
+        (
+            AdaptiveStartsConfig {
+                max_limit: 0,
+                ..AdaptiveStartsConfig::default()
+            },
+            "adaptive_starts.max_limit",
+        ),
+        (
+            AdaptiveStartsConfig {
+                increase_by: 0,
+                ..AdaptiveStartsConfig::default()
+            },
+            "adaptive_starts.increase_by",
+        ),
+        (
+            AdaptiveStartsConfig {
+                growth_factor: f64::NAN,
+                ..AdaptiveStartsConfig::default()
+            },
+            "adaptive_starts.growth_factor",
+        ),
+    ];
+    for (adaptive, field) in cases {
+        let config = DrainConfig {
+            adaptive_starts: Some(adaptive),
+            ..DrainConfig::default()
+        };
+        assert_eq!(config.validate().unwrap_err().field(), field);
+    }
+}

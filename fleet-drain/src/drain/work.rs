@@ -1,7 +1,7 @@
 //! The unit of work of a drain (one app start) and the batches it runs
 //! in; which starts a plan or a snapshot calls for.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
@@ -21,6 +21,17 @@ pub(super) type StartFuture = Pin<Box<dyn Future<Output = (Work, Result<(), Flee
 pub(super) struct Work {
     pub(super) app: AppId,
     pub(super) to: HostId,
+    /// The draining host the app leaves (`None` for a restart in place).
+    pub(super) from: Option<HostId>,
+    /// A restart after a late failure (counted as a repair when it
+    /// succeeds).
+    pub(super) late: bool,
+    /// When the last attempt began, and the starts then in progress on
+    /// the receiver (itself included).
+    pub(super) began: Instant,
+    pub(super) concurrency: u32,
+    /// The wave (index in the report) the app moved in, once known.
+    pub(super) wave: Option<usize>,
     pub(super) attempt: u32,
     /// Restarts an app left stopped or failed on a receiver: repairs (and
     /// retries) go on while the gate pauses new work, since they restore
@@ -44,6 +55,24 @@ pub(super) struct Batch {
     /// see, so judging health before they are done would pause (or abort)
     /// on the very leftovers being fixed.
     pub(super) gated: bool,
+    /// Apps left to move off each draining host of the batch: a host whose
+    /// count reaches 0 is marked drained at once.
+    pub(super) sources: HashMap<HostId, usize>,
+    /// Return only once every moved app passed its probation.
+    pub(super) await_probation: bool,
+}
+
+/// A moved app on probation.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Probation {
+    pub(super) app: AppId,
+    pub(super) host: HostId,
+    pub(super) began: Instant,
+    pub(super) ended: Instant,
+    pub(super) concurrency: u32,
+    pub(super) until: Instant,
+    /// The wave (index in the report) the app moved in.
+    pub(super) wave: Option<usize>,
 }
 
 /// The first start of every app a plan moves, in plan order.
@@ -53,6 +82,11 @@ pub(super) fn first_starts(plan: &DrainPlan, now: Instant) -> VecDeque<Work> {
         .map(|a| Work {
             app: a.app,
             to: a.to,
+            from: Some(a.from),
+            late: false,
+            began: now,
+            concurrency: 0,
+            wave: None,
             attempt: 0,
             repair: false,
             backoff: None,
@@ -80,6 +114,11 @@ pub(super) fn repairs(
         .map(|app| Work {
             app: app.id,
             to: app.host,
+            from: None,
+            late: false,
+            began: now,
+            concurrency: 0,
+            wave: None,
             attempt: 0,
             repair: true,
             backoff: None,

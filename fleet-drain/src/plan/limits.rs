@@ -5,9 +5,13 @@ use serde::{Deserialize, Serialize};
 
 use super::amount::Amount;
 
+/// The default of [`DrainLimits::max_concurrent_starts_per_host`].
+pub const DEFAULT_MAX_CONCURRENT_STARTS_PER_HOST: u32 = 4;
+
 /// The limits every wave respects. `Default`: 2 hosts draining at once,
-/// 10 % of apps unavailable, 4 starts per receiving host per minute, 10 %
-/// of each receiver kept free.
+/// 10 % of apps unavailable, 4 starts per receiving host per minute, 4
+/// starts in progress at once per receiving host, 10 % of each receiver
+/// kept free.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DrainLimits {
@@ -16,8 +20,17 @@ pub struct DrainLimits {
     /// Apps that may be unavailable (moving or not running) at once, as a
     /// count (>= 1) or a percent of all apps (in (0, 100]).
     pub max_unavailable: Amount,
-    /// App starts into one receiving host per minute. Must be >= 1.
+    /// App starts into one receiving host per minute. Must be >= 1. The
+    /// controller spreads them: two starts into one host are at least
+    /// `60 s / max_starts_per_host_per_minute` apart, never a burst.
     pub max_starts_per_host_per_minute: u32,
+    /// App starts *in progress at once* on one receiving host (the
+    /// February 2019 failure mode: concurrent starts, not starts per
+    /// minute, corrupt `node_modules`). Must be >= 1. Default 4; a config
+    /// written before this field existed gets the default. With
+    /// `DrainConfig::adaptive_starts` the learned limit applies below it
+    /// (this is then the ceiling).
+    pub max_concurrent_starts_per_host: u32,
     /// Room each receiver keeps free, as a count of app slots or a percent
     /// of its capacity (in [0, 100)).
     pub min_free_capacity: Amount,
@@ -29,6 +42,7 @@ impl Default for DrainLimits {
             max_draining_hosts: 2,
             max_unavailable: Amount::Percent(10.0),
             max_starts_per_host_per_minute: 4,
+            max_concurrent_starts_per_host: DEFAULT_MAX_CONCURRENT_STARTS_PER_HOST,
             min_free_capacity: Amount::Percent(10.0),
         }
     }
@@ -55,6 +69,12 @@ impl DrainLimits {
             return Err(ConfigError::new(
                 "max_starts_per_host_per_minute",
                 "must be at least 1",
+            ));
+        }
+        if self.max_concurrent_starts_per_host == 0 {
+            return Err(ConfigError::new(
+                "max_concurrent_starts_per_host",
+                "must be at least 1: a receiver that may run no start never receives an app",
             ));
         }
         self.min_free_capacity

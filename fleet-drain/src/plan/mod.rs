@@ -47,6 +47,7 @@
 //!     max_draining_hosts: 1,
 //!     max_unavailable: Amount::Percent(50.0),
 //!     max_starts_per_host_per_minute: 1,
+//!     max_concurrent_starts_per_host: 1,
 //!     min_free_capacity: Amount::Count(1),
 //! })?;
 //! let targets = [HostId(0), HostId(1)];
@@ -66,7 +67,7 @@ mod planner;
 mod wave;
 
 pub use amount::Amount;
-pub use limits::DrainLimits;
+pub use limits::{DEFAULT_MAX_CONCURRENT_STARTS_PER_HOST, DrainLimits};
 pub use planner::Planner;
 pub use wave::{Assignment, DrainPlan, ReceiverLoad, Replan};
 

@@ -31,6 +31,7 @@ fn limits() -> DrainLimits {
         max_draining_hosts: 2,
         max_unavailable: Amount::Count(100),
         max_starts_per_host_per_minute: 2,
+        max_concurrent_starts_per_host: 4,
         min_free_capacity: Amount::Count(0),
     }
 }

@@ -36,6 +36,10 @@ pub struct SimStats {
     pub max_drains_per_host: u32,
     /// Most hosts in [`HostState::Draining`] at once.
     pub peak_draining_hosts: u32,
+    /// Starts that succeeded with a silently corrupted app
+    /// ([`SimConfig::silent_failures`](super::SimConfig::silent_failures)).
+    #[serde(default)]
+    pub silent_corruptions: u64,
 }
 
 #[derive(Debug)]
@@ -54,7 +58,12 @@ struct SimHost {
 struct SimApp {
     host: u32,
     state: AppState,
+    /// A corrupted start of this app: when the corruption shows.
+    corrupt_at: Option<Instant>,
 }
+
+/// A start in progress: (deadline, app, host, fails, corrupted silently).
+type PendingStart = (Instant, AppId, HostId, bool, bool);
 
 #[derive(Debug)]
 struct SimState {
@@ -68,8 +77,10 @@ struct SimState {
     /// deadline (held by one of them), the others parked here.
     timers: HashMap<Instant, TimerGroup>,
     /// Starts in progress, earliest deadline first: (deadline, app, host,
-    /// fails).
-    pending: BinaryHeap<Reverse<(Instant, AppId, HostId, bool)>>,
+    /// fails, corrupted silently).
+    pending: BinaryHeap<Reverse<PendingStart>>,
+    /// How long a silent corruption stays hidden.
+    visible_after: Duration,
 }
 
 impl SimState {
@@ -79,7 +90,10 @@ impl SimState {
             .ok_or(FleetError::UnknownHost(id))
     }
 
-    fn app_state(&self, app: SimApp) -> AppState {
+    fn app_state(&self, app: SimApp, now: Instant) -> AppState {
+        if app.state == AppState::Running && app.corrupt_at.is_some_and(|at| at <= now) {
+            return AppState::Unhealthy;
+        }
         if app.state == AppState::Running
             && let Some(host) = self.hosts.get(app.host as usize)
             && self.bad_versions.contains(&host.host.version)
@@ -116,6 +130,10 @@ impl SimFleet {
     pub fn with_clock(config: SimConfig, clock: impl Clock) -> Result<Self, ConfigError> {
         config.validate()?;
         let rng = fastrand::Rng::with_seed(config.seed);
+        let visible_after = config
+            .silent_failures
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.visible_after);
         Ok(SimFleet {
             config: Arc::new(config),
             clock: clock.into_shared(),
@@ -127,6 +145,7 @@ impl SimFleet {
                 traffic: HashMap::new(),
                 stats: SimStats::default(),
                 pending: BinaryHeap::new(),
+                visible_after,
                 timers: HashMap::new(),
             })),
         })
@@ -149,7 +168,9 @@ impl SimFleet {
     /// its caller still waits for it (a real host does not stop starting
     /// an app because the controller crashed).
     fn settle(state: &mut SimState, now: Instant) {
-        while let Some(Reverse((deadline, app, host, fails))) = state.pending.peek().copied() {
+        while let Some(Reverse((deadline, app, host, fails, corrupt))) =
+            state.pending.peek().copied()
+        {
             if deadline > now {
                 break;
             }
@@ -163,6 +184,10 @@ impl SimFleet {
                 } else {
                     AppState::Running
                 };
+                entry.corrupt_at = (corrupt && !fails).then(|| deadline + state.visible_after);
+            }
+            if corrupt && !fails {
+                state.stats.silent_corruptions += 1;
             }
             if fails {
                 state.stats.failed_starts += 1;
@@ -214,6 +239,7 @@ impl SimFleet {
         state.apps.push(SimApp {
             host: host.0,
             state: AppState::Running,
+            corrupt_at: None,
         });
         Ok(id)
     }
@@ -294,7 +320,21 @@ impl SimFleet {
         self.lock().hosts.iter().map(|h| h.host.clone()).collect()
     }
 
+    /// Apps whose current start was silently corrupted (visible yet or
+    /// not) and that were not restarted since.
+    pub fn corrupted_apps(&self) -> Vec<AppId> {
+        let state = self.lock();
+        state
+            .apps
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.corrupt_at.is_some())
+            .map(|(i, _)| AppId(u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect()
+    }
+
     fn apps_now(&self) -> Vec<App> {
+        let now = self.clock.now();
         let state = self.lock();
         state
             .apps
@@ -303,7 +343,7 @@ impl SimFleet {
             .map(|(i, a)| App {
                 id: AppId(u32::try_from(i).unwrap_or(u32::MAX)),
                 host: HostId(a.host),
-                state: state.app_state(*a),
+                state: state.app_state(*a, now),
             })
             .collect()
     }
@@ -357,6 +397,7 @@ impl SimFleet {
         if let Some(entry) = state.apps.get_mut(app.0 as usize) {
             entry.host = to.0;
             entry.state = AppState::Starting;
+            entry.corrupt_at = None;
         }
         let counters = &mut state.stats;
         counters.starts += 1;
@@ -365,7 +406,15 @@ impl SimFleet {
             counters.peak_starts_per_host_per_minute.max(per_minute);
         let p = (self.config.failure_probability(concurrent) + extra_failure).min(1.0);
         let fails = p > 0.0 && state.rng.f64() < p;
-        state.pending.push(Reverse((deadline, app, to, fails)));
+        // Drawn only when the mode is on: seeded runs without it are
+        // unchanged.
+        let corrupt = self.config.silent_failures.as_ref().is_some_and(|s| {
+            let p = s.corruption_probability(concurrent);
+            p > 0.0 && state.rng.f64() < p
+        });
+        state
+            .pending
+            .push(Reverse((deadline, app, to, fails, corrupt)));
         tracing::trace!(%app, host = %to, concurrent, p, fails, "sim: start begun");
         Ok((fails, deadline))
     }
@@ -598,6 +647,6 @@ impl Fleet for SimFleet {
             .apps
             .get(app.0 as usize)
             .ok_or(FleetError::UnknownApp(app))?;
-        Ok(state.app_state(*entry))
+        Ok(state.app_state(*entry, self.clock.now()))
     }
 }

@@ -59,5 +59,5 @@ mod tests;
 
 pub use executor::{SimError, run, run_steps};
 pub use fleet::{SimFleet, SimStats};
-pub use host_model::SimConfig;
+pub use host_model::{SilentFailures, SimConfig};
 pub use naive::{NaiveDrainConfig, NaiveDrainReport, naive_drain};

@@ -62,6 +62,7 @@ pub fn bounded_config() -> DrainConfig {
             max_draining_hosts: 4,
             max_unavailable: Amount::Percent(10.0),
             max_starts_per_host_per_minute: 4,
+            max_concurrent_starts_per_host: 4,
             min_free_capacity: Amount::Percent(10.0),
         },
         check_interval: Duration::from_secs(10),

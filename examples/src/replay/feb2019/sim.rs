@@ -209,6 +209,7 @@ pub fn run(p: &Feb2019Params, policy: Policy, seed: u64) -> Result<Feb2019Outcom
             max_failure_probability: p.max_failure_probability,
             base_failure_probability: 0.0,
             seed,
+            silent_failures: None,
         },
         clock.clone(),
     )?;

@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use crate::fleet::{Host, HostId};
 
 /// Configuration of adaptive start concurrency (see the
-/// [module docs](self)). `Default`: start at 2 concurrent starts per
+/// [module docs](crate::drain)). `Default`: start at 2 concurrent starts per
 /// receiver, between 1 and 64, +2 per 20 s window of successes, × 0.75 on
 /// a failure, growth confirmed (at most 1.5 × the highest concurrency
 /// whose starts passed probation, below the lowest that failed). Tuned with

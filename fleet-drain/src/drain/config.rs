@@ -11,7 +11,7 @@ use super::adaptive::AdaptiveStartsConfig;
 use crate::health::HealthGateConfig;
 use crate::plan::DrainLimits;
 
-/// Configuration of a [`DrainController`] (serde: TOML or JSON, durations
+/// Configuration of a [`DrainController`](super::DrainController) (serde: TOML or JSON, durations
 /// like `"30s"`). `Default`: the default limits and gate, a 5-minute
 /// start-failure window, health checked every 10 s, no deadline, retries
 /// from 5 s doubling to 2 min with full jitter for at most 5 attempts, events
@@ -31,7 +31,7 @@ pub struct DrainConfig {
     #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
     /// The whole drain must finish within this (from the start of
-    /// [`DrainController::run`]); `None`: no deadline. Must be > 0 if set.
+    /// [`DrainController::run`](super::DrainController::run)); `None`: no deadline. Must be > 0 if set.
     #[serde(with = "humantime_serde::option")]
     pub deadline: Option<Duration>,
     /// Delays between attempts of one app's start (and of failed fleet
@@ -41,12 +41,12 @@ pub struct DrainConfig {
     pub seed: u64,
     /// Aggregation of floods of similar events.
     pub events: EventAggregatorConfig,
-    /// Only plan: [`DrainController::run`] returns the next wave in
-    /// [`DrainReport::plan`] and changes nothing.
+    /// Only plan: [`DrainController::run`](super::DrainController::run) returns the next wave in
+    /// [`DrainReport::plan`](super::DrainReport::plan) and changes nothing.
     pub dry_run: bool,
     /// Stop sending apps to a receiver whose start failures per minute
     /// exceed this: its remaining apps are re-planned onto other receivers
-    /// ([`Planner::replan_host`]) and it receives no more apps for the rest
+    /// ([`Planner::replan_host`](crate::plan::Planner::replan_host)) and it receives no more apps for the rest
     /// of the run. `None` (default): never. Finite, > 0.
     pub receiver_max_failures_per_minute: Option<f64>,
     /// Learn how many starts each receiver runs at once, per class of

@@ -1,23 +1,24 @@
 //! The [`DrainController`]: runs a drain to completion, wave by wave,
-//! within [`DrainLimits`], gated on app health, journaled.
+//! within [`DrainLimits`](crate::plan::DrainLimits), gated on app health, journaled.
 //!
 //! # Why a controller?
 //!
-//! The February 2019 drain was run by hand: 30 hosts at a time, more
-//! whenever the fleet was less than 80 % full. Every failure of that
-//! procedure is a decision the controller now makes explicitly:
+//! The February 2019 drain ([crate docs](crate)) was run by hand; every
+//! failure of that procedure is a decision the controller now makes
+//! explicitly:
 //!
-//! - **Bounded waves.** The [`Planner`] never drains more hosts, makes more
+//! - **Bounded waves.** The [`Planner`](crate::plan::Planner) never drains more hosts, makes more
 //!   apps unavailable, or sends more apps to a receiver than the limits
 //!   allow; at run time a per-receiver pacer also holds starts to
 //!   `max_starts_per_host_per_minute` (a sliding 60 s window), whatever the
 //!   plan said.
 //! - **Health-gated.** Between starts the controller samples
-//!   [`FleetHealth`] and asks the [`HealthGate`]: it pauses (no new starts)
+//!   [`FleetHealth`](crate::health::FleetHealth) and asks the
+//!   [`HealthGate`](crate::health::HealthGate): it pauses (no new starts)
 //!   while apps are unhealthy or starts fail, resumes automatically, and
 //!   aborts past the abort marks.
 //! - **Retries with backoff.** A failed start is retried after a
-//!   [`Backoff`] delay, never in a loop; an app out of attempts aborts the
+//!   [`Backoff`](resilience_core::backoff::Backoff) delay, never in a loop; an app out of attempts aborts the
 //!   drain with the fleet error.
 //! - **Durable.** Intent is journaled before acting
 //!   ([`crate::journal`]); a restarted controller continues the wave in

@@ -2,9 +2,9 @@
 //!
 //! # Why limits beyond "is there capacity?"
 //!
-//! In February 2019 the only question asked before draining ~30 more hosts
-//! was "is the fleet less than 80 % full?". Capacity was fine; what broke
-//! was the *surge of app starts into each receiving host*. [`DrainLimits`]
+//! Capacity alone is the wrong question (the February 2019 incident of the
+//! [crate docs](crate)): what broke was the *surge of app starts into each
+//! receiving host*. [`DrainLimits`]
 //! therefore bounds every dimension of a wave, in the spirit of a
 //! Kubernetes `PodDisruptionBudget` or Nomad's `max_parallel`, plus the one
 //! they lack:
@@ -16,7 +16,7 @@
 //!   host per minute (the surge limit);
 //! - `min_free_capacity`: room every receiver keeps free.
 //!
-//! The [`Planner`] turns a [`FleetSnapshot`] and the hosts still to drain
+//! The [`Planner`] turns a [`FleetSnapshot`](crate::fleet::FleetSnapshot) and the hosts still to drain
 //! into the next [`DrainPlan`]: which hosts drain now, and a receiver for
 //! every app on them, least loaded first, never over a limit. Each
 //! assignment also gets a *start slot* (the minute, relative to the wave's

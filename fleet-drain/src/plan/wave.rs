@@ -59,7 +59,7 @@ impl ReceiverLoad {
 }
 
 /// The next wave: the hosts draining now and a receiver for each of their
-/// apps. Produced by [`Planner::next_wave`].
+/// apps. Produced by [`Planner::next_wave`](super::Planner::next_wave).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DrainPlan {
     pub(super) hosts: Vec<HostId>,
@@ -165,7 +165,7 @@ impl fmt::Display for DrainPlan {
     }
 }
 
-/// What [`Planner::replan_host`] changed.
+/// What [`Planner::replan_host`](super::Planner::replan_host) changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Replan {
     /// Apps moved to another receiver.

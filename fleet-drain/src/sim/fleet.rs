@@ -110,7 +110,7 @@ impl SimState {
 }
 
 /// An in-memory [`Fleet`] with the start-concurrency host model described
-/// in the [module docs](self). Cheap to clone (shared state).
+/// in the [module docs](crate::sim). Cheap to clone (shared state).
 ///
 /// Host ids are `0..n` in creation order; app ids likewise.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use resilience_core::ConfigError;
 use serde::{Deserialize, Serialize};
 
-/// Parameters of the [`SimFleet`] host model. `Default`: starts take 20 s;
+/// Parameters of the [`SimFleet`](super::SimFleet) host model. `Default`: starts take 20 s;
 /// up to 4 concurrent starts per host are safe; each start beyond adds 10 %
 /// failure probability, capped at 90 %; no failures otherwise; seed 1; no
 /// silent corruption.

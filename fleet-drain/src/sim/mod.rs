@@ -3,9 +3,9 @@
 //!
 //! # Why a simulated fleet?
 //!
-//! In February 2019 apps migrated in a surge onto the remaining hosts, and
-//! the per-host component that prepares an app's start (its `node_modules`)
-//! corrupted starts once too many ran at once. [`SimFleet`] models exactly
+//! The February 2019 incident ([crate docs](crate)): the per-host component
+//! that prepares an app's start (its `node_modules`) corrupted starts once
+//! too many ran at once. [`SimFleet`] models exactly
 //! that: an app start takes [`SimConfig::start_duration`] of (injected)
 //! clock time, and its failure probability rises with the number of
 //! concurrent starts on the receiving host beyond
@@ -21,9 +21,9 @@
 //! the new one. Randomness is a seeded [`fastrand::Rng`], so a simulation is
 //! reproducible. A version can be marked bad
 //! ([`SimFleet::set_version_healthy`]): apps on hosts running it while it
-//! receives traffic report [`AppState::Unhealthy`].
+//! receives traffic report [`AppState::Unhealthy`](crate::fleet::AppState::Unhealthy).
 //!
-//! [`run`] drives a future on a [`ManualClock`]: it polls until the future
+//! [`run`] drives a future on a [`ManualClock`](resilience_core::clock::ManualClock): it polls until the future
 //! is stuck on timers, then advances the clock to the next deadline, so
 //! thousands of concurrent starts run in simulated time at memory speed.
 //!

@@ -159,6 +159,35 @@ pub enum JournalError {
     /// The backend (e.g. a remote store) refused the operation.
     #[error("journal backend: {0}")]
     Backend(String),
+    /// Another process holds the journal's lock: one controller per journal.
+    #[error(
+        "the journal {path} is locked by another controller (another process has it open); \
+         only one controller may write a journal: stop the other one or use another path"
+    )]
+    Locked {
+        /// The journal file.
+        path: PathBuf,
+    },
+    /// A record in the middle of the journal is corrupt and valid records follow it: not a
+    /// torn final write, so nothing was truncated.
+    #[error(
+        "corrupt record at offset {offset} of journal {path} ({reason}) followed by valid records \
+         from offset {next_good}: this is not a torn final write, so nothing was truncated; \
+         restore the journal from a copy or remove the bad record by hand ({good_records} good \
+         records before it)"
+    )]
+    Corrupt {
+        /// The journal file.
+        path: PathBuf,
+        /// Byte offset of the corrupt record.
+        offset: u64,
+        /// Byte offset of the next valid record.
+        next_good: u64,
+        /// What is wrong with the record.
+        reason: String,
+        /// Valid records before it.
+        good_records: usize,
+    },
 }
 
 /// A drain did not complete.

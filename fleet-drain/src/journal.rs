@@ -120,8 +120,7 @@ fn lock(path: &Path) -> io::Result<LockShare> {
         Err(TryLockError::WouldBlock) => {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
-                "the journal is locked by another controller (another process has it open); \
-                 only one controller may write a journal: stop the other one or use another path",
+                "locked by another process",
             ));
         }
         Err(TryLockError::Error(e)) => return Err(e),
@@ -224,13 +223,11 @@ impl FileJournal {
     ///
     /// # Errors
     ///
-    /// - [`JournalError::Io`] of kind [`io::ErrorKind::WouldBlock`] if
-    ///   another `FileJournal` (in this or another process) has the file
+    /// - [`JournalError::Locked`] if another process has the journal
     ///   open: one controller per journal.
-    /// - [`JournalError::Io`] of kind [`io::ErrorKind::InvalidData`] if a
-    ///   record in the middle is corrupt (good records follow it): the
-    ///   message names the offset of the bad record and of the next good
-    ///   one; nothing is truncated.
+    /// - [`JournalError::Corrupt`] if a record in the middle is corrupt
+    ///   (good records follow it), with the offset of the bad record and
+    ///   of the next good one; nothing is truncated.
     /// - [`JournalError::Io`] for any other I/O failure.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, JournalError> {
         let path = path.as_ref().to_path_buf();
@@ -245,7 +242,13 @@ impl FileJournal {
             .create(true)
             .open(&path)
             .map_err(io)?;
-        let lock = lock(&path).map_err(io)?;
+        let lock = lock(&path).map_err(|source| {
+            if source.kind() == io::ErrorKind::WouldBlock {
+                JournalError::Locked { path: path.clone() }
+            } else {
+                io(source)
+            }
+        })?;
         if !existed {
             // Make the new file's directory entry durable too.
             if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -261,16 +264,13 @@ impl FileJournal {
         };
         if let Some(reason) = problem {
             if let Some(next_good) = next_good_frame(&bytes, good_len) {
-                return Err(io(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "corrupt record at offset {good_len} ({reason}) followed by valid records \
-                         from offset {next_good}: this is not a torn final write, so nothing was \
-                         truncated; restore the journal from a copy or remove the bad record by hand \
-                         ({} good records before it)",
-                        records.len()
-                    ),
-                )));
+                return Err(JournalError::Corrupt {
+                    path: path.clone(),
+                    offset: good_len as u64,
+                    next_good: next_good as u64,
+                    reason: reason.clone(),
+                    good_records: records.len(),
+                });
             }
             let tail = CorruptTail {
                 offset: good_len as u64,

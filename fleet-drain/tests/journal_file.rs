@@ -7,7 +7,6 @@
     clippy::missing_panics_doc
 )]
 
-use std::io::ErrorKind;
 
 use fleet_drain::fleet::HostId;
 use fleet_drain::journal::{FileJournal, Journal, JournalError, JournalRecord};
@@ -50,7 +49,7 @@ fn a_second_controller_opening_the_same_journal_is_refused() {
     other.lock().unwrap();
     let error = FileJournal::open(&path).unwrap_err();
     match &error {
-        JournalError::Io { source, .. } => assert_eq!(source.kind(), ErrorKind::WouldBlock),
+        JournalError::Locked { path: locked } => assert_eq!(locked, &path),
         other => panic!("unexpected error: {other}"),
     }
     let message = error.to_string();
@@ -96,7 +95,12 @@ fn a_corrupt_record_in_the_middle_is_an_error_naming_its_offset() {
     std::fs::write(&path, &bytes).unwrap();
     let error = FileJournal::open(&path).unwrap_err();
     match &error {
-        JournalError::Io { source, .. } => assert_eq!(source.kind(), ErrorKind::InvalidData),
+        JournalError::Corrupt {
+            offset, next_good, ..
+        } => {
+            assert_eq!(*offset, offsets[1]);
+            assert_eq!(*next_good, offsets[2]);
+        }
         other => panic!("unexpected error: {other}"),
     }
     let message = error.to_string();

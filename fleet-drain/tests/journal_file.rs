@@ -7,7 +7,6 @@
     clippy::missing_panics_doc
 )]
 
-
 use fleet_drain::fleet::HostId;
 use fleet_drain::journal::{FileJournal, Journal, JournalError, JournalRecord};
 use futures::executor::block_on;

@@ -27,7 +27,7 @@ impl StoreConfig {
     }
 }
 
-/// Configuration of [`Store::gc_with`].
+/// Configuration of [`Store::gc_with`](super::Store::gc_with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GcConfig {

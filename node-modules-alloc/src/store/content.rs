@@ -25,7 +25,7 @@ impl Store {
     }
 
     /// Publishes the temporary file `tmp` (already hashed to `digest`) under its content address,
-    /// read-only and with the fixed [`CONTENT_MTIME`]. Idempotent: when the address already
+    /// read-only and with the fixed [`CONTENT_MTIME`](super::CONTENT_MTIME). Idempotent: when the address already
     /// holds intact content (see [`Store::content_intact`]) the temporary file is dropped; a
     /// truncated or otherwise damaged file there (a power loss after a rename that was not
     /// synced) is replaced — it never wins over the fresh copy. With `sync_content`, the file and
@@ -83,7 +83,7 @@ impl Store {
     }
 
     /// Whether the store holds the `exec` variant of `digest` as it was published: a regular
-    /// file of `size` bytes, mode 0444 (0555), mtime [`CONTENT_MTIME`]. A cheap structural check
+    /// file of `size` bytes, mode 0444 (0555), mtime [`CONTENT_MTIME`](super::CONTENT_MTIME). A cheap structural check
     /// (one `lstat`), not a re-hash: it catches what a crash leaves (a truncated file) and an
     /// in-place edit (which moves the mtime); [`Store::verify_file`] re-hashes.
     pub fn content_intact(&self, digest: &str, exec: bool, size: u64) -> bool {
@@ -157,7 +157,7 @@ impl Store {
     }
 
     /// Restores the published metadata of a store file — mode 0444 (0555) and mtime
-    /// [`CONTENT_MTIME`] — after someone changed it through a hardlink, or after an older
+    /// [`CONTENT_MTIME`](super::CONTENT_MTIME) — after someone changed it through a hardlink, or after an older
     /// version published it with an arbitrary mtime. Returns whether anything changed. Call it
     /// only on content that was just re-hashed: the mtime is what later cheap checks trust.
     pub fn restore_metadata(&self, digest: &str, exec: bool) -> Result<bool> {

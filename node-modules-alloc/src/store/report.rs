@@ -1,6 +1,6 @@
 //! What a verification ([`StoreReport`]) and a garbage collection ([`GcReport`]) found.
 
-/// The outcome of [`Store::verify`].
+/// The outcome of [`Store::verify`](super::Store::verify).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreReport {
     /// Store files re-hashed.
@@ -22,7 +22,7 @@ impl StoreReport {
     }
 }
 
-/// The outcome of [`Store::gc`].
+/// The outcome of [`Store::gc`](super::Store::gc).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
     /// Content files not referenced by any package index, removed.
@@ -32,6 +32,6 @@ pub struct GcReport {
     /// Work-in-progress, lock and quarantine entries removed.
     pub scratch_removed: usize,
     /// Manifests removed: no template uses them and nothing used them within
-    /// [`GcConfig::manifest_retention`].
+    /// [`GcConfig::manifest_retention`](super::GcConfig::manifest_retention).
     pub manifests_removed: usize,
 }

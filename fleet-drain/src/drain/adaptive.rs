@@ -17,7 +17,7 @@
 //! Every class has one [`AdaptiveLimit`] (AIMD) whose limit is the number
 //! of starts each receiver of the class may run at once (below
 //! `DrainLimits::max_concurrent_starts_per_host`, the ceiling). A start
-//! that settles is replayed into it as one permit sample taken with the
+//! that settles is fed into it as one sample taken with the
 //! limit in use (the receiver ran at least half its limit, the AIMD "busy"
 //! rule; idle receivers teach nothing):
 //!
@@ -213,26 +213,11 @@ pub(super) struct AdaptiveStarts {
     host_class: HashMap<HostId, ReceiverClass>,
 }
 
-/// Replays one settled start into `limit` as a permit sample taken with
-/// the whole limit in use (the caller checked the receiver was busy).
-/// The extra permits are dropped unreported (no sample).
+/// Feeds one settled start into `limit` as a sample taken with the whole
+/// limit in use (the caller checked the receiver was busy); its latency is
+/// not a signal here (success and failure are judged by the controller).
 fn feed(limit: &AdaptiveLimit, dropped: bool) {
-    let wanted = limit.current_limit();
-    let mut held = Vec::with_capacity(wanted);
-    while held.len() + 1 < wanted {
-        match limit.try_acquire() {
-            Ok(permit) => held.push(permit),
-            Err(_) => break,
-        }
-    }
-    if let Ok(permit) = limit.try_acquire() {
-        if dropped {
-            permit.record_dropped();
-        } else {
-            permit.record_success();
-        }
-    }
-    drop(held);
+    limit.record_outcome(Duration::ZERO, limit.current_limit(), dropped);
 }
 
 impl AdaptiveStarts {

@@ -269,6 +269,41 @@ impl AdaptiveLimit {
     pub fn concurrency_limit(&self) -> &ConcurrencyLimit {
         &self.inner.limit
     }
+
+    /// Feeds the outcome of work whose concurrency the caller bounds itself
+    /// (for example with [`current_limit`](Self::current_limit) as a cap it
+    /// enforces), instead of through this limit's permits: `latency` is how
+    /// long it took, `in_flight` how many such units ran at once around it
+    /// (itself included), `dropped` whether it failed with a sign of
+    /// overload. The algorithm sees the same sample a permit would report.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use resilience_core::clock::ManualClock;
+    /// use resilience_core::limit::{AdaptiveLimit, AdaptiveLimitConfig, AimdConfig, LimitAlgorithm};
+    ///
+    /// let limit = AdaptiveLimit::with_clock(
+    ///     AdaptiveLimitConfig {
+    ///         algorithm: LimitAlgorithm::Aimd(AimdConfig { initial_limit: 4, ..AimdConfig::default() }),
+    ///         ..AdaptiveLimitConfig::default()
+    ///     },
+    ///     ManualClock::new(),
+    /// )?;
+    /// limit.record_outcome(Duration::ZERO, 4, false); // busy and fast: grows
+    /// assert_eq!(limit.current_limit(), 5);
+    /// limit.record_outcome(Duration::ZERO, 5, true); // overload: cut
+    /// assert!(limit.current_limit() < 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn record_outcome(&self, latency: Duration, in_flight: usize, dropped: bool) {
+        let now = self.inner.clock.now();
+        self.inner.record(Sample {
+            started: now.checked_sub(latency).unwrap_or(now),
+            latency,
+            in_flight,
+            dropped,
+        });
+    }
 }
 
 impl fmt::Debug for AdaptiveLimit {

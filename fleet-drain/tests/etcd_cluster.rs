@@ -19,12 +19,11 @@ mod cluster;
 #[path = "support/etcd.rs"]
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_drain::etcd::{BudgetLimits, EtcdCoordinator};
 use fleet_drain::journal::{DrainProgress, Journal};
-use support::{World, etcd_config, run_controller, unique_prefix, wait_for};
+use support::{World, connect, etcd_config, unique_prefix, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_etcd_leader_mid_drain_keeps_the_limits_and_loses_nothing() {
@@ -45,19 +44,8 @@ async fn killing_the_etcd_leader_mid_drain_keeps_the_limits_and_loses_nothing() 
         };
         let world = World::new(4, 1, 6, 4);
         let targets = world.targets[0].clone();
-        let coordinator = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, budget), "c")
-            .await
-            .unwrap();
-        let task = tokio::spawn(run_controller(
-            coordinator.clone(),
-            "drain".into(),
-            "c".into(),
-            world.fleet("c"),
-            world.clock,
-            targets.clone(),
-            2,
-            Arc::clone(&world.checks),
-        ));
+        let coordinator = connect(&endpoints, &prefix, budget, "c").await;
+        let task = world.spawn_controller(coordinator.clone(), "drain", "c", &targets, 2);
         wait_for(Duration::from_secs(20), "a host to be drained", || {
             world.drained_count() >= 1
         })

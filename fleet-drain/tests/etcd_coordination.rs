@@ -16,12 +16,11 @@
 #[path = "support/etcd.rs"]
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleet_drain::etcd::{BudgetLimits, EtcdConfig, EtcdCoordinator, EtcdError};
 use fleet_drain::journal::{DrainProgress, Journal};
-use support::{TTL, World, endpoints, etcd_config, run_controller, unique_prefix, wait_for};
+use support::{TTL, World, connect, endpoints, etcd_config, unique_prefix, wait_for};
 
 const BUDGET: BudgetLimits = BudgetLimits {
     max_draining_hosts: 2,
@@ -41,16 +40,13 @@ async fn controllers_share_the_budget(n: usize, test: &str) {
             EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), format!("c{i}"))
                 .await
                 .unwrap();
-        tasks.push(tokio::spawn(run_controller(
+        tasks.push(world.spawn_controller(
             coordinator,
-            format!("drain-{i}"),
-            format!("c{i}"),
-            world.fleet(&format!("c{i}")),
-            world.clock,
-            targets.clone(),
+            &format!("drain-{i}"),
+            &format!("c{i}"),
+            targets,
             2,
-            Arc::clone(&world.checks),
-        )));
+        ));
     }
     for task in tasks {
         let report = task.await.unwrap().unwrap();
@@ -112,36 +108,14 @@ async fn handover(test: &str, kill: &str) {
     };
     let world = World::new(3, 1, 5, 3);
     let targets = world.targets[0].clone();
-    let a = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, budget), "a")
-        .await
-        .unwrap();
-    let task_a = tokio::spawn(run_controller(
-        a.clone(),
-        "drain".into(),
-        "a".into(),
-        world.fleet("a"),
-        world.clock,
-        targets.clone(),
-        1,
-        Arc::clone(&world.checks),
-    ));
+    let a = connect(&endpoints, &prefix, budget, "a").await;
+    let task_a = world.spawn_controller(a.clone(), "drain", "a", &targets, 1);
     wait_for(Duration::from_secs(10), "a to lead", || {
         !world.checks.lock().unwrap().elections.is_empty()
     })
     .await;
-    let b = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, budget), "b")
-        .await
-        .unwrap();
-    let task_b = tokio::spawn(run_controller(
-        b.clone(),
-        "drain".into(),
-        "b".into(),
-        world.fleet("b"),
-        world.clock,
-        targets.clone(),
-        1,
-        Arc::clone(&world.checks),
-    ));
+    let b = connect(&endpoints, &prefix, budget, "b").await;
+    let task_b = world.spawn_controller(b.clone(), "drain", "b", &targets, 1);
     wait_for(Duration::from_secs(15), "a to drain a host", || {
         world.drained_count() >= 1
     })
@@ -224,9 +198,7 @@ async fn handover(test: &str, kill: &str) {
         }
     }
     // The journal in etcd tells the whole story once.
-    let c = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, budget), "reader")
-        .await
-        .unwrap();
+    let c = connect(&endpoints, &prefix, budget, "reader").await;
     let leadership = c.campaign("drain").await.unwrap();
     let records = leadership.journal().records().await.unwrap();
     let progress = DrainProgress::from_records(&records);
@@ -269,33 +241,13 @@ async fn a_partitioned_leader_stops_acting_before_its_lease_expires() {
         )
         .await
         .unwrap();
-        let task_a = tokio::spawn(run_controller(
-            a.clone(),
-            "drain".into(),
-            "a".into(),
-            world.fleet("a"),
-            world.clock,
-            targets.clone(),
-            1,
-            Arc::clone(&world.checks),
-        ));
+        let task_a = world.spawn_controller(a.clone(), "drain", "a", &targets, 1);
         wait_for(Duration::from_secs(10), "a to lead", || {
             !world.checks.lock().unwrap().elections.is_empty()
         })
         .await;
-        let b = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, budget), "b")
-            .await
-            .unwrap();
-        let task_b = tokio::spawn(run_controller(
-            b.clone(),
-            "drain".into(),
-            "b".into(),
-            world.fleet("b"),
-            world.clock,
-            targets.clone(),
-            1,
-            Arc::clone(&world.checks),
-        ));
+        let b = connect(&endpoints, &prefix, budget, "b").await;
+        let task_b = world.spawn_controller(b.clone(), "drain", "b", &targets, 1);
         wait_for(Duration::from_secs(15), "a to drain a host", || {
             world.drained_count() >= 1
         })
@@ -425,9 +377,7 @@ async fn a_deposed_leaders_journal_appends_are_fenced() {
 async fn controllers_with_a_different_budget_are_refused() {
     let Some(endpoints) = endpoints() else { return };
     let prefix = unique_prefix("mismatch");
-    let a = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), "a")
-        .await
-        .unwrap();
+    let a = connect(&endpoints, &prefix, BUDGET, "a").await;
     let other = BudgetLimits {
         max_draining_hosts: 5,
         ..BUDGET

@@ -23,12 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleet_drain::drain::DrainController;
-use fleet_drain::etcd::{BudgetLimits, CoordinationVerdict, EtcdCoordinator};
+use fleet_drain::etcd::{BudgetLimits, CoordinationVerdict};
 use fleet_drain::fleet::{Fleet, HostState};
 use fleet_drain::journal::{DrainProgress, Journal};
-use support::{
-    TTL, World, drain_config, endpoints, etcd_config, run_controller, unique_prefix, wait_for,
-};
+use support::{TTL, World, connect, drain_config, endpoints, unique_prefix, wait_for};
 
 const BUDGET: BudgetLimits = BudgetLimits {
     max_draining_hosts: 2,
@@ -60,9 +58,7 @@ fn draining(world: &World, targets: &[fleet_drain::fleet::HostId]) -> usize {
 async fn a_deleted_leader_key_deposes_an_idle_leader_without_a_write() {
     let Some(endpoints) = endpoints() else { return };
     let prefix = unique_prefix("watch");
-    let a = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), "a")
-        .await
-        .unwrap();
+    let a = connect(&endpoints, &prefix, BUDGET, "a").await;
     let leadership = a.campaign("drain").await.unwrap();
     assert!(leadership.is_live());
     delete_leader_key(&endpoints, &prefix, "drain").await;
@@ -87,9 +83,7 @@ async fn every_call_into_the_fleet_is_fenced_even_when_no_reservation_is_written
     let prefix = unique_prefix("fence-all");
     let world = World::new(2, 1, 2, 1);
     let host = world.targets[0][0];
-    let a = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), "a")
-        .await
-        .unwrap();
+    let a = connect(&endpoints, &prefix, BUDGET, "a").await;
     let leadership = a.campaign("drain").await.unwrap();
     let fleet = leadership.fleet(world.fleet("a"));
     fleet
@@ -136,9 +130,7 @@ async fn a_deposed_leader_that_stays_alive_does_not_hold_up_its_successor() {
         let targets = world.targets[0].clone();
         // A leads once and never campaigns again, but stays alive: its
         // lease is renewed until the end of the test.
-        let a = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), "a")
-            .await
-            .unwrap();
+        let a = connect(&endpoints, &prefix, BUDGET, "a").await;
         let leadership = a.campaign("drain").await.unwrap();
         world
             .checks
@@ -161,19 +153,8 @@ async fn a_deposed_leader_that_stays_alive_does_not_hold_up_its_successor() {
                 leadership.run(controller.run(&targets)).await
             })
         };
-        let b = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), "b")
-            .await
-            .unwrap();
-        let task_b = tokio::spawn(run_controller(
-            b.clone(),
-            "drain".into(),
-            "b".into(),
-            world.fleet("b"),
-            world.clock,
-            targets.clone(),
-            2,
-            Arc::clone(&world.checks),
-        ));
+        let b = connect(&endpoints, &prefix, BUDGET, "b").await;
+        let task_b = world.spawn_controller(b.clone(), "drain", "b", &targets, 2);
         wait_for(Duration::from_secs(15), "a to have hosts draining", || {
             draining(&world, &targets) >= 1
         })
@@ -226,20 +207,9 @@ async fn hosts_a_dead_leader_left_draining_count_against_another_drains_budget()
         let prefix = unique_prefix("stranded");
         let world = World::new(4, 2, 4, 3);
         let (first, second) = (world.targets[0].clone(), world.targets[1].clone());
-        let a = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), "a")
-            .await
-            .unwrap();
+        let a = connect(&endpoints, &prefix, BUDGET, "a").await;
         let lease_a = a.lease_id();
-        let task_a = tokio::spawn(run_controller(
-            a.clone(),
-            "drain-0".into(),
-            "a".into(),
-            world.fleet("a"),
-            world.clock,
-            first.clone(),
-            2,
-            Arc::clone(&world.checks),
-        ));
+        let task_a = world.spawn_controller(a.clone(), "drain-0", "a", &first, 2);
         wait_for(
             Duration::from_secs(15),
             "a to drain two hosts at once",
@@ -273,19 +243,8 @@ async fn hosts_a_dead_leader_left_draining_count_against_another_drains_budget()
         }
         // Another drain runs meanwhile: the two stranded hosts still use
         // the whole budget of 2, so it must not start draining.
-        let b = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), "b")
-            .await
-            .unwrap();
-        let task_b = tokio::spawn(run_controller(
-            b.clone(),
-            "drain-1".into(),
-            "b".into(),
-            world.fleet("b"),
-            world.clock,
-            second.clone(),
-            2,
-            Arc::clone(&world.checks),
-        ));
+        let b = connect(&endpoints, &prefix, BUDGET, "b").await;
+        let task_b = world.spawn_controller(b.clone(), "drain-1", "b", &second, 2);
         // Give B time to (wrongly) start; not an assertion in itself.
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(1) && draining(&world, &second) < 2 {
@@ -297,19 +256,8 @@ async fn hosts_a_dead_leader_left_draining_count_against_another_drains_budget()
         );
         // A replica of drain-0 adopts the stranded hosts and finishes; then
         // drain-1 gets the room.
-        let a2 = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), "a2")
-            .await
-            .unwrap();
-        let task_a2 = tokio::spawn(run_controller(
-            a2.clone(),
-            "drain-0".into(),
-            "a2".into(),
-            world.fleet("a2"),
-            world.clock,
-            first.clone(),
-            2,
-            Arc::clone(&world.checks),
-        ));
+        let a2 = connect(&endpoints, &prefix, BUDGET, "a2").await;
+        let task_a2 = world.spawn_controller(a2.clone(), "drain-0", "a2", &first, 2);
         let report_a2 = tokio::time::timeout(Duration::from_secs(20), task_a2)
             .await
             .unwrap()
@@ -342,9 +290,7 @@ async fn hosts_a_dead_leader_left_draining_count_against_another_drains_budget()
             .unwrap();
         assert_eq!(slots.kvs().len(), 0, "host slots left behind");
         // The journal of drain-0 tells it once.
-        let reader = EtcdCoordinator::connect(etcd_config(&endpoints, &prefix, BUDGET), "reader")
-            .await
-            .unwrap();
+        let reader = connect(&endpoints, &prefix, BUDGET, "reader").await;
         let records = reader
             .campaign("drain-0")
             .await

@@ -22,11 +22,10 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleet_drain::etcd::{BudgetLimits, CoordinationVerdict, EtcdCoordinator};
-use support::{World, endpoints, etcd_config, run_controller, unique_prefix, wait_for};
+use support::{World, endpoints, etcd_config, unique_prefix, wait_for};
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/etcd.sh")
@@ -88,16 +87,13 @@ async fn controllers_pause_while_etcd_is_down_and_resume_within_the_budget() {
             .await
             .unwrap();
             coordinators.push(coordinator.clone());
-            tasks.push(tokio::spawn(run_controller(
+            tasks.push(world.spawn_controller(
                 coordinator,
-                format!("drain-{i}"),
-                format!("c{i}"),
-                world.fleet(&format!("c{i}")),
-                world.clock,
-                targets.clone(),
+                &format!("drain-{i}"),
+                &format!("c{i}"),
+                targets,
                 1,
-                Arc::clone(&world.checks),
-            )));
+            ));
         }
         wait_for(Duration::from_secs(20), "a first host drained", || {
             world.drained_count() >= 1

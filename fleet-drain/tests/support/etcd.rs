@@ -236,6 +236,28 @@ impl World {
         }
     }
 
+    /// Spawns [`run_controller`] for `label` (its fleet view is
+    /// `self.fleet(label)`) on this world's clock and checks.
+    pub fn spawn_controller(
+        &self,
+        coordinator: EtcdCoordinator,
+        drain: &str,
+        label: &str,
+        targets: &[HostId],
+        local_hosts: u32,
+    ) -> tokio::task::JoinHandle<Result<DrainReport, String>> {
+        tokio::spawn(run_controller(
+            coordinator,
+            drain.to_owned(),
+            label.to_owned(),
+            self.fleet(label),
+            self.clock,
+            targets.to_vec(),
+            local_hosts,
+            Arc::clone(&self.checks),
+        ))
+    }
+
     pub fn fleet(&self, label: &str) -> Arc<dyn Fleet> {
         Arc::new(CheckedFleet {
             label: label.to_owned(),
@@ -294,6 +316,18 @@ impl Drop for StopRecorder {
             .stops
             .push((self.label.clone(), Instant::now()));
     }
+}
+
+/// A coordinator named `name` on the etcd at `endpoints`, under `prefix`.
+pub async fn connect(
+    endpoints: &[String],
+    prefix: &str,
+    budget: BudgetLimits,
+    name: &str,
+) -> EtcdCoordinator {
+    EtcdCoordinator::connect(etcd_config(endpoints, prefix, budget), name)
+        .await
+        .unwrap()
 }
 
 /// One controller: leads `drain` until its targets are drained.

@@ -85,7 +85,13 @@ fn run(cli: &Cli) -> Result<(), replay::ReplayError> {
     }
     options.validate()?;
     if cli.list_params {
-        let params = serde_json::json!({ "nov": options.nov, "feb": options.feb });
+        let flat = |params: serde_json::Result<serde_json::Value>| {
+            params.map(|v| serde_json::Value::Object(replay::flatten(&v)))
+        };
+        let params = serde_json::json!({
+            "nov": flat(serde_json::to_value(&options.nov)).unwrap_or_default(),
+            "feb": flat(serde_json::to_value(&options.feb)).unwrap_or_default(),
+        });
         println!(
             "{}",
             serde_json::to_string_pretty(&params).unwrap_or_default()

@@ -5,9 +5,10 @@ pub mod chart;
 pub mod error;
 pub mod events;
 pub mod feb2019;
+pub mod format;
+pub mod metric;
 pub mod nov2019;
 pub mod parallel;
-pub mod table;
 
 pub use error::ReplayError;
 
@@ -111,6 +112,9 @@ impl ReplayOptions {
     }
 }
 
+/// Sets `field` of `params`: either a top-level field, a field of one of its
+/// groups (`world`, `breakwater`, ...) named by its own unique name
+/// (`safe_concurrent_starts`), or a dotted path (`world.safe_concurrent_starts`).
 fn with_field<T: Serialize + serde::de::DeserializeOwned>(
     params: &T,
     field: &str,
@@ -122,19 +126,69 @@ fn with_field<T: Serialize + serde::de::DeserializeOwned>(
         reason,
     };
     let mut json = serde_json::to_value(params).map_err(|e| bad(e.to_string()))?;
-    let map = json
-        .as_object_mut()
-        .ok_or_else(|| bad("parameters are not an object".to_owned()))?;
-    if !map.contains_key(field) {
-        let mut known: Vec<&str> = map.keys().map(String::as_str).collect();
-        known.sort_unstable();
-        return Err(bad(format!(
-            "unknown parameter; known: {}",
-            known.join(", ")
-        )));
+    let known = flat_keys(&json);
+    let path = resolve(&json, field)
+        .ok_or_else(|| bad(format!("unknown parameter; known: {}", known.join(", "))))?;
+    let mut slot = &mut json;
+    for part in &path {
+        slot = slot
+            .get_mut(part.as_str())
+            .ok_or_else(|| bad("parameter vanished while setting it".to_owned()))?;
     }
-    map.insert(field.to_owned(), value);
+    *slot = value;
     serde_json::from_value(json).map_err(|e| bad(e.to_string()))
+}
+
+/// The path of `field` in a parameter document: a dotted path as given, or
+/// the one group holding a leaf of that name.
+fn resolve(json: &serde_json::Value, field: &str) -> Option<Vec<String>> {
+    let map = json.as_object()?;
+    if field.contains('.') {
+        let path: Vec<String> = field.split('.').map(str::to_owned).collect();
+        let mut at = json;
+        for part in &path {
+            at = at.get(part.as_str())?;
+        }
+        return (!at.is_object()).then_some(path);
+    }
+    if let Some(v) = map.get(field) {
+        return (!v.is_object()).then(|| vec![field.to_owned()]);
+    }
+    let mut found = map
+        .iter()
+        .filter(|(_, group)| group.get(field).is_some_and(|v| !v.is_object()))
+        .map(|(group, _)| vec![group.clone(), field.to_owned()]);
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
+
+/// Every settable name of a parameter document, sorted: leaves at the top
+/// level and leaves of each group.
+fn flat_keys(json: &serde_json::Value) -> Vec<String> {
+    let mut keys: Vec<String> = flatten(json).keys().cloned().collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// A parameter document with its groups lifted: `{"world":{"a":1},"b":2}`
+/// becomes `{"a":1,"b":2}` (what `--list-params` prints and `--set` takes).
+pub fn flatten(json: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    let mut flat = serde_json::Map::new();
+    if let Some(map) = json.as_object() {
+        for (key, value) in map {
+            match value.as_object() {
+                Some(group) => {
+                    for (leaf, v) in group {
+                        flat.insert(leaf.clone(), v.clone());
+                    }
+                }
+                None => {
+                    flat.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+    flat
 }
 
 /// One scenario's results, serialized with its `name` first.
@@ -145,6 +199,25 @@ pub enum ScenarioReport {
     Nov2019(Box<Nov2019Report>),
     /// `feb-2019`.
     Feb2019(Box<Feb2019Report>),
+}
+
+impl ScenarioReport {
+    /// `nov-2019` or `feb-2019`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ScenarioReport::Nov2019(r) => r.name,
+            ScenarioReport::Feb2019(r) => r.name,
+        }
+    }
+
+    /// Every reported metric of the scenario, naive vs Breakwater, with its
+    /// physical limit where one is defined.
+    pub fn metrics(&self) -> Vec<metric::Metric> {
+        match self {
+            ScenarioReport::Nov2019(r) => r.metrics(),
+            ScenarioReport::Feb2019(r) => r.metrics(),
+        }
+    }
 }
 
 /// The whole replay: `{"seed":N,"scenarios":[...]}`.
@@ -167,8 +240,8 @@ impl Report {
         self.scenarios
             .iter()
             .map(|s| match s {
-                ScenarioReport::Nov2019(r) => table::nov2019(r, self.seed),
-                ScenarioReport::Feb2019(r) => table::feb2019(r, self.seed),
+                ScenarioReport::Nov2019(r) => nov2019::table::render(r, self.seed),
+                ScenarioReport::Feb2019(r) => feb2019::table::render(r, self.seed),
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -213,4 +286,56 @@ pub fn run(
         seed: options.seed,
         scenarios,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+    struct Group {
+        hidden: u32,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+    struct Params {
+        top: u32,
+        world: Group,
+        other: Group,
+        only_here: OnlyHere,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+    struct OnlyHere {
+        unique: f64,
+    }
+
+    fn params() -> Params {
+        Params {
+            top: 1,
+            world: Group { hidden: 2 },
+            other: Group { hidden: 3 },
+            only_here: OnlyHere { unique: 0.5 },
+        }
+    }
+
+    #[test]
+    fn set_reaches_top_level_grouped_and_dotted_fields() {
+        let p = with_field(&params(), "top", 9.into(), "x").unwrap();
+        assert_eq!(p.top, 9);
+        let p = with_field(&params(), "unique", 0.25.into(), "x").unwrap();
+        assert!((p.only_here.unique - 0.25).abs() < f64::EPSILON);
+        let p = with_field(&params(), "world.hidden", 7.into(), "x").unwrap();
+        assert_eq!((p.world.hidden, p.other.hidden), (7, 3));
+    }
+
+    #[test]
+    fn an_ambiguous_or_unknown_name_is_refused_with_the_known_names() {
+        let err = with_field(&params(), "hidden", 7.into(), "x.hidden=7").unwrap_err();
+        assert!(err.to_string().contains("unknown parameter"), "{err}");
+        let err = with_field(&params(), "nope", 7.into(), "x.nope=7").unwrap_err();
+        assert!(err.to_string().contains("top"), "{err}");
+        let err = with_field(&params(), "world", 7.into(), "x.world=7").unwrap_err();
+        assert!(err.to_string().contains("unknown parameter"), "{err}");
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod params;
 pub mod sim;
+pub mod table;
 
 use serde::Serialize;
 
@@ -13,6 +14,7 @@ pub use params::Feb2019Params;
 pub use sim::{Feb2019Outcome, FebTimeline, Policy};
 
 use crate::replay::error::ReplayError;
+use crate::replay::metric::{Better, Metric};
 
 /// The February 2019 scenario's results.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -25,6 +27,52 @@ pub struct Feb2019Report {
     pub breakwater: Feb2019Outcome,
     /// The parameters used.
     pub params: Feb2019Params,
+}
+
+impl Feb2019Report {
+    /// The reported metrics, naive vs Breakwater, with their limits.
+    pub fn metrics(&self) -> Vec<Metric> {
+        let (n, b) = (&self.naive, &self.breakwater);
+        let finite = |v: f64| v.is_finite().then_some(v);
+        let count = |v: u64| Some(v as f64);
+        vec![
+            Metric {
+                key: "failed_starts",
+                better: Better::Lower,
+                naive: count(n.failed_starts),
+                breakwater: count(b.failed_starts),
+                limit: Some(0.0),
+            },
+            Metric {
+                key: "peak_starts_per_host",
+                better: Better::Lower,
+                naive: Some(f64::from(n.peak_starts_per_host)),
+                breakwater: Some(f64::from(b.peak_starts_per_host)),
+                limit: None,
+            },
+            Metric {
+                key: "alerts_sent",
+                better: Better::Lower,
+                naive: count(n.alerts_sent),
+                breakwater: count(b.alerts_sent),
+                limit: None,
+            },
+            Metric {
+                key: "drain_s",
+                better: Better::Lower,
+                naive: finite(n.drain_s),
+                breakwater: finite(b.drain_s),
+                limit: None,
+            },
+            Metric {
+                key: "finish_s",
+                better: Better::Lower,
+                naive: finite(n.finish_s),
+                breakwater: finite(b.finish_s),
+                limit: None,
+            },
+        ]
+    }
 }
 
 /// Replays both policies (in parallel). `progress` is called once per run.

@@ -9,6 +9,7 @@ pub mod params;
 pub mod policy;
 pub mod report;
 pub mod sim;
+pub mod table;
 
 use serde::Serialize;
 
@@ -17,6 +18,7 @@ pub use policy::Mechanisms;
 pub use report::{Nov2019Outcome, Timeline};
 
 use crate::replay::error::ReplayError;
+use crate::replay::metric::{Better, Metric};
 
 /// One row of the ablation table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,6 +43,36 @@ pub struct Nov2019Report {
     pub ablation: Vec<AblationRow>,
     /// The parameters used.
     pub params: Nov2019Params,
+}
+
+impl Nov2019Report {
+    /// The reported metrics, naive vs Breakwater, with their limits.
+    pub fn metrics(&self) -> Vec<Metric> {
+        let (n, b) = (&self.naive, &self.breakwater);
+        vec![
+            Metric {
+                key: "amplification",
+                better: Better::Lower,
+                naive: Some(n.amplification),
+                breakwater: Some(b.amplification),
+                limit: Some(1.0),
+            },
+            Metric {
+                key: "goodput",
+                better: Better::Higher,
+                naive: Some(n.goodput),
+                breakwater: Some(b.goodput),
+                limit: None,
+            },
+            Metric {
+                key: "recovery_s",
+                better: Better::Lower,
+                naive: n.recovery_s,
+                breakwater: b.recovery_s,
+                limit: None,
+            },
+        ]
+    }
 }
 
 /// Replays the scenario for every policy; runs are independent and spread

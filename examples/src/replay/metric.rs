@@ -76,9 +76,8 @@ pub fn ratio_to_limit(better: Better, value: Option<f64>, limit: Option<f64>) ->
 /// Whether `a` is strictly worse than `b`.
 fn worse(better: Better, a: Option<f64>, b: Option<f64>) -> bool {
     match (a, b) {
-        (None, None) => false,
         (None, Some(_)) => true,
-        (Some(_), None) => false,
+        (None | Some(_), None) => false,
         (Some(a), Some(b)) => match better {
             Better::Lower => a > b,
             Better::Higher => a < b,

@@ -6,6 +6,7 @@
 //! cargo run --release -p breakwater-examples --bin incident-replay
 //! cargo run --release -p breakwater-examples --bin incident-replay -- --scenario nov-2019 --seed 7 --json
 //! cargo run --release -p breakwater-examples --bin incident-replay -- --set nov.servers=20 --set nov.client_rps=2000
+//! cargo run --release -p breakwater-examples --bin incident-replay -- --sweep feb.safe_concurrent_starts=2,4,8,16 --sweep-seeds 3
 //! ```
 
 use std::io::IsTerminal;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use breakwater_examples::replay::sweep::{self, SweepOptions};
 use breakwater_examples::replay::{self, ReplayOptions, ScenarioChoice};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -56,6 +58,15 @@ struct Cli {
     /// Print every scenario parameter with its value and exit.
     #[arg(long)]
     list_params: bool,
+    /// Run a grid over parameters instead of one replay:
+    /// `SCENARIO.PARAM=a,b,c[,SCENARIO.PARAM2=x,y]` (repeatable; one
+    /// scenario per sweep). Prints medians and spreads over the seeds and
+    /// draws heatmaps into `--out`.
+    #[arg(long = "sweep", value_name = "SCENARIO.PARAM=a,b,c")]
+    sweep: Vec<String>,
+    /// Seeds per sweep cell: `--seed`, `--seed + 1`, ...
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    sweep_seeds: u64,
 }
 
 fn main() -> ExitCode {
@@ -99,17 +110,10 @@ fn run(cli: &Cli) -> Result<(), replay::ReplayError> {
         return Ok(());
     }
     let started = Instant::now();
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(options.runs() as u64);
-        if let Ok(style) =
-            ProgressStyle::with_template("{spinner} replaying [{bar:30}] {pos}/{len} runs {msg}")
-        {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        Some(bar)
-    } else {
-        None
-    };
+    if !cli.sweep.is_empty() {
+        return sweep(cli, options, started);
+    }
+    let bar = progress_bar(options.runs(), "replaying");
     let progress = |name: &str| {
         if let Some(bar) = &bar {
             bar.set_message(name.to_owned());
@@ -132,4 +136,54 @@ fn run(cli: &Cli) -> Result<(), replay::ReplayError> {
     }
     eprintln!("replayed in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+fn sweep(cli: &Cli, base: ReplayOptions, started: Instant) -> Result<(), replay::ReplayError> {
+    let options = SweepOptions {
+        base,
+        axes: sweep::parse(&cli.sweep)?,
+        seeds: (0..cli.sweep_seeds)
+            .map(|i| cli.seed.saturating_add(i))
+            .collect(),
+    };
+    let bar = progress_bar(options.runs(), "sweeping");
+    let progress = |_: &str| {
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
+    };
+    let report = sweep::run(&options, &progress)?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    if cli.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{}", report.to_table());
+    }
+    if !cli.no_charts {
+        let path = report.write_heatmap(&cli.out)?;
+        eprintln!("heatmap: {}", path.display());
+    }
+    eprintln!(
+        "swept {} runs in {:.1} s",
+        options.runs(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A progress bar on stderr when it is a terminal.
+fn progress_bar(len: usize, verb: &str) -> Option<ProgressBar> {
+    if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(len as u64);
+        if let Ok(style) = ProgressStyle::with_template(&format!(
+            "{{spinner}} {verb} [{{bar:30}}] {{pos}}/{{len}} runs {{eta}} {{msg}}"
+        )) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Some(bar)
+    } else {
+        None
+    }
 }

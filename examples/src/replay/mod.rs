@@ -9,6 +9,7 @@ pub mod format;
 pub mod metric;
 pub mod nov2019;
 pub mod parallel;
+pub mod sweep;
 
 pub use error::ReplayError;
 

@@ -69,12 +69,21 @@ fn one_blind_policy_drains_near_the_limit_corrupts_little_and_repairs_all_at_s_2
             "S={safe}: {} corrupted of {apps}",
             b.failed_starts
         );
-        assert_eq!(b.corrupted_after_drain, 0, "S={safe}: all repaired before done");
+        assert_eq!(
+            b.corrupted_after_drain, 0,
+            "S={safe}: all repaired before done"
+        );
         assert!(b.finish_s.is_finite());
-        assert!(n.failed_starts * 10 > apps, "S={safe}: the naive surge corrupts");
+        assert!(
+            n.failed_starts * 10 > apps,
+            "S={safe}: the naive surge corrupts"
+        );
         assert!(n.finish_s > b.finish_s, "S={safe}: naive healthy later");
         assert!(b.alerts_sent < n.alerts_sent && b.warnings_sent < n.warnings_sent);
-        assert_eq!(b.dns_throttled, 0, "the boot's RateLimiter keeps under the API limit");
+        assert_eq!(
+            b.dns_throttled, 0,
+            "the boot's RateLimiter keeps under the API limit"
+        );
         assert!(n.dns_throttled > 0, "the naive boot is throttled");
     }
 }
@@ -86,7 +95,10 @@ fn limits_and_ratios_are_in_the_json() {
     assert_eq!(json["limits"]["drain_s"], 1500.0);
     assert_eq!(json["limits"]["failed_starts"], 0);
     for side in ["naive", "breakwater"] {
-        assert!(json[side]["ratio_to_limit"]["drain_s"].is_number(), "{side}");
+        assert!(
+            json[side]["ratio_to_limit"]["drain_s"].is_number(),
+            "{side}"
+        );
         assert!(json[side]["warnings_sent"].is_number(), "{side}");
     }
     let drain = r

@@ -286,7 +286,9 @@ impl Fleet for AllocFleet {
         self.inner.hosts()
     }
 
-    fn apps<'life0, 'async_trait>(&'life0 self) -> BoxFuture<'async_trait, Result<Vec<App>, FleetError>>
+    fn apps<'life0, 'async_trait>(
+        &'life0 self,
+    ) -> BoxFuture<'async_trait, Result<Vec<App>, FleetError>>
     where
         'life0: 'async_trait,
         Self: 'async_trait,
@@ -392,7 +394,9 @@ mod tests {
     use super::*;
     use fleet_drain::sim::{self, SimConfig};
 
-    fn fleet(limit: Option<ConcurrencyLimitConfig>) -> (ManualClock, AllocFleet, Vec<AppId>, HostId) {
+    fn fleet(
+        limit: Option<ConcurrencyLimitConfig>,
+    ) -> (ManualClock, AllocFleet, Vec<AppId>, HostId) {
         let clock = ManualClock::new();
         let sim = SimFleet::with_clock(
             SimConfig {
@@ -431,9 +435,7 @@ mod tests {
         // The 5th to the 40th concurrent allocation are corrupted (p = 1).
         assert_eq!(fleet.stats().corruptions, 36);
         assert_eq!(fleet.stats().peak_concurrent, 40);
-        let health = |fleet: &AllocFleet| {
-            sim::run(&clock, fleet.apps()).unwrap().unwrap()
-        };
+        let health = |fleet: &AllocFleet| sim::run(&clock, fleet.apps()).unwrap().unwrap();
         assert!(health(&fleet).iter().all(|a| a.state == AppState::Running));
         clock.advance(Duration::from_secs(60));
         let unhealthy = health(&fleet)

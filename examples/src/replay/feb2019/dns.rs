@@ -90,33 +90,30 @@ pub fn boot(
             continue;
         }
         out.dns_calls += 1;
-        match api.check() {
-            Ok(()) => {
-                if ev.call + 1 < setup.dns_calls_per_boot {
-                    queue.push(
-                        now,
-                        Call {
-                            call: ev.call + 1,
-                            attempt: 0,
-                        },
-                    );
-                } else {
-                    out.boot_s = clock.elapsed().as_secs_f64().max(out.boot_s);
-                }
-            }
-            Err(_) => {
-                out.dns_throttled += 1;
-                let backoff = (naive.dns_retry_s * 2f64.powi(ev.attempt.min(16) as i32)).min(20.0)
-                    * (0.5 + rng.f64());
-                let delay = (backoff * SECOND as f64).max(1.0) as Micros;
+        if api.check().is_ok() {
+            if ev.call + 1 < setup.dns_calls_per_boot {
                 queue.push(
-                    now + delay,
+                    now,
                     Call {
-                        call: ev.call,
-                        attempt: ev.attempt + 1,
+                        call: ev.call + 1,
+                        attempt: 0,
                     },
                 );
+            } else {
+                out.boot_s = clock.elapsed().as_secs_f64().max(out.boot_s);
             }
+        } else {
+            out.dns_throttled += 1;
+            let backoff = (naive.dns_retry_s * 2f64.powi(ev.attempt.min(16) as i32)).min(20.0)
+                * (0.5 + rng.f64());
+            let delay = (backoff * SECOND as f64).max(1.0) as Micros;
+            queue.push(
+                now + delay,
+                Call {
+                    call: ev.call,
+                    attempt: ev.attempt + 1,
+                },
+            );
         }
     }
     Ok(out)
@@ -128,7 +125,11 @@ mod tests {
 
     #[test]
     fn a_client_limiter_below_the_api_limit_is_never_throttled() {
-        let (setup, world, naive) = (FebSetup::default(), FebWorld::default(), FebNaive::default());
+        let (setup, world, naive) = (
+            FebSetup::default(),
+            FebWorld::default(),
+            FebNaive::default(),
+        );
         let raw = boot(&setup, &world, &naive, None, 1).unwrap();
         assert!(raw.dns_throttled > 100, "{raw:?}");
         let limited = boot(

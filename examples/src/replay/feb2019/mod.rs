@@ -16,7 +16,7 @@ pub mod table;
 
 use serde::Serialize;
 
-pub use params::{FebBreakwater, FebNaive, FebSetup, FebWorld, Feb2019Params};
+pub use params::{Feb2019Params, FebBreakwater, FebNaive, FebSetup, FebWorld};
 pub use policy::{BreakwaterPolicy, breakwater_policy};
 pub use sim::{Feb2019Outcome, FebRatios, FebTimeline, Policy};
 

@@ -19,10 +19,10 @@
 //!   1.5 hour window" → a batch every [`FebNaive::naive_batch_interval_s`]
 //!   = 30 min: batches at 0, 30, 60, 90 min (60 % drained before the third
 //!   batch at 60 min, the last at 90 min);
-//! - "docker_worker_avg_pct_full … was used to figure out if we could scale
+//! - "`docker_worker_avg_pct_full` … was used to figure out if we could scale
 //!   down further" → [`FebNaive::naive_capacity_gate`]: a batch waits
 //!   while the receivers are fuller than 80 % (the only gate; no health);
-//! - "some apps being started with a corrupted node_modules" that users
+//! - "some apps being started with a corrupted `node_modules`" that users
 //!   found later ("From the support forums and Twitter") → corruption is
 //!   silent: the start succeeds, the app turns unhealthy
 //!   [`FebWorld::corruption_visible_after_s`] later;
@@ -308,7 +308,12 @@ impl FebSetup {
         in_range(self.start_s, 1, 3_600, "feb.start_s")?;
         in_range(self.restart_period_s, 60, 86_400, "feb.restart_period_s")?;
         in_range(self.dns_calls_per_boot, 1, 100, "feb.dns_calls_per_boot")?;
-        finite_in(self.disk_alert_percent, 0.0, 100.0, "feb.disk_alert_percent")?;
+        finite_in(
+            self.disk_alert_percent,
+            0.0,
+            100.0,
+            "feb.disk_alert_percent",
+        )?;
         in_range(self.disk_sample_s, 1, 3_600, "feb.disk_sample_s")?;
         in_range(self.horizon_s, 600, 7 * 86_400, "feb.horizon_s")?;
         Ok(())
@@ -355,7 +360,12 @@ impl FebWorld {
             100.0,
             "feb.disk_per_app_percent",
         )?;
-        finite_in(self.disk_noise_percent, 0.0, 100.0, "feb.disk_noise_percent")?;
+        finite_in(
+            self.disk_noise_percent,
+            0.0,
+            100.0,
+            "feb.disk_noise_percent",
+        )?;
         Ok(())
     }
 }
@@ -415,7 +425,12 @@ impl FebBreakwater {
             self.max_concurrent_starts_per_host,
             "feb.adaptive_initial_starts",
         )?;
-        in_range(self.adaptive_increase_by, 1, 10_000, "feb.adaptive_increase_by")?;
+        in_range(
+            self.adaptive_increase_by,
+            1,
+            10_000,
+            "feb.adaptive_increase_by",
+        )?;
         ensure(
             self.adaptive_backoff_ratio.is_finite()
                 && (0.5..1.0).contains(&self.adaptive_backoff_ratio),
@@ -445,7 +460,12 @@ impl FebBreakwater {
             ),
         )?;
         in_range(self.check_interval_s, 1, 3_600, "feb.check_interval_s")?;
-        in_range(self.alloc_max_concurrent, 1, 10_000, "feb.alloc_max_concurrent")?;
+        in_range(
+            self.alloc_max_concurrent,
+            1,
+            10_000,
+            "feb.alloc_max_concurrent",
+        )?;
         in_range(self.alloc_max_queued, 0, 100_000, "feb.alloc_max_queued")?;
         in_range(
             self.alloc_queue_timeout_s,
@@ -460,7 +480,12 @@ impl FebBreakwater {
             "feb.dns_client_rate_per_s",
         )?;
         in_range(self.dns_client_burst, 1, 10_000, "feb.dns_client_burst")?;
-        finite_in(self.disk_clear_percent, 0.0, 100.0, "feb.disk_clear_percent")?;
+        finite_in(
+            self.disk_clear_percent,
+            0.0,
+            100.0,
+            "feb.disk_clear_percent",
+        )?;
         in_range(self.hysteresis_samples, 1, 1_000, "feb.hysteresis_samples")?;
         in_range(self.aggregate_window_s, 1, 86_400, "feb.aggregate_window_s")?;
         Ok(())

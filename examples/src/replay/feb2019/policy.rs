@@ -57,8 +57,7 @@ pub fn breakwater_policy(setup: &FebSetup, bw: &FebBreakwater, seed: u64) -> Bre
     // limit's signal, not a reason to stop.
     let per_minute = |per_1000: f64| (per_1000 * setup.apps() as f64 / 1000.0).max(1.0);
     drain.gate.pause_above_failures_per_minute = per_minute(bw.pause_failures_per_1000_apps);
-    drain.gate.resume_below_failures_per_minute =
-        per_minute(bw.pause_failures_per_1000_apps) / 3.0;
+    drain.gate.resume_below_failures_per_minute = per_minute(bw.pause_failures_per_1000_apps) / 3.0;
     drain.gate.abort_above_failures_per_minute = per_minute(bw.abort_failures_per_1000_apps);
     let allocator = ConcurrencyLimitConfig {
         max_concurrent: bw.alloc_max_concurrent as usize,

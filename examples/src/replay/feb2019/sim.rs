@@ -307,13 +307,7 @@ pub fn run(p: &Feb2019Params, policy: Policy, seed: u64) -> Result<Feb2019Outcom
     p.validate()?;
     let (setup, world) = (&p.setup, &p.world);
     let bw = (policy == Policy::Breakwater).then(|| breakwater_policy(setup, &p.breakwater, seed));
-    let boot = dns::boot(
-        setup,
-        world,
-        &p.naive,
-        bw.as_ref().map(|b| &b.dns),
-        seed,
-    )?;
+    let boot = dns::boot(setup, world, &p.naive, bw.as_ref().map(|b| &b.dns), seed)?;
     let clock = ManualClock::new();
     let sim_fleet = SimFleet::with_clock(
         SimConfig {
@@ -473,7 +467,9 @@ pub fn run(p: &Feb2019Params, policy: Policy, seed: u64) -> Result<Feb2019Outcom
     // Healthy once the drain was done and the last corrupted app was
     // started again; never if one is still corrupted at the end.
     let finish = if alloc.corrupted_now == 0 {
-        done_at.get().map(|d| fleet.last_repair().map_or(d, |r| r.max(d)))
+        done_at
+            .get()
+            .map(|d| fleet.last_repair().map_or(d, |r| r.max(d)))
     } else {
         None
     };

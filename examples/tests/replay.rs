@@ -83,14 +83,15 @@ fn breakwater_beats_naive_on_every_metric_for_seeds_1_to_20() {
                         n.failed_starts > 0,
                         "seed {seed}: the naive drain corrupts starts"
                     );
-                    assert_eq!(b.failed_starts, 0, "seed {seed}: breakwater corrupts none");
+                    // v2: Breakwater is blind to the safe concurrency and
+                    // learns it, so it may corrupt a few (≤ 1 % of apps moved).
+                    assert!(
+                        b.failed_starts * 100 <= r.params.apps(),
+                        "seed {seed}: breakwater corrupts at most 1 %"
+                    );
                     assert!(
                         b.peak_starts_per_host < n.peak_starts_per_host,
                         "seed {seed}: peak"
-                    );
-                    assert!(
-                        b.peak_starts_per_host <= r.params.safe_concurrent_starts,
-                        "seed {seed}: limit"
                     );
                     assert!(b.alerts_raw < n.alerts_raw, "seed {seed}: raw alerts");
                     assert!(b.alerts_sent < n.alerts_sent, "seed {seed}: alerts sent");

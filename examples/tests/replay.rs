@@ -4,12 +4,17 @@
 use breakwater_examples::replay::{self, ReplayOptions, ScenarioChoice, ScenarioReport};
 
 fn options(scenario: ScenarioChoice, seed: u64) -> ReplayOptions {
-    ReplayOptions {
+    let mut o = ReplayOptions {
         scenario,
         seed,
         ablation: false,
         ..ReplayOptions::default()
-    }
+    };
+    // nov-2019 simulates 7 hours by default; a 25-minute run (revert 4 min
+    // after the bad release) keeps these debug-build tests fast.
+    o.set("nov.horizon_s=1500").unwrap();
+    o.set("nov.revert_at_s=300").unwrap();
+    o
 }
 
 #[test]

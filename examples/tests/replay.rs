@@ -12,8 +12,8 @@ fn options(scenario: ScenarioChoice, seed: u64) -> ReplayOptions {
     };
     // nov-2019 simulates 7 hours by default; a 25-minute run (revert 4 min
     // after the bad release) keeps these debug-build tests fast.
-    o.set("nov.horizon_s=1500").unwrap();
-    o.set("nov.revert_at_s=300").unwrap();
+    o.nov.setup.horizon_s = 1_500;
+    o.nov.setup.revert_at_s = 300;
     o
 }
 

@@ -126,6 +126,7 @@ struct InService {
     _permit: Option<ConcurrencyPermit>,
 }
 
+#[allow(clippy::struct_excessive_bools)] // independent facts about one process
 struct Server {
     up: bool,
     /// When the current process finished booting (`None`: warm since before the run).
@@ -407,7 +408,7 @@ impl<'p> Sim<'p> {
             return;
         }
         let interval = self.p.staged.health_check_interval_s * SECOND;
-        if (self.now - deploy) % interval.max(1) == 0 {
+        if (self.now - deploy).is_multiple_of(interval.max(1)) {
             let threshold = self.p.staged.health_max_error_share;
             let slow_start = self
                 .config

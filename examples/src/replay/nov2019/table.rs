@@ -19,6 +19,7 @@ fn line(out: &mut String, label: &str, limit: &str, values: &[String]) {
 
 /// The November 2019 table: the four sides next to the limits, then the
 /// ablation.
+#[allow(clippy::too_many_lines)] // one row per reported figure
 pub fn render(report: &Nov2019Report, seed: u64) -> String {
     let p = &report.params.setup;
     let l = &report.limits;

@@ -16,6 +16,10 @@
 //! - **recovery floor**: the recovery time (same definition as the sides':
 //!   10-s windows at 95 %, held 60 s) of that ideal per-second goodput;
 //! - **amplification**: 1.0 (every request sent once).
+//!
+//! The limits are those of the incident's deploy (the bad release on every
+//! server at once). The staged side changes that deploy, so it may do
+//! better than the goodput ceiling (a ratio below 1).
 
 use serde::Serialize;
 

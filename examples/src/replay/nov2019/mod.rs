@@ -2,8 +2,12 @@
 //! storm that kept the API servers down.
 //!
 //! See [`sim`] for the model and [`params::Nov2019Params`] for every
-//! parameter. [`run`] replays the naive policy, Breakwater's, and an
-//! ablation (naive plus one mechanism at a time) on the same seed.
+//! parameter and its calibration to the report. [`run`] replays, on the same
+//! seed, four sides — the naive policy (the incident as it happened),
+//! Breakwater's, the operators' fix of the report ([`Side::OperatorFix`]) and
+//! the release through a staged `Rollout` ([`Side::Staged`], see [`fleet`]) —
+//! plus an ablation (naive plus one mechanism at a time), and puts every
+//! result next to the world's [`limits`].
 
 pub mod fleet;
 pub mod limits;

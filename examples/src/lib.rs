@@ -13,7 +13,8 @@
 //! ```
 //! use breakwater_examples::replay::nov2019::{self, Nov2019Params};
 //!
-//! let params = Nov2019Params { horizon_s: 120, deploy_at_s: 20, revert_at_s: 60, client_rps: 200.0, ..Nov2019Params::default() };
+//! let mut params = Nov2019Params::default();
+//! (params.setup.horizon_s, params.setup.deploy_at_s, params.setup.revert_at_s) = (120, 20, 60);
 //! let report = nov2019::run(&params, 1, false, &|_| {})?;
 //! assert!(report.breakwater.amplification < report.naive.amplification);
 //! # Ok::<(), breakwater_examples::replay::ReplayError>(())

@@ -4,12 +4,17 @@
 use breakwater_examples::replay::{self, ReplayOptions, ScenarioChoice, ScenarioReport};
 
 fn options(scenario: ScenarioChoice, seed: u64) -> ReplayOptions {
-    ReplayOptions {
+    let mut o = ReplayOptions {
         scenario,
         seed,
         ablation: false,
         ..ReplayOptions::default()
-    }
+    };
+    // nov-2019 simulates 7 hours by default; a 25-minute run (revert 4 min
+    // after the bad release) keeps these debug-build tests fast.
+    o.nov.setup.horizon_s = 1_500;
+    o.nov.setup.revert_at_s = 300;
+    o
 }
 
 #[test]

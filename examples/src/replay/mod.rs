@@ -100,11 +100,7 @@ impl ReplayOptions {
     pub fn runs(&self) -> usize {
         let mut n = 0;
         if self.scenario.includes_nov() {
-            n += 2 + if self.ablation {
-                nov2019::Mechanisms::ablations().len()
-            } else {
-                0
-            };
+            n += nov2019::runs(self.ablation);
         }
         if self.scenario.includes_feb() {
             n += 2;

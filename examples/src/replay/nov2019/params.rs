@@ -1,29 +1,83 @@
 //! Parameters of the November 2019 model, every one documented and
-//! overridable with `--set nov.<name>=<value>`.
+//! overridable with `--set nov.<name>=<value>` (or `nov.<group>.<name>`).
+//!
+//! They come in groups, and the groups decide who may read them:
+//!
+//! - [`Setup`]: what everyone can see — the fleet's size, the traffic, the
+//!   timeouts the proxies are configured with, and the incident's timeline.
+//! - [`World`]: the hidden truths of the platform — how much a server can
+//!   do, how much memory it has, how bad the release is, how long a server
+//!   takes to boot and warm up. Only the simulation and the [limits]
+//!   (`super::limits`) read them; no policy does.
+//! - [`NaivePolicy`], [`BreakwaterPolicy`], [`OperatorFixPolicy`],
+//!   [`StagedPolicy`]: what each side configures. Breakwater's configuration
+//!   is built by [`super::policy::side_config`] from the setup and the
+//!   policies only (a test changes every world field and checks that it
+//!   does not move).
+//!
+//! # Calibration to the report
+//!
+//! The report (`/work/shared/incidents/002_…`, November 4th, 2019) gives a
+//! timeline and no fleet sizes:
+//!
+//! - 14:14 deploy → [`Setup::deploy_at_s`] = 60 s into the run;
+//! - 14:41 revert completed, 27 min after the deploy →
+//!   [`Setup::revert_at_s`] = 60 + 27 × 60 = 1680 s;
+//! - 20:45 the new proxy fleets, started without traffic, begin receiving
+//!   it; 21:00 full recovery, 6 h 46 min after the deploy →
+//!   [`OperatorFixPolicy::fix_ramp_at_s`] = 60 + 391 × 60 = 23 520 s, ramp
+//!   [`OperatorFixPolicy::fix_ramp_s`] = 15 min;
+//! - the run lasts 7 hours ([`Setup::horizon_s`] = 25 200 s), long enough to
+//!   show the tail (naive) or its absence (Breakwater).
+//!
+//! Simulating 7 hours of every request at a production rate is too slow for
+//! the replay's speed budget, so the model is **scaled down**: 50 client
+//! requests per second on 10 servers that can do 80 per second together
+//! (the healthy system runs at 62.5 % of its capacity, the ratio of the
+//! first version of this model, which ran 1000 req/s on 1600). Every
+//! per-server quantity is scaled with the capacity (memory in requests is
+//! 6.25 s of a server's work, as before), and every time constant
+//! (timeouts, boot, warm-up, the timeline) is kept, so queues fill and
+//! drain in the same seconds as at full scale.
 
 use serde::{Deserialize, Serialize};
 
 use crate::replay::error::{ReplayError, ensure};
 
 /// The November 2019 model: clients → proxies → API servers, a bad release
-/// that multiplies memory per request, and a revert.
-///
-/// Defaults are chosen so that the healthy system runs at about 60 % of its
-/// capacity, the bad release overloads it, and after the revert it *could*
-/// serve all traffic again with room to spare: whether it does depends only on
-/// the proxies' and servers' policies.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// that multiplies memory per request, and a revert. See the module docs
+/// for the groups and the calibration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Nov2019Params {
-    /// Simulated duration, seconds.
+    /// Visible to every side.
+    pub setup: Setup,
+    /// Hidden truths of the platform (read by the simulation and the limits only).
+    pub world: World,
+    /// The naive side's policy.
+    pub naive: NaivePolicy,
+    /// Breakwater's policy.
+    pub breakwater: BreakwaterPolicy,
+    /// The operators' fix of November 2019 (naive proxies and servers).
+    pub operator_fix: OperatorFixPolicy,
+    /// The bad release through a staged `Rollout` (Breakwater otherwise).
+    pub staged: StagedPolicy,
+}
+
+/// What every side can see: fleet, traffic, configured timeouts, timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Setup {
+    /// Simulated duration, seconds. Default 7 hours (the report's outage).
     pub horizon_s: u64,
     /// When the bad release reaches the servers (rolling), seconds.
     pub deploy_at_s: u64,
-    /// When the revert starts (rolling), seconds.
+    /// When the revert starts (rolling), seconds: the report's 27 minutes
+    /// after the deploy.
     pub revert_at_s: u64,
     /// A rolling deploy or revert restarts the servers spread over this many seconds.
     pub rollout_spread_s: u64,
-    /// Client requests per second, Poisson arrivals.
+    /// Client requests per second, Poisson arrivals (scaled down, see the module docs).
     pub client_rps: f64,
     /// A client waits this long for an answer, then gives up (milliseconds).
     pub client_timeout_ms: u64,
@@ -31,7 +85,43 @@ pub struct Nov2019Params {
     pub proxies: usize,
     /// Number of API servers.
     pub servers: usize,
-    /// Requests a server processes at once (worker threads / DB pool).
+    /// A proxy gives up on one attempt after this long, milliseconds; the
+    /// server keeps working on it (wasted work).
+    pub attempt_timeout_ms: u64,
+    /// Attempts per request (the first included) the proxies are configured
+    /// with, for every side.
+    pub max_attempts: u32,
+    /// The ablation runs (naive plus one mechanism) end this many seconds
+    /// after the revert instead of at `horizon_s`: what each mechanism does
+    /// alone is decided within minutes of the revert, and nine 7-hour runs
+    /// would not fit the replay's time budget.
+    pub ablation_after_revert_s: u64,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            horizon_s: 25_200,
+            deploy_at_s: 60,
+            revert_at_s: 1_680,
+            rollout_spread_s: 10,
+            client_rps: 50.0,
+            client_timeout_ms: 10_000,
+            proxies: 20,
+            servers: 10,
+            attempt_timeout_ms: 2_000,
+            max_attempts: 5,
+            ablation_after_revert_s: 1_200,
+        }
+    }
+}
+
+/// The hidden truths: capacity, memory, the bad release, boot and warm-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct World {
+    /// Requests a server processes at once (its event loop plus database
+    /// pool). With `service_ms` this is the server's capacity.
     pub workers_per_server: usize,
     /// Mean service time of a request on a healthy release, milliseconds (exponential).
     pub service_ms: f64,
@@ -53,74 +143,174 @@ pub struct Nov2019Params {
     pub cold_service_factor: f64,
     /// One-way network latency between tiers, milliseconds.
     pub network_ms: f64,
-    /// A proxy gives up on one attempt after this long, milliseconds; the
-    /// server keeps working on it (wasted work).
-    pub attempt_timeout_ms: u64,
-    /// Attempts per request (the first included), for both policies.
-    pub max_attempts: u32,
-
-    /// Breakwater: retry budget ratio per proxy.
-    pub budget_ratio: f64,
-    /// Breakwater: retry budget floor per proxy, retries per second. The floor
-    /// is per instance: with 20 proxies, 10/s each is 200 retries/s fleet-wide.
-    pub budget_min_retries_per_sec: u32,
-    /// Breakwater: backoff base delay, milliseconds (full jitter).
-    pub backoff_base_ms: u64,
-    /// Breakwater: backoff cap, milliseconds.
-    pub backoff_max_ms: u64,
-    /// Breakwater: cap on a server's Retry-After hint, milliseconds.
-    pub max_retry_after_ms: u64,
-    /// Breakwater: requests a server queues beyond its workers before
-    /// shedding with a fast 503 (`ConcurrencyLimit::max_queued`).
-    pub shed_queue: usize,
-    /// Breakwater: a restarted server's traffic ramps up over this many seconds (`SlowStart`).
-    pub slow_start_s: u64,
-    /// Breakwater: failure rate over the window at which a proxy's breaker
-    /// for one server opens.
-    pub breaker_failure_rate: f64,
-    /// Breakwater: how long an open breaker waits before probing, milliseconds.
-    pub breaker_open_ms: u64,
-    /// Breakwater: adaptive-throttle K (accepts multiplier).
-    pub throttle_k: f64,
-    /// Breakwater: adaptive-throttle trailing window, seconds. The SRE book
-    /// uses 2 minutes; recovery after an outage takes a few windows, so a
-    /// fleet this small uses a shorter one.
-    pub throttle_window_s: u64,
 }
 
-impl Default for Nov2019Params {
+impl Default for World {
     fn default() -> Self {
-        Nov2019Params {
-            horizon_s: 900,
-            deploy_at_s: 60,
-            revert_at_s: 300,
-            rollout_spread_s: 10,
-            client_rps: 1_000.0,
-            client_timeout_ms: 10_000,
-            proxies: 20,
-            servers: 10,
-            workers_per_server: 8,
-            service_ms: 50.0,
+        World {
+            workers_per_server: 2,
+            service_ms: 250.0,
             bad_service_factor: 2.0,
-            memory_limit: 1_000.0,
+            memory_limit: 50.0,
             bad_memory_factor: 8.0,
             boot_ms: 5_000,
             warmup_s: 30,
             cold_service_factor: 3.0,
             network_ms: 1.0,
-            attempt_timeout_ms: 2_000,
-            max_attempts: 5,
+        }
+    }
+}
+
+/// The naive side: proxies retry every failure at once up to
+/// `max_attempts`; servers accept everything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NaivePolicy {
+    /// Delay before a naive retry, microseconds ("at once").
+    pub naive_retry_delay_us: u64,
+}
+
+impl Default for NaivePolicy {
+    fn default() -> Self {
+        NaivePolicy {
+            naive_retry_delay_us: 1,
+        }
+    }
+}
+
+/// Breakwater's policy: what a careful operator writes knowing the setup
+/// (fleet size, traffic, timeouts) but not the world (capacity, memory,
+/// how bad a release will be). Every default is the library's, a published
+/// one, or derived from the visible setup; none was chosen by looking at
+/// how it scores on the hidden world.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakwaterPolicy {
+    /// Retry budget ratio (retries per original request), per proxy. The
+    /// library's and Finagle's default, 0.2.
+    pub budget_ratio: f64,
+    /// Retry budget floor for the **whole fleet**, retries per second: each
+    /// proxy's budget gets `budget_fleet_min_retries_per_sec / proxies`
+    /// (rounded down), as the budget's docs require ("the floor is per
+    /// instance: size it for the fleet"). 10/s is the library's per-client
+    /// default, here granted once for all proxies, not 20 times.
+    pub budget_fleet_min_retries_per_sec: u32,
+    /// Retry budget TTL, seconds (library default 10).
+    pub budget_ttl_s: u64,
+    /// Backoff base delay, milliseconds (full jitter).
+    pub backoff_base_ms: u64,
+    /// Backoff cap, milliseconds.
+    pub backoff_max_ms: u64,
+    /// Cap on a server's Retry-After hint, milliseconds.
+    pub max_retry_after_ms: u64,
+    /// Servers: requests a server admits at once before queueing
+    /// (`ConcurrencyLimit::max_concurrent`). Written blind: a Node.js API
+    /// process has one event loop and overlaps a few database round trips;
+    /// the real number of workers is part of the hidden world.
+    pub shed_max_concurrent: usize,
+    /// Servers: requests queued behind the admitted ones before shedding
+    /// with a fast 503 (`ConcurrencyLimit::max_queued`).
+    pub shed_queue: usize,
+    /// Servers: longest wait in that queue, as a share of the proxies'
+    /// (visible) attempt timeout: a request that waits longer is shed,
+    /// since its proxy would give up on it anyway.
+    pub shed_queue_timeout_share: f64,
+    /// Servers: a restarted server's traffic ramps up over this many seconds
+    /// (`SlowStart`; the library's default, 30 s).
+    pub slow_start_s: u64,
+    /// Failure rate over the window at which a proxy's breaker for one
+    /// server opens (ablation only).
+    pub breaker_failure_rate: f64,
+    /// How long an open breaker waits before probing, milliseconds (ablation only).
+    pub breaker_open_ms: u64,
+    /// Adaptive-throttle K (accepts multiplier): the SRE book's 2.
+    pub throttle_k: f64,
+    /// Adaptive-throttle trailing window, seconds: the SRE book's and the
+    /// library's default of 2 minutes, not tuned to this fleet.
+    pub throttle_window_s: u64,
+}
+
+impl Default for BreakwaterPolicy {
+    fn default() -> Self {
+        BreakwaterPolicy {
             budget_ratio: 0.2,
-            budget_min_retries_per_sec: 10,
+            budget_fleet_min_retries_per_sec: 10,
+            budget_ttl_s: 10,
             backoff_base_ms: 50,
             backoff_max_ms: 2_000,
             max_retry_after_ms: 1_000,
-            shed_queue: 32,
-            slow_start_s: 10,
+            shed_max_concurrent: 4,
+            shed_queue: 4,
+            shed_queue_timeout_share: 0.25,
+            slow_start_s: 30,
             breaker_failure_rate: 0.5,
             breaker_open_ms: 2_000,
             throttle_k: 2.0,
-            throttle_window_s: 10,
+            throttle_window_s: 120,
+        }
+    }
+}
+
+/// The operators' fix of the report: at `fix_at_s` the load balancer stops
+/// sending traffic to the API proxies, new proxies and restarted servers
+/// come up without traffic, and from `fix_ramp_at_s` traffic is restored in
+/// a linear ramp over `fix_ramp_s`. Proxies and servers stay naive (the new
+/// fleets ran the same software).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OperatorFixPolicy {
+    /// When traffic is diverted and the new fleets start, seconds. Default:
+    /// 5 minutes before the report's 20:45.
+    pub fix_at_s: u64,
+    /// When traffic starts flowing to the new fleets, seconds (the report's
+    /// 20:45, 6 h 31 min after the deploy).
+    pub fix_ramp_at_s: u64,
+    /// Traffic is restored linearly over this many seconds (20:45 to 21:00).
+    pub fix_ramp_s: u64,
+}
+
+impl Default for OperatorFixPolicy {
+    fn default() -> Self {
+        OperatorFixPolicy {
+            fix_at_s: 23_220,
+            fix_ramp_at_s: 23_520,
+            fix_ramp_s: 900,
+        }
+    }
+}
+
+/// The bad release through fleet-drain's `Rollout`: a canary, a bake
+/// watched by the health gate (the library's default thresholds), then
+/// waves; an abort rolls the changed servers back. Proxies and servers use
+/// Breakwater's policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StagedPolicy {
+    /// Servers in the canary.
+    pub canary_hosts: u32,
+    /// Bake after the canary and after each wave, seconds.
+    pub bake_s: u64,
+    /// First wave: share of the servers running the release, percent (the
+    /// second wave takes it to 100 %).
+    pub first_wave_percent: f64,
+    /// A server's health check fails when more than this share of the
+    /// requests it received in the last check interval were refused (503
+    /// from its limit) or lost in a crash. Slow-start refusals do not count:
+    /// a server in slow start reports itself as starting.
+    pub health_max_error_share: f64,
+    /// How often the gate samples health, seconds (the rollout's
+    /// `check_interval`, library default 10 s).
+    pub health_check_interval_s: u64,
+}
+
+impl Default for StagedPolicy {
+    fn default() -> Self {
+        StagedPolicy {
+            canary_hosts: 1,
+            bake_s: 300,
+            first_wave_percent: 50.0,
+            health_max_error_share: 0.1,
+            health_check_interval_s: 10,
         }
     }
 }
@@ -131,120 +321,245 @@ impl Nov2019Params {
     #[allow(clippy::too_many_lines)] // one check per parameter
     pub fn validate(&self) -> Result<(), ReplayError> {
         let positive = |v: f64| v.is_finite() && v > 0.0;
+        let (s, w, b, f, st) = (
+            &self.setup,
+            &self.world,
+            &self.breakwater,
+            &self.operator_fix,
+            &self.staged,
+        );
         ensure(
-            (10..=86_400).contains(&self.horizon_s),
+            (10..=86_400).contains(&s.horizon_s),
             "nov.horizon_s",
-            format!("must be in 10..=86400, got {}", self.horizon_s),
+            format!("must be in 10..=86400, got {}", s.horizon_s),
         )?;
         ensure(
-            self.deploy_at_s < self.revert_at_s,
+            s.deploy_at_s < s.revert_at_s,
             "nov.revert_at_s",
             format!(
                 "must be after deploy_at_s ({}), got {}",
-                self.deploy_at_s, self.revert_at_s
+                s.deploy_at_s, s.revert_at_s
             ),
         )?;
         ensure(
-            self.revert_at_s < self.horizon_s,
+            s.revert_at_s < s.horizon_s,
             "nov.revert_at_s",
             format!(
                 "must be before horizon_s ({}), got {}",
-                self.horizon_s, self.revert_at_s
+                s.horizon_s, s.revert_at_s
             ),
         )?;
         ensure(
-            positive(self.client_rps) && self.client_rps <= 20_000.0,
-            "nov.client_rps",
-            format!("must be in (0, 20000], got {}", self.client_rps),
+            s.rollout_spread_s <= 3_600,
+            "nov.rollout_spread_s",
+            format!("must be at most 3600, got {}", s.rollout_spread_s),
         )?;
         ensure(
-            self.client_timeout_ms >= 1,
+            positive(s.client_rps) && s.client_rps <= 20_000.0,
+            "nov.client_rps",
+            format!("must be in (0, 20000], got {}", s.client_rps),
+        )?;
+        ensure(
+            s.client_timeout_ms >= 1,
             "nov.client_timeout_ms",
             "must be at least 1",
         )?;
         ensure(
-            (1..=1_000).contains(&self.proxies),
+            (1..=1_000).contains(&s.proxies),
             "nov.proxies",
-            format!("must be in 1..=1000, got {}", self.proxies),
+            format!("must be in 1..=1000, got {}", s.proxies),
         )?;
         ensure(
-            (1..=1_000).contains(&self.servers),
+            (1..=1_000).contains(&s.servers),
             "nov.servers",
-            format!("must be in 1..=1000, got {}", self.servers),
+            format!("must be in 1..=1000, got {}", s.servers),
         )?;
         ensure(
-            (1..=10_000).contains(&self.workers_per_server),
-            "nov.workers_per_server",
-            format!("must be in 1..=10000, got {}", self.workers_per_server),
-        )?;
-        ensure(
-            positive(self.service_ms),
-            "nov.service_ms",
-            format!("must be > 0, got {}", self.service_ms),
-        )?;
-        ensure(
-            self.bad_service_factor.is_finite() && self.bad_service_factor >= 1.0,
-            "nov.bad_service_factor",
-            format!("must be >= 1, got {}", self.bad_service_factor),
-        )?;
-        ensure(
-            positive(self.memory_limit),
-            "nov.memory_limit",
-            format!("must be > 0, got {}", self.memory_limit),
-        )?;
-        ensure(
-            self.bad_memory_factor.is_finite() && self.bad_memory_factor >= 1.0,
-            "nov.bad_memory_factor",
-            format!("must be >= 1, got {}", self.bad_memory_factor),
-        )?;
-        ensure(
-            self.network_ms.is_finite() && self.network_ms >= 0.0,
-            "nov.network_ms",
-            format!("must be >= 0, got {}", self.network_ms),
-        )?;
-        ensure(
-            self.attempt_timeout_ms >= 1,
+            s.attempt_timeout_ms >= 1,
             "nov.attempt_timeout_ms",
             "must be at least 1",
         )?;
         ensure(
-            (1..=20).contains(&self.max_attempts),
+            (1..=20).contains(&s.max_attempts),
             "nov.max_attempts",
-            format!("must be in 1..=20, got {}", self.max_attempts),
+            format!("must be in 1..=20, got {}", s.max_attempts),
         )?;
         ensure(
-            self.budget_ratio.is_finite() && (0.0..=1000.0).contains(&self.budget_ratio),
+            s.ablation_after_revert_s >= 1,
+            "nov.ablation_after_revert_s",
+            "must be at least 1",
+        )?;
+        ensure(
+            (1..=10_000).contains(&w.workers_per_server),
+            "nov.workers_per_server",
+            format!("must be in 1..=10000, got {}", w.workers_per_server),
+        )?;
+        ensure(
+            positive(w.service_ms),
+            "nov.service_ms",
+            format!("must be > 0, got {}", w.service_ms),
+        )?;
+        ensure(
+            w.bad_service_factor.is_finite() && w.bad_service_factor >= 1.0,
+            "nov.bad_service_factor",
+            format!("must be >= 1, got {}", w.bad_service_factor),
+        )?;
+        ensure(
+            positive(w.memory_limit),
+            "nov.memory_limit",
+            format!("must be > 0, got {}", w.memory_limit),
+        )?;
+        ensure(
+            w.bad_memory_factor.is_finite() && w.bad_memory_factor >= 1.0,
+            "nov.bad_memory_factor",
+            format!("must be >= 1, got {}", w.bad_memory_factor),
+        )?;
+        ensure(
+            w.boot_ms <= 3_600_000,
+            "nov.boot_ms",
+            format!("must be at most 3600000, got {}", w.boot_ms),
+        )?;
+        ensure(
+            w.warmup_s <= 3_600,
+            "nov.warmup_s",
+            format!("must be at most 3600, got {}", w.warmup_s),
+        )?;
+        ensure(
+            w.cold_service_factor.is_finite() && w.cold_service_factor >= 1.0,
+            "nov.cold_service_factor",
+            format!("must be >= 1, got {}", w.cold_service_factor),
+        )?;
+        ensure(
+            w.network_ms.is_finite() && (0.0..=10_000.0).contains(&w.network_ms),
+            "nov.network_ms",
+            format!("must be in 0..=10000, got {}", w.network_ms),
+        )?;
+        ensure(
+            self.naive.naive_retry_delay_us >= 1,
+            "nov.naive_retry_delay_us",
+            "must be at least 1",
+        )?;
+        ensure(
+            b.budget_ratio.is_finite() && (0.0..=1000.0).contains(&b.budget_ratio),
             "nov.budget_ratio",
-            format!("must be in 0..=1000, got {}", self.budget_ratio),
+            format!("must be in 0..=1000, got {}", b.budget_ratio),
         )?;
         ensure(
-            self.backoff_base_ms >= 1 && self.backoff_max_ms >= self.backoff_base_ms,
+            (1..=300).contains(&b.budget_ttl_s),
+            "nov.budget_ttl_s",
+            format!("must be in 1..=300, got {}", b.budget_ttl_s),
+        )?;
+        ensure(
+            b.backoff_base_ms >= 1 && b.backoff_max_ms >= b.backoff_base_ms,
             "nov.backoff_max_ms",
             "backoff_base_ms must be >= 1 and backoff_max_ms >= backoff_base_ms",
         )?;
         ensure(
-            self.breaker_failure_rate.is_finite()
-                && self.breaker_failure_rate > 0.0
-                && self.breaker_failure_rate <= 1.0,
+            (1..=100_000).contains(&b.shed_max_concurrent),
+            "nov.shed_max_concurrent",
+            format!("must be in 1..=100000, got {}", b.shed_max_concurrent),
+        )?;
+        ensure(
+            b.shed_queue <= 100_000,
+            "nov.shed_queue",
+            format!("must be at most 100000, got {}", b.shed_queue),
+        )?;
+        ensure(
+            b.shed_queue_timeout_share.is_finite()
+                && b.shed_queue_timeout_share > 0.0
+                && b.shed_queue_timeout_share <= 1.0,
+            "nov.shed_queue_timeout_share",
+            format!("must be in (0, 1], got {}", b.shed_queue_timeout_share),
+        )?;
+        ensure(
+            (1..=3_600).contains(&b.slow_start_s),
+            "nov.slow_start_s",
+            format!("must be in 1..=3600, got {}", b.slow_start_s),
+        )?;
+        ensure(
+            b.breaker_failure_rate.is_finite()
+                && b.breaker_failure_rate > 0.0
+                && b.breaker_failure_rate <= 1.0,
             "nov.breaker_failure_rate",
-            format!("must be in (0, 1], got {}", self.breaker_failure_rate),
+            format!("must be in (0, 1], got {}", b.breaker_failure_rate),
         )?;
         ensure(
-            self.cold_service_factor.is_finite() && self.cold_service_factor >= 1.0,
-            "nov.cold_service_factor",
-            format!("must be >= 1, got {}", self.cold_service_factor),
+            b.breaker_open_ms >= 1,
+            "nov.breaker_open_ms",
+            "must be at least 1",
         )?;
         ensure(
-            (1..=3_600).contains(&self.throttle_window_s),
+            (1..=3_600).contains(&b.throttle_window_s),
             "nov.throttle_window_s",
-            format!("must be in 1..=3600, got {}", self.throttle_window_s),
+            format!("must be in 1..=3600, got {}", b.throttle_window_s),
         )?;
         ensure(
-            self.throttle_k.is_finite() && self.throttle_k >= 1.0,
+            b.throttle_k.is_finite() && b.throttle_k >= 1.0,
             "nov.throttle_k",
-            format!("must be >= 1, got {}", self.throttle_k),
+            format!("must be >= 1, got {}", b.throttle_k),
+        )?;
+        ensure(
+            f.fix_at_s > s.revert_at_s,
+            "nov.fix_at_s",
+            format!(
+                "must be after revert_at_s ({}), got {}",
+                s.revert_at_s, f.fix_at_s
+            ),
+        )?;
+        ensure(
+            f.fix_ramp_at_s >= f.fix_at_s,
+            "nov.fix_ramp_at_s",
+            format!(
+                "must be at or after fix_at_s ({}), got {}",
+                f.fix_at_s, f.fix_ramp_at_s
+            ),
+        )?;
+        ensure(
+            f.fix_ramp_s <= 86_400,
+            "nov.fix_ramp_s",
+            format!("must be at most 86400, got {}", f.fix_ramp_s),
+        )?;
+        ensure(
+            st.canary_hosts >= 1 && (st.canary_hosts as usize) <= s.servers,
+            "nov.canary_hosts",
+            format!(
+                "must be in 1..=servers ({}), got {}",
+                s.servers, st.canary_hosts
+            ),
+        )?;
+        ensure(
+            (1..=86_400).contains(&st.bake_s),
+            "nov.bake_s",
+            format!("must be in 1..=86400, got {}", st.bake_s),
+        )?;
+        ensure(
+            st.first_wave_percent.is_finite()
+                && st.first_wave_percent > 0.0
+                && st.first_wave_percent <= 100.0,
+            "nov.first_wave_percent",
+            format!("must be in (0, 100], got {}", st.first_wave_percent),
+        )?;
+        ensure(
+            st.health_max_error_share.is_finite()
+                && (0.0..1.0).contains(&st.health_max_error_share),
+            "nov.health_max_error_share",
+            format!("must be in [0, 1), got {}", st.health_max_error_share),
+        )?;
+        ensure(
+            (1..=3_600).contains(&st.health_check_interval_s),
+            "nov.health_check_interval_s",
+            format!("must be in 1..=3600, got {}", st.health_check_interval_s),
         )?;
         Ok(())
+    }
+
+    /// When the ablation runs end: `ablation_after_revert_s` after the
+    /// revert, at most `horizon_s`.
+    pub fn ablation_horizon_s(&self) -> u64 {
+        self.setup
+            .revert_at_s
+            .saturating_add(self.setup.ablation_after_revert_s)
+            .min(self.setup.horizon_s)
     }
 }
 
@@ -259,21 +574,36 @@ mod tests {
 
     #[test]
     fn revert_before_deploy_is_rejected() {
-        let p = Nov2019Params {
-            deploy_at_s: 100,
-            revert_at_s: 50,
-            ..Nov2019Params::default()
-        };
+        let mut p = Nov2019Params::default();
+        p.setup.deploy_at_s = 100;
+        p.setup.revert_at_s = 50;
         let err = p.validate().unwrap_err().to_string();
         assert!(err.contains("nov.revert_at_s"), "{err}");
     }
 
     #[test]
     fn nan_rates_are_rejected() {
-        let p = Nov2019Params {
-            client_rps: f64::NAN,
-            ..Nov2019Params::default()
-        };
+        let mut p = Nov2019Params::default();
+        p.setup.client_rps = f64::NAN;
         assert!(p.validate().unwrap_err().to_string().contains("client_rps"));
+    }
+
+    #[test]
+    fn leaf_names_are_unique_across_groups() {
+        let json = serde_json::to_value(Nov2019Params::default()).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for (_, group) in json.as_object().unwrap() {
+            for leaf in group.as_object().unwrap().keys() {
+                assert!(seen.insert(leaf.clone()), "duplicate leaf {leaf}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_report_timeline_is_the_default() {
+        let p = Nov2019Params::default();
+        assert_eq!(p.setup.revert_at_s - p.setup.deploy_at_s, 27 * 60);
+        assert_eq!(p.operator_fix.fix_ramp_at_s - p.setup.deploy_at_s, 391 * 60);
+        assert!(p.setup.horizon_s >= p.operator_fix.fix_ramp_at_s + p.operator_fix.fix_ramp_s);
     }
 }

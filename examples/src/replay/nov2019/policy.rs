@@ -1,7 +1,23 @@
 //! Which Breakwater mechanisms a run uses: none (naive), all (Breakwater),
-//! or one at a time (the ablation table).
+//! or one at a time (the ablation table); which side a run replays; and the
+//! library configurations each side's proxies and servers get.
+//!
+//! [`side_config`] builds those configurations from the [`Setup`] and the
+//! policies only: it has no way to read the hidden [`World`](super::params::World).
 
+use std::time::Duration;
+
+use resilience_core::backoff::{BackoffConfig, Jitter};
+use resilience_core::breaker::{BreakerConfig, WindowConfig};
+use resilience_core::budget::RetryBudgetConfig;
+use resilience_core::limit::ConcurrencyLimitConfig;
+use resilience_core::restart::{RestartBackoffConfig, SlowStartConfig};
+use resilience_core::retry::RetryConfig;
+use resilience_core::throttle::AdaptiveThrottleConfig;
 use serde::Serialize;
+
+use super::params::{BreakwaterPolicy, NaivePolicy, Setup};
+use crate::replay::error::ReplayError;
 
 /// The mechanisms a policy turns on. Naive proxies retry failures at once up
 /// to `max_attempts`, and naive servers accept everything.
@@ -100,4 +116,141 @@ impl Mechanisms {
             ),
         ]
     }
+}
+
+/// Which side of the comparison a run replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The incident as it happened: naive proxies and servers, the bad
+    /// release everywhere at once, no fix within the run.
+    Naive,
+    /// Breakwater's mechanisms, the release everywhere at once.
+    Breakwater,
+    /// Naive proxies and servers, plus the operators' fix of the report.
+    OperatorFix,
+    /// Breakwater's mechanisms, the release through a staged `Rollout`.
+    Staged,
+    /// An ablation row: naive plus the given mechanisms.
+    Ablation,
+}
+
+/// Everything a side's proxies and servers are configured with: the real
+/// library configurations, `None` where a mechanism is off.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SideConfig {
+    /// The proxies' retry policy (driven by the library's `RetryRun`).
+    pub retry: RetryConfig,
+    /// Each proxy's retry budget.
+    pub budget: Option<RetryBudgetConfig>,
+    /// Each proxy's adaptive throttle.
+    pub throttle: Option<AdaptiveThrottleConfig>,
+    /// Each proxy's breaker per server.
+    pub breaker: Option<BreakerConfig>,
+    /// Whether each attempt and retry is bounded by the client's deadline.
+    pub deadline: bool,
+    /// Each server's concurrency limit (load shedding).
+    pub limit: Option<ConcurrencyLimitConfig>,
+    /// Each server's crash-restart backoff.
+    pub restart: Option<RestartBackoffConfig>,
+    /// Each server's slow start after a boot.
+    pub slow_start: Option<SlowStartConfig>,
+}
+
+/// The configuration of a side with mechanisms `m`: from the setup and the
+/// policies, never the world. Mechanisms that are on take Breakwater's
+/// policy; those that are off take the naive one.
+pub fn side_config(
+    setup: &Setup,
+    naive: &NaivePolicy,
+    bw: &BreakwaterPolicy,
+    m: Mechanisms,
+) -> Result<SideConfig, ReplayError> {
+    let ms = Duration::from_millis;
+    let (backoff, max_retry_after) = if m.backoff {
+        (
+            BackoffConfig {
+                base: ms(bw.backoff_base_ms),
+                max: ms(bw.backoff_max_ms),
+                factor: 2.0,
+                jitter: Jitter::Full,
+                max_attempts: None,
+            },
+            ms(bw.max_retry_after_ms),
+        )
+    } else {
+        // A naive proxy retries at once and ignores Retry-After.
+        let at_once = Duration::from_micros(naive.naive_retry_delay_us);
+        (
+            BackoffConfig {
+                base: at_once,
+                max: at_once,
+                factor: 1.0,
+                jitter: Jitter::None,
+                max_attempts: None,
+            },
+            Duration::ZERO,
+        )
+    };
+    let retry = RetryConfig {
+        max_attempts: setup.max_attempts,
+        backoff,
+        max_retry_after,
+        per_attempt_timeout: None,
+        overall_timeout: None,
+    };
+    retry.validate()?;
+    let proxies = u32::try_from(setup.proxies.max(1)).unwrap_or(u32::MAX);
+    let budget = m.retry_budget.then(|| RetryBudgetConfig {
+        ttl: Duration::from_secs(bw.budget_ttl_s),
+        // The floor is per instance: one fleet-wide floor, shared out.
+        min_retries_per_sec: bw.budget_fleet_min_retries_per_sec / proxies,
+        retry_ratio: bw.budget_ratio,
+    });
+    let throttle = m.throttle.then(|| AdaptiveThrottleConfig {
+        window: Duration::from_secs(bw.throttle_window_s),
+        buckets: u32::try_from(bw.throttle_window_s.clamp(1, 600)).unwrap_or(600),
+        k: bw.throttle_k,
+    });
+    let breaker = m.breaker.then(|| BreakerConfig {
+        failure_rate_threshold: bw.breaker_failure_rate,
+        window: WindowConfig::Count { calls: 20 },
+        minimum_calls: 10,
+        open_wait: BackoffConfig {
+            base: ms(bw.breaker_open_ms),
+            max: ms(bw.breaker_open_ms.saturating_mul(8)),
+            factor: 2.0,
+            jitter: Jitter::Equal,
+            max_attempts: None,
+        },
+        half_open_probes: 2,
+        ..BreakerConfig::default()
+    });
+    let queue_timeout = Duration::from_secs_f64(
+        setup.attempt_timeout_ms as f64 / 1_000.0 * bw.shed_queue_timeout_share,
+    );
+    let limit = m.load_shedding.then(|| ConcurrencyLimitConfig {
+        max_concurrent: bw.shed_max_concurrent,
+        max_queued: bw.shed_queue,
+        queue_timeout: Some(queue_timeout.max(Duration::from_millis(1))),
+        ..ConcurrencyLimitConfig::default()
+    });
+    let restart = m.restart_backoff.then(|| RestartBackoffConfig {
+        jitter: Jitter::Equal,
+        ..RestartBackoffConfig::default()
+    });
+    let slow_start = m.slow_start.then(|| SlowStartConfig {
+        duration: Duration::from_secs(bw.slow_start_s.max(1)),
+        ..SlowStartConfig::default()
+    });
+    Ok(SideConfig {
+        retry,
+        budget,
+        throttle,
+        breaker,
+        deadline: m.deadline,
+        limit,
+        restart,
+        slow_start,
+    })
 }

@@ -16,6 +16,8 @@ pub struct Timeline {
     pub server_attempts: Vec<u32>,
     /// Servers up at the start of each second.
     pub servers_up: Vec<u32>,
+    /// Servers up on the bad release at the start of each second.
+    pub bad_servers: Vec<u32>,
     /// Out-of-memory crashes in each second.
     pub crashes: Vec<u32>,
 }
@@ -34,6 +36,7 @@ impl Timeline {
             succeeded: vec![0; seconds],
             server_attempts: vec![0; seconds],
             servers_up: vec![0; seconds],
+            bad_servers: vec![0; seconds],
             crashes: vec![0; seconds],
         }
     }
@@ -54,9 +57,12 @@ impl Timeline {
         bump(&mut self.crashes, bucket);
     }
 
-    pub(crate) fn sample_servers_up(&mut self, bucket: usize, up: usize) {
+    pub(crate) fn sample_servers(&mut self, bucket: usize, up: usize, bad: usize) {
         if let Some(v) = self.servers_up.get_mut(bucket) {
             *v = u32::try_from(up).unwrap_or(u32::MAX);
+        }
+        if let Some(v) = self.bad_servers.get_mut(bucket) {
+            *v = u32::try_from(bad).unwrap_or(u32::MAX);
         }
     }
 
@@ -88,6 +94,35 @@ pub const RECOVERY_GOODPUT: f64 = 0.95;
 /// How long goodput must then stay at that level, seconds.
 pub const RECOVERY_HOLD_S: usize = 60;
 
+/// Counters of one run beyond the timeline.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub crashes: u64,
+    pub shed: u64,
+    pub budget_denied: u64,
+    pub throttled: u64,
+    pub breaker_rejected: u64,
+    pub deadline_stops: u64,
+    pub wasted: u64,
+    pub diverted: u64,
+    pub outage_received: u64,
+    pub outage_received_bad: u64,
+    pub peak_bad_servers: u64,
+    pub rollout_aborted: bool,
+}
+
+/// Each metric's value over its physical limit (1.0 is the limit, larger
+/// is worse; `None` where undefined, e.g. "never recovered").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RatioToLimit {
+    /// `amplification / 1.0`.
+    pub amplification: Option<f64>,
+    /// `goodput ceiling / goodput`.
+    pub goodput: Option<f64>,
+    /// `recovery_s / recovery floor`.
+    pub recovery_s: Option<f64>,
+}
+
 /// Summary of one policy's run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Nov2019Outcome {
@@ -114,27 +149,33 @@ pub struct Nov2019Outcome {
     pub failed_fast: u64,
     /// Attempts servers completed after their proxy had given up.
     pub wasted_work: u64,
+    /// Client requests the load balancer turned away (operator fix only).
+    pub diverted: u64,
+    /// Share of the attempts servers received between deploy and revert
+    /// that reached a server running the bad release.
+    pub bad_release_share: f64,
+    /// Most servers running the bad release at once before the revert, as a
+    /// share of the fleet.
+    pub peak_bad_servers_share: f64,
+    /// Whether the staged rollout's health gate aborted and rolled back.
+    pub rollout_aborted: bool,
+    /// Each metric over its limit (filled by the scenario from its `limits`).
+    pub ratio_to_limit: RatioToLimit,
     /// The per-second series behind the figures (charts; not in the JSON summary).
     #[serde(skip)]
     pub timeline: Timeline,
 }
 
 impl Nov2019Outcome {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_timeline(
         p: &Nov2019Params,
+        horizon_s: u64,
         timeline: Timeline,
-        crashes: u64,
-        shed: u64,
-        budget_denied: u64,
-        failed_fast: u64,
-        wasted_work: u64,
+        c: &Counters,
     ) -> Self {
+        let p = &p.setup;
         let secs = |s: u64| usize::try_from(s).unwrap_or(usize::MAX);
-        let judged_end = secs(
-            p.horizon_s
-                .saturating_sub(p.client_timeout_ms.div_ceil(1_000)),
-        );
+        let judged_end = secs(judged_end_s(p, horizon_s));
         let deploy = secs(p.deploy_at_s);
         let revert = secs(p.revert_at_s);
         let sum = |v: &[u32], from: usize, to: usize| -> u64 {
@@ -163,19 +204,36 @@ impl Nov2019Outcome {
             recovery_s,
             client_requests,
             server_attempts,
-            crashes,
-            shed,
-            budget_denied,
-            failed_fast,
-            wasted_work,
+            crashes: c.crashes,
+            shed: c.shed,
+            budget_denied: c.budget_denied,
+            failed_fast: c.throttled + c.breaker_rejected,
+            wasted_work: c.wasted,
+            diverted: c.diverted,
+            bad_release_share: if c.outage_received == 0 {
+                0.0
+            } else {
+                c.outage_received_bad as f64 / c.outage_received as f64
+            },
+            peak_bad_servers_share: c.peak_bad_servers as f64 / p.servers.max(1) as f64,
+            rollout_aborted: c.rollout_aborted,
+            ratio_to_limit: RatioToLimit::default(),
             timeline,
         }
     }
 }
 
+/// The end of the judged part of a run of `horizon_s` seconds: requests
+/// arriving later could not be answered within the client timeout.
+pub(crate) fn judged_end_s(setup: &super::params::Setup, horizon_s: u64) -> u64 {
+    horizon_s
+        .min(setup.horizon_s)
+        .saturating_sub(setup.client_timeout_ms.div_ceil(1_000))
+}
+
 /// First second `t >= revert` such that every 10-s window starting at
 /// `t, t+1, …, t+60` has goodput >= 95 %; returns `t - revert`.
-fn recovery(timeline: &Timeline, revert: usize, judged_end: usize) -> Option<usize> {
+pub(crate) fn recovery(timeline: &Timeline, revert: usize, judged_end: usize) -> Option<usize> {
     let ok_at = |t: usize| {
         timeline
             .goodput(t, t + RECOVERY_WINDOW_S)

@@ -10,10 +10,16 @@
 //! release is gone.
 //!
 //! Every Breakwater mechanism is the real library type, driven on a
-//! `ManualClock` that follows simulated time: `RetryBudget`, `Backoff`,
-//! `Deadline`-style budgets of the client's deadline, `CircuitBreaker`,
-//! `AdaptiveThrottle`, `ConcurrencyLimit` (load shedding), `RestartBackoff`
-//! and `SlowStart`.
+//! `ManualClock` that follows simulated time: the proxies' retries are the
+//! library's one retry engine (`RetryPolicy::start_run` → `RetryRun`, with
+//! its `RetryBudget`, jittered `Backoff`, Retry-After cap and deadline),
+//! `CircuitBreaker`, `AdaptiveThrottle`, `ConcurrencyLimit` (load shedding),
+//! `RestartBackoff` and `SlowStart`; the staged side's release goes out
+//! through fleet-drain's `Rollout` (see [`super::fleet`]).
+//!
+//! The simulation reads the hidden [`World`](super::params::World); the
+//! sides' configurations come from [`super::policy::side_config`], which
+//! cannot.
 
 // Indices in this module are internal ids (proxy, server, time bucket) that
 // are bounded by construction, never user input.
@@ -27,27 +33,35 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use breakwater_slab::{Key, Slab};
+use fleet_drain::fleet::AppState;
 use futures::task::noop_waker_ref;
-use resilience_core::backoff::{BackoffConfig, Jitter};
-use resilience_core::breaker::{BreakerConfig, BreakerPermit, CircuitBreaker, WindowConfig};
-use resilience_core::budget::{RetryBudget, RetryBudgetConfig};
+use resilience_core::breaker::{BreakerPermit, CircuitBreaker};
+use resilience_core::budget::RetryBudget;
 use resilience_core::clock::{Clock, ManualClock};
-use resilience_core::limit::{
-    ConcurrencyLimit, ConcurrencyLimitConfig, ConcurrencyPermit, Overloaded,
-};
-use resilience_core::restart::{RestartBackoff, RestartBackoffConfig, SlowStart, SlowStartConfig};
-use resilience_core::retry::{
-    ErrorClass, RetryConfig, RetryDecision, RetryErrorKind, RetryPolicy, RetryRun,
-};
-use resilience_core::throttle::{AdaptiveThrottle, AdaptiveThrottleConfig};
+use resilience_core::limit::{ConcurrencyLimit, ConcurrencyPermit, Overloaded};
+use resilience_core::restart::{RestartBackoff, SlowStart};
+use resilience_core::retry::{ErrorClass, RetryDecision, RetryErrorKind, RetryPolicy, RetryRun};
+use resilience_core::throttle::AdaptiveThrottle;
 
+use super::fleet::{Command, StagedDeploy};
 use super::params::Nov2019Params;
-use super::policy::Mechanisms;
-use super::report::{Nov2019Outcome, Timeline};
+use super::policy::{Mechanisms, Side, SideConfig, side_config};
+use super::report::{Counters, Nov2019Outcome, Timeline};
 use crate::replay::error::ReplayError;
 use crate::replay::events::{EventQueue, Micros, SECOND, ms};
 
 type AcquireFuture = Pin<Box<dyn Future<Output = Result<ConcurrencyPermit, Overloaded>> + Send>>;
+
+/// What one simulation run replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSpec {
+    /// The side (decides the deploy, the fix, and which policy).
+    pub side: Side,
+    /// The mechanisms the proxies and servers use.
+    pub mechanisms: Mechanisms,
+    /// Simulated duration, seconds.
+    pub horizon_s: u64,
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Ev {
@@ -75,7 +89,10 @@ enum Ev {
     ServerUp { server: usize, incarnation: u32 },
     /// A rolling deploy (`bad = true`) or revert replaces one server's process.
     Redeploy { server: usize, bad: bool },
-    /// Once a second: sample the timeline.
+    /// The operators divert traffic and restart proxies and servers.
+    Fix,
+    /// Once a second: sample the timeline, expire queued waiters, step the
+    /// staged rollout.
     Tick,
 }
 
@@ -83,8 +100,8 @@ struct Client {
     bucket: usize,
     deadline: Micros,
     proxy: usize,
-    attempts: u32,
-    answered: bool,
+    /// Proxies of an older generation were replaced by the operator fix.
+    generation: u32,
     /// The proxy's retry engine for this request (the library's `RetryRun`).
     retry: RetryRun,
 }
@@ -109,6 +126,7 @@ struct InService {
     _permit: Option<ConcurrencyPermit>,
 }
 
+#[allow(clippy::struct_excessive_bools)] // independent facts about one process
 struct Server {
     up: bool,
     /// When the current process finished booting (`None`: warm since before the run).
@@ -116,15 +134,20 @@ struct Server {
     bad: bool,
     /// The version the next boot runs.
     target_bad: bool,
+    /// Down for a deploy (starting) rather than after a crash (failed).
+    deploying: bool,
     incarnation: u32,
     in_service: Vec<InService>,
-    /// Naive servers: everything accepted beyond the workers.
-    queue: VecDeque<Key>,
+    /// Admitted attempts waiting for a worker (with their permit, if any).
+    queue: VecDeque<(Key, Option<ConcurrencyPermit>)>,
     /// Shedding servers: attempts waiting in the `ConcurrencyLimit`'s queue.
     waiting: VecDeque<(Key, AcquireFuture)>,
     limit: Option<ConcurrencyLimit>,
     restart: Option<RestartBackoff>,
     slow_start: Option<SlowStart>,
+    /// Health-check window: attempts answered, and refused or lost.
+    health_ok: u32,
+    health_err: u32,
 }
 
 impl Server {
@@ -133,21 +156,10 @@ impl Server {
     }
 }
 
-/// Counters beyond the timeline.
-#[derive(Debug, Default, Clone, Copy)]
-struct Counters {
-    crashes: u64,
-    shed: u64,
-    budget_denied: u64,
-    throttled: u64,
-    breaker_rejected: u64,
-    deadline_stops: u64,
-    wasted: u64,
-}
-
 struct Sim<'p> {
     p: &'p Nov2019Params,
-    m: Mechanisms,
+    spec: RunSpec,
+    config: SideConfig,
     rng: fastrand::Rng,
     clock: ManualClock,
     epoch: Instant,
@@ -159,72 +171,60 @@ struct Sim<'p> {
     proxies: Vec<Proxy>,
     servers: Vec<Server>,
     next_slot: u64,
+    generation: u32,
+    /// Share of arriving requests the load balancer passes on (operator fix).
+    admit: Admission,
+    staged: Option<StagedDeploy>,
     tl: Timeline,
     c: Counters,
 }
 
-/// Runs one policy on the model and returns its outcome.
-pub fn run(p: &Nov2019Params, m: Mechanisms, seed: u64) -> Result<Nov2019Outcome, ReplayError> {
+#[derive(Debug, Clone, Copy)]
+enum Admission {
+    All,
+    Ramp { from: Micros, over: Micros },
+}
+
+/// Runs one side on the model and returns its outcome.
+pub fn run(p: &Nov2019Params, spec: RunSpec, seed: u64) -> Result<Nov2019Outcome, ReplayError> {
     p.validate()?;
-    let mut sim = Sim::new(p, m, seed)?;
+    let mut sim = Sim::new(p, spec, seed)?;
     sim.run();
     Ok(sim.finish())
 }
 
 impl<'p> Sim<'p> {
     #[allow(clippy::too_many_lines)] // builds every proxy's and server's library types
-    fn new(p: &'p Nov2019Params, m: Mechanisms, seed: u64) -> Result<Self, ReplayError> {
+    fn new(p: &'p Nov2019Params, spec: RunSpec, seed: u64) -> Result<Self, ReplayError> {
         let clock = ManualClock::new();
         let epoch = clock.now();
         let mut rng = fastrand::Rng::with_seed(seed);
-        let retry_config = retry_config(p, m);
-        retry_config.validate()?;
-        let mut proxies = Vec::with_capacity(p.proxies);
-        for _ in 0..p.proxies {
-            let mut retry = RetryPolicy::new(retry_config.clone())?
+        let s = &p.setup;
+        let config = side_config(s, &p.naive, &p.breakwater, spec.mechanisms)?;
+        let mut proxies = Vec::with_capacity(s.proxies);
+        for _ in 0..s.proxies {
+            let mut retry = RetryPolicy::new(config.retry.clone())?
                 .with_clock(clock.clone())
                 .with_seed(rng.u64(..));
-            if m.retry_budget {
+            if let Some(budget) = &config.budget {
                 retry = retry.with_budget(Arc::new(RetryBudget::with_clock(
-                    RetryBudgetConfig {
-                        ttl: Duration::from_secs(10),
-                        min_retries_per_sec: p.budget_min_retries_per_sec,
-                        retry_ratio: p.budget_ratio,
-                    },
+                    budget.clone(),
                     clock.clone(),
                 )?));
             }
-            let throttle = if m.throttle {
-                Some(AdaptiveThrottle::with_seed(
-                    AdaptiveThrottleConfig {
-                        window: Duration::from_secs(p.throttle_window_s),
-                        buckets: u32::try_from(p.throttle_window_s.clamp(1, 600)).unwrap_or(600),
-                        k: p.throttle_k,
-                    },
+            let throttle = match &config.throttle {
+                Some(t) => Some(AdaptiveThrottle::with_seed(
+                    t.clone(),
                     clock.clone(),
                     rng.u64(..),
-                )?)
-            } else {
-                None
+                )?),
+                None => None,
             };
             let mut breakers = Vec::new();
-            if m.breaker {
-                for _ in 0..p.servers {
+            if let Some(b) = &config.breaker {
+                for _ in 0..s.servers {
                     breakers.push(CircuitBreaker::with_clock_and_seed(
-                        BreakerConfig {
-                            failure_rate_threshold: p.breaker_failure_rate,
-                            window: WindowConfig::Count { calls: 20 },
-                            minimum_calls: 10,
-                            open_wait: BackoffConfig {
-                                base: Duration::from_millis(p.breaker_open_ms),
-                                max: Duration::from_millis(p.breaker_open_ms.saturating_mul(8)),
-                                factor: 2.0,
-                                jitter: Jitter::Equal,
-                                max_attempts: None,
-                            },
-                            half_open_probes: 2,
-                            ..BreakerConfig::default()
-                        },
+                        b.clone(),
                         clock.clone(),
                         rng.u64(..),
                     )?);
@@ -236,50 +236,30 @@ impl<'p> Sim<'p> {
                 breakers,
             });
         }
-        let mut servers = Vec::with_capacity(p.servers);
-        for _ in 0..p.servers {
-            let limit = if m.load_shedding {
-                Some(ConcurrencyLimit::with_clock(
-                    ConcurrencyLimitConfig {
-                        max_concurrent: p.workers_per_server,
-                        max_queued: p.shed_queue,
-                        ..ConcurrencyLimitConfig::default()
-                    },
-                    clock.clone(),
-                )?)
-            } else {
-                None
+        let mut servers = Vec::with_capacity(s.servers);
+        for _ in 0..s.servers {
+            let limit = match &config.limit {
+                Some(l) => Some(ConcurrencyLimit::with_clock(l.clone(), clock.clone())?),
+                None => None,
             };
-            let restart = if m.restart_backoff {
-                let mut rb = RestartBackoff::with_seed(
-                    RestartBackoffConfig {
-                        jitter: Jitter::Equal,
-                        ..RestartBackoffConfig::default()
-                    },
-                    clock.clone(),
-                    rng.u64(..),
-                )?;
-                rb.on_started();
-                Some(rb)
-            } else {
-                None
+            let restart = match &config.restart {
+                Some(r) => {
+                    let mut rb = RestartBackoff::with_seed(r.clone(), clock.clone(), rng.u64(..))?;
+                    rb.on_started();
+                    Some(rb)
+                }
+                None => None,
             };
-            let slow_start = if m.slow_start {
-                Some(SlowStart::with_clock(
-                    SlowStartConfig {
-                        duration: Duration::from_secs(p.slow_start_s.max(1)),
-                        ..SlowStartConfig::default()
-                    },
-                    clock.clone(),
-                )?)
-            } else {
-                None
+            let slow_start = match &config.slow_start {
+                Some(ss) => Some(SlowStart::with_clock(ss.clone(), clock.clone())?),
+                None => None,
             };
             servers.push(Server {
                 up: true,
                 booted_at: None,
                 bad: false,
                 target_bad: false,
+                deploying: false,
                 incarnation: 0,
                 in_service: Vec::new(),
                 queue: VecDeque::new(),
@@ -287,48 +267,62 @@ impl<'p> Sim<'p> {
                 limit,
                 restart,
                 slow_start,
+                health_ok: 0,
+                health_err: 0,
             });
         }
-        // Servers that have been up for long are warm.
-        if let Some(first) = servers.first()
-            && first.slow_start.is_some()
-        {
-            clock.advance(Duration::from_secs(p.slow_start_s.saturating_add(1)));
+        // Servers that have been up for long are past their slow start.
+        if let Some(ss) = &config.slow_start {
+            clock.advance(ss.duration + Duration::from_secs(1));
         }
         let start_offset = clock.now() - epoch;
-        let horizon = p.horizon_s * SECOND;
-        let buckets = usize::try_from(p.horizon_s).unwrap_or(usize::MAX);
+        let horizon_s = spec.horizon_s.min(s.horizon_s);
+        let staged = if spec.side == Side::Staged {
+            Some(StagedDeploy::new(&p.staged, s.servers, &clock)?)
+        } else {
+            None
+        };
+        let buckets = usize::try_from(horizon_s).unwrap_or(usize::MAX);
         let mut sim = Sim {
             p,
-            m,
+            spec,
+            config,
             rng,
             clock,
             epoch: epoch + start_offset,
             now: 0,
-            horizon,
+            horizon: horizon_s * SECOND,
             q: EventQueue::default(),
             clients: Slab::default(),
             attempts: Slab::default(),
             proxies,
             servers,
             next_slot: 0,
+            generation: 0,
+            admit: Admission::All,
+            staged,
             tl: Timeline::new(buckets),
             c: Counters::default(),
         };
         sim.q.push(0, Ev::Arrive);
         sim.q.push(0, Ev::Tick);
-        let spread = p.rollout_spread_s * SECOND;
-        let n = p.servers as u64;
-        for server in 0..p.servers {
+        let spread = s.rollout_spread_s * SECOND;
+        let n = s.servers as u64;
+        for server in 0..s.servers {
             let offset = spread * server as u64 / n.max(1);
+            if spec.side != Side::Staged {
+                sim.q.push(
+                    s.deploy_at_s * SECOND + offset,
+                    Ev::Redeploy { server, bad: true },
+                );
+            }
             sim.q.push(
-                p.deploy_at_s * SECOND + offset,
-                Ev::Redeploy { server, bad: true },
-            );
-            sim.q.push(
-                p.revert_at_s * SECOND + offset,
+                s.revert_at_s * SECOND + offset,
                 Ev::Redeploy { server, bad: false },
             );
+        }
+        if spec.side == Side::OperatorFix {
+            sim.q.push(p.operator_fix.fix_at_s * SECOND, Ev::Fix);
         }
         Ok(sim)
     }
@@ -350,7 +344,7 @@ impl<'p> Sim<'p> {
     }
 
     fn network(&self) -> Micros {
-        (self.p.network_ms * 1_000.0) as Micros
+        (self.p.world.network_ms * 1_000.0) as Micros
     }
 
     fn handle(&mut self, ev: Ev) {
@@ -374,30 +368,125 @@ impl<'p> Sim<'p> {
                 incarnation,
             } => self.on_server_up(server, incarnation),
             Ev::Redeploy { server, bad } => self.on_redeploy(server, bad),
-            Ev::Tick => {
-                let b = Self::bucket(self.now);
-                let up = self.servers.iter().filter(|s| s.up).count();
-                self.tl.sample_servers_up(b, up);
-                self.q.push(self.now + SECOND, Ev::Tick);
+            Ev::Fix => self.on_fix(),
+            Ev::Tick => self.on_tick(),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let b = Self::bucket(self.now);
+        let up = self.servers.iter().filter(|s| s.up).count();
+        let bad = self.servers.iter().filter(|s| s.up && s.bad).count();
+        self.tl.sample_servers(b, up, bad);
+        let outage = (self.p.setup.deploy_at_s * SECOND..self.p.setup.revert_at_s * SECOND)
+            .contains(&self.now);
+        if outage {
+            self.c.peak_bad_servers = self.c.peak_bad_servers.max(bad as u64);
+        }
+        // Queued waiters past their queue timeout are shed even while no
+        // request completes.
+        for s in 0..self.servers.len() {
+            if self.servers[s].up && !self.servers[s].waiting.is_empty() {
+                self.pull_next(s);
             }
+        }
+        self.step_rollout();
+        self.q.push(self.now + SECOND, Ev::Tick);
+    }
+
+    /// The staged side: publish each server's health every check interval,
+    /// then poll the rollout and apply what it asked for.
+    fn step_rollout(&mut self) {
+        let deploy = self.p.setup.deploy_at_s * SECOND;
+        let revert = self.p.setup.revert_at_s * SECOND;
+        if self.now < deploy || self.staged.is_none() {
+            return;
+        }
+        if self.now >= revert {
+            // The operators revert: whatever the rollout was doing stops.
+            self.staged = None;
+            return;
+        }
+        let interval = self.p.staged.health_check_interval_s * SECOND;
+        if (self.now - deploy).is_multiple_of(interval.max(1)) {
+            let threshold = self.p.staged.health_max_error_share;
+            let slow_start = self
+                .config
+                .slow_start
+                .as_ref()
+                .map_or(0, |ss| u64::try_from(ss.duration.as_micros()).unwrap_or(0));
+            for i in 0..self.servers.len() {
+                let server = &mut self.servers[i];
+                let (ok, err) = (server.health_ok, server.health_err);
+                server.health_ok = 0;
+                server.health_err = 0;
+                let state = if !server.up {
+                    if server.deploying {
+                        AppState::Starting
+                    } else {
+                        AppState::Failed
+                    }
+                } else if server
+                    .booted_at
+                    .is_some_and(|at| self.now.saturating_sub(at) < slow_start)
+                    && err == 0
+                {
+                    AppState::Starting
+                } else if ok + err > 0 && f64::from(err) > threshold * f64::from(ok + err) {
+                    AppState::Unhealthy
+                } else {
+                    AppState::Running
+                };
+                if let Some(staged) = &self.staged {
+                    staged.set_state(i, state);
+                }
+            }
+        }
+        let commands = self.staged.as_mut().map(StagedDeploy::poll);
+        for command in commands.into_iter().flatten() {
+            match command {
+                Command::Start(i) if i < self.servers.len() => self.on_redeploy(i, true),
+                Command::Stop(i) if i < self.servers.len() => self.on_redeploy(i, false),
+                _ => {}
+            }
+        }
+        if let Some(staged) = &self.staged
+            && !staged.running()
+        {
+            self.c.rollout_aborted = matches!(staged.outcome, Some(Err(_)));
         }
     }
 
     fn on_arrive(&mut self) {
-        let gap = -(1.0 - self.rng.f64()).ln() / self.p.client_rps;
+        let gap = -(1.0 - self.rng.f64()).ln() / self.p.setup.client_rps;
         self.q
             .push(self.now + (gap * 1e6).max(1.0) as Micros, Ev::Arrive);
         let bucket = Self::bucket(self.now);
         self.tl.offered(bucket);
-        let proxy = self.rng.usize(..self.p.proxies);
+        let admitted = match self.admit {
+            Admission::All => true,
+            Admission::Ramp { from, over } => {
+                if self.now >= from.saturating_add(over) {
+                    self.admit = Admission::All;
+                    true
+                } else {
+                    let share = self.now.saturating_sub(from) as f64 / over.max(1) as f64;
+                    self.rng.f64() < share
+                }
+            }
+        };
+        if !admitted {
+            self.c.diverted += 1;
+            return;
+        }
+        let proxy = self.rng.usize(..self.p.setup.proxies);
         // A full slab (2^32 live clients) cannot happen before memory runs
         // out; the arrival would simply be lost.
         let Ok(client) = self.clients.insert(Client {
             bucket,
-            deadline: self.now + ms(self.p.client_timeout_ms),
+            deadline: self.now + ms(self.p.setup.client_timeout_ms),
             proxy,
-            attempts: 0,
-            answered: false,
+            generation: self.generation,
             retry: self.proxies[proxy].retry.start_run(),
         }) else {
             return;
@@ -410,31 +499,39 @@ impl<'p> Sim<'p> {
         let Some(client) = self.clients.get_mut(client_key) else {
             return;
         };
-        client.attempts += 1;
+        if client.generation != self.generation {
+            // Its proxy was replaced by the operator fix.
+            self.clients.remove(client_key);
+            return;
+        }
+        let proxy = client.proxy;
+        let deadline = client.deadline;
+        if self.config.deadline && self.now >= deadline {
+            // The caller's deadline passed before the attempt could start.
+            if let Some(client) = self.clients.remove(client_key) {
+                client.retry.stop_at_deadline();
+            }
+            self.c.deadline_stops += 1;
+            return;
+        }
         // The first attempt deposits into the budget (every request does,
         // failed or not).
         client.retry.begin_attempt();
-        let proxy = client.proxy;
-        let deadline = client.deadline;
-        if self.m.deadline && self.now >= deadline {
-            self.c.deadline_stops += 1;
-            self.finish_client(client_key);
-            return;
-        }
         if let Some(throttle) = &self.proxies[proxy].throttle
             && throttle.should_reject()
         {
             // Rejected locally: fail fast, and do not retry what the
             // throttle just refused.
             self.c.throttled += 1;
-            self.finish_client(client_key);
+            self.clients.remove(client_key);
             return;
         }
-        let start = self.rng.usize(..self.p.servers);
+        let servers = self.servers.len();
+        let start = self.rng.usize(..servers);
         let mut chosen = None;
-        if self.m.breaker {
-            for k in 0..self.p.servers {
-                let server = (start + k) % self.p.servers;
+        if self.config.breaker.is_some() {
+            for k in 0..servers {
+                let server = (start + k) % servers;
                 if let Ok(permit) = self.proxies[proxy].breakers[server].try_acquire() {
                     chosen = Some((server, Some(permit)));
                     break;
@@ -446,7 +543,7 @@ impl<'p> Sim<'p> {
         let Some((server, breaker)) = chosen else {
             // Every breaker of this proxy is open: fail fast.
             self.c.breaker_rejected += 1;
-            self.finish_client(client_key);
+            self.clients.remove(client_key);
             return;
         };
         let Ok(attempt) = self.attempts.insert(Attempt {
@@ -455,13 +552,13 @@ impl<'p> Sim<'p> {
             breaker,
         }) else {
             // 2^32 attempts in flight: unreachable in practice; give up.
-            self.finish_client(client_key);
+            self.clients.remove(client_key);
             return;
         };
         let bucket = Self::bucket(self.now);
         self.tl.server_attempt(bucket);
-        let mut timeout = ms(self.p.attempt_timeout_ms);
-        if self.m.deadline {
+        let mut timeout = ms(self.p.setup.attempt_timeout_ms);
+        if self.config.deadline {
             timeout = timeout.min(deadline.saturating_sub(self.now));
         }
         let net = self.network();
@@ -483,9 +580,20 @@ impl<'p> Sim<'p> {
         );
     }
 
+    fn in_outage(&self) -> bool {
+        let s = &self.p.setup;
+        (s.deploy_at_s * SECOND..s.revert_at_s * SECOND).contains(&self.now)
+    }
+
     /// Server `s` receives `attempt` (even if its proxy already gave up on
     /// it: the request was on the wire and costs the server the same work).
     fn accept(&mut self, s: usize, attempt: Key) {
+        if self.in_outage() {
+            self.c.outage_received += 1;
+            if self.servers[s].up && self.servers[s].bad {
+                self.c.outage_received_bad += 1;
+            }
+        }
         let server = &mut self.servers[s];
         if !server.up {
             return self.respond(attempt, false, 0);
@@ -500,26 +608,35 @@ impl<'p> Sim<'p> {
         if let Some(limit) = server.limit.clone() {
             let mut fut: AcquireFuture = Box::pin(async move { limit.acquire().await });
             match poll_once(&mut fut) {
-                Poll::Ready(Ok(permit)) => self.start_service(s, attempt, Some(permit)),
-                Poll::Ready(Err(overloaded)) => {
-                    self.c.shed += 1;
-                    let hint =
-                        u64::try_from(overloaded.retry_after.as_micros()).unwrap_or(u64::MAX);
-                    self.respond(attempt, false, hint);
-                }
+                Poll::Ready(Ok(permit)) => self.admit(s, attempt, Some(permit)),
+                Poll::Ready(Err(overloaded)) => self.shed(s, attempt, &overloaded),
                 Poll::Pending => self.servers[s].waiting.push_back((attempt, fut)),
             }
-        } else if server.in_service.len() < self.p.workers_per_server {
-            self.start_service(s, attempt, None);
         } else {
-            server.queue.push_back(attempt);
+            self.admit(s, attempt, None);
         }
         self.check_memory(s);
     }
 
+    fn shed(&mut self, s: usize, attempt: Key, overloaded: &Overloaded) {
+        self.c.shed += 1;
+        self.servers[s].health_err += 1;
+        let hint = u64::try_from(overloaded.retry_after.as_micros()).unwrap_or(u64::MAX);
+        self.respond(attempt, false, hint);
+    }
+
+    /// An admitted attempt starts at once if a worker is free, or waits for one.
+    fn admit(&mut self, s: usize, attempt: Key, permit: Option<ConcurrencyPermit>) {
+        if self.servers[s].in_service.len() < self.p.world.workers_per_server {
+            self.start_service(s, attempt, permit);
+        } else {
+            self.servers[s].queue.push_back((attempt, permit));
+        }
+    }
+
     fn memory_per_request(&self, s: usize) -> f64 {
         if self.servers[s].bad {
-            self.p.bad_memory_factor
+            self.p.world.bad_memory_factor
         } else {
             1.0
         }
@@ -527,7 +644,7 @@ impl<'p> Sim<'p> {
 
     fn check_memory(&mut self, s: usize) {
         let held = self.servers[s].held() as f64;
-        if held * self.memory_per_request(s) > self.p.memory_limit {
+        if held * self.memory_per_request(s) > self.p.world.memory_limit {
             self.crash(s, true);
         }
     }
@@ -537,21 +654,22 @@ impl<'p> Sim<'p> {
         let Some(booted) = self.servers[s].booted_at else {
             return 1.0;
         };
-        let warmup = (self.p.warmup_s * SECOND) as f64;
+        let warmup = (self.p.world.warmup_s * SECOND) as f64;
         if warmup <= 0.0 {
             return 1.0;
         }
         let progress = ((self.now.saturating_sub(booted)) as f64 / warmup).min(1.0);
-        1.0 + (self.p.cold_service_factor - 1.0) * (1.0 - progress)
+        1.0 + (self.p.world.cold_service_factor - 1.0) * (1.0 - progress)
     }
 
     fn start_service(&mut self, s: usize, attempt: Key, permit: Option<ConcurrencyPermit>) {
+        let w = &self.p.world;
         let release = if self.servers[s].bad {
-            self.p.bad_service_factor
+            w.bad_service_factor
         } else {
             1.0
         };
-        let mean = self.p.service_ms * release * self.cold_factor(s);
+        let mean = w.service_ms * release * self.cold_factor(s);
         let service = -(1.0 - self.rng.f64()).ln() * mean * 1_000.0;
         self.next_slot += 1;
         let slot = self.next_slot;
@@ -581,6 +699,7 @@ impl<'p> Sim<'p> {
             return;
         };
         let done = server.in_service.swap_remove(pos);
+        server.health_ok += 1;
         let attempt = done.attempt;
         // Releasing the permit hands capacity to the next waiter.
         drop(done);
@@ -588,29 +707,26 @@ impl<'p> Sim<'p> {
         self.pull_next(s);
     }
 
+    /// Fills free workers from the admitted queue, then admits waiters the
+    /// limit now lets in (or sheds those past their queue timeout).
     fn pull_next(&mut self, s: usize) {
+        let workers = self.p.world.workers_per_server;
+        while self.servers[s].in_service.len() < workers {
+            let Some((attempt, permit)) = self.servers[s].queue.pop_front() else {
+                break;
+            };
+            self.start_service(s, attempt, permit);
+        }
         if self.servers[s].limit.is_some() {
             while let Some((attempt, mut fut)) = self.servers[s].waiting.pop_front() {
                 match poll_once(&mut fut) {
-                    Poll::Ready(Ok(permit)) => self.start_service(s, attempt, Some(permit)),
-                    Poll::Ready(Err(overloaded)) => {
-                        self.c.shed += 1;
-                        let hint =
-                            u64::try_from(overloaded.retry_after.as_micros()).unwrap_or(u64::MAX);
-                        self.respond(attempt, false, hint);
-                    }
+                    Poll::Ready(Ok(permit)) => self.admit(s, attempt, Some(permit)),
+                    Poll::Ready(Err(overloaded)) => self.shed(s, attempt, &overloaded),
                     Poll::Pending => {
                         self.servers[s].waiting.push_front((attempt, fut));
                         break;
                     }
                 }
-            }
-        } else {
-            while self.servers[s].in_service.len() < self.p.workers_per_server {
-                let Some(attempt) = self.servers[s].queue.pop_front() else {
-                    break;
-                };
-                self.start_service(s, attempt, None);
             }
         }
     }
@@ -622,9 +738,13 @@ impl<'p> Sim<'p> {
         server.incarnation = server.incarnation.wrapping_add(1);
         let was_up = server.up;
         server.up = false;
+        server.deploying = !out_of_memory;
         let mut failed: Vec<Key> = server.in_service.drain(..).map(|e| e.attempt).collect();
-        failed.extend(server.queue.drain(..));
+        failed.extend(server.queue.drain(..).map(|(a, _)| a));
         failed.extend(server.waiting.drain(..).map(|(a, _)| a));
+        server.health_err = server
+            .health_err
+            .saturating_add(u32::try_from(failed.len()).unwrap_or(u32::MAX));
         for attempt in failed {
             self.respond(attempt, false, 0);
         }
@@ -632,7 +752,7 @@ impl<'p> Sim<'p> {
             self.c.crashes += 1;
             let b = Self::bucket(self.now);
             self.tl.crash(b);
-            let mut delay = ms(self.p.boot_ms);
+            let mut delay = ms(self.p.world.boot_ms);
             if let Some(restart) = &mut self.servers[s].restart {
                 delay += u64::try_from(restart.on_crash().as_micros()).unwrap_or(u64::MAX);
             }
@@ -653,6 +773,7 @@ impl<'p> Sim<'p> {
             return;
         }
         server.up = true;
+        server.deploying = false;
         server.booted_at = Some(self.now);
         server.bad = server.target_bad;
         if let Some(restart) = &mut server.restart {
@@ -663,7 +784,16 @@ impl<'p> Sim<'p> {
         }
     }
 
+    /// Restarts server `s` on the bad release or the one before. A revert
+    /// leaves servers that never got the bad release alone.
     fn on_redeploy(&mut self, s: usize, bad: bool) {
+        if !bad && !self.servers[s].target_bad && !self.servers[s].bad {
+            return;
+        }
+        self.restart_process(s, bad);
+    }
+
+    fn restart_process(&mut self, s: usize, bad: bool) {
         self.servers[s].target_bad = bad;
         self.crash(s, false);
         let server = &mut self.servers[s];
@@ -673,7 +803,7 @@ impl<'p> Sim<'p> {
             restart.reset();
         }
         let incarnation = server.incarnation;
-        let boot = ms(self.p.boot_ms);
+        let boot = ms(self.p.world.boot_ms);
         self.q.push(
             self.now + boot,
             Ev::ServerUp {
@@ -681,6 +811,23 @@ impl<'p> Sim<'p> {
                 incarnation,
             },
         );
+    }
+
+    /// The report's fix: traffic diverted away from the proxies, new proxies
+    /// (every request they held is gone), every server restarted without
+    /// traffic, then traffic restored in a ramp.
+    fn on_fix(&mut self) {
+        let f = &self.p.operator_fix;
+        self.generation = self.generation.wrapping_add(1);
+        for s in 0..self.servers.len() {
+            self.restart_process(s, false);
+        }
+        // Nothing passes before the ramp starts (a share of 0), then a
+        // linearly growing share.
+        self.admit = Admission::Ramp {
+            from: f.fix_ramp_at_s * SECOND,
+            over: (f.fix_ramp_s * SECOND).max(1),
+        };
     }
 
     fn on_response(&mut self, attempt: Key, ok: bool, retry_after: Micros) {
@@ -696,15 +843,12 @@ impl<'p> Sim<'p> {
             if let Some(throttle) = &self.proxies[a.proxy].throttle {
                 throttle.record_accepted();
             }
-            if let Some(client) = self.clients.get_mut(a.client)
-                && !client.answered
-                && self.now <= client.deadline
-            {
-                client.answered = true;
-                let bucket = client.bucket;
-                self.tl.succeeded(bucket);
+            if let Some(client) = self.clients.remove(a.client) {
+                if client.generation == self.generation && self.now <= client.deadline {
+                    self.tl.succeeded(client.bucket);
+                }
+                client.retry.on_success();
             }
-            self.finish_client(a.client);
         } else {
             self.on_attempt_failed(attempt, retry_after);
         }
@@ -730,14 +874,13 @@ impl<'p> Sim<'p> {
     /// (backoff, at least the capped Retry-After hint), stops if the retry
     /// would start past the deadline, and only then asks the budget.
     fn maybe_retry(&mut self, client_key: Key, retry_after: Micros) {
+        let now = self.now;
+        let with_deadline = self.config.deadline;
         let Some(client) = self.clients.get_mut(client_key) else {
             return;
         };
-        if client.answered {
-            return self.finish_client(client_key);
-        }
-        let remaining = if self.m.deadline {
-            Duration::from_micros(client.deadline.saturating_sub(self.now))
+        let remaining = if with_deadline {
+            Duration::from_micros(client.deadline.saturating_sub(now))
         } else {
             Duration::MAX
         };
@@ -746,7 +889,7 @@ impl<'p> Sim<'p> {
             RetryDecision::Retry { delay } => {
                 let delay = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
                 self.q
-                    .push(self.now.saturating_add(delay), Ev::Retry(client_key));
+                    .push(now.saturating_add(delay), Ev::Retry(client_key));
             }
             RetryDecision::Stop(kind) => {
                 match kind {
@@ -754,61 +897,13 @@ impl<'p> Sim<'p> {
                     RetryErrorKind::DeadlineExceeded => self.c.deadline_stops += 1,
                     _ => {}
                 }
-                self.finish_client(client_key);
+                self.clients.remove(client_key);
             }
         }
     }
 
-    fn finish_client(&mut self, client: Key) {
-        self.clients.remove(client);
-    }
-
     fn finish(self) -> Nov2019Outcome {
-        Nov2019Outcome::from_timeline(
-            self.p,
-            self.tl,
-            self.c.crashes,
-            self.c.shed,
-            self.c.budget_denied,
-            self.c.throttled + self.c.breaker_rejected,
-            self.c.wasted,
-        )
-    }
-}
-
-/// The proxies' retry policy. Without the `backoff` mechanism a retry goes
-/// out at once (1 µs later) and the server's Retry-After hint is ignored, as
-/// a naive proxy does.
-fn retry_config(p: &Nov2019Params, m: Mechanisms) -> RetryConfig {
-    let (backoff, max_retry_after) = if m.backoff {
-        (
-            BackoffConfig {
-                base: Duration::from_millis(p.backoff_base_ms),
-                max: Duration::from_millis(p.backoff_max_ms),
-                factor: 2.0,
-                jitter: Jitter::Full,
-                max_attempts: None,
-            },
-            Duration::from_millis(p.max_retry_after_ms),
-        )
-    } else {
-        (
-            BackoffConfig {
-                base: Duration::from_micros(1),
-                max: Duration::from_micros(1),
-                factor: 1.0,
-                jitter: Jitter::None,
-                max_attempts: None,
-            },
-            Duration::ZERO,
-        )
-    };
-    RetryConfig {
-        max_attempts: p.max_attempts,
-        backoff,
-        max_retry_after,
-        per_attempt_timeout: None,
-        overall_timeout: None,
+        Nov2019Outcome::from_timeline(self.p, self.spec.horizon_s, self.tl, &self.c)
     }
 }
 

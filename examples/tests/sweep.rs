@@ -1,5 +1,6 @@
 //! `--sweep`: a grid over hidden parameters and seeds, with medians,
 //! spreads, the worst cells and a heatmap.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::process::Command;
 
@@ -7,9 +8,9 @@ use breakwater_examples::replay::ReplayOptions;
 use breakwater_examples::replay::sweep::{self, SweepOptions};
 
 const SMALL_FEB: [&str; 4] = [
-    "feb.old_hosts=6",
+    "feb.old_hosts=10",
     "feb.apps_per_host=30",
-    "feb.new_hosts=6",
+    "feb.new_hosts=10",
     "feb.new_host_capacity=40",
 ];
 

@@ -7,8 +7,8 @@
 //!   timeouts the proxies are configured with, and the incident's timeline.
 //! - [`World`]: the hidden truths of the platform — how much a server can
 //!   do, how much memory it has, how bad the release is, how long a server
-//!   takes to boot and warm up. Only the simulation and the [limits]
-//!   (`super::limits`) read them; no policy does.
+//!   takes to boot and warm up. Only the simulation and the [limits](super::limits)
+//!   read them; no policy does.
 //! - [`NaivePolicy`], [`BreakwaterPolicy`], [`OperatorFixPolicy`],
 //!   [`StagedPolicy`]: what each side configures. Breakwater's configuration
 //!   is built by [`super::policy::side_config`] from the setup and the

@@ -75,6 +75,7 @@ pub mod clock;
 pub mod deadline;
 mod error;
 pub mod limit;
+pub mod name;
 pub mod rate;
 pub mod restart;
 pub mod retry;
@@ -86,6 +87,7 @@ pub mod throttle;
 pub mod tower;
 
 pub use error::ConfigError;
+pub use name::{InstanceName, Named};
 
 /// The examples of `README.md`, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -5,7 +5,6 @@
 // allocation) is made in Rust; this thin layer validates arguments, loops
 // and awaits in JS, and turns results into idiomatic errors with stable
 // `code` strings.
-const native = require('./lib/native');
 const { codes } = require('./lib/errors');
 const { Backoff } = require('./lib/backoff');
 const { RetryBudget } = require('./lib/budget');
@@ -29,6 +28,4 @@ module.exports = {
   codes,
   planDrain,
   retry,
-  /** @internal Panics inside Rust on purpose (tests only). */
-  __debugPanic: (message) => native.__debugPanic(String(message)),
 };

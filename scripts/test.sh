@@ -59,13 +59,21 @@ scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet
 
-step "Node bindings: npm ci, build the addon, node --test, tsc --noEmit"
+step "Node bindings: npm ci, build the addon, node --test, tsc --noEmit, packed install"
 (
   cd bindings-node
   npm ci --no-audit --no-fund --loglevel=error
   npm run --silent build:debug
   npm test
   npm run --silent typecheck
+  # The generated loader and native types must match the Rust definitions they came from.
+  if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- binding.js binding.d.ts; then
+    echo "bindings-node/binding.js or binding.d.ts changed in the build: commit the regenerated files" >&2
+    git diff --stat -- binding.js binding.d.ts >&2
+    exit 1
+  fi
+  # npm pack + install into a project without cargo/rustc on PATH; every export, CJS and ESM.
+  npm run --silent test:package
 )
 
 # A crate-specific cfg: `--cfg loom` would also switch tokio into its own

@@ -1,45 +1,39 @@
-// Builds the native addon from source with cargo and installs it next to
-// index.js as `breakwater.node`. No prebuilt binary is ever downloaded.
+// Builds the native addon from source with the napi-rs CLI (`@napi-rs/cli`, a devDependency):
+// `breakwater.<platform>.node` next to index.js, and the generated loader `binding.js` (with the
+// native layer's types in `binding.d.ts`) that picks the binary for this platform, either that
+// local file or the installed platform package (`breakwater-<platform>`).
 //
 //   node scripts/build.mjs            # debug build (fast to compile)
 //   node scripts/build.mjs --release  # optimized build
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, renameSync } from 'node:fs';
+//
+// No prebuilt binary is ever downloaded. `binding.js` and `binding.d.ts` are checked in; the
+// test command fails when a build changes them (they are generated from the Rust definitions).
+import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const packageDir = join(here, '..');
+const packageDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const release = process.argv.includes('--release');
+const napi = join(packageDir, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js');
 
-const cargo = process.env.CARGO ?? 'cargo';
-const args = ['build', '-p', 'bindings-node', '--lib'];
+const args = [
+  napi,
+  'build',
+  '--platform',
+  '--manifest-path',
+  'Cargo.toml',
+  '--output-dir',
+  '.',
+  '--js',
+  'binding.js',
+  '--dts',
+  'binding.d.ts',
+];
 if (release) args.push('--release');
-process.stderr.write(`building the addon: ${cargo} ${args.join(' ')}\n`);
-execFileSync(cargo, args, { cwd: packageDir, stdio: 'inherit' });
-
-const metadata = JSON.parse(
-  execFileSync(cargo, ['metadata', '--format-version', '1', '--no-deps'], {
-    cwd: packageDir,
-    encoding: 'utf8',
-    maxBuffer: 64 * 1024 * 1024,
-  }),
-);
-const profileDir = join(metadata.target_directory, release ? 'release' : 'debug');
-const candidates = {
-  linux: 'libbindings_node.so',
-  darwin: 'libbindings_node.dylib',
-  win32: 'bindings_node.dll',
-};
-const libName = candidates[process.platform] ?? candidates.linux;
-const built = join(profileDir, libName);
-if (!existsSync(built)) {
-  process.stderr.write(`error: cargo finished but ${built} does not exist\n`);
+process.stderr.write(`building the addon (${release ? 'release' : 'debug'}): napi ${args.slice(1).join(' ')}\n`);
+const result = spawnSync(process.execPath, args, { cwd: packageDir, stdio: 'inherit' });
+if (result.error) {
+  process.stderr.write(`error: could not run the napi-rs CLI (${result.error.message}); run \`npm ci\` first\n`);
   process.exit(1);
 }
-// Copy then rename, so a process loading the addon never sees half a file.
-const target = join(packageDir, 'breakwater.node');
-const staging = `${target}.tmp-${process.pid}`;
-copyFileSync(built, staging);
-renameSync(staging, target);
-process.stderr.write(`installed ${target} (${release ? 'release' : 'debug'})\n`);
+process.exit(result.status ?? 1);

@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import bw from '../index.js';
+import { debugPanic } from '../testing.js';
 
 test('a Rust panic becomes a JS error and the process lives on', () => {
   for (let i = 0; i < 3; i++) {
     assert.throws(
-      () => bw.__debugPanic('deliberate'),
+      () => debugPanic('deliberate'),
       (err) => err instanceof Error && err.code === 'ERR_BREAKWATER_PANIC' && /deliberate/.test(err.message),
     );
   }
@@ -15,4 +16,9 @@ test('a Rust panic becomes a JS error and the process lives on', () => {
 
 test('every error code is a stable ERR_BREAKWATER_* string', () => {
   for (const code of Object.values(bw.codes)) assert.match(code, /^ERR_BREAKWATER_[A-Z_]+$/);
+});
+
+test('the panic hook is not part of the public exports', () => {
+  assert.equal(bw.__debugPanic, undefined);
+  assert.equal(Object.keys(bw).some((name) => /panic/i.test(name)), false);
 });

@@ -261,6 +261,21 @@ export interface BreakerStats {
  */
 export declare function budgetCreate(options: RetryBudgetOptions): object
 
+/** The constants JS needs (read once when the package loads). */
+export declare function constants(): Constants
+
+/** Everything `constants()` returns. */
+export interface Constants {
+  /** `codes.KEY` → `ERR_BREAKWATER_*`. */
+  codes: Record<string, string>
+  /** `'closed' | 'open' | 'half-open'`, indexed by the native state number. */
+  breakerStates: Array<string>
+  /** `'success' | 'failure' | 'ignored' | 'cancelled'`, indexed by the outcome number. */
+  breakerOutcomes: Array<string>
+  /** Range limits. */
+  limits: Limits
+}
+
 /** Why an async operation failed. */
 export interface Failure {
   /** A stable `ERR_BREAKWATER_*` code. */
@@ -361,6 +376,26 @@ export interface LimitOptions {
   maxRetryAfterMs?: number
 }
 
+/** Range limits of the options, from the Rust definitions. */
+export interface Limits {
+  /** `RetryBudget` `retryRatio` upper bound. */
+  maxRetryRatio: number
+  /** `RetryBudget` `ttlMs` bounds. */
+  minBudgetTtlMs: number
+  /** `RetryBudget` `ttlMs` upper bound. */
+  maxBudgetTtlMs: number
+  /** `AdaptiveThrottle` `buckets` upper bound. */
+  maxThrottleBuckets: number
+  /** `CircuitBreaker` time `window.buckets` upper bound. */
+  maxWindowBuckets: number
+  /** `CircuitBreaker` count `window.calls` upper bound. */
+  maxWindowCalls: number
+  /** Counts such as `maxConcurrent`: `2^31 - 1`. */
+  maxU31: number
+  /** A drain amount given as a count: `2^32 - 1`. */
+  maxAmountCount: number
+}
+
 /**
  * Drain limits; amounts as strings (`"5"`, `"10%"`), normalized by the JS
  * wrapper.
@@ -390,6 +425,12 @@ export interface LimitStats {
 
 /** A cancellation ticket for one `limitAcquire` (an `AbortSignal` in JS). */
 export declare function limitTicket(): number
+
+/**
+ * Checks a drain amount (`"5"`, `"10%"`) with fleet-drain's own parser; returns it normalized
+ * (as fleet-drain prints it) or throws a `RangeError` with `ERR_BREAKWATER_INVALID_ARG`.
+ */
+export declare function parseAmount(name: string, value: string): string
 
 /**
  * Plans every wave of the drain; throws `ERR_BREAKWATER_DRAIN_INFEASIBLE`

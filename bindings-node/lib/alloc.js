@@ -1,4 +1,5 @@
 'use strict';
+const { limits } = require('./constants');
 // `Allocator`: node-modules-alloc's crash-safe, load-shedding node_modules
 // allocator. Every operation runs on the addon's tokio runtime and resolves
 // to a tagged result; this wrapper turns failures into coded errors.
@@ -43,7 +44,7 @@ class Allocator {
     const checked = {
       storeDir: path('storeDir', o.storeDir),
       linkMode: v.string('linkMode', o.linkMode, { oneOf: LINK_MODES }),
-      maxConcurrent: v.number('maxConcurrent', o.maxConcurrent, { min: 1, max: 2 ** 31 - 1, integer: true }),
+      maxConcurrent: v.number('maxConcurrent', o.maxConcurrent, { min: 1, max: limits.maxU31, integer: true }),
       maxQueued: v.number('maxQueued', o.maxQueued, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true }),
       queueTimeoutMs:
         o.queueTimeoutMs === null ? undefined : v.number('queueTimeoutMs', o.queueTimeoutMs, { min: 0, max: Number.MAX_SAFE_INTEGER }),

@@ -18,8 +18,7 @@ const KEYS = [
   'seed',
   'isFailure',
 ];
-const STATES = ['closed', 'open', 'half-open'];
-const OUTCOME = { success: 0, failure: 1, ignored: 2, cancelled: 3 };
+const { breakerStates: STATES, breakerOutcomes: OUTCOME, limits } = require('./constants');
 
 function windowOptions(value) {
   if (value === undefined) return undefined;
@@ -38,7 +37,7 @@ function windowOptions(value) {
   }
   return {
     durationMs: v.number('window.durationMs', w.durationMs, { min: 0, max: Number.MAX_SAFE_INTEGER, optional: false }),
-    buckets: v.number('window.buckets', w.buckets, { min: 1, max: 2 ** 32 - 1, integer: true }),
+    buckets: v.number('window.buckets', w.buckets, { min: 1, max: limits.maxWindowBuckets, integer: true }),
   };
 }
 

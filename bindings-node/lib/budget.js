@@ -1,4 +1,5 @@
 'use strict';
+const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
 
@@ -23,7 +24,7 @@ class RetryBudget {
     const checked = {
       ttlMs: v.number('ttlMs', o.ttlMs, { min: 0, max: Number.MAX_SAFE_INTEGER }),
       minRetriesPerSec: v.number('minRetriesPerSec', o.minRetriesPerSec, { min: 0, max: 2 ** 32 - 1, integer: true }),
-      retryRatio: v.number('retryRatio', o.retryRatio, { min: 0, max: 1000 }),
+      retryRatio: v.number('retryRatio', o.retryRatio, { min: 0, max: limits.maxRetryRatio }),
     };
     this.#n = native.budgetCreate(checked);
   }

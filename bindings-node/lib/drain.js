@@ -1,8 +1,9 @@
 'use strict';
+const { limits, parseAmount } = require('./constants');
 // `planDrain(fleet, limits)`: fleet-drain's wave planner over plain objects.
 const native = require('./native');
 const v = require('./validate');
-const { typeError, rangeError } = require('./errors');
+const { typeError } = require('./errors');
 
 const LIMIT_KEYS = ['maxDrainingHosts', 'maxUnavailable', 'maxStartsPerHostPerMinute', 'minFreeCapacity'];
 const HOST_STATES = ['active', 'cordoned', 'draining', 'drained'];
@@ -18,14 +19,12 @@ function array(name, value) {
 function amount(name, value) {
   if (value === undefined) return undefined;
   if (typeof value === 'number') {
-    v.number(name, value, { min: 0, max: 2 ** 32 - 1, integer: true });
+    v.number(name, value, { min: 0, max: limits.maxAmountCount, integer: true });
     return String(value);
   }
   if (typeof value !== 'string') throw typeError(`\`${name}\` must be a whole number or a percentage like '10%', got ${v.describe(value)}`);
-  if (!/^\s*(\d+(\.\d+)?\s*%|\d+)\s*$/.test(value)) {
-    throw rangeError(`\`${name}\` must be a whole number or a percentage like '10%', got '${value}'`);
-  }
-  return value;
+  // fleet-drain's own parser (RangeError with ERR_BREAKWATER_INVALID_ARG on a bad amount).
+  return parseAmount(name, value);
 }
 
 function fleetInput(input) {

@@ -1,4 +1,5 @@
 'use strict';
+const { limits } = require('./constants');
 // `ConcurrencyLimit`: resilience-core's bulkhead. `tryAcquire` and the fast
 // path of `acquire`/`run` are one synchronous crossing; only a caller that
 // has to queue waits on the addon's tokio runtime (never blocking the event
@@ -15,7 +16,7 @@ function limitOptions(input) {
   v.knownKeys('options', o, KEYS);
   const ms = { min: 0, max: Number.MAX_SAFE_INTEGER };
   return {
-    maxConcurrent: v.number('maxConcurrent', o.maxConcurrent, { min: 1, max: 2 ** 31 - 1, integer: true }),
+    maxConcurrent: v.number('maxConcurrent', o.maxConcurrent, { min: 1, max: limits.maxU31, integer: true }),
     maxQueued: v.number('maxQueued', o.maxQueued, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true }),
     queueTimeoutMs: o.queueTimeoutMs === null ? undefined : v.number('queueTimeoutMs', o.queueTimeoutMs, ms),
     noQueueTimeout: o.queueTimeoutMs === null,
@@ -169,7 +170,7 @@ class ConcurrencyLimit {
 
   /** Changes the limit at run time (queued callers get new capacity at once). */
   setMaxConcurrent(maxConcurrent) {
-    v.number('maxConcurrent', maxConcurrent, { min: 1, max: 2 ** 31 - 1, integer: true, optional: false });
+    v.number('maxConcurrent', maxConcurrent, { min: 1, max: limits.maxU31, integer: true, optional: false });
     this.#n.setMaxConcurrent(maxConcurrent);
   }
 }

@@ -1,4 +1,5 @@
 'use strict';
+const { limits } = require('./constants');
 // `retry(fn, options)` and `RetryPolicy`: the loop runs here, in JS, and
 // awaits the user's function; every decision (deposit, may I retry, how long
 // to wait, the Retry-After cap, the deadline check) is the Rust
@@ -63,7 +64,7 @@ function signalOption(name, value) {
 }
 
 function deadlineOption(name, value) {
-  return v.number(name, value, { min: 0, max: 2 ** 31 - 1 });
+  return v.number(name, value, { min: 0, max: limits.maxU31 });
 }
 
 /** Validates policy options and returns [native options, retryable, deadlineMs]. */

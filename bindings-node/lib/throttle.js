@@ -1,4 +1,5 @@
 'use strict';
+const { limits } = require('./constants');
 // `AdaptiveThrottle`: client-side adaptive throttling (Google SRE book).
 const native = require('./native');
 const v = require('./validate');
@@ -22,7 +23,7 @@ class AdaptiveThrottle {
     v.knownKeys('options', o, KEYS);
     const checked = {
       windowMs: v.number('windowMs', o.windowMs, { min: 0, max: Number.MAX_SAFE_INTEGER }),
-      buckets: v.number('buckets', o.buckets, { min: 1, max: 10_000, integer: true }),
+      buckets: v.number('buckets', o.buckets, { min: 1, max: limits.maxThrottleBuckets, integer: true }),
       k: v.number('k', o.k, { min: 1, max: Number.MAX_VALUE }),
       seed: v.number('seed', o.seed, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true }),
     };

@@ -21,6 +21,7 @@ use node_modules_alloc::allocator::{Allocation, Allocator, AllocatorConfig, Outc
 use node_modules_alloc::config::LinkMode;
 use node_modules_alloc::store::Store;
 
+use crate::constants as codes;
 use crate::error::{
     BwError, BwResult, INVALID_ARG, PANIC, duration_ms, from_config_ms, guard, to_ms, whole_usize,
 };
@@ -166,22 +167,20 @@ pub struct AllocatorStatsOut {
 /// The stable code of an allocator error.
 pub fn code_of(err: &AllocError) -> &'static str {
     match err {
-        AllocError::Io { .. } => "ERR_BREAKWATER_ALLOC_IO",
-        AllocError::Rejected { .. } => "ERR_BREAKWATER_TARBALL_REJECTED",
-        AllocError::BadTarball { .. } => "ERR_BREAKWATER_TARBALL_INVALID",
+        AllocError::Io { .. } => codes::ALLOC_IO,
+        AllocError::Rejected { .. } => codes::TARBALL_REJECTED,
+        AllocError::BadTarball { .. } => codes::TARBALL_INVALID,
         AllocError::IntegrityMismatch { .. } | AllocError::InvalidIntegrity(_) => {
-            "ERR_BREAKWATER_INTEGRITY_MISMATCH"
+            codes::INTEGRITY_MISMATCH
         }
-        AllocError::Lockfile { .. } => "ERR_BREAKWATER_LOCKFILE_INVALID",
-        AllocError::MissingPackages { .. } => "ERR_BREAKWATER_PACKAGES_MISSING",
-        AllocError::InsufficientSpace { .. } => "ERR_BREAKWATER_NO_SPACE",
-        AllocError::Overloaded { .. } => "ERR_BREAKWATER_OVERLOADED",
-        AllocError::CorruptStore { .. } | AllocError::Malformed { .. } => {
-            "ERR_BREAKWATER_STORE_CORRUPT"
-        }
-        AllocError::StoreBusy { .. } => "ERR_BREAKWATER_STORE_BUSY",
+        AllocError::Lockfile { .. } => codes::LOCKFILE_INVALID,
+        AllocError::MissingPackages { .. } => codes::PACKAGES_MISSING,
+        AllocError::InsufficientSpace { .. } => codes::NO_SPACE,
+        AllocError::Overloaded { .. } => codes::OVERLOADED,
+        AllocError::CorruptStore { .. } | AllocError::Malformed { .. } => codes::STORE_CORRUPT,
+        AllocError::StoreBusy { .. } => codes::STORE_BUSY,
         AllocError::Config(_) => INVALID_ARG,
-        _ => "ERR_BREAKWATER_ALLOC_FAILED",
+        _ => codes::ALLOC_FAILED,
     }
 }
 

@@ -13,7 +13,7 @@ use napi::bindgen_prelude::Object;
 use napi_derive::napi;
 use resilience_core::backoff::BackoffConfig;
 use resilience_core::breaker::{
-    BreakerConfig, BreakerPermit, BreakerState, CircuitBreaker, Outcome, WindowConfig,
+    BreakerConfig, BreakerPermit, CircuitBreaker, Outcome, WindowConfig,
 };
 use resilience_core::clock::SharedClock;
 
@@ -242,11 +242,7 @@ pub fn create(env: &Env, options: BreakerOptions) -> napi::Result<Object<'_>> {
     })?;
     let e = Rc::clone(&entry);
     bind::method(env, &mut object, "state", move |_| {
-        Ok(match borrow(&e)?.breaker.state() {
-            BreakerState::Closed => 0u32,
-            BreakerState::Open => 1,
-            BreakerState::HalfOpen => 2,
-        })
+        Ok(crate::constants::state_index(borrow(&e)?.breaker.state()))
     })?;
     bind::method(env, &mut object, "stats", move |_| {
         Ok(stats(&*borrow(&entry)?))
@@ -309,6 +305,7 @@ fn stats(entry: &BreakerEntry) -> BreakerStats {
 mod tests {
     use super::*;
     use crate::error::INVALID_ARG;
+    use resilience_core::breaker::BreakerState;
     use std::time::Duration;
 
     #[test]

@@ -16,8 +16,7 @@ use napi_derive::napi;
 
 use crate::error::{BwError, BwResult, from_config, guard, whole_u32};
 
-/// The plan cannot be carried out within the limits.
-pub const DRAIN_INFEASIBLE: &str = "ERR_BREAKWATER_DRAIN_INFEASIBLE";
+pub use crate::constants::DRAIN_INFEASIBLE;
 
 /// A host of the fleet.
 #[napi(object)]

@@ -11,12 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use napi::{Env, Status};
 use resilience_core::ConfigError;
 
-/// An argument is of the wrong type or out of range.
-pub const INVALID_ARG: &str = "ERR_BREAKWATER_INVALID_ARG";
-/// Rust code panicked; the call failed but the process lives on.
-pub const PANIC: &str = "ERR_BREAKWATER_PANIC";
-/// An invariant of the addon itself was broken (a bug, never user input).
-pub const INTERNAL: &str = "ERR_BREAKWATER_INTERNAL";
+pub use crate::constants::{INTERNAL, INVALID_ARG, PANIC};
 
 /// A failure of an export, before it is thrown into JS.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,6 +20,7 @@ pub mod backoff;
 pub mod bind;
 pub mod breaker;
 pub mod budget;
+pub mod constants;
 pub mod debug;
 pub mod drain;
 pub mod error;

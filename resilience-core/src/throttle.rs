@@ -76,7 +76,8 @@ use crate::error::ConfigError;
 use crate::sync::Mutex;
 
 /// Most buckets a throttle may keep.
-const MAX_BUCKETS: u32 = 10_000;
+/// Most buckets a throttle window may have.
+pub const MAX_BUCKETS: u32 = 10_000;
 
 /// Configuration of an [`AdaptiveThrottle`]. `Default`: the SRE book's
 /// parameters, a 2-minute window (in 120 one-second buckets) and `K = 2`.

@@ -1,0 +1,190 @@
+//! The one source of truth for what JS sees as constants: error codes, enum spellings and range
+//! limits. `lib/*.js` reads them through `constants()` at load time, and a test checks
+//! `index.d.ts` against them, so no table is copied by hand across the boundary.
+
+use std::collections::HashMap;
+
+use napi_derive::napi;
+use resilience_core::breaker::BreakerState;
+
+/// An argument is of the wrong type or out of range.
+pub const INVALID_ARG: &str = "ERR_BREAKWATER_INVALID_ARG";
+/// Rust code panicked; the call failed but the process lives on.
+pub const PANIC: &str = "ERR_BREAKWATER_PANIC";
+/// An invariant of the addon itself was broken (a bug, never user input).
+pub const INTERNAL: &str = "ERR_BREAKWATER_INTERNAL";
+/// A drain that no wave can make progress on.
+pub const DRAIN_INFEASIBLE: &str = "ERR_BREAKWATER_DRAIN_INFEASIBLE";
+/// Allocator: a file-system operation failed.
+pub const ALLOC_IO: &str = "ERR_BREAKWATER_ALLOC_IO";
+/// Allocator: any other failure.
+pub const ALLOC_FAILED: &str = "ERR_BREAKWATER_ALLOC_FAILED";
+/// Allocator: a tarball breaks the hardening rules.
+pub const TARBALL_REJECTED: &str = "ERR_BREAKWATER_TARBALL_REJECTED";
+/// Allocator: not a readable `.tgz`.
+pub const TARBALL_INVALID: &str = "ERR_BREAKWATER_TARBALL_INVALID";
+/// Allocator: content does not match its integrity.
+pub const INTEGRITY_MISMATCH: &str = "ERR_BREAKWATER_INTEGRITY_MISMATCH";
+/// Allocator: the lockfile cannot be used.
+pub const LOCKFILE_INVALID: &str = "ERR_BREAKWATER_LOCKFILE_INVALID";
+/// Allocator: packages are missing from the store.
+pub const PACKAGES_MISSING: &str = "ERR_BREAKWATER_PACKAGES_MISSING";
+/// Allocator: below `minFreeBytes`.
+pub const NO_SPACE: &str = "ERR_BREAKWATER_NO_SPACE";
+/// Allocator: damaged store content.
+pub const STORE_CORRUPT: &str = "ERR_BREAKWATER_STORE_CORRUPT";
+/// Allocator: another process holds the store.
+pub const STORE_BUSY: &str = "ERR_BREAKWATER_STORE_BUSY";
+/// Load shed by a limit or the allocator's queue (with `retryAfterMs`).
+pub const OVERLOADED: &str = "ERR_BREAKWATER_OVERLOADED";
+
+/// Every code, by the key JS uses in `codes` (`codes.INVALID_ARG`, ...). The codes raised by
+/// the JS layer itself (retry stops, breaker open, throttled) are listed here too, so that one
+/// table is the contract; `NATIVE_MISSING` is raised before the addon loads, so `lib/native.js`
+/// spells it itself and a test checks it against this table.
+pub const CODES: &[(&str, &str)] = &[
+    ("INVALID_ARG", INVALID_ARG),
+    ("PANIC", PANIC),
+    ("INTERNAL", INTERNAL),
+    ("BUDGET_EXHAUSTED", "ERR_BREAKWATER_BUDGET_EXHAUSTED"),
+    ("ATTEMPTS_EXHAUSTED", "ERR_BREAKWATER_ATTEMPTS_EXHAUSTED"),
+    ("NOT_RETRYABLE", "ERR_BREAKWATER_NOT_RETRYABLE"),
+    ("DEADLINE_EXCEEDED", "ERR_BREAKWATER_DEADLINE_EXCEEDED"),
+    ("BREAKER_OPEN", "ERR_BREAKWATER_BREAKER_OPEN"),
+    ("OVERLOADED", OVERLOADED),
+    ("THROTTLED", "ERR_BREAKWATER_THROTTLED"),
+    ("DRAIN_INFEASIBLE", DRAIN_INFEASIBLE),
+    ("ALLOC_FAILED", ALLOC_FAILED),
+    ("ALLOC_IO", ALLOC_IO),
+    ("TARBALL_REJECTED", TARBALL_REJECTED),
+    ("TARBALL_INVALID", TARBALL_INVALID),
+    ("INTEGRITY_MISMATCH", INTEGRITY_MISMATCH),
+    ("LOCKFILE_INVALID", LOCKFILE_INVALID),
+    ("PACKAGES_MISSING", PACKAGES_MISSING),
+    ("NO_SPACE", NO_SPACE),
+    ("STORE_CORRUPT", STORE_CORRUPT),
+    ("STORE_BUSY", STORE_BUSY),
+    ("NATIVE_MISSING", "ERR_BREAKWATER_NATIVE_MISSING"),
+];
+
+/// Breaker states in the order of the numbers the native `state()` returns.
+pub const BREAKER_STATES: [BreakerState; 3] = [
+    BreakerState::Closed,
+    BreakerState::Open,
+    BreakerState::HalfOpen,
+];
+
+/// `breakerRecord` outcomes, in the order of their numbers.
+pub const BREAKER_OUTCOMES: [&str; 4] = ["success", "failure", "ignored", "cancelled"];
+
+/// The number the native `state()` returns for `state`.
+pub fn state_index(state: BreakerState) -> u32 {
+    match state {
+        BreakerState::Closed => 0,
+        BreakerState::Open => 1,
+        BreakerState::HalfOpen => 2,
+    }
+}
+
+/// Largest whole number most count options take: `2^31 - 1` (a non-negative JS SMI, and what
+/// the Rust side stores without overflow).
+pub const MAX_U31: u32 = i32::MAX as u32;
+
+/// Range limits of the options, from the Rust definitions.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `RetryBudget` `retryRatio` upper bound.
+    pub max_retry_ratio: f64,
+    /// `RetryBudget` `ttlMs` bounds.
+    pub min_budget_ttl_ms: f64,
+    /// `RetryBudget` `ttlMs` upper bound.
+    pub max_budget_ttl_ms: f64,
+    /// `AdaptiveThrottle` `buckets` upper bound.
+    pub max_throttle_buckets: u32,
+    /// `CircuitBreaker` time `window.buckets` upper bound.
+    pub max_window_buckets: u32,
+    /// `CircuitBreaker` count `window.calls` upper bound.
+    pub max_window_calls: u32,
+    /// Counts such as `maxConcurrent`: `2^31 - 1`.
+    pub max_u31: u32,
+    /// A drain amount given as a count: `2^32 - 1`.
+    pub max_amount_count: u32,
+}
+
+/// Everything `constants()` returns.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct Constants {
+    /// `codes.KEY` → `ERR_BREAKWATER_*`.
+    pub codes: HashMap<String, String>,
+    /// `'closed' | 'open' | 'half-open'`, indexed by the native state number.
+    pub breaker_states: Vec<String>,
+    /// `'success' | 'failure' | 'ignored' | 'cancelled'`, indexed by the outcome number.
+    pub breaker_outcomes: Vec<String>,
+    /// Range limits.
+    pub limits: Limits,
+}
+
+/// The constants JS needs (read once when the package loads).
+#[napi]
+pub fn constants() -> Constants {
+    Constants {
+        codes: CODES
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        breaker_states: BREAKER_STATES
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect(),
+        breaker_outcomes: BREAKER_OUTCOMES.iter().map(|s| (*s).to_owned()).collect(),
+        limits: Limits {
+            max_retry_ratio: resilience_core::budget::MAX_RETRY_RATIO,
+            min_budget_ttl_ms: millis(resilience_core::budget::MIN_TTL),
+            max_budget_ttl_ms: millis(resilience_core::budget::MAX_TTL),
+            max_throttle_buckets: resilience_core::throttle::MAX_BUCKETS,
+            max_window_buckets: resilience_core::breaker::MAX_WINDOW_BUCKETS,
+            max_window_calls: resilience_core::breaker::MAX_WINDOW_CALLS,
+            max_u31: MAX_U31,
+            max_amount_count: u32::MAX,
+        },
+    }
+}
+
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Checks a drain amount (`"5"`, `"10%"`) with fleet-drain's own parser; returns it normalized
+/// (as fleet-drain prints it) or throws a `RangeError` with `ERR_BREAKWATER_INVALID_ARG`.
+#[napi(js_name = "parseAmount")]
+pub fn parse_amount(env: napi::Env, name: String, value: String) -> napi::Result<String> {
+    crate::error::guard(&env, || {
+        value
+            .parse::<fleet_drain::plan::Amount>()
+            .map(|amount| amount.to_string())
+            .map_err(|reason| crate::error::BwError::range(format!("`{name}`: {reason}")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_prefixed() {
+        let mut seen = std::collections::HashSet::new();
+        for (key, code) in CODES {
+            assert_eq!(*code, format!("ERR_BREAKWATER_{key}"));
+            assert!(seen.insert(*code), "{code} twice");
+        }
+    }
+
+    #[test]
+    fn state_numbers_index_the_state_table() {
+        for (i, state) in BREAKER_STATES.iter().enumerate() {
+            assert_eq!(state_index(*state) as usize, i);
+        }
+    }
+}

@@ -1,8 +1,8 @@
 'use strict';
-const { limits } = require('./constants');
 // `Allocator`: node-modules-alloc's crash-safe, load-shedding node_modules
 // allocator. Every operation runs on the addon's tokio runtime and resolves
 // to a tagged result; this wrapper turns failures into coded errors.
+const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
 const { codedError, rangeError } = require('./errors');

@@ -1,6 +1,6 @@
 'use strict';
-const { limits, parseAmount } = require('./constants');
 // `planDrain(fleet, limits)`: fleet-drain's wave planner over plain objects.
+const { limits, parseAmount } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
 const { typeError } = require('./errors');

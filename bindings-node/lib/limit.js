@@ -1,9 +1,9 @@
 'use strict';
-const { limits } = require('./constants');
 // `ConcurrencyLimit`: resilience-core's bulkhead. `tryAcquire` and the fast
 // path of `acquire`/`run` are one synchronous crossing; only a caller that
 // has to queue waits on the addon's tokio runtime (never blocking the event
 // loop).
+const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
 const { overloaded, abortError, typeError } = require('./errors');

@@ -1,11 +1,11 @@
 'use strict';
-const { limits } = require('./constants');
 // `retry(fn, options)` and `RetryPolicy`: the loop runs here, in JS, and
 // awaits the user's function; every decision (deposit, may I retry, how long
 // to wait, the Retry-After cap, the deadline check) is the Rust
 // RetryPolicy's, asked through synchronous calls. A first attempt that
 // succeeds crosses into Rust once (`retryOk`); the first failure creates a
 // native run that decides each further step.
+const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
 const { codes, codedError, abortError, isAbortError } = require('./errors');

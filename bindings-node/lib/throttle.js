@@ -1,6 +1,6 @@
 'use strict';
-const { limits } = require('./constants');
 // `AdaptiveThrottle`: client-side adaptive throttling (Google SRE book).
+const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
 const { throttled } = require('./errors');

@@ -76,6 +76,13 @@ step "Node bindings: npm ci, build the addon, node --test, tsc --noEmit, packed 
   npm run --silent test:package
 )
 
+step "Node examples: npm ci, a short undici + autocannon outage run"
+(
+  cd examples/node
+  npm ci --no-audit --no-fund --loglevel=error
+  npm test
+)
+
 # A crate-specific cfg: `--cfg loom` would also switch tokio into its own
 # loom mode, which drops tokio::net and breaks the HTTP dev-dependencies.
 step "loom model checks (resilience-core)"

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::{Counter, Gauge};
 use crate::sync::{Arc, Mutex};
 
 use super::aimd::{Aimd, AimdConfig};
@@ -201,12 +203,71 @@ struct AdaptiveInner {
     limit: ConcurrencyLimit,
     algorithm: Mutex<Algorithm>,
     clock: SharedClock,
+    name: InstanceName,
+    obs: AdaptiveObs,
+}
+
+/// The metric handles of an adaptive limit (its concurrency limit records
+/// the `breakwater_limit_*` series under the same name).
+#[derive(Debug)]
+struct AdaptiveObs {
+    current: Gauge,
+    successes: Counter,
+    dropped: Counter,
+}
+
+impl AdaptiveObs {
+    fn register(name: &InstanceName, current: usize) -> Self {
+        const SAMPLES: &str = "breakwater_adaptive_limit_samples_total";
+        let obs = AdaptiveObs {
+            current: Gauge::register("breakwater_adaptive_limit_current", name, &[]),
+            successes: Counter::register(SAMPLES, name, &[("outcome", "success")]),
+            dropped: Counter::register(SAMPLES, name, &[("outcome", "dropped")]),
+        };
+        obs.current.set(current as f64);
+        obs
+    }
 }
 
 impl AdaptiveLimit {
     /// An adaptive limit on the system clock.
     pub fn new(config: AdaptiveLimitConfig) -> Result<Self, ConfigError> {
         Self::with_clock(config, SharedClock::system())
+    }
+
+    /// An adaptive limit built from a [`Named`] configuration, on `clock`.
+    pub fn from_named(
+        config: Named<AdaptiveLimitConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        Ok(Self::with_clock(config.config, clock)?.named(name))
+    }
+
+    /// Names the limit (and its underlying [`ConcurrencyLimit`]): the `name`
+    /// field of its tracing events and the `name` label of its metrics. Call
+    /// it right after construction, before cloning: a limit that already has
+    /// clones keeps its name (and logs a warning).
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => {
+                inner.limit.rename(name.clone());
+                inner.obs = AdaptiveObs::register(&name, inner.limit.max_concurrent());
+                inner.name = name;
+            }
+            None => tracing::warn!(
+                name = %self.inner.name,
+                new_name = %name,
+                "AdaptiveLimit::named on a limit that has clones: the name is unchanged; name it before cloning"
+            ),
+        }
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.inner.name
     }
 
     /// An adaptive limit measuring latency (and queue timeouts) on `clock`.
@@ -218,8 +279,11 @@ impl AdaptiveLimit {
             LimitAlgorithm::Aimd(c) => Algorithm::Aimd(Aimd::new(c)),
             LimitAlgorithm::Gradient2(c) => Algorithm::Gradient2(Gradient2::new(c)),
         };
+        let name = InstanceName::unnamed();
         Ok(AdaptiveLimit {
             inner: Arc::new(AdaptiveInner {
+                obs: AdaptiveObs::register(&name, limit.max_concurrent()),
+                name,
                 limit,
                 algorithm: Mutex::new(algorithm),
                 clock,
@@ -309,6 +373,7 @@ impl AdaptiveLimit {
 impl fmt::Debug for AdaptiveLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdaptiveLimit")
+            .field("name", &self.inner.name)
             .field("limit", &self.inner.limit)
             .finish_non_exhaustive()
     }
@@ -316,6 +381,11 @@ impl fmt::Debug for AdaptiveLimit {
 
 impl AdaptiveInner {
     fn record(&self, sample: Sample) {
+        if sample.dropped {
+            self.obs.dropped.inc();
+        } else {
+            self.obs.successes.inc();
+        }
         let mut algorithm = self
             .algorithm
             .lock()
@@ -327,8 +397,9 @@ impl AdaptiveInner {
             && let Err(error) = self.limit.set_max_concurrent(new)
         {
             // Unreachable with a validated config: limits stay in min..=max.
-            tracing::warn!(%error, new, "adaptive limit computed an invalid limit");
+            tracing::warn!(name = %self.name, %error, new, "adaptive limit computed an invalid limit");
         }
+        self.obs.current.set(self.limit.max_concurrent() as f64);
     }
 }
 

@@ -73,6 +73,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::{Counter, Gauge};
 use crate::sync::Mutex;
 
 /// Most buckets a throttle may keep.
@@ -184,11 +186,38 @@ pub struct AdaptiveThrottle {
     origin: Instant,
     bucket_nanos: u64,
     state: Mutex<State>,
+    name: InstanceName,
+    obs: ThrottleObs,
+}
+
+/// The metric handles of a throttle.
+#[derive(Debug)]
+struct ThrottleObs {
+    probability: Gauge,
+    allowed: Counter,
+    throttled: Counter,
+    accepted: Counter,
+    rejected: Counter,
+}
+
+impl ThrottleObs {
+    fn register(name: &InstanceName) -> Self {
+        const REQUESTS: &str = "breakwater_throttle_requests_total";
+        const BACKEND: &str = "breakwater_throttle_backend_responses_total";
+        ThrottleObs {
+            probability: Gauge::register("breakwater_throttle_reject_probability", name, &[]),
+            allowed: Counter::register(REQUESTS, name, &[("decision", "allowed")]),
+            throttled: Counter::register(REQUESTS, name, &[("decision", "throttled")]),
+            accepted: Counter::register(BACKEND, name, &[("result", "accepted")]),
+            rejected: Counter::register(BACKEND, name, &[("result", "rejected")]),
+        }
+    }
 }
 
 impl fmt::Debug for AdaptiveThrottle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdaptiveThrottle")
+            .field("name", &self.name)
             .field("config", &self.config)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
@@ -199,6 +228,30 @@ impl AdaptiveThrottle {
     /// A throttle on the system clock with a randomly seeded RNG.
     pub fn new(config: AdaptiveThrottleConfig) -> Result<Self, ConfigError> {
         Self::build(config, SharedClock::system(), fastrand::Rng::new())
+    }
+
+    /// A throttle built from a [`Named`] configuration, on `clock`, with a
+    /// randomly seeded RNG.
+    pub fn from_named(
+        config: Named<AdaptiveThrottleConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        Ok(Self::with_clock(config.config, clock)?.named(name))
+    }
+
+    /// Names the throttle: the `name` field of its tracing events and the
+    /// `name` label of its metrics. Call it right after construction.
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.obs = ThrottleObs::register(&name);
+        self.name = name;
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.name
     }
 
     /// A throttle on the given clock with a randomly seeded RNG.
@@ -234,6 +287,8 @@ impl AdaptiveThrottle {
             bucket_nanos,
             state: Mutex::new(State { buckets, rng }),
             config,
+            obs: ThrottleObs::register(&InstanceName::unnamed()),
+            name: InstanceName::unnamed(),
         })
     }
 
@@ -258,8 +313,11 @@ impl AdaptiveThrottle {
             bucket.requests = bucket.requests.saturating_add(1);
         }
         drop(state);
+        self.obs.probability.set(probability);
         if draw < probability {
+            self.obs.throttled.inc();
             tracing::debug!(
+                name = %self.name,
                 probability,
                 requests = window.requests,
                 accepts = window.accepts,
@@ -268,6 +326,7 @@ impl AdaptiveThrottle {
             );
             Err(Throttled { probability })
         } else {
+            self.obs.allowed.inc();
             Ok(())
         }
     }
@@ -286,13 +345,16 @@ impl AdaptiveThrottle {
         if let Some(bucket) = bucket_mut(&mut state.buckets, now) {
             bucket.accepts = bucket.accepts.saturating_add(1);
         }
+        drop(state);
+        self.obs.accepted.inc();
     }
 
     /// The backend rejected a request (overloaded, throttled, timed out).
     /// The request was already counted by [`AdaptiveThrottle::try_acquire`];
     /// this records the outcome for tracing only.
     pub fn record_rejected_by_backend(&self) {
-        tracing::trace!("request rejected by backend");
+        self.obs.rejected.inc();
+        tracing::trace!(name = %self.name, "request rejected by backend");
     }
 
     /// The rejection probability the next request would face.

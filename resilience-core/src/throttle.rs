@@ -227,7 +227,12 @@ impl fmt::Debug for AdaptiveThrottle {
 impl AdaptiveThrottle {
     /// A throttle on the system clock with a randomly seeded RNG.
     pub fn new(config: AdaptiveThrottleConfig) -> Result<Self, ConfigError> {
-        Self::build(config, SharedClock::system(), fastrand::Rng::new())
+        Self::build(
+            config,
+            SharedClock::system(),
+            fastrand::Rng::new(),
+            InstanceName::unnamed(),
+        )
     }
 
     /// A throttle built from a [`Named`] configuration, on `clock`, with a
@@ -237,7 +242,12 @@ impl AdaptiveThrottle {
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
         let name = config.instance_name()?;
-        Ok(Self::with_clock(config.config, clock)?.named(name))
+        Self::build(
+            config.config,
+            clock.into_shared(),
+            fastrand::Rng::new(),
+            name,
+        )
     }
 
     /// Names the throttle: the `name` field of its tracing events and the
@@ -259,7 +269,12 @@ impl AdaptiveThrottle {
         config: AdaptiveThrottleConfig,
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
-        Self::build(config, clock.into_shared(), fastrand::Rng::new())
+        Self::build(
+            config,
+            clock.into_shared(),
+            fastrand::Rng::new(),
+            InstanceName::unnamed(),
+        )
     }
 
     /// A throttle on the given clock whose random draws are reproducible
@@ -269,13 +284,19 @@ impl AdaptiveThrottle {
         clock: impl Clock,
         seed: u64,
     ) -> Result<Self, ConfigError> {
-        Self::build(config, clock.into_shared(), fastrand::Rng::with_seed(seed))
+        Self::build(
+            config,
+            clock.into_shared(),
+            fastrand::Rng::with_seed(seed),
+            InstanceName::unnamed(),
+        )
     }
 
     fn build(
         config: AdaptiveThrottleConfig,
         clock: SharedClock,
         rng: fastrand::Rng,
+        name: InstanceName,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let window_nanos = u64::try_from(config.window.as_nanos()).unwrap_or(u64::MAX);
@@ -287,8 +308,8 @@ impl AdaptiveThrottle {
             bucket_nanos,
             state: Mutex::new(State { buckets, rng }),
             config,
-            obs: ThrottleObs::register(&InstanceName::unnamed()),
-            name: InstanceName::unnamed(),
+            obs: ThrottleObs::register(&name),
+            name,
         })
     }
 

@@ -29,7 +29,9 @@ use resilience_core::rate::{
 };
 use resilience_core::restart::{RestartBackoff, RestartBackoffConfig};
 use resilience_core::retry::{ErrorClass, RetryConfig, RetryPolicy};
-use resilience_core::signal::{EventAggregator, EventAggregatorConfig, Hysteresis, HysteresisConfig};
+use resilience_core::signal::{
+    EventAggregator, EventAggregatorConfig, Hysteresis, HysteresisConfig,
+};
 use resilience_core::throttle::{AdaptiveThrottle, AdaptiveThrottleConfig};
 use resilience_core::{InstanceName, Named};
 
@@ -51,7 +53,10 @@ fn documented() -> BTreeMap<String, (String, BTreeSet<String>)> {
             .map(|l| l.trim().trim_matches('`').to_owned())
             .filter(|l| !l.is_empty())
             .collect();
-        assert!(labels.contains("name"), "{name}: every series has a name label");
+        assert!(
+            labels.contains("name"),
+            "{name}: every series has a name label"
+        );
         let labels = labels.into_iter().filter(|l| l != "name").collect();
         let previous = table.insert(name.clone(), (cells[1].to_owned(), labels));
         assert!(previous.is_none(), "{name} is in the table twice");
@@ -183,8 +188,8 @@ fn build(clock: &ManualClock) -> Instances {
         per: Duration::from_secs(1),
         burst: 1,
     };
-    let rate = RateLimiter::from_named(Named::new("rate", rate_config.clone()), clock.clone())
-        .unwrap();
+    let rate =
+        RateLimiter::from_named(Named::new("rate", rate_config.clone()), clock.clone()).unwrap();
     let keyed_rate = KeyedRateLimiter::from_named(
         Named::new(
             "keyed-rate",
@@ -276,23 +281,41 @@ fn drive(clock: &ManualClock, m: &mut Instances) {
     // (backoff sleeps and timeouts complete at once on an auto-advancing
     // clock).
     clock.set_auto_advance(true);
-    let ok = run(m.policy.run_classified(|_: &()| ErrorClass::Transient, |_| async { Ok::<_, ()>(1) }));
+    let ok = run(m
+        .policy
+        .run_classified(|_: &()| ErrorClass::Transient, |_| async { Ok::<_, ()>(1) }));
     assert_eq!(ok.unwrap(), 1);
-    let permanent = run(m.policy.run_classified(|_: &()| ErrorClass::Permanent, |_| async { Err::<(), _>(()) }));
+    let permanent = run(m.policy.run_classified(
+        |_: &()| ErrorClass::Permanent,
+        |_| async { Err::<(), _>(()) },
+    ));
     assert!(permanent.is_err());
     // Each run deposits half a token: enough by now for one retry, then
     // the attempts are exhausted.
-    let exhausted = run(m.policy.run_classified(|_: &()| ErrorClass::Transient, |_| async { Err::<(), _>(()) }));
+    let exhausted = run(m.policy.run_classified(
+        |_: &()| ErrorClass::Transient,
+        |_| async { Err::<(), _>(()) },
+    ));
     assert!(exhausted.is_err());
     // No token left: the budget denies the retry.
     while m.budget.try_withdraw() {}
-    let denied = run(m.policy.run_classified(|_: &()| ErrorClass::Transient, |_| async { Err::<(), _>(()) }));
+    let denied = run(m.policy.run_classified(
+        |_: &()| ErrorClass::Transient,
+        |_| async { Err::<(), _>(()) },
+    ));
     assert!(denied.is_err());
     // An attempt that never answers times out (per-attempt timeout).
-    let timed_out = run(m.policy.run_classified(|_: &()| ErrorClass::Transient, |_| std::future::pending::<Result<(), ()>>()));
+    let timed_out = run(m.policy.run_classified(
+        |_: &()| ErrorClass::Transient,
+        |_| std::future::pending::<Result<(), ()>>(),
+    ));
     assert!(timed_out.is_err());
     let deadline = resilience_core::deadline::Deadline::after(clock.clone(), Duration::ZERO);
-    let stopped = run(m.policy.run_classified_with_deadline(&deadline, |_: &()| ErrorClass::Transient, |_| async { Err::<(), _>(()) }));
+    let stopped = run(m.policy.run_classified_with_deadline(
+        &deadline,
+        |_: &()| ErrorClass::Transient,
+        |_| async { Err::<(), _>(()) },
+    ));
     assert!(stopped.is_err());
     assert!(m.policy.stats().deadline_stops >= 1);
     clock.set_auto_advance(false);
@@ -424,17 +447,24 @@ fn every_metric_is_in_the_table_and_every_decision_counts() {
             // Registered by a constructor before `named` renamed it.
             continue;
         }
-        assert!(names.contains(&instance.as_str()), "{metric}: unexpected name {instance:?}");
+        assert!(
+            names.contains(&instance.as_str()),
+            "{metric}: unexpected name {instance:?}"
+        );
         instances_seen.insert(instance.clone());
         if let DebugValue::Counter(count) = value {
             let series = format!(
                 "{metric}{:?}",
-                key.labels().filter(|l| l.key() != "name").collect::<Vec<_>>()
+                key.labels()
+                    .filter(|l| l.key() != "name")
+                    .collect::<Vec<_>>()
             );
             let max = counters.entry(series).or_default();
             *max = (*max).max(count);
         }
-        let entry = seen.entry(metric.clone()).or_insert_with(|| (kind.to_owned(), BTreeSet::new()));
+        let entry = seen
+            .entry(metric.clone())
+            .or_insert_with(|| (kind.to_owned(), BTreeSet::new()));
         assert_eq!(entry.0, kind, "{metric} recorded as two kinds");
         entry.1.extend(labels);
     }
@@ -450,7 +480,10 @@ fn every_metric_is_in_the_table_and_every_decision_counts() {
         assert_eq!(labels, doc_labels, "{metric}: labels in docs/metrics.md");
     }
     let expected: BTreeSet<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    assert_eq!(instances_seen, expected, "every instance records under its name");
+    assert_eq!(
+        instances_seen, expected,
+        "every instance records under its name"
+    );
     let zero_counters: Vec<&String> = counters
         .iter()
         .filter(|(_, count)| **count == 0)

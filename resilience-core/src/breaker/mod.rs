@@ -311,9 +311,14 @@ impl CircuitBreaker {
     /// assert_eq!(breaker.name().as_str(), "users-db");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn from_named(config: Named<BreakerConfig>, clock: impl Clock) -> Result<Self, ConfigError> {
+    pub fn from_named(
+        config: Named<BreakerConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
         let name = config.instance_name()?;
-        Ok(Self::with_clock(config.config, clock)?.named(name))
+        let config = config.config;
+        let open_wait = Backoff::new(config.open_wait.clone()).map_err(|e| e.nested("open_wait"));
+        Self::build(config, clock.into_shared(), open_wait, name)
     }
 
     /// Names the breaker: the `name` field of its tracing events and the
@@ -324,7 +329,8 @@ impl CircuitBreaker {
     pub fn named(mut self, name: InstanceName) -> Self {
         match Arc::get_mut(&mut self.inner) {
             Some(inner) => {
-                let state = BreakerState::from_bits(inner.word.load(Ordering::Acquire) & STATE_MASK);
+                let state =
+                    BreakerState::from_bits(inner.word.load(Ordering::Acquire) & STATE_MASK);
                 inner.obs = BreakerObs::register(&name, state);
                 inner.name = name;
             }
@@ -346,7 +352,12 @@ impl CircuitBreaker {
     /// in tests and simulations).
     pub fn with_clock(config: BreakerConfig, clock: impl Clock) -> Result<Self, ConfigError> {
         let open_wait = Backoff::new(config.open_wait.clone()).map_err(|e| e.nested("open_wait"));
-        Self::build(config, clock.into_shared(), open_wait)
+        Self::build(
+            config,
+            clock.into_shared(),
+            open_wait,
+            InstanceName::unnamed(),
+        )
     }
 
     /// Like [`CircuitBreaker::with_clock`], with the open-wait jitter drawn
@@ -358,13 +369,19 @@ impl CircuitBreaker {
     ) -> Result<Self, ConfigError> {
         let open_wait =
             Backoff::with_seed(config.open_wait.clone(), seed).map_err(|e| e.nested("open_wait"));
-        Self::build(config, clock.into_shared(), open_wait)
+        Self::build(
+            config,
+            clock.into_shared(),
+            open_wait,
+            InstanceName::unnamed(),
+        )
     }
 
     fn build(
         config: BreakerConfig,
         clock: SharedClock,
         open_wait: Result<Backoff, ConfigError>,
+        name: InstanceName,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let open_wait = open_wait?;
@@ -390,8 +407,8 @@ impl CircuitBreaker {
                     probe_successes: 0,
                     counters: Counters::default(),
                 }),
-                name: InstanceName::unnamed(),
-                obs: BreakerObs::register(&InstanceName::unnamed(), BreakerState::Closed),
+                obs: BreakerObs::register(&name, BreakerState::Closed),
+                name,
             }),
         })
     }

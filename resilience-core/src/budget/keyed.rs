@@ -179,7 +179,7 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
         let name = config.instance_name()?;
-        Ok(Self::with_clock(config.config, clock)?.named(name))
+        Self::build(config.config, clock, name)
     }
 
     /// Names the keyed budget: the `name` field of its tracing events and
@@ -189,9 +189,10 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
     #[must_use]
     pub fn named(mut self, name: InstanceName) -> Self {
         self.metrics = KeyedMetrics::register(&name);
-        let overflow = RetryBudget::with_clock(self.config.budget.clone(), self.clock.clone());
+        let overflow =
+            RetryBudget::build(self.config.budget.clone(), self.clock.clone(), name.clone());
         if let Ok(overflow) = overflow {
-            self.overflow = Arc::new(overflow.named(name.clone()));
+            self.overflow = Arc::new(overflow);
         }
         self.name = name;
         self
@@ -207,10 +208,18 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
         config: KeyedRetryBudgetConfig,
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
+        Self::build(config, clock, InstanceName::unnamed())
+    }
+
+    fn build(
+        config: KeyedRetryBudgetConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let clock = clock.into_shared();
         let overflow = Arc::new(
-            RetryBudget::with_clock(config.budget.clone(), clock.clone())
+            RetryBudget::build(config.budget.clone(), clock.clone(), name.clone())
                 .map_err(|e| e.nested("budget"))?,
         );
         Ok(KeyedRetryBudget {
@@ -222,8 +231,8 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
             evictions: AtomicU64::new(0),
             overflowed: AtomicU64::new(0),
             config,
-            name: InstanceName::unnamed(),
-            metrics: KeyedMetrics::register(&InstanceName::unnamed()),
+            metrics: KeyedMetrics::register(&name),
+            name,
         })
     }
 
@@ -261,11 +270,14 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
         }
         // The config was validated in the constructor, so this cannot fail;
         // if it ever did, sharing the overflow budget is the safe answer.
-        let Ok(budget) = RetryBudget::with_clock(self.config.budget.clone(), self.clock.clone())
-        else {
+        let Ok(budget) = RetryBudget::build(
+            self.config.budget.clone(),
+            self.clock.clone(),
+            self.name.clone(),
+        ) else {
             return Arc::clone(&self.overflow);
         };
-        let budget = Arc::new(budget.named(self.name.clone()));
+        let budget = Arc::new(budget);
         map.insert(
             key.clone(),
             Entry {

@@ -208,9 +208,12 @@ impl RetryBudget {
     /// assert_eq!(budget.name().as_str(), "payments");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn from_named(config: Named<RetryBudgetConfig>, clock: impl Clock) -> Result<Self, ConfigError> {
+    pub fn from_named(
+        config: Named<RetryBudgetConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
         let name = config.instance_name()?;
-        Ok(Self::with_clock(config.config, clock)?.named(name))
+        Self::build(config.config, clock, name)
     }
 
     /// Names the budget: the `name` field of its tracing events and the
@@ -231,6 +234,15 @@ impl RetryBudget {
     /// A budget on the given clock (a [`ManualClock`](crate::clock::ManualClock)
     /// in tests and simulations).
     pub fn with_clock(config: RetryBudgetConfig, clock: impl Clock) -> Result<Self, ConfigError> {
+        Self::build(config, clock, InstanceName::unnamed())
+    }
+
+    /// A budget with its name (registered once).
+    pub(crate) fn build(
+        config: RetryBudgetConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let clock = clock.into_shared();
         let ttl_nanos = u64::try_from(config.ttl.as_nanos()).unwrap_or(u64::MAX);
@@ -279,8 +291,8 @@ impl RetryBudget {
                 total_deposits: 0,
                 total_granted: 0,
             }),
-            name: InstanceName::unnamed(),
-            metrics: BudgetMetrics::register(&InstanceName::unnamed()),
+            metrics: BudgetMetrics::register(&name),
+            name,
         })
     }
 

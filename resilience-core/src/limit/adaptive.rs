@@ -241,7 +241,7 @@ impl AdaptiveLimit {
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
         let name = config.instance_name()?;
-        Ok(Self::with_clock(config.config, clock)?.named(name))
+        Self::build(config.config, clock, name)
     }
 
     /// Names the limit (and its underlying [`ConcurrencyLimit`]): the `name`
@@ -272,14 +272,21 @@ impl AdaptiveLimit {
 
     /// An adaptive limit measuring latency (and queue timeouts) on `clock`.
     pub fn with_clock(config: AdaptiveLimitConfig, clock: impl Clock) -> Result<Self, ConfigError> {
+        Self::build(config, clock, InstanceName::unnamed())
+    }
+
+    fn build(
+        config: AdaptiveLimitConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let clock = clock.into_shared();
-        let limit = ConcurrencyLimit::with_clock(config.limit_config(), clock.clone())?;
+        let limit = ConcurrencyLimit::build(config.limit_config(), clock.clone(), name.clone())?;
         let algorithm = match config.algorithm {
             LimitAlgorithm::Aimd(c) => Algorithm::Aimd(Aimd::new(c)),
             LimitAlgorithm::Gradient2(c) => Algorithm::Gradient2(Gradient2::new(c)),
         };
-        let name = InstanceName::unnamed();
         Ok(AdaptiveLimit {
             inner: Arc::new(AdaptiveInner {
                 obs: AdaptiveObs::register(&name, limit.max_concurrent()),

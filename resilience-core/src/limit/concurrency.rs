@@ -56,7 +56,7 @@ impl ConcurrencyLimit {
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
         let name = config.instance_name()?;
-        Ok(Self::with_clock(config.config, clock)?.named(name))
+        Self::build(config.config, clock, name)
     }
 
     /// Names the limit: the `name` field of its tracing events and the
@@ -96,9 +96,17 @@ impl ConcurrencyLimit {
         config: ConcurrencyLimitConfig,
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
+        Self::build(config, clock, InstanceName::unnamed())
+    }
+
+    pub(super) fn build(
+        config: ConcurrencyLimitConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(ConcurrencyLimit {
-            inner: Arc::new(Inner::new(config, clock.into_shared())),
+            inner: Arc::new(Inner::new(config, clock.into_shared(), name)),
         })
     }
 

@@ -152,9 +152,12 @@ impl Waiters {
 
 impl Inner {
     /// The state of a new limit; `config` is validated.
-    pub(super) fn new(config: ConcurrencyLimitConfig, clock: SharedClock) -> Self {
+    pub(super) fn new(
+        config: ConcurrencyLimitConfig,
+        clock: SharedClock,
+        name: InstanceName,
+    ) -> Self {
         let limit = config.max_concurrent as u64;
-        let name = InstanceName::unnamed();
         Inner {
             obs: LimitObs::register(&name, with_limit(0, limit), 0),
             name,

@@ -206,9 +206,12 @@ impl RateLimiter {
     /// assert_eq!(limiter.name().as_str(), "dns-api");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn from_named(config: Named<RateLimiterConfig>, clock: impl Clock) -> Result<Self, ConfigError> {
+    pub fn from_named(
+        config: Named<RateLimiterConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
         let name = config.instance_name()?;
-        Ok(Self::with_clock(config.config, clock)?.named(name))
+        Self::build_named(config.config, clock, name)
     }
 
     /// Names the limiter: the `name` field of its tracing events and the
@@ -227,6 +230,14 @@ impl RateLimiter {
 
     /// A limiter on the given clock, starting with its full burst.
     pub fn with_clock(config: RateLimiterConfig, clock: impl Clock) -> Result<Self, ConfigError> {
+        Self::build_named(config, clock, InstanceName::unnamed())
+    }
+
+    fn build_named(
+        config: RateLimiterConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self, ConfigError> {
         let gcra = Gcra::from_config(&config)?;
         let clock = clock.into_shared();
         Ok(RateLimiter {
@@ -235,8 +246,8 @@ impl RateLimiter {
             gcra,
             config,
             tat: AtomicU64::new(0),
-            obs: RateObs::register(&InstanceName::unnamed()),
-            name: InstanceName::unnamed(),
+            obs: RateObs::register(&name),
+            name,
         })
     }
 

@@ -98,7 +98,7 @@ where
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
         let name = config.instance_name()?;
-        Ok(Self::with_clock(config.config, clock)?.named(name))
+        Self::build_named(config.config, clock, name)
     }
 
     /// Names the limiter: the `name` field of its tracing events and the
@@ -122,6 +122,14 @@ where
         config: KeyedRateLimiterConfig,
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
+        Self::build_named(config, clock, InstanceName::unnamed())
+    }
+
+    fn build_named(
+        config: KeyedRateLimiterConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let gcra = Gcra::from_config(&config.limit).map_err(|e| e.nested("limit"))?;
         let clock = clock.into_shared();
@@ -131,10 +139,10 @@ where
             gcra,
             config,
             keys: Mutex::new(HashMap::new()),
-            obs: RateObs::register(&InstanceName::unnamed()),
-            keys_gauge: Gauge::register(KEYS, &InstanceName::unnamed(), &[]),
-            evictions: Counter::register(EVICTIONS, &InstanceName::unnamed(), &[]),
-            name: InstanceName::unnamed(),
+            obs: RateObs::register(&name),
+            keys_gauge: Gauge::register(KEYS, &name, &[]),
+            evictions: Counter::register(EVICTIONS, &name, &[]),
+            name,
         })
     }
 

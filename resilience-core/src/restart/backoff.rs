@@ -119,7 +119,10 @@ impl RestartBackoff {
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
         let name = config.instance_name()?;
-        Ok(Self::with_clock(config.config, clock)?.named(name))
+        let config = config.config;
+        config.validate()?;
+        let backoff = Backoff::new(config.backoff_config())?;
+        Ok(Self::build(config, clock, backoff, name))
     }
 
     /// Names the backoff: the `name` field of its tracing events (and of
@@ -144,7 +147,7 @@ impl RestartBackoff {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let backoff = Backoff::new(config.backoff_config())?;
-        Ok(Self::build(config, clock, backoff))
+        Ok(Self::build(config, clock, backoff, InstanceName::unnamed()))
     }
 
     /// A restart backoff whose jitter is reproducible from `seed`.
@@ -155,18 +158,23 @@ impl RestartBackoff {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let backoff = Backoff::with_seed(config.backoff_config(), seed)?;
-        Ok(Self::build(config, clock, backoff))
+        Ok(Self::build(config, clock, backoff, InstanceName::unnamed()))
     }
 
-    fn build(config: RestartBackoffConfig, clock: impl Clock, backoff: Backoff) -> Self {
+    fn build(
+        config: RestartBackoffConfig,
+        clock: impl Clock,
+        backoff: Backoff,
+        name: InstanceName,
+    ) -> Self {
         RestartBackoff {
             config,
             clock: clock.into_shared(),
             backoff,
             started_at: None,
             crashes: 0,
-            obs: RestartObs::register(&InstanceName::unnamed()),
-            name: InstanceName::unnamed(),
+            obs: RestartObs::register(&name),
+            name,
         }
     }
 

@@ -80,6 +80,10 @@ impl RetryPolicy {
     /// A policy on the [`SystemClock`](crate::clock::SystemClock), without a
     /// budget, with randomly seeded jitter. Errors name the invalid field.
     pub fn new(config: RetryConfig) -> Result<Self, ConfigError> {
+        Self::build(config, InstanceName::unnamed())
+    }
+
+    fn build(config: RetryConfig, name: InstanceName) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(RetryPolicy {
             config,
@@ -87,7 +91,7 @@ impl RetryPolicy {
             budget: None,
             seed: None,
             counters: Arc::new(Counters::default()),
-            obs: Arc::new(RetryObs::register(InstanceName::unnamed())),
+            obs: Arc::new(RetryObs::register(name)),
         })
     }
 
@@ -106,7 +110,7 @@ impl RetryPolicy {
     /// ```
     pub fn from_named(config: Named<RetryConfig>) -> Result<Self, ConfigError> {
         let name = config.instance_name()?;
-        Ok(Self::new(config.config)?.named(name))
+        Self::build(config.config, name)
     }
 
     /// Names the policy: the `name` field of its tracing events and of its

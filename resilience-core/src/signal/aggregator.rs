@@ -196,7 +196,7 @@ where
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
         let name = config.instance_name()?;
-        Ok(Self::with_clock(config.config, clock)?.named(name))
+        Self::build_named(config.config, clock, name)
     }
 
     /// Names the aggregator: the `name` field of its tracing events and the
@@ -218,6 +218,14 @@ where
         config: EventAggregatorConfig,
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
+        Self::build_named(config, clock, InstanceName::unnamed())
+    }
+
+    fn build_named(
+        config: EventAggregatorConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(EventAggregator {
             config,
@@ -225,8 +233,8 @@ where
             entries: HashMap::new(),
             ready: Vec::new(),
             evicted: EvictionSummary::default(),
-            obs: AggregatorObs::register(&InstanceName::unnamed()),
-            name: InstanceName::unnamed(),
+            obs: AggregatorObs::register(&name),
+            name,
         })
     }
 

@@ -149,14 +149,18 @@ impl SignalObs {
 impl Hysteresis {
     /// A signal that starts in the cleared state.
     pub fn new(config: HysteresisConfig) -> Result<Self, ConfigError> {
+        Self::build(config, InstanceName::unnamed())
+    }
+
+    fn build(config: HysteresisConfig, name: InstanceName) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Hysteresis {
             config,
             firing: false,
             streak: 0,
             ignored: 0,
-            obs: SignalObs::register(&InstanceName::unnamed(), false),
-            name: InstanceName::unnamed(),
+            obs: SignalObs::register(&name, false),
+            name,
         })
     }
 
@@ -174,7 +178,7 @@ impl Hysteresis {
     /// ```
     pub fn from_named(config: Named<HysteresisConfig>) -> Result<Self, ConfigError> {
         let name = config.instance_name()?;
-        Ok(Self::new(config.config)?.named(name))
+        Self::build(config.config, name)
     }
 
     /// Names the signal: the `name` field of its tracing events and the

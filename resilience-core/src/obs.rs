@@ -7,6 +7,9 @@
 //! lookup, no lock). Without the `metrics` feature the handles below are
 //! empty structs whose methods compile to nothing.
 
+// Without the feature, the methods below have nothing to do with `self`.
+#![cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
+
 use std::fmt;
 
 use crate::name::InstanceName;

@@ -4,7 +4,13 @@
 //! every decision: adding, renaming or dropping a metric without the table
 //! (or a decision that no longer counts) fails here.
 #![cfg(feature = "metrics")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::too_many_lines
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -281,39 +287,40 @@ fn drive(clock: &ManualClock, m: &mut Instances) {
     // (backoff sleeps and timeouts complete at once on an auto-advancing
     // clock).
     clock.set_auto_advance(true);
-    let ok = run(m
-        .policy
-        .run_classified(|_: &()| ErrorClass::Transient, |_| async { Ok::<_, ()>(1) }));
+    let ok = run(m.policy.run_classified(
+        |(): &()| ErrorClass::Transient,
+        |_| async { Ok::<_, ()>(1) },
+    ));
     assert_eq!(ok.unwrap(), 1);
     let permanent = run(m.policy.run_classified(
-        |_: &()| ErrorClass::Permanent,
+        |(): &()| ErrorClass::Permanent,
         |_| async { Err::<(), _>(()) },
     ));
     assert!(permanent.is_err());
     // Each run deposits half a token: enough by now for one retry, then
     // the attempts are exhausted.
     let exhausted = run(m.policy.run_classified(
-        |_: &()| ErrorClass::Transient,
+        |(): &()| ErrorClass::Transient,
         |_| async { Err::<(), _>(()) },
     ));
     assert!(exhausted.is_err());
     // No token left: the budget denies the retry.
     while m.budget.try_withdraw() {}
     let denied = run(m.policy.run_classified(
-        |_: &()| ErrorClass::Transient,
+        |(): &()| ErrorClass::Transient,
         |_| async { Err::<(), _>(()) },
     ));
     assert!(denied.is_err());
     // An attempt that never answers times out (per-attempt timeout).
     let timed_out = run(m.policy.run_classified(
-        |_: &()| ErrorClass::Transient,
+        |(): &()| ErrorClass::Transient,
         |_| std::future::pending::<Result<(), ()>>(),
     ));
     assert!(timed_out.is_err());
     let deadline = resilience_core::deadline::Deadline::after(clock.clone(), Duration::ZERO);
     let stopped = run(m.policy.run_classified_with_deadline(
         &deadline,
-        |_: &()| ErrorClass::Transient,
+        |(): &()| ErrorClass::Transient,
         |_| async { Err::<(), _>(()) },
     ));
     assert!(stopped.is_err());
@@ -433,11 +440,10 @@ fn every_metric_is_in_the_table_and_every_decision_counts() {
         };
         let key = key.key();
         let metric = key.name().to_owned();
-        let instance = key
-            .labels()
-            .find(|l| l.key() == "name")
-            .map(|l| l.value().to_owned())
-            .unwrap_or_else(|| panic!("{metric} has no name label"));
+        let instance = key.labels().find(|l| l.key() == "name").map_or_else(
+            || panic!("{metric} has no name label"),
+            |l| l.value().to_owned(),
+        );
         let labels: BTreeSet<String> = key
             .labels()
             .map(|l| l.key().to_owned())

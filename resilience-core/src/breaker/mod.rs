@@ -327,18 +327,16 @@ impl CircuitBreaker {
     /// (and logs a warning), since the clones share it.
     #[must_use]
     pub fn named(mut self, name: InstanceName) -> Self {
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => {
-                let state =
-                    BreakerState::from_bits(inner.word.load(Ordering::Acquire) & STATE_MASK);
-                inner.obs = BreakerObs::register(&name, state);
-                inner.name = name;
-            }
-            None => tracing::warn!(
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            let state = BreakerState::from_bits(inner.word.load(Ordering::Acquire) & STATE_MASK);
+            inner.obs = BreakerObs::register(&name, state);
+            inner.name = name;
+        } else {
+            tracing::warn!(
                 name = %self.inner.name,
                 new_name = %name,
                 "CircuitBreaker::named on a breaker that has clones: the name is unchanged; name it before cloning"
-            ),
+            );
         }
         self
     }

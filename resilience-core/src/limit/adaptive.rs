@@ -250,17 +250,16 @@ impl AdaptiveLimit {
     /// clones keeps its name (and logs a warning).
     #[must_use]
     pub fn named(mut self, name: InstanceName) -> Self {
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => {
-                inner.limit.rename(name.clone());
-                inner.obs = AdaptiveObs::register(&name, inner.limit.max_concurrent());
-                inner.name = name;
-            }
-            None => tracing::warn!(
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.limit.rename(name.clone());
+            inner.obs = AdaptiveObs::register(&name, inner.limit.max_concurrent());
+            inner.name = name;
+        } else {
+            tracing::warn!(
                 name = %self.inner.name,
                 new_name = %name,
                 "AdaptiveLimit::named on a limit that has clones: the name is unchanged; name it before cloning"
-            ),
+            );
         }
         self
     }

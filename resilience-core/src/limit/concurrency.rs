@@ -71,18 +71,16 @@ impl ConcurrencyLimit {
 
     /// [`Self::named`] in place.
     pub(super) fn rename(&mut self, name: InstanceName) {
-        match Arc::get_mut(&mut self.inner) {
-            Some(inner) => {
-                let queued = inner.queued.load(Relaxed);
-                inner.obs =
-                    super::state::LimitObs::register(&name, inner.state.load(Acquire), queued);
-                inner.name = name;
-            }
-            None => tracing::warn!(
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            let queued = inner.queued.load(Relaxed);
+            inner.obs = super::state::LimitObs::register(&name, inner.state.load(Acquire), queued);
+            inner.name = name;
+        } else {
+            tracing::warn!(
                 name = %self.inner.name,
                 new_name = %name,
                 "ConcurrencyLimit::named on a limit that has clones: the name is unchanged; name it before cloning"
-            ),
+            );
         }
     }
 

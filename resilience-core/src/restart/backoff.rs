@@ -126,8 +126,8 @@ impl RestartBackoff {
     }
 
     /// Names the backoff: the `name` field of its tracing events (and of
-    /// its [`Supervisor`](super::Supervisor)'s) and the `name` label of its
-    /// metrics. Call it right after construction.
+    /// those of [`supervise`](super::supervise) with it) and the `name`
+    /// label of its metrics. Call it right after construction.
     #[must_use]
     pub fn named(mut self, name: InstanceName) -> Self {
         self.obs = RestartObs::register(&name);

@@ -13,11 +13,15 @@
 //!       -> hyper client
 //! ```
 //!
-//! and prints what each layer did. Run it with
-//! `cargo run -p resilience-core --example tower_flaky_http --features tower`.
+//! and prints what each layer did. Every mechanism is named `flaky-http` and
+//! records its metrics (feature `metrics`) into a Prometheus recorder that
+//! `main` installs as the global recorder before building them; the server
+//! serves them as Prometheus text on `GET /metrics`. Run it with
+//! `cargo run -p resilience-core --example tower_flaky_http --features tower,metrics`.
 //!
-//! The integration test `tests/tower_http.rs` runs [`run`] with a manual
-//! clock and a small request count.
+//! The integration test `tests/tower_http.rs` runs [`run`] (and
+//! [`run_observed`], with a thread-local recorder, then scrapes `/metrics`)
+//! with a manual clock and a small request count.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,6 +36,8 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use resilience_core::Named;
 use resilience_core::backoff::BackoffConfig;
 use resilience_core::breaker::{BreakerConfig, BreakerOpen, BreakerState, CircuitBreaker, Outcome};
 use resilience_core::budget::{RetryBudget, RetryBudgetConfig};
@@ -128,12 +134,49 @@ pub struct Report {
     pub attempts_rejected: u64,
     /// Breaker transitions, in order.
     pub breaker_transitions: Vec<(BreakerState, BreakerState)>,
+    /// The server's address (it serves `GET /metrics` until the runtime
+    /// ends).
+    pub server_addr: Option<SocketAddr>,
+}
+
+/// The name of every mechanism of the client stack (the `name` label of its
+/// metrics).
+pub const INSTANCE_NAME: &str = "flaky-http";
+
+/// Where the metrics go: `recorder`, if given, is installed thread-locally
+/// while the stack is built (the test's way; `main` installs a global one
+/// instead), and `handle` renders what was recorded on `GET /metrics`.
+#[derive(Default)]
+pub struct Observe<'a> {
+    /// A recorder for the stack's metric handles, when no global one is
+    /// installed.
+    pub recorder: Option<&'a dyn metrics::Recorder>,
+    /// Renders the Prometheus text of `GET /metrics` (404 without).
+    pub handle: Option<PrometheusHandle>,
+}
+
+impl std::fmt::Debug for Observe<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observe")
+            .field("recorder", &self.recorder.is_some())
+            .field("handle", &self.handle.is_some())
+            .finish()
+    }
 }
 
 /// Starts the flaky server on `127.0.0.1:0`; returns its address and its hit
 /// counter. The server task ends with the runtime.
 pub async fn start_flaky_server(
     options: &RunOptions,
+) -> Result<(SocketAddr, Arc<AtomicU64>), BoxError> {
+    start_server(options, None).await
+}
+
+/// [`start_flaky_server`] that also serves `GET /metrics` (Prometheus text
+/// rendered by `metrics`; not counted as a hit).
+pub async fn start_server(
+    options: &RunOptions,
+    metrics: Option<PrometheusHandle>,
 ) -> Result<(SocketAddr, Arc<AtomicU64>), BoxError> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -146,8 +189,15 @@ pub async fn start_flaky_server(
             let counter = counter.clone();
             let options = options.clone();
             let outage_began = outage_began.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
-                let handler = hyper::service::service_fn(move |_request: Request<Incoming>| {
+                let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    if request.uri().path() == "/metrics" {
+                        let response = render_metrics(metrics.as_ref());
+                        return futures::future::Either::Left(async move {
+                            Ok::<_, Infallible>(response)
+                        });
+                    }
                     let n = counter.fetch_add(1, Ordering::SeqCst);
                     let in_outage = n >= options.outage_start
                         && match options.outage_end {
@@ -159,7 +209,9 @@ pub async fn start_flaky_server(
                             }
                         };
                     let options = options.clone();
-                    async move { Ok::<_, Infallible>(respond(n, in_outage, &options).await) }
+                    futures::future::Either::Right(async move {
+                        Ok::<_, Infallible>(respond(n, in_outage, &options).await)
+                    })
                 });
                 // A connection error only ends this connection.
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -169,6 +221,21 @@ pub async fn start_flaky_server(
         }
     });
     Ok((addr, hits))
+}
+
+/// `GET /metrics`: the Prometheus text format, or 404 without a handle.
+fn render_metrics(metrics: Option<&PrometheusHandle>) -> Response<Full<Bytes>> {
+    let Some(handle) = metrics else {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"no metrics\n")));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    };
+    let mut response = Response::new(Full::new(Bytes::from(handle.render())));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 async fn respond(hit: u64, in_outage: bool, options: &RunOptions) -> Response<Full<Bytes>> {
@@ -207,46 +274,60 @@ type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Emp
 /// mechanism on `clock`.
 fn client_stack(clock: &SharedClock, options: &RunOptions) -> Result<Stack, BoxError> {
     // One budget, breaker and limit for the whole client.
-    let budget = Arc::new(RetryBudget::with_clock(
-        RetryBudgetConfig {
-            ttl: Duration::from_secs(10),
-            min_retries_per_sec: 1,
-            retry_ratio: 0.2,
-        },
+    // Built from `Named` configs (as read from a config file with a `name`
+    // key): every series is labelled name="flaky-http".
+    let budget = Arc::new(RetryBudget::from_named(
+        Named::new(
+            INSTANCE_NAME,
+            RetryBudgetConfig {
+                ttl: Duration::from_secs(10),
+                min_retries_per_sec: 1,
+                retry_ratio: 0.2,
+            },
+        ),
         clock.clone(),
     )?);
-    let policy = RetryPolicy::new(RetryConfig {
-        max_attempts: 3,
-        backoff: BackoffConfig {
-            base: Duration::from_millis(20),
-            max: Duration::from_millis(200),
-            ..BackoffConfig::default()
+    let policy = RetryPolicy::from_named(Named::new(
+        INSTANCE_NAME,
+        RetryConfig {
+            max_attempts: 3,
+            backoff: BackoffConfig {
+                base: Duration::from_millis(20),
+                max: Duration::from_millis(200),
+                ..BackoffConfig::default()
+            },
+            max_retry_after: Duration::from_millis(200),
+            overall_timeout: options.request_timeout,
+            ..RetryConfig::default()
         },
-        max_retry_after: Duration::from_millis(200),
-        overall_timeout: options.request_timeout,
-        ..RetryConfig::default()
-    })?
+    ))?
     .with_clock(clock.clone())
     .with_budget(budget)
     .with_seed(7);
-    let breaker = CircuitBreaker::with_clock(
-        BreakerConfig {
-            consecutive_failures: Some(5),
-            open_wait: BackoffConfig {
-                base: Duration::from_millis(300),
-                ..BreakerConfig::default().open_wait
+    let breaker = CircuitBreaker::from_named(
+        Named::new(
+            INSTANCE_NAME,
+            BreakerConfig {
+                consecutive_failures: Some(5),
+                open_wait: BackoffConfig {
+                    base: Duration::from_millis(300),
+                    ..BreakerConfig::default().open_wait
+                },
+                half_open_probes: 2,
+                ..BreakerConfig::default()
             },
-            half_open_probes: 2,
-            ..BreakerConfig::default()
-        },
+        ),
         clock.clone(),
     )?;
-    let limit = ConcurrencyLimit::with_clock(
-        ConcurrencyLimitConfig {
-            max_concurrent: options.max_concurrent,
-            max_queued: 0,
-            ..ConcurrencyLimitConfig::default()
-        },
+    let limit = ConcurrencyLimit::from_named(
+        Named::new(
+            INSTANCE_NAME,
+            ConcurrencyLimitConfig {
+                max_concurrent: options.max_concurrent,
+                max_queued: 0,
+                ..ConcurrencyLimitConfig::default()
+            },
+        ),
         clock.clone(),
     )?;
 
@@ -301,21 +382,40 @@ fn client_stack(clock: &SharedClock, options: &RunOptions) -> Result<Stack, BoxE
 /// Runs the client stack against a fresh flaky server. Every mechanism uses
 /// `clock` (a `SystemClock` in `main`, a `ManualClock` in the test).
 pub async fn run(clock: impl Clock, options: RunOptions) -> Result<Report, BoxError> {
-    let clock = clock.into_shared();
-    let (addr, hits) = start_flaky_server(&options).await?;
+    run_observed(clock, options, Observe::default()).await
+}
 
+/// [`run`] with the metrics of the stack going where `observe` says, served
+/// on the server's `GET /metrics`.
+pub async fn run_observed(
+    clock: impl Clock,
+    options: RunOptions,
+    observe: Observe<'_>,
+) -> Result<Report, BoxError> {
+    let clock = clock.into_shared();
+    let (addr, hits) = start_server(&options, observe.handle).await?;
+
+    // The metric handles are registered as the stack is built: the recorder
+    // must be in place by then.
+    let stack = match observe.recorder {
+        Some(recorder) => {
+            metrics::with_local_recorder(recorder, || client_stack(&clock, &options))?
+        }
+        None => client_stack(&clock, &options)?,
+    };
     let Stack {
         client,
         policy,
         breaker,
         attempts_shed,
         attempts_rejected,
-    } = client_stack(&clock, &options)?;
+    } = stack;
     let mut transitions = breaker.subscribe();
 
     let uri: http::Uri = format!("http://{addr}/").parse()?;
     let mut report = Report {
         requests: options.requests,
+        server_addr: Some(addr),
         ..Report::default()
     };
     let pace = options.pace;
@@ -370,8 +470,26 @@ pub async fn run(clock: impl Clock, options: RunOptions) -> Result<Report, BoxEr
     Ok(report)
 }
 
+/// `GET http://{addr}/metrics`: the Prometheus text.
+pub async fn scrape(addr: SocketAddr) -> Result<String, BoxError> {
+    let http: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let response = http.get(format!("http://{addr}/metrics").parse()?).await?;
+    if response.status() != StatusCode::OK {
+        return Err(format!("GET /metrics answered {}", response.status()).into());
+    }
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8(body.to_vec())?)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    // A binary may install the global recorder (a library never does); it
+    // must be in place before the mechanisms are built.
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .map_err(|_| "another global metrics recorder is already installed")?;
+
     let options = RunOptions::default();
     println!(
         "{} requests, {} at a time (limit {}), against a server failing every {}th request and all from hit {} on for a while ({:?})",
@@ -382,9 +500,13 @@ async fn main() -> Result<(), BoxError> {
         options.outage_start,
         options.outage_end
     );
+    let observe = Observe {
+        recorder: None,
+        handle: Some(handle),
+    };
     let report = tokio::time::timeout(
         Duration::from_secs(60),
-        run(resilience_core::clock::SystemClock, options),
+        run_observed(resilience_core::clock::SystemClock, options, observe),
     )
     .await??;
 
@@ -410,5 +532,14 @@ async fn main() -> Result<(), BoxError> {
         println!("                    {from} -> {to}");
     }
     println!("limit layer:        {} attempts shed", report.attempts_shed);
+    if let Some(addr) = report.server_addr {
+        println!("\nGET http://{addr}/metrics (retry and breaker series):");
+        let text = scrape(addr).await?;
+        for line in text.lines().filter(|line| {
+            line.starts_with("breakwater_retry_") || line.starts_with("breakwater_breaker_")
+        }) {
+            println!("  {line}");
+        }
+    }
     Ok(())
 }

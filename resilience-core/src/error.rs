@@ -54,6 +54,13 @@ impl ConfigError {
     }
 }
 
+impl From<crate::name::InvalidName> for ConfigError {
+    /// An invalid instance name is an invalid `name` field.
+    fn from(error: crate::name::InvalidName) -> Self {
+        ConfigError::new("name", error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,20 @@
 //!   deadline), `BreakerLayer` (a [`breaker::CircuitBreaker`]) and
 //!   `LimitLayer` (a [`limit::ConcurrencyLimit`] that sheds load) — for
 //!   hyper, axum and tonic stacks.
+//! - `metrics`: every mechanism records counters and gauges of its decisions
+//!   through the [`metrics`](https://docs.rs/metrics) facade, labelled with
+//!   its instance name (see `docs/metrics.md` for the table). Handles are
+//!   registered when an instance is built (or renamed with `named`), so
+//!   **install the recorder before building instances**; instances built
+//!   before it record into the no-op recorder. The library never installs a
+//!   recorder. Without the feature no metrics code is compiled.
+//!
+//! # Names
+//!
+//! Every mechanism takes a name with a `named(InstanceName)` builder, or is
+//! built from a [`Named`] configuration with `from_named`. The name is the
+//! `name` field of every tracing event of the instance and the `name` label
+//! of every metric it records (see [`name`]).
 //!
 //! # Example
 //!
@@ -76,6 +90,7 @@ pub mod deadline;
 mod error;
 pub mod limit;
 pub mod name;
+mod obs;
 pub mod rate;
 pub mod restart;
 pub mod retry;

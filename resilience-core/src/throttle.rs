@@ -73,6 +73,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::{Counter, Gauge};
 use crate::sync::Mutex;
 
 /// Most buckets a throttle may keep.
@@ -185,11 +187,38 @@ pub struct AdaptiveThrottle {
     origin: Instant,
     bucket_nanos: u64,
     state: Mutex<State>,
+    name: InstanceName,
+    obs: ThrottleObs,
+}
+
+/// The metric handles of a throttle.
+#[derive(Debug)]
+struct ThrottleObs {
+    probability: Gauge,
+    allowed: Counter,
+    throttled: Counter,
+    accepted: Counter,
+    rejected: Counter,
+}
+
+impl ThrottleObs {
+    fn register(name: &InstanceName) -> Self {
+        const REQUESTS: &str = "breakwater_throttle_requests_total";
+        const BACKEND: &str = "breakwater_throttle_backend_responses_total";
+        ThrottleObs {
+            probability: Gauge::register("breakwater_throttle_reject_probability", name, &[]),
+            allowed: Counter::register(REQUESTS, name, &[("decision", "allowed")]),
+            throttled: Counter::register(REQUESTS, name, &[("decision", "throttled")]),
+            accepted: Counter::register(BACKEND, name, &[("result", "accepted")]),
+            rejected: Counter::register(BACKEND, name, &[("result", "rejected")]),
+        }
+    }
 }
 
 impl fmt::Debug for AdaptiveThrottle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdaptiveThrottle")
+            .field("name", &self.name)
             .field("config", &self.config)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
@@ -199,7 +228,41 @@ impl fmt::Debug for AdaptiveThrottle {
 impl AdaptiveThrottle {
     /// A throttle on the system clock with a randomly seeded RNG.
     pub fn new(config: AdaptiveThrottleConfig) -> Result<Self, ConfigError> {
-        Self::build(config, SharedClock::system(), fastrand::Rng::new())
+        Self::build(
+            config,
+            SharedClock::system(),
+            fastrand::Rng::new(),
+            InstanceName::unnamed(),
+        )
+    }
+
+    /// A throttle built from a [`Named`] configuration, on `clock`, with a
+    /// randomly seeded RNG.
+    pub fn from_named(
+        config: Named<AdaptiveThrottleConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        Self::build(
+            config.config,
+            clock.into_shared(),
+            fastrand::Rng::new(),
+            name,
+        )
+    }
+
+    /// Names the throttle: the `name` field of its tracing events and the
+    /// `name` label of its metrics. Call it right after construction.
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.obs = ThrottleObs::register(&name);
+        self.name = name;
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.name
     }
 
     /// A throttle on the given clock with a randomly seeded RNG.
@@ -207,7 +270,12 @@ impl AdaptiveThrottle {
         config: AdaptiveThrottleConfig,
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
-        Self::build(config, clock.into_shared(), fastrand::Rng::new())
+        Self::build(
+            config,
+            clock.into_shared(),
+            fastrand::Rng::new(),
+            InstanceName::unnamed(),
+        )
     }
 
     /// A throttle on the given clock whose random draws are reproducible
@@ -217,13 +285,19 @@ impl AdaptiveThrottle {
         clock: impl Clock,
         seed: u64,
     ) -> Result<Self, ConfigError> {
-        Self::build(config, clock.into_shared(), fastrand::Rng::with_seed(seed))
+        Self::build(
+            config,
+            clock.into_shared(),
+            fastrand::Rng::with_seed(seed),
+            InstanceName::unnamed(),
+        )
     }
 
     fn build(
         config: AdaptiveThrottleConfig,
         clock: SharedClock,
         rng: fastrand::Rng,
+        name: InstanceName,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let window_nanos = u64::try_from(config.window.as_nanos()).unwrap_or(u64::MAX);
@@ -235,6 +309,8 @@ impl AdaptiveThrottle {
             bucket_nanos,
             state: Mutex::new(State { buckets, rng }),
             config,
+            obs: ThrottleObs::register(&name),
+            name,
         })
     }
 
@@ -259,8 +335,11 @@ impl AdaptiveThrottle {
             bucket.requests = bucket.requests.saturating_add(1);
         }
         drop(state);
+        self.obs.probability.set(probability);
         if draw < probability {
+            self.obs.throttled.inc();
             tracing::debug!(
+                name = %self.name,
                 probability,
                 requests = window.requests,
                 accepts = window.accepts,
@@ -269,6 +348,7 @@ impl AdaptiveThrottle {
             );
             Err(Throttled { probability })
         } else {
+            self.obs.allowed.inc();
             Ok(())
         }
     }
@@ -287,13 +367,16 @@ impl AdaptiveThrottle {
         if let Some(bucket) = bucket_mut(&mut state.buckets, now) {
             bucket.accepts = bucket.accepts.saturating_add(1);
         }
+        drop(state);
+        self.obs.accepted.inc();
     }
 
     /// The backend rejected a request (overloaded, throttled, timed out).
     /// The request was already counted by [`AdaptiveThrottle::try_acquire`];
     /// this records the outcome for tracing only.
     pub fn record_rejected_by_backend(&self) {
-        tracing::trace!("request rejected by backend");
+        self.obs.rejected.inc();
+        tracing::trace!(name = %self.name, "request rejected by backend");
     }
 
     /// The rejection probability the next request would face.

@@ -71,3 +71,95 @@ async fn the_example_stack_retries_trips_the_breaker_and_accounts_for_every_atte
         "waits went through the clock"
     );
 }
+
+/// The example's server serves the stack's metrics on `GET /metrics`
+/// (Prometheus text); after traffic the retry and breaker series are there,
+/// labelled with the instances' name. The recorder is thread-local (only
+/// the stack's construction needs it: the handles keep recording).
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_serves_the_retry_and_breaker_metrics() {
+    let clock = ManualClock::new();
+    clock.set_auto_advance(true);
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let observe = example::Observe {
+        recorder: Some(&recorder),
+        handle: Some(recorder.handle()),
+    };
+    let options = example::RunOptions {
+        requests: 80,
+        concurrency: 3,
+        max_concurrent: 3,
+        fail_every: 4,
+        outage_start: 30,
+        outage_end: example::OutageEnd::Hit(60),
+        pace: Duration::ZERO,
+        server_delay: Duration::ZERO,
+        request_timeout: None,
+    };
+
+    let report = example::run_observed(clock.clone(), options, observe)
+        .await
+        .unwrap();
+    let text = example::scrape(report.server_addr.unwrap()).await.unwrap();
+
+    let value = |series: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no {series} in the scrape:\n{text}"));
+        line[series.len()..].trim().parse().unwrap()
+    };
+    let name = example::INSTANCE_NAME;
+    assert!(
+        report
+            .breaker_transitions
+            .contains(&(BreakerState::Closed, BreakerState::Open)),
+        "{report:#?}"
+    );
+    // The retry series agree with the policy's own counters.
+    assert_eq!(
+        value(&format!(
+            "breakwater_retry_attempts_total{{name=\"{name}\"}}"
+        )),
+        report.attempts as f64
+    );
+    assert_eq!(
+        value(&format!(
+            "breakwater_retry_retries_total{{name=\"{name}\"}}"
+        )),
+        report.retries as f64
+    );
+    assert_eq!(
+        value(&format!(
+            "breakwater_retry_give_ups_total{{name=\"{name}\",reason=\"budget_exhausted\"}}"
+        )),
+        report.budget_denials as f64
+    );
+    assert!(
+        value(&format!(
+            "breakwater_retry_budget_withdrawals_total{{name=\"{name}\",decision=\"granted\"}}"
+        )) >= 1.0
+    );
+    // The breaker opened (the outage) and rejected the attempts the retry
+    // classifier saw rejected.
+    assert!(
+        value(&format!(
+            "breakwater_breaker_transitions_total{{name=\"{name}\",to=\"open\"}}"
+        )) >= 1.0
+    );
+    assert_eq!(
+        value(&format!(
+            "breakwater_breaker_rejected_total{{name=\"{name}\"}}"
+        )),
+        report.attempts_rejected as f64
+    );
+    assert!(
+        value(&format!(
+            "breakwater_breaker_calls_total{{name=\"{name}\",outcome=\"failure\"}}"
+        )) >= 1.0
+    );
+    assert!(text.contains(&format!("breakwater_breaker_state{{name=\"{name}\"}}")));
+    // Nothing was registered unnamed.
+    assert!(!text.contains("name=\"\""), "{text}");
+}

@@ -107,6 +107,8 @@ pub use state::{BreakerState, Outcome, StateChange};
 use crate::backoff::Backoff;
 use crate::clock::{Clock, SharedClock, saturating_add};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::{Counter, Gauge};
 use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard};
 use window::Window;
 
@@ -152,6 +154,53 @@ struct Inner {
     config: BreakerConfig,
     events: broadcast::Sender<StateChange>,
     core: Mutex<Core>,
+    name: InstanceName,
+    obs: BreakerObs,
+}
+
+/// The metric handles of a breaker.
+#[derive(Debug)]
+struct BreakerObs {
+    state: Gauge,
+    to_open: Counter,
+    to_half_open: Counter,
+    to_closed: Counter,
+    successes: Counter,
+    failures: Counter,
+    ignored: Counter,
+    cancelled: Counter,
+    slow: Counter,
+    rejected: Counter,
+}
+
+impl BreakerObs {
+    fn register(name: &InstanceName, state: BreakerState) -> Self {
+        const TRANSITIONS: &str = "breakwater_breaker_transitions_total";
+        const CALLS: &str = "breakwater_breaker_calls_total";
+        let obs = BreakerObs {
+            state: Gauge::register("breakwater_breaker_state", name, &[]),
+            to_open: Counter::register(TRANSITIONS, name, &[("to", "open")]),
+            to_half_open: Counter::register(TRANSITIONS, name, &[("to", "half_open")]),
+            to_closed: Counter::register(TRANSITIONS, name, &[("to", "closed")]),
+            successes: Counter::register(CALLS, name, &[("outcome", "success")]),
+            failures: Counter::register(CALLS, name, &[("outcome", "failure")]),
+            ignored: Counter::register(CALLS, name, &[("outcome", "ignored")]),
+            cancelled: Counter::register(CALLS, name, &[("outcome", "cancelled")]),
+            slow: Counter::register("breakwater_breaker_slow_calls_total", name, &[]),
+            rejected: Counter::register("breakwater_breaker_rejected_total", name, &[]),
+        };
+        obs.state.set(state_value(state));
+        obs
+    }
+}
+
+/// The value of the `breakwater_breaker_state` gauge.
+fn state_value(state: BreakerState) -> f64 {
+    match state {
+        BreakerState::Closed => 0.0,
+        BreakerState::Open => 1.0,
+        BreakerState::HalfOpen => 2.0,
+    }
 }
 
 /// Everything behind the mutex.
@@ -249,11 +298,64 @@ impl CircuitBreaker {
         Self::with_clock(config, SharedClock::system())
     }
 
+    /// A breaker built from a [`Named`] configuration (a config file's
+    /// section with an optional `name` key), on `clock`.
+    ///
+    /// ```
+    /// use resilience_core::Named;
+    /// use resilience_core::breaker::{BreakerConfig, CircuitBreaker};
+    /// use resilience_core::clock::ManualClock;
+    ///
+    /// let config: Named<BreakerConfig> = serde_json::from_str(r#"{ "name": "users-db" }"#)?;
+    /// let breaker = CircuitBreaker::from_named(config, ManualClock::new())?;
+    /// assert_eq!(breaker.name().as_str(), "users-db");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_named(
+        config: Named<BreakerConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        let config = config.config;
+        let open_wait = Backoff::new(config.open_wait.clone()).map_err(|e| e.nested("open_wait"));
+        Self::build(config, clock.into_shared(), open_wait, name)
+    }
+
+    /// Names the breaker: the `name` field of its tracing events and the
+    /// `name` label of its metrics. Call it right after construction, before
+    /// cloning the breaker: a breaker that already has clones keeps its name
+    /// (and logs a warning), since the clones share it.
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            let state = BreakerState::from_bits(inner.word.load(Ordering::Acquire) & STATE_MASK);
+            inner.obs = BreakerObs::register(&name, state);
+            inner.name = name;
+        } else {
+            tracing::warn!(
+                name = %self.inner.name,
+                new_name = %name,
+                "CircuitBreaker::named on a breaker that has clones: the name is unchanged; name it before cloning"
+            );
+        }
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.inner.name
+    }
+
     /// A breaker on the given clock (a [`ManualClock`](crate::clock::ManualClock)
     /// in tests and simulations).
     pub fn with_clock(config: BreakerConfig, clock: impl Clock) -> Result<Self, ConfigError> {
         let open_wait = Backoff::new(config.open_wait.clone()).map_err(|e| e.nested("open_wait"));
-        Self::build(config, clock.into_shared(), open_wait)
+        Self::build(
+            config,
+            clock.into_shared(),
+            open_wait,
+            InstanceName::unnamed(),
+        )
     }
 
     /// Like [`CircuitBreaker::with_clock`], with the open-wait jitter drawn
@@ -265,13 +367,19 @@ impl CircuitBreaker {
     ) -> Result<Self, ConfigError> {
         let open_wait =
             Backoff::with_seed(config.open_wait.clone(), seed).map_err(|e| e.nested("open_wait"));
-        Self::build(config, clock.into_shared(), open_wait)
+        Self::build(
+            config,
+            clock.into_shared(),
+            open_wait,
+            InstanceName::unnamed(),
+        )
     }
 
     fn build(
         config: BreakerConfig,
         clock: SharedClock,
         open_wait: Result<Backoff, ConfigError>,
+        name: InstanceName,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let open_wait = open_wait?;
@@ -297,6 +405,8 @@ impl CircuitBreaker {
                     probe_successes: 0,
                     counters: Counters::default(),
                 }),
+                obs: BreakerObs::register(&name, BreakerState::Closed),
+                name,
             }),
         })
     }
@@ -335,7 +445,8 @@ impl CircuitBreaker {
                 core.counters.rejections += 1;
                 let retry_after = core.open_until - now;
                 drop(core);
-                tracing::trace!(?retry_after, "call rejected by open circuit breaker");
+                self.inner.obs.rejected.inc();
+                tracing::trace!(name = %self.inner.name, ?retry_after, "call rejected by open circuit breaker");
                 return Err(BreakerOpen { retry_after });
             }
             transition = Some(
@@ -372,10 +483,12 @@ impl CircuitBreaker {
         let in_flight = core.probes_in_flight;
         drop(core);
         if let Some(transition) = transition {
-            transition.log();
+            transition.log(&self.inner.name);
         }
         if result.is_err() {
+            self.inner.obs.rejected.inc();
             tracing::trace!(
+                name = %self.inner.name,
                 probes_in_flight = in_flight,
                 "call rejected: every half-open probe slot is taken"
             );
@@ -477,6 +590,15 @@ impl CircuitBreaker {
             _ => false,
         };
 
+        match outcome {
+            Some(Outcome::Success) => inner.obs.successes.inc(),
+            Some(Outcome::Failure) => inner.obs.failures.inc(),
+            Some(Outcome::Ignored) => inner.obs.ignored.inc(),
+            None => inner.obs.cancelled.inc(),
+        }
+        if slow {
+            inner.obs.slow.inc();
+        }
         let mut core = inner.lock();
         match outcome {
             Some(Outcome::Success) => core.counters.successes += 1,
@@ -535,7 +657,7 @@ impl CircuitBreaker {
         }
         drop(core);
         if let Some(transition) = transition {
-            transition.log();
+            transition.log(&inner.name);
         }
     }
 }
@@ -604,6 +726,12 @@ impl Inner {
             BreakerState::HalfOpen => {}
         }
         self.word.store(pack(core.epoch, to), Ordering::Release);
+        self.obs.state.set(state_value(to));
+        match to {
+            BreakerState::Open => self.obs.to_open.inc(),
+            BreakerState::HalfOpen => self.obs.to_half_open.inc(),
+            BreakerState::Closed => self.obs.to_closed.inc(),
+        }
         let change = StateChange { from, to, at };
         // No receivers is fine; `send` never blocks.
         let _ = self.events.send(change);
@@ -617,10 +745,11 @@ impl Inner {
 }
 
 impl Transition {
-    fn log(self) {
+    fn log(self, name: &InstanceName) {
         let StateChange { from, to, .. } = self.change;
         match to {
             BreakerState::Open => tracing::warn!(
+                %name,
                 %from,
                 reason = self.reason.map_or("", TripReason::as_str),
                 consecutive_failures = match self.reason {
@@ -636,11 +765,12 @@ impl Transition {
                 "circuit breaker opened: rejecting calls to give the dependency time to recover"
             ),
             BreakerState::HalfOpen => tracing::info!(
+                %name,
                 %from,
                 "circuit breaker half-open: letting probe calls through"
             ),
             BreakerState::Closed => {
-                tracing::info!(%from, "circuit breaker closed: calls flow again");
+                tracing::info!(%name, %from, "circuit breaker closed: calls flow again");
             }
         }
     }
@@ -649,6 +779,7 @@ impl Transition {
 impl fmt::Debug for CircuitBreaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
+            .field("name", &self.inner.name)
             .field("state", &self.state())
             .field("config", &self.inner.config)
             .finish_non_exhaustive()

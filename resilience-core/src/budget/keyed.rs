@@ -14,6 +14,8 @@ use super::config::RetryBudgetConfig;
 use super::retry_budget::RetryBudget;
 use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::{Counter, Gauge};
 
 /// Configuration of a [`KeyedRetryBudget`]. `Default`: Finagle's budget per
 /// key, at most 1024 keys, keys idle for 60 s may be evicted.
@@ -142,6 +144,27 @@ pub struct KeyedRetryBudget<K> {
     overflow: Arc<RetryBudget>,
     evictions: AtomicU64,
     overflowed: AtomicU64,
+    name: InstanceName,
+    metrics: KeyedMetrics,
+}
+
+/// The metric handles of a keyed budget (its per-key budgets record the
+/// budget series under the same name).
+#[derive(Debug, Clone)]
+struct KeyedMetrics {
+    keys: Gauge,
+    evictions: Counter,
+    overflows: Counter,
+}
+
+impl KeyedMetrics {
+    fn register(name: &InstanceName) -> Self {
+        KeyedMetrics {
+            keys: Gauge::register("breakwater_retry_budget_keys", name, &[]),
+            evictions: Counter::register("breakwater_retry_budget_key_evictions_total", name, &[]),
+            overflows: Counter::register("breakwater_retry_budget_key_overflows_total", name, &[]),
+        }
+    }
 }
 
 impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
@@ -150,15 +173,53 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
         Self::with_clock(config, SharedClock::system())
     }
 
+    /// A keyed budget built from a [`Named`] configuration, on `clock`.
+    pub fn from_named(
+        config: Named<KeyedRetryBudgetConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        Self::build(config.config, clock, name)
+    }
+
+    /// Names the keyed budget: the `name` field of its tracing events and
+    /// the `name` label of its metrics and of every per-key budget's (the
+    /// per-key series add up under one name). Call it right after
+    /// construction.
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.metrics = KeyedMetrics::register(&name);
+        let overflow =
+            RetryBudget::build(self.config.budget.clone(), self.clock.clone(), name.clone());
+        if let Ok(overflow) = overflow {
+            self.overflow = Arc::new(overflow);
+        }
+        self.name = name;
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.name
+    }
+
     /// A keyed budget on the given clock.
     pub fn with_clock(
         config: KeyedRetryBudgetConfig,
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
+        Self::build(config, clock, InstanceName::unnamed())
+    }
+
+    fn build(
+        config: KeyedRetryBudgetConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let clock = clock.into_shared();
         let overflow = Arc::new(
-            RetryBudget::with_clock(config.budget.clone(), clock.clone())
+            RetryBudget::build(config.budget.clone(), clock.clone(), name.clone())
                 .map_err(|e| e.nested("budget"))?,
         );
         Ok(KeyedRetryBudget {
@@ -170,6 +231,8 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
             evictions: AtomicU64::new(0),
             overflowed: AtomicU64::new(0),
             config,
+            metrics: KeyedMetrics::register(&name),
+            name,
         })
     }
 
@@ -196,7 +259,9 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
         }
         if map.len() >= self.config.max_keys && !self.evict_lru_idle(&mut map, now) {
             let overflowed = self.overflowed.fetch_add(1, Ordering::Relaxed) + 1;
+            self.metrics.overflows.inc();
             tracing::debug!(
+                name = %self.name,
                 max_keys = self.config.max_keys,
                 overflowed,
                 "all retry budget keys are active; the new key shares the overflow budget"
@@ -205,8 +270,11 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
         }
         // The config was validated in the constructor, so this cannot fail;
         // if it ever did, sharing the overflow budget is the safe answer.
-        let Ok(budget) = RetryBudget::with_clock(self.config.budget.clone(), self.clock.clone())
-        else {
+        let Ok(budget) = RetryBudget::build(
+            self.config.budget.clone(),
+            self.clock.clone(),
+            self.name.clone(),
+        ) else {
             return Arc::clone(&self.overflow);
         };
         let budget = Arc::new(budget);
@@ -217,6 +285,7 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
                 last_used: AtomicU64::new(now),
             },
         );
+        self.metrics.keys.set(map.len() as f64);
         budget
     }
 
@@ -265,6 +334,8 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
         map.retain(|_, entry| !self.is_idle(entry, now));
         let removed = before - map.len();
         self.evictions.fetch_add(removed as u64, Ordering::Relaxed);
+        self.metrics.evictions.add(removed as u64);
+        self.metrics.keys.set(map.len() as f64);
         removed
     }
 
@@ -306,7 +377,10 @@ impl<K: Hash + Eq + Clone> KeyedRetryBudget<K> {
             Some(key) => {
                 map.remove(&key);
                 self.evictions.fetch_add(1, Ordering::Relaxed);
+                self.metrics.evictions.inc();
+                self.metrics.keys.set(map.len() as f64);
                 tracing::debug!(
+                    name = %self.name,
                     max_keys = self.config.max_keys,
                     "evicted the least recently used idle retry budget key"
                 );
@@ -332,6 +406,7 @@ fn touch(entry: &Entry, now: u64) {
 impl<K> fmt::Debug for KeyedRetryBudget<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRetryBudget")
+            .field("name", &self.name)
             .field("config", &self.config)
             .field(
                 "keys",

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::Counter;
 use crate::sync::{AtomicI64, AtomicU64, Mutex};
 
 use super::config::RetryBudgetConfig;
@@ -98,6 +100,25 @@ struct Ring {
     total_granted: u64,
 }
 
+/// The metric handles of a budget (no-ops without the `metrics` feature).
+#[derive(Debug, Clone)]
+pub(crate) struct BudgetMetrics {
+    deposits: Counter,
+    granted: Counter,
+    denied: Counter,
+}
+
+impl BudgetMetrics {
+    pub(crate) fn register(name: &InstanceName) -> Self {
+        const WITHDRAWALS: &str = "breakwater_retry_budget_withdrawals_total";
+        BudgetMetrics {
+            deposits: Counter::register("breakwater_retry_budget_deposits_total", name, &[]),
+            granted: Counter::register(WITHDRAWALS, name, &[("decision", "granted")]),
+            denied: Counter::register(WITHDRAWALS, name, &[("decision", "denied")]),
+        }
+    }
+}
+
 /// Counters of a [`RetryBudget`] since its creation, for dashboards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RetryBudgetStats {
@@ -164,6 +185,8 @@ pub struct RetryBudget {
     shared: Padded<ReadMostly>,
     stripes: Box<[Padded<Stripe>]>,
     ring: Mutex<Ring>,
+    name: InstanceName,
+    metrics: BudgetMetrics,
 }
 
 impl RetryBudget {
@@ -172,9 +195,54 @@ impl RetryBudget {
         Self::with_clock(config, SharedClock::system())
     }
 
+    /// A budget built from a [`Named`] configuration (a config file's
+    /// section with an optional `name` key), on `clock`.
+    ///
+    /// ```
+    /// use resilience_core::Named;
+    /// use resilience_core::budget::{RetryBudget, RetryBudgetConfig};
+    /// use resilience_core::clock::SharedClock;
+    ///
+    /// let config: Named<RetryBudgetConfig> = serde_json::from_str(r#"{ "name": "payments" }"#)?;
+    /// let budget = RetryBudget::from_named(config, SharedClock::system())?;
+    /// assert_eq!(budget.name().as_str(), "payments");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_named(
+        config: Named<RetryBudgetConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        Self::build(config.config, clock, name)
+    }
+
+    /// Names the budget: the `name` field of its tracing events and the
+    /// `name` label of its metrics. Call it right after construction (it
+    /// registers the metric handles again, under the new name).
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.metrics = BudgetMetrics::register(&name);
+        self.name = name;
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.name
+    }
+
     /// A budget on the given clock (a [`ManualClock`](crate::clock::ManualClock)
     /// in tests and simulations).
     pub fn with_clock(config: RetryBudgetConfig, clock: impl Clock) -> Result<Self, ConfigError> {
+        Self::build(config, clock, InstanceName::unnamed())
+    }
+
+    /// A budget with its name (registered once).
+    pub(crate) fn build(
+        config: RetryBudgetConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let clock = clock.into_shared();
         let ttl_nanos = u64::try_from(config.ttl.as_nanos()).unwrap_or(u64::MAX);
@@ -223,6 +291,8 @@ impl RetryBudget {
                 total_deposits: 0,
                 total_granted: 0,
             }),
+            metrics: BudgetMetrics::register(&name),
+            name,
         })
     }
 
@@ -251,6 +321,7 @@ impl RetryBudget {
                 .compare_exchange(word, word + 1, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
+                self.metrics.deposits.inc();
                 return;
             }
         }
@@ -302,6 +373,7 @@ impl RetryBudget {
                 .compare_exchange(head, head + 1, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
+                self.metrics.granted.inc();
                 return true;
             }
         }
@@ -359,8 +431,10 @@ impl RetryBudget {
     #[cold]
     fn denied(&self, now: u64, balance: i128) {
         self.stripe().denied.fetch_add(1, Ordering::Relaxed);
+        self.metrics.denied.inc();
         // Field values are only computed when the event is enabled.
         tracing::trace!(
+            name = %self.name,
             balance = balance as f64 / SCALE as f64,
             "retry denied by budget"
         );
@@ -384,6 +458,7 @@ impl RetryBudget {
                 .map(|s| s.0.denied.load(Ordering::Relaxed))
                 .sum();
             tracing::debug!(
+                name = %self.name,
                 balance = balance as f64 / SCALE as f64,
                 retry_ratio = self.config.retry_ratio,
                 min_retries_per_sec = self.config.min_retries_per_sec,
@@ -503,6 +578,7 @@ impl RetryBudget {
         }
         self.head.0.word.store(pack(slot, 0), Ordering::Release);
         tracing::trace!(
+            name = %self.name,
             slot,
             deposited,
             withdrawn,
@@ -516,6 +592,7 @@ impl RetryBudget {
 impl fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryBudget")
+            .field("name", &self.name)
             .field("config", &self.config)
             .field("balance", &self.balance())
             .field("stats", &self.stats())

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::{Counter, Gauge};
 use crate::sync::{Arc, Mutex};
 
 use super::aimd::{Aimd, AimdConfig};
@@ -201,6 +203,30 @@ struct AdaptiveInner {
     limit: ConcurrencyLimit,
     algorithm: Mutex<Algorithm>,
     clock: SharedClock,
+    name: InstanceName,
+    obs: AdaptiveObs,
+}
+
+/// The metric handles of an adaptive limit (its concurrency limit records
+/// the `breakwater_limit_*` series under the same name).
+#[derive(Debug)]
+struct AdaptiveObs {
+    current: Gauge,
+    successes: Counter,
+    dropped: Counter,
+}
+
+impl AdaptiveObs {
+    fn register(name: &InstanceName, current: usize) -> Self {
+        const SAMPLES: &str = "breakwater_adaptive_limit_samples_total";
+        let obs = AdaptiveObs {
+            current: Gauge::register("breakwater_adaptive_limit_current", name, &[]),
+            successes: Counter::register(SAMPLES, name, &[("outcome", "success")]),
+            dropped: Counter::register(SAMPLES, name, &[("outcome", "dropped")]),
+        };
+        obs.current.set(current as f64);
+        obs
+    }
 }
 
 impl AdaptiveLimit {
@@ -209,17 +235,61 @@ impl AdaptiveLimit {
         Self::with_clock(config, SharedClock::system())
     }
 
+    /// An adaptive limit built from a [`Named`] configuration, on `clock`.
+    pub fn from_named(
+        config: Named<AdaptiveLimitConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        Self::build(config.config, clock, name)
+    }
+
+    /// Names the limit (and its underlying [`ConcurrencyLimit`]): the `name`
+    /// field of its tracing events and the `name` label of its metrics. Call
+    /// it right after construction, before cloning: a limit that already has
+    /// clones keeps its name (and logs a warning).
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.limit.rename(name.clone());
+            inner.obs = AdaptiveObs::register(&name, inner.limit.max_concurrent());
+            inner.name = name;
+        } else {
+            tracing::warn!(
+                name = %self.inner.name,
+                new_name = %name,
+                "AdaptiveLimit::named on a limit that has clones: the name is unchanged; name it before cloning"
+            );
+        }
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.inner.name
+    }
+
     /// An adaptive limit measuring latency (and queue timeouts) on `clock`.
     pub fn with_clock(config: AdaptiveLimitConfig, clock: impl Clock) -> Result<Self, ConfigError> {
+        Self::build(config, clock, InstanceName::unnamed())
+    }
+
+    fn build(
+        config: AdaptiveLimitConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let clock = clock.into_shared();
-        let limit = ConcurrencyLimit::with_clock(config.limit_config(), clock.clone())?;
+        let limit = ConcurrencyLimit::build(config.limit_config(), clock.clone(), name.clone())?;
         let algorithm = match config.algorithm {
             LimitAlgorithm::Aimd(c) => Algorithm::Aimd(Aimd::new(c)),
             LimitAlgorithm::Gradient2(c) => Algorithm::Gradient2(Gradient2::new(c)),
         };
         Ok(AdaptiveLimit {
             inner: Arc::new(AdaptiveInner {
+                obs: AdaptiveObs::register(&name, limit.max_concurrent()),
+                name,
                 limit,
                 algorithm: Mutex::new(algorithm),
                 clock,
@@ -309,6 +379,7 @@ impl AdaptiveLimit {
 impl fmt::Debug for AdaptiveLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdaptiveLimit")
+            .field("name", &self.inner.name)
             .field("limit", &self.inner.limit)
             .finish_non_exhaustive()
     }
@@ -316,6 +387,11 @@ impl fmt::Debug for AdaptiveLimit {
 
 impl AdaptiveInner {
     fn record(&self, sample: Sample) {
+        if sample.dropped {
+            self.obs.dropped.inc();
+        } else {
+            self.obs.successes.inc();
+        }
         let mut algorithm = self
             .algorithm
             .lock()
@@ -327,8 +403,9 @@ impl AdaptiveInner {
             && let Err(error) = self.limit.set_max_concurrent(new)
         {
             // Unreachable with a validated config: limits stay in min..=max.
-            tracing::warn!(%error, new, "adaptive limit computed an invalid limit");
+            tracing::warn!(name = %self.name, %error, new, "adaptive limit computed an invalid limit");
         }
+        self.obs.current.set(self.limit.max_concurrent() as f64);
     }
 }
 

@@ -11,13 +11,14 @@ use std::task::{Context, Poll};
 
 use crate::clock::{Clock, SharedClock, Sleep, saturating_add};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
 use crate::sync::Arc;
 
 use super::config::{ConcurrencyLimitConfig, validate_max_concurrent};
 use super::error::Overloaded;
 use super::permit::ConcurrencyPermit;
 use super::state::{
-    Entry, Inner, WAITERS, has_waiters, in_flight_of, is_busy, limit_of, with_limit,
+    Entry, Inner, QUEUE_FULL, WAITERS, has_waiters, in_flight_of, is_busy, limit_of, with_limit,
 };
 
 /// A bulkhead: at most `max_concurrent` permits outstanding, at most
@@ -37,14 +38,73 @@ impl ConcurrencyLimit {
         Self::with_clock(config, SharedClock::system())
     }
 
+    /// A limit built from a [`Named`] configuration, on `clock`.
+    ///
+    /// ```
+    /// use resilience_core::Named;
+    /// use resilience_core::clock::SharedClock;
+    /// use resilience_core::limit::{ConcurrencyLimit, ConcurrencyLimitConfig};
+    ///
+    /// let config: Named<ConcurrencyLimitConfig> =
+    ///     serde_json::from_str(r#"{ "name": "allocator", "max_concurrent": 8 }"#)?;
+    /// let limit = ConcurrencyLimit::from_named(config, SharedClock::system())?;
+    /// assert_eq!(limit.name().as_str(), "allocator");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_named(
+        config: Named<ConcurrencyLimitConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        Self::build(config.config, clock, name)
+    }
+
+    /// Names the limit: the `name` field of its tracing events and the
+    /// `name` label of its metrics. Call it right after construction, before
+    /// cloning the limit: a limit that already has clones keeps its name
+    /// (and logs a warning), since the clones share it.
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.rename(name);
+        self
+    }
+
+    /// [`Self::named`] in place.
+    pub(super) fn rename(&mut self, name: InstanceName) {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            let queued = inner.queued.load(Relaxed);
+            inner.obs = super::state::LimitObs::register(&name, inner.state.load(Acquire), queued);
+            inner.name = name;
+        } else {
+            tracing::warn!(
+                name = %self.inner.name,
+                new_name = %name,
+                "ConcurrencyLimit::named on a limit that has clones: the name is unchanged; name it before cloning"
+            );
+        }
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.inner.name
+    }
+
     /// A limit whose queue timeouts and hold-time estimates use `clock`.
     pub fn with_clock(
         config: ConcurrencyLimitConfig,
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
+        Self::build(config, clock, InstanceName::unnamed())
+    }
+
+    pub(super) fn build(
+        config: ConcurrencyLimitConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(ConcurrencyLimit {
-            inner: Arc::new(Inner::new(config, clock.into_shared())),
+            inner: Arc::new(Inner::new(config, clock.into_shared(), name)),
         })
     }
 
@@ -127,8 +187,9 @@ impl ConcurrencyLimit {
         for waker in wake {
             waker.wake();
         }
+        self.inner.obs.max_concurrent.set(new as f64);
         if old != new {
-            tracing::info!(old, new, "concurrency limit changed");
+            tracing::info!(name = %self.inner.name, old, new, "concurrency limit changed");
         }
         Ok(())
     }
@@ -137,6 +198,7 @@ impl ConcurrencyLimit {
 impl fmt::Debug for ConcurrencyLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConcurrencyLimit")
+            .field("name", &self.inner.name)
             .field("in_flight", &self.in_flight())
             .field("max_concurrent", &self.max_concurrent())
             .field("queued", &self.queued())
@@ -194,7 +256,7 @@ impl AcquireFuture<'_> {
             if waiters.queue.len() >= inner.config.max_queued {
                 let queued = waiters.queue.len();
                 drop(waiters);
-                return Poll::Ready(Err(inner.shed(current, queued, "wait queue full")));
+                return Poll::Ready(Err(inner.shed(current, queued, QUEUE_FULL)));
             }
             if has_waiters(current) {
                 break;
@@ -214,6 +276,7 @@ impl AcquireFuture<'_> {
             waker: Some(cx.waker().clone()),
         });
         inner.queued.store(waiters.queue.len(), Relaxed);
+        inner.obs.queued.set(waiters.queue.len() as f64);
         drop(waiters);
         let timeout = inner.config.queue_timeout.map(|t| {
             inner
@@ -266,7 +329,9 @@ impl Future for AcquireFuture<'_> {
             let state = inner.state.load(Relaxed);
             let position = position.unwrap_or(queued);
             let retry_after = inner.retry_after(position.saturating_add(1), limit_of(state));
+            inner.obs.shed_queue_timeout.inc();
             tracing::debug!(
+                name = %inner.name,
                 in_flight = in_flight_of(state),
                 queued,
                 max_concurrent = limit_of(state),

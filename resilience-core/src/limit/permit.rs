@@ -29,6 +29,8 @@ impl ConcurrencyPermit {
     #[inline]
     pub(super) fn new(inner: Arc<Inner>, busy: bool) -> Self {
         let sampled_at = if busy { sample_start(&inner) } else { None };
+        inner.obs.admitted.inc();
+        inner.obs.in_flight.inc();
         ConcurrencyPermit { inner, sampled_at }
     }
 }
@@ -55,6 +57,7 @@ impl Drop for ConcurrencyPermit {
         if let Some(start) = self.sampled_at {
             self.inner.record_hold_since(start);
         }
+        self.inner.obs.in_flight.dec();
         self.inner.release();
     }
 }

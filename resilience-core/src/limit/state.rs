@@ -10,6 +10,8 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, SharedClock};
+use crate::name::InstanceName;
+use crate::obs::{Counter, Gauge};
 use crate::sync::{AtomicU64, AtomicUsize, Mutex, MutexGuard};
 
 use super::config::ConcurrencyLimitConfig;
@@ -19,6 +21,8 @@ const IN_FLIGHT_MASK: u64 = 0xFFFF_FFFF;
 const LIMIT_SHIFT: u32 = 32;
 pub(super) const LIMIT_MASK: u64 = 0x7FFF_FFFF;
 pub(super) const WAITERS: u64 = 1 << 63;
+/// The shed reason of a caller that found the wait queue full.
+pub(super) const QUEUE_FULL: &str = "wait queue full";
 
 #[inline]
 pub(super) fn in_flight_of(state: u64) -> u64 {
@@ -91,6 +95,39 @@ pub(super) struct Inner {
     /// The validated config; `max_concurrent` is only the initial limit.
     pub(super) config: ConcurrencyLimitConfig,
     pub(super) clock: SharedClock,
+    pub(super) name: InstanceName,
+    pub(super) obs: LimitObs,
+}
+
+/// The metric handles of a concurrency limit.
+#[derive(Debug)]
+pub(super) struct LimitObs {
+    pub(super) in_flight: Gauge,
+    pub(super) queued: Gauge,
+    pub(super) max_concurrent: Gauge,
+    pub(super) admitted: Counter,
+    pub(super) shed_full: Counter,
+    pub(super) shed_queue_full: Counter,
+    pub(super) shed_queue_timeout: Counter,
+}
+
+impl LimitObs {
+    pub(super) fn register(name: &InstanceName, state: u64, queued: usize) -> Self {
+        const SHED: &str = "breakwater_limit_shed_total";
+        let obs = LimitObs {
+            in_flight: Gauge::register("breakwater_limit_in_flight", name, &[]),
+            queued: Gauge::register("breakwater_limit_queued", name, &[]),
+            max_concurrent: Gauge::register("breakwater_limit_max_concurrent", name, &[]),
+            admitted: Counter::register("breakwater_limit_admitted_total", name, &[]),
+            shed_full: Counter::register(SHED, name, &[("reason", "no_permit")]),
+            shed_queue_full: Counter::register(SHED, name, &[("reason", "queue_full")]),
+            shed_queue_timeout: Counter::register(SHED, name, &[("reason", "queue_timeout")]),
+        };
+        obs.in_flight.set(in_flight_of(state) as f64);
+        obs.queued.set(queued as f64);
+        obs.max_concurrent.set(limit_of(state) as f64);
+        obs
+    }
 }
 
 pub(super) struct Waiters {
@@ -115,9 +152,15 @@ impl Waiters {
 
 impl Inner {
     /// The state of a new limit; `config` is validated.
-    pub(super) fn new(config: ConcurrencyLimitConfig, clock: SharedClock) -> Self {
+    pub(super) fn new(
+        config: ConcurrencyLimitConfig,
+        clock: SharedClock,
+        name: InstanceName,
+    ) -> Self {
         let limit = config.max_concurrent as u64;
         Inner {
+            obs: LimitObs::register(&name, with_limit(0, limit), 0),
+            name,
             state: AtomicU64::new(with_limit(0, limit)),
             waiters: Mutex::new(Waiters {
                 queue: VecDeque::new(),
@@ -240,6 +283,7 @@ impl Inner {
     /// Keeps `queued` and the `WAITERS` flag in step with the queue.
     pub(super) fn after_dequeue(&self, waiters: &Waiters) {
         self.queued.store(waiters.queue.len(), Relaxed);
+        self.obs.queued.set(waiters.queue.len() as f64);
         if waiters.queue.is_empty() {
             self.state.fetch_and(!WAITERS, AcqRel);
         }
@@ -285,8 +329,14 @@ impl Inner {
     }
 
     pub(super) fn shed(&self, state: u64, queued: usize, reason: &'static str) -> Overloaded {
+        if reason == QUEUE_FULL {
+            self.obs.shed_queue_full.inc();
+        } else {
+            self.obs.shed_full.inc();
+        }
         let retry_after = self.retry_after(queued.saturating_add(1), limit_of(state));
         tracing::debug!(
+            name = %self.name,
             in_flight = in_flight_of(state),
             queued,
             max_concurrent = limit_of(state),

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::RateLimited;
 use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::Counter;
 use crate::sync::AtomicU64;
 
 /// Configuration of a [`RateLimiter`]: `rate` requests per `per`, of which up
@@ -147,6 +149,23 @@ pub(crate) fn nanos_since(clock: &SharedClock, origin: Instant) -> u64 {
 // memory is published through the TAT, so no acquire/release pairing is
 // needed.
 
+/// The metric handles of a rate limiter (keyed or not).
+#[derive(Debug)]
+pub(super) struct RateObs {
+    pub(super) allowed: Counter,
+    pub(super) limited: Counter,
+}
+
+impl RateObs {
+    pub(super) fn register(name: &InstanceName) -> Self {
+        const REQUESTS: &str = "breakwater_rate_limiter_requests_total";
+        RateObs {
+            allowed: Counter::register(REQUESTS, name, &[("decision", "allowed")]),
+            limited: Counter::register(REQUESTS, name, &[("decision", "limited")]),
+        }
+    }
+}
+
 /// A lock-free rate limiter (GCRA). See the [module docs](super).
 pub struct RateLimiter {
     config: RateLimiterConfig,
@@ -154,11 +173,14 @@ pub struct RateLimiter {
     clock: SharedClock,
     origin: Instant,
     tat: AtomicU64,
+    name: InstanceName,
+    obs: RateObs,
 }
 
 impl fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimiter")
+            .field("name", &self.name)
             .field("config", &self.config)
             .field("tat_nanos", &self.tat.load(Ordering::Relaxed))
             .finish_non_exhaustive()
@@ -171,8 +193,51 @@ impl RateLimiter {
         Self::with_clock(config, SharedClock::system())
     }
 
+    /// A limiter built from a [`Named`] configuration, on `clock`.
+    ///
+    /// ```
+    /// use resilience_core::Named;
+    /// use resilience_core::clock::ManualClock;
+    /// use resilience_core::rate::{RateLimiter, RateLimiterConfig};
+    ///
+    /// let config: Named<RateLimiterConfig> =
+    ///     serde_json::from_str(r#"{ "name": "dns-api", "rate": 5, "per": "1s" }"#)?;
+    /// let limiter = RateLimiter::from_named(config, ManualClock::new())?;
+    /// assert_eq!(limiter.name().as_str(), "dns-api");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_named(
+        config: Named<RateLimiterConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        Self::build_named(config.config, clock, name)
+    }
+
+    /// Names the limiter: the `name` field of its tracing events and the
+    /// `name` label of its metrics. Call it right after construction.
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.obs = RateObs::register(&name);
+        self.name = name;
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.name
+    }
+
     /// A limiter on the given clock, starting with its full burst.
     pub fn with_clock(config: RateLimiterConfig, clock: impl Clock) -> Result<Self, ConfigError> {
+        Self::build_named(config, clock, InstanceName::unnamed())
+    }
+
+    fn build_named(
+        config: RateLimiterConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self, ConfigError> {
         let gcra = Gcra::from_config(&config)?;
         let clock = clock.into_shared();
         Ok(RateLimiter {
@@ -181,6 +246,8 @@ impl RateLimiter {
             gcra,
             config,
             tat: AtomicU64::new(0),
+            obs: RateObs::register(&name),
+            name,
         })
     }
 
@@ -203,13 +270,17 @@ impl RateLimiter {
                         Ordering::Relaxed,
                         Ordering::Relaxed,
                     ) {
-                        Ok(_) => return Ok(()),
+                        Ok(_) => {
+                            self.obs.allowed.inc();
+                            return Ok(());
+                        }
                         Err(actual) => tat = actual,
                     }
                 }
                 Err(wait) => {
                     let retry_after = Duration::from_nanos(wait);
-                    tracing::debug!(?retry_after, rate = self.config.rate, per = ?self.config.per, "rate limited");
+                    self.obs.limited.inc();
+                    tracing::debug!(name = %self.name, ?retry_after, rate = self.config.rate, per = ?self.config.per, "rate limited");
                     return Err(RateLimited { retry_after });
                 }
             }

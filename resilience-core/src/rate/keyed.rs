@@ -10,9 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use super::RateLimited;
 use super::RateLimiterConfig;
-use super::gcra::{Gcra, nanos_since};
+use super::gcra::{Gcra, RateObs, nanos_since};
+
+const KEYS: &str = "breakwater_rate_limiter_keys";
+const EVICTIONS: &str = "breakwater_rate_limiter_key_evictions_total";
 use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::{Counter, Gauge};
 use crate::sync::Mutex;
 
 /// Configuration of a [`KeyedRateLimiter`]. `Default`: the default
@@ -63,11 +68,16 @@ pub struct KeyedRateLimiter<K> {
     clock: SharedClock,
     origin: Instant,
     keys: Mutex<HashMap<K, u64>>,
+    name: InstanceName,
+    obs: RateObs,
+    keys_gauge: Gauge,
+    evictions: Counter,
 }
 
 impl<K> fmt::Debug for KeyedRateLimiter<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRateLimiter")
+            .field("name", &self.name)
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -82,10 +92,43 @@ where
         Self::with_clock(config, SharedClock::system())
     }
 
+    /// A keyed limiter built from a [`Named`] configuration, on `clock`.
+    pub fn from_named(
+        config: Named<KeyedRateLimiterConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        Self::build_named(config.config, clock, name)
+    }
+
+    /// Names the limiter: the `name` field of its tracing events and the
+    /// `name` label of its metrics. Call it right after construction.
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.obs = RateObs::register(&name);
+        self.keys_gauge = Gauge::register(KEYS, &name, &[]);
+        self.evictions = Counter::register(EVICTIONS, &name, &[]);
+        self.name = name;
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.name
+    }
+
     /// A keyed limiter on the given clock.
     pub fn with_clock(
         config: KeyedRateLimiterConfig,
         clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        Self::build_named(config, clock, InstanceName::unnamed())
+    }
+
+    fn build_named(
+        config: KeyedRateLimiterConfig,
+        clock: impl Clock,
+        name: InstanceName,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let gcra = Gcra::from_config(&config.limit).map_err(|e| e.nested("limit"))?;
@@ -96,6 +139,10 @@ where
             gcra,
             config,
             keys: Mutex::new(HashMap::new()),
+            obs: RateObs::register(&name),
+            keys_gauge: Gauge::register(KEYS, &name, &[]),
+            evictions: Counter::register(EVICTIONS, &name, &[]),
+            name,
         })
     }
 
@@ -129,13 +176,17 @@ where
                         self.make_room(&mut keys, now);
                     }
                     keys.insert(key.clone(), new_tat);
+                    self.keys_gauge.set(keys.len() as f64);
                 }
+                drop(keys);
+                self.obs.allowed.inc();
                 Ok(())
             }
             Err(wait) => {
                 drop(keys);
                 let retry_after = Duration::from_nanos(wait);
-                tracing::debug!(?key, ?retry_after, "rate limited");
+                self.obs.limited.inc();
+                tracing::debug!(name = %self.name, ?key, ?retry_after, "rate limited");
                 Err(RateLimited { retry_after })
             }
         }
@@ -159,14 +210,19 @@ where
         let mut keys = self.lock();
         let before = keys.len();
         keys.retain(|_, tat| !Gcra::is_idle(*tat, now));
-        before - keys.len()
+        let evicted = before - keys.len();
+        self.keys_gauge.set(keys.len() as f64);
+        self.evictions.add(evicted as u64);
+        evicted
     }
 
     fn make_room(&self, keys: &mut HashMap<K, u64>, now: u64) {
         let before = keys.len();
         keys.retain(|_, tat| !Gcra::is_idle(*tat, now));
         if keys.len() < before {
+            self.evictions.add((before - keys.len()) as u64);
             tracing::debug!(
+                name = %self.name,
                 evicted = before - keys.len(),
                 "idle rate-limit keys evicted"
             );
@@ -178,7 +234,9 @@ where
             .map(|(k, _)| k.clone());
         if let Some(key) = least_busy {
             keys.remove(&key);
+            self.evictions.inc();
             tracing::warn!(
+                name = %self.name,
                 ?key,
                 max_keys = self.config.max_keys,
                 "rate-limit key table full of busy keys: least busy key evicted (it gets a fresh burst)"

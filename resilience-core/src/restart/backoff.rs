@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::backoff::{Backoff, BackoffConfig, Jitter};
 use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::{Counter, Gauge};
 
 /// Configuration of a [`RestartBackoff`]. `Default`: Kubernetes'
 /// `CrashLoopBackOff`, 10 s doubling to 5 min, no jitter, reset after 10 min of
@@ -83,12 +85,59 @@ pub struct RestartBackoff {
     backoff: Backoff,
     started_at: Option<Instant>,
     crashes: u32,
+    name: InstanceName,
+    obs: RestartObs,
+}
+
+/// The metric handles of a restart backoff.
+#[derive(Debug, Clone)]
+struct RestartObs {
+    crashes: Counter,
+    resets: Counter,
+    delay: Gauge,
+}
+
+impl RestartObs {
+    fn register(name: &InstanceName) -> Self {
+        RestartObs {
+            crashes: Counter::register("breakwater_restart_crashes_total", name, &[]),
+            resets: Counter::register("breakwater_restart_resets_total", name, &[]),
+            delay: Gauge::register("breakwater_restart_delay_seconds", name, &[]),
+        }
+    }
 }
 
 impl RestartBackoff {
     /// A restart backoff on the system clock.
     pub fn new(config: RestartBackoffConfig) -> Result<Self, ConfigError> {
         Self::with_clock(config, SharedClock::system())
+    }
+
+    /// A restart backoff built from a [`Named`] configuration, on `clock`.
+    pub fn from_named(
+        config: Named<RestartBackoffConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        let config = config.config;
+        config.validate()?;
+        let backoff = Backoff::new(config.backoff_config())?;
+        Ok(Self::build(config, clock, backoff, name))
+    }
+
+    /// Names the backoff: the `name` field of its tracing events (and of
+    /// those of [`supervise`](super::supervise) with it) and the `name`
+    /// label of its metrics. Call it right after construction.
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.obs = RestartObs::register(&name);
+        self.name = name;
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.name
     }
 
     /// A restart backoff on the given clock.
@@ -98,7 +147,7 @@ impl RestartBackoff {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let backoff = Backoff::new(config.backoff_config())?;
-        Ok(Self::build(config, clock, backoff))
+        Ok(Self::build(config, clock, backoff, InstanceName::unnamed()))
     }
 
     /// A restart backoff whose jitter is reproducible from `seed`.
@@ -109,16 +158,23 @@ impl RestartBackoff {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let backoff = Backoff::with_seed(config.backoff_config(), seed)?;
-        Ok(Self::build(config, clock, backoff))
+        Ok(Self::build(config, clock, backoff, InstanceName::unnamed()))
     }
 
-    fn build(config: RestartBackoffConfig, clock: impl Clock, backoff: Backoff) -> Self {
+    fn build(
+        config: RestartBackoffConfig,
+        clock: impl Clock,
+        backoff: Backoff,
+        name: InstanceName,
+    ) -> Self {
         RestartBackoff {
             config,
             clock: clock.into_shared(),
             backoff,
             started_at: None,
             crashes: 0,
+            obs: RestartObs::register(&name),
+            name,
         }
     }
 
@@ -160,7 +216,9 @@ impl RestartBackoff {
         if let Some(uptime) = uptime
             && uptime >= self.config.reset_after
         {
+            self.obs.resets.inc();
             tracing::info!(
+                name = %self.name,
                 ?uptime,
                 previous_crashes = self.crashes,
                 "task ran long enough: restart backoff reset"
@@ -169,7 +227,10 @@ impl RestartBackoff {
         }
         self.crashes = self.crashes.saturating_add(1);
         let delay = self.backoff.next_delay().unwrap_or(self.config.max_delay);
+        self.obs.crashes.inc();
+        self.obs.delay.set(delay.as_secs_f64());
         tracing::warn!(
+            name = %self.name,
             crashes = self.crashes,
             ?delay,
             ?uptime,

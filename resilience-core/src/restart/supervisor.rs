@@ -86,7 +86,7 @@ where
         let task = pin!(factory());
         let error = match select(task, shutdown.as_mut()).await {
             Either::Left((Ok(()), _)) => {
-                tracing::info!(restarts, "supervised task completed");
+                tracing::info!(name = %backoff.name(), restarts, "supervised task completed");
                 return SupervisorReport {
                     exit: SupervisorExit::Completed,
                     restarts,
@@ -95,7 +95,7 @@ where
             }
             Either::Left((Err(error), _)) => error,
             Either::Right(((), _)) => {
-                tracing::info!(restarts, "supervisor shut down; running task cancelled");
+                tracing::info!(name = %backoff.name(), restarts, "supervisor shut down; running task cancelled");
                 return SupervisorReport {
                     exit: SupervisorExit::Shutdown,
                     restarts,
@@ -105,6 +105,7 @@ where
         };
         let delay = backoff.on_crash();
         tracing::warn!(
+            name = %backoff.name(),
             %error,
             ?delay,
             crashes = backoff.crashes(),
@@ -112,7 +113,7 @@ where
         );
         let wait = backoff.clock().sleep(delay);
         if let Either::Right(((), _)) = select(wait, shutdown.as_mut()).await {
-            tracing::info!(restarts, "supervisor shut down while waiting to restart");
+            tracing::info!(name = %backoff.name(), restarts, "supervisor shut down while waiting to restart");
             return SupervisorReport {
                 exit: SupervisorExit::Shutdown,
                 restarts,
@@ -121,6 +122,7 @@ where
         }
         restarts = restarts.saturating_add(1);
         tracing::info!(
+            name = %backoff.name(),
             restarts,
             crashes = backoff.crashes(),
             "restarting supervised task"

@@ -7,6 +7,8 @@
 use std::fmt;
 use std::future::Future;
 
+use tracing::Instrument;
+
 use crate::clock::Clock;
 use crate::deadline::Deadline;
 
@@ -83,6 +85,27 @@ impl RetryPolicy {
     async fn execute<T, E, F, Fut, C>(
         &self,
         deadline: &Deadline,
+        classify: C,
+        op: F,
+    ) -> Result<T, RetryError<E>>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        C: FnMut(&E) -> ErrorClass,
+        E: fmt::Debug,
+    {
+        let run = Steps::start(self);
+        let span = run.span().clone();
+        self.execute_steps(run, deadline, classify, op)
+            .instrument(span)
+            .await
+    }
+
+    /// The loop of [`Self::execute`], inside the run's `retry` span.
+    async fn execute_steps<T, E, F, Fut, C>(
+        &self,
+        mut run: Steps,
+        deadline: &Deadline,
         mut classify: C,
         mut op: F,
     ) -> Result<T, RetryError<E>>
@@ -92,7 +115,6 @@ impl RetryPolicy {
         C: FnMut(&E) -> ErrorClass,
         E: fmt::Debug,
     {
-        let mut run = Steps::start(self);
         let bounded;
         let deadline = match self.config.overall_timeout {
             Some(limit) => {

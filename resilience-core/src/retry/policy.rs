@@ -8,6 +8,8 @@ use std::sync::Arc;
 use crate::budget::RetryBudget;
 use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::Counter;
 
 use super::config::RetryConfig;
 use super::stats::{Counters, RetryStats};
@@ -25,11 +27,47 @@ pub struct RetryPolicy {
     pub(super) budget: Option<Arc<RetryBudget>>,
     seed: Option<u64>,
     pub(super) counters: Arc<Counters>,
+    pub(super) obs: Arc<RetryObs>,
+}
+
+/// The name and metric handles of a policy, shared by its clones.
+#[derive(Debug)]
+pub(super) struct RetryObs {
+    pub(super) name: InstanceName,
+    pub(super) runs: Counter,
+    pub(super) successes: Counter,
+    pub(super) attempts: Counter,
+    pub(super) retries: Counter,
+    pub(super) attempt_timeouts: Counter,
+    pub(super) not_retryable: Counter,
+    pub(super) exhausted: Counter,
+    pub(super) budget_denied: Counter,
+    pub(super) deadline: Counter,
+}
+
+impl RetryObs {
+    fn register(name: InstanceName) -> Self {
+        const GIVE_UPS: &str = "breakwater_retry_give_ups_total";
+        let n = &name;
+        RetryObs {
+            runs: Counter::register("breakwater_retry_runs_total", n, &[]),
+            successes: Counter::register("breakwater_retry_successes_total", n, &[]),
+            attempts: Counter::register("breakwater_retry_attempts_total", n, &[]),
+            retries: Counter::register("breakwater_retry_retries_total", n, &[]),
+            attempt_timeouts: Counter::register("breakwater_retry_attempt_timeouts_total", n, &[]),
+            not_retryable: Counter::register(GIVE_UPS, n, &[("reason", "not_retryable")]),
+            exhausted: Counter::register(GIVE_UPS, n, &[("reason", "attempts_exhausted")]),
+            budget_denied: Counter::register(GIVE_UPS, n, &[("reason", "budget_exhausted")]),
+            deadline: Counter::register(GIVE_UPS, n, &[("reason", "deadline_exceeded")]),
+            name,
+        }
+    }
 }
 
 impl fmt::Debug for RetryPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryPolicy")
+            .field("name", &self.obs.name)
             .field("config", &self.config)
             .field("budget", &self.budget.is_some())
             .field("seed", &self.seed)
@@ -42,6 +80,10 @@ impl RetryPolicy {
     /// A policy on the [`SystemClock`](crate::clock::SystemClock), without a
     /// budget, with randomly seeded jitter. Errors name the invalid field.
     pub fn new(config: RetryConfig) -> Result<Self, ConfigError> {
+        Self::build(config, InstanceName::unnamed())
+    }
+
+    fn build(config: RetryConfig, name: InstanceName) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(RetryPolicy {
             config,
@@ -49,7 +91,41 @@ impl RetryPolicy {
             budget: None,
             seed: None,
             counters: Arc::new(Counters::default()),
+            obs: Arc::new(RetryObs::register(name)),
         })
+    }
+
+    /// A policy built from a [`Named`] configuration (on the system clock,
+    /// without a budget: chain [`with_clock`](Self::with_clock) and
+    /// [`with_budget`](Self::with_budget) as with [`RetryPolicy::new`]).
+    ///
+    /// ```
+    /// use resilience_core::Named;
+    /// use resilience_core::retry::{RetryConfig, RetryPolicy};
+    ///
+    /// let config: Named<RetryConfig> = serde_json::from_str(r#"{ "name": "users-api" }"#)?;
+    /// let policy = RetryPolicy::from_named(config)?;
+    /// assert_eq!(policy.name().as_str(), "users-api");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_named(config: Named<RetryConfig>) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        Self::build(config.config, name)
+    }
+
+    /// Names the policy: the `name` field of its tracing events and of its
+    /// `retry` spans, and the `name` label of its metrics. Call it right
+    /// after construction: it registers the metric handles again, and clones
+    /// made before keep the old name.
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.obs = Arc::new(RetryObs::register(name));
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.obs.name
     }
 
     /// Uses `clock` for backoff sleeps and for the deadline of

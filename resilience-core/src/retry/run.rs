@@ -96,11 +96,13 @@ impl RetryRun {
     /// is number one). The first attempt deposits into the budget (failed or
     /// not, every original request deposits).
     pub fn begin_attempt(&mut self) -> u32 {
+        let _span = self.steps.span().clone().entered();
         self.steps.begin_attempt(&self.policy)
     }
 
     /// The attempt succeeded: counts the success and ends the run.
     pub fn on_success(self) {
+        let _span = self.steps.span().clone().entered();
         self.steps.on_success(&self.policy);
     }
 
@@ -108,6 +110,7 @@ impl RetryRun {
     /// time left until the caller's deadline ([`Duration::MAX`] without
     /// one). Returns the delay before the next attempt, or why to stop.
     pub fn on_failure(&mut self, class: ErrorClass, remaining: Duration) -> RetryDecision {
+        let _span = self.steps.span().clone().entered();
         if class.is_retryable() {
             self.steps
                 .on_retryable_failure(&self.policy, class.retry_after(), remaining, &class)
@@ -119,6 +122,7 @@ impl RetryRun {
     /// The caller's deadline passed before an attempt could start or while
     /// one was in flight: counts the stop and ends the run.
     pub fn stop_at_deadline(self) -> RetryErrorKind {
+        let _span = self.steps.span().clone().entered();
         self.steps
             .stop_at_deadline(&self.policy, &"deadline passed")
     }
@@ -131,16 +135,29 @@ impl RetryRun {
 pub(super) struct Steps {
     backoff: RunBackoff,
     attempt: u32,
+    /// The run's `retry` span (`name`, and `attempts` recorded as they begin).
+    span: tracing::Span,
 }
 
 impl Steps {
     /// A new run of `policy` (counted).
     pub(super) fn start(policy: &RetryPolicy) -> Self {
         let run = policy.counters.runs.fetch_add(1, Ordering::Relaxed);
+        policy.obs.runs.inc();
         Steps {
             backoff: RunBackoff { run, state: None },
             attempt: 0,
+            span: tracing::info_span!(
+                "retry",
+                name = %policy.obs.name,
+                attempts = tracing::field::Empty
+            ),
         }
+    }
+
+    /// The run's `retry` span.
+    pub(super) fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// Attempts begun so far.
@@ -159,14 +176,17 @@ impl Steps {
             budget.deposit();
         }
         policy.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        policy.obs.attempts.inc();
+        self.span.record("attempts", self.attempt);
         self.attempt
     }
 
     /// The attempt succeeded.
     pub(super) fn on_success(&self, policy: &RetryPolicy) {
         policy.counters.successes.fetch_add(1, Ordering::Relaxed);
+        policy.obs.successes.inc();
         if self.attempt > 1 {
-            tracing::debug!(attempt = self.attempt, "retried operation succeeded");
+            tracing::debug!(name = %policy.obs.name, attempt = self.attempt, "retried operation succeeded");
         }
     }
 
@@ -181,10 +201,12 @@ impl Steps {
             .counters
             .not_retryable
             .fetch_add(1, Ordering::Relaxed);
+        policy.obs.not_retryable.inc();
+        let name = &policy.obs.name;
         if let Some(error) = error {
-            tracing::debug!(attempt, error = ?error, "error is not retryable, giving up");
+            tracing::debug!(%name, attempt, error = ?error, "error is not retryable, giving up");
         } else {
-            tracing::debug!(attempt, "error is not retryable, giving up");
+            tracing::debug!(%name, attempt, "error is not retryable, giving up");
         }
         RetryDecision::Stop(RetryErrorKind::NotRetryable)
     }
@@ -196,7 +218,9 @@ impl Steps {
             .counters
             .attempt_timeouts
             .fetch_add(1, Ordering::Relaxed);
+        policy.obs.attempt_timeouts.inc();
         tracing::debug!(
+            name = %policy.obs.name,
             attempt = self.attempt,
             per_attempt_timeout = ?policy.config.per_attempt_timeout,
             "attempt timed out"
@@ -218,7 +242,8 @@ impl Steps {
         let counters = &*policy.counters;
         if attempt >= policy.config.max_attempts {
             counters.exhausted.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(attempts = attempt, last_error = ?last_error, "retry attempts exhausted");
+            policy.obs.exhausted.inc();
+            tracing::debug!(name = %policy.obs.name, attempts = attempt, last_error = ?last_error, "retry attempts exhausted");
             return RetryDecision::Stop(RetryErrorKind::AttemptsExhausted);
         }
 
@@ -240,12 +265,15 @@ impl Steps {
             && !budget.try_withdraw()
         {
             counters.budget_denials.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(attempt, last_error = ?last_error, "retry denied by budget");
+            policy.obs.budget_denied.inc();
+            tracing::debug!(name = %policy.obs.name, attempt, last_error = ?last_error, "retry denied by budget");
             return RetryDecision::Stop(RetryErrorKind::BudgetExhausted);
         }
 
         counters.retries.fetch_add(1, Ordering::Relaxed);
+        policy.obs.retries.inc();
         tracing::debug!(
+            name = %policy.obs.name,
             attempt,
             next_attempt = attempt.saturating_add(1),
             delay_ms = duration_ms(delay),
@@ -279,7 +307,9 @@ fn count_deadline_stop(
         .counters
         .deadline_stops
         .fetch_add(1, Ordering::Relaxed);
+    policy.obs.deadline.inc();
     tracing::debug!(
+        name = %policy.obs.name,
         attempts,
         next_delay_ms = next_delay.map(duration_ms),
         last_error = ?last_error,

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SharedClock, saturating_add};
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::Counter;
 
 /// Configuration of an [`EventAggregator`]. `Default`: 5-minute windows, at
 /// most 1000 distinct fingerprints in memory.
@@ -142,11 +144,35 @@ pub struct EventAggregator<K, E = String> {
     /// Summaries of windows closed lazily by [`EventAggregator::record`].
     ready: Vec<Summary<K, E>>,
     evicted: EvictionSummary,
+    name: InstanceName,
+    obs: AggregatorObs,
+}
+
+/// The metric handles of an aggregator.
+#[derive(Debug)]
+struct AggregatorObs {
+    emitted: Counter,
+    suppressed: Counter,
+    summaries: Counter,
+    evictions: Counter,
+}
+
+impl AggregatorObs {
+    fn register(name: &InstanceName) -> Self {
+        const EVENTS: &str = "breakwater_aggregator_events_total";
+        AggregatorObs {
+            emitted: Counter::register(EVENTS, name, &[("decision", "emitted")]),
+            suppressed: Counter::register(EVENTS, name, &[("decision", "suppressed")]),
+            summaries: Counter::register("breakwater_aggregator_summaries_total", name, &[]),
+            evictions: Counter::register("breakwater_aggregator_evictions_total", name, &[]),
+        }
+    }
 }
 
 impl<K, E> fmt::Debug for EventAggregator<K, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventAggregator")
+            .field("name", &self.name)
             .field("config", &self.config)
             .field("fingerprints", &self.entries.len())
             .field("ready", &self.ready.len())
@@ -164,10 +190,41 @@ where
         Self::with_clock(config, SharedClock::system())
     }
 
+    /// An aggregator built from a [`Named`] configuration, on `clock`.
+    pub fn from_named(
+        config: Named<EventAggregatorConfig>,
+        clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        Self::build_named(config.config, clock, name)
+    }
+
+    /// Names the aggregator: the `name` field of its tracing events and the
+    /// `name` label of its metrics. Call it right after construction.
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.obs = AggregatorObs::register(&name);
+        self.name = name;
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.name
+    }
+
     /// An aggregator on the given clock.
     pub fn with_clock(
         config: EventAggregatorConfig,
         clock: impl Clock,
+    ) -> Result<Self, ConfigError> {
+        Self::build_named(config, clock, InstanceName::unnamed())
+    }
+
+    fn build_named(
+        config: EventAggregatorConfig,
+        clock: impl Clock,
+        name: InstanceName,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(EventAggregator {
@@ -176,6 +233,8 @@ where
             entries: HashMap::new(),
             ready: Vec::new(),
             evicted: EvictionSummary::default(),
+            obs: AggregatorObs::register(&name),
+            name,
         })
     }
 
@@ -217,13 +276,15 @@ where
                     });
                 }
             }
-            tracing::trace!(?fingerprint, "duplicate event suppressed");
+            self.obs.suppressed.inc();
+            tracing::trace!(name = %self.name, ?fingerprint, "duplicate event suppressed");
             return None;
         }
         if self.entries.len() >= self.config.max_fingerprints {
             self.evict_least_recent();
         }
-        tracing::debug!(?fingerprint, "event emitted");
+        self.obs.emitted.inc();
+        tracing::debug!(name = %self.name, ?fingerprint, "event emitted");
         self.entries.insert(
             fingerprint.clone(),
             Entry {
@@ -319,7 +380,9 @@ where
         let events = entry.pending.map_or(0, |p| p.count);
         self.evicted.fingerprints = self.evicted.fingerprints.saturating_add(1);
         self.evicted.events = self.evicted.events.saturating_add(events);
+        self.obs.evictions.inc();
         tracing::debug!(
+            name = %self.name,
             fingerprint = ?key,
             events,
             max_fingerprints = self.config.max_fingerprints,
@@ -330,8 +393,10 @@ where
     fn take_reports(&mut self) -> Flushed<K, E> {
         let mut summaries = std::mem::take(&mut self.ready);
         summaries.sort_by_key(|s| s.first_seen);
+        self.obs.summaries.add(summaries.len() as u64);
         for s in &summaries {
             tracing::info!(
+                name = %self.name,
                 fingerprint = ?s.fingerprint,
                 count = s.count,
                 span = ?s.last_seen.saturating_duration_since(s.first_seen),
@@ -341,6 +406,7 @@ where
         let evicted = (self.evicted.fingerprints > 0).then(|| std::mem::take(&mut self.evicted));
         if let Some(e) = evicted {
             tracing::warn!(
+                name = %self.name,
                 fingerprints = e.fingerprints,
                 events = e.events,
                 max_fingerprints = self.config.max_fingerprints,

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
+use crate::name::{InstanceName, Named};
+use crate::obs::{Counter, Gauge};
 
 /// Which side of the marks is the alarming one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -117,18 +119,80 @@ pub struct Hysteresis {
     firing: bool,
     streak: u32,
     ignored: u64,
+    name: InstanceName,
+    obs: SignalObs,
+}
+
+/// The metric handles of a signal.
+#[derive(Debug, Clone)]
+struct SignalObs {
+    firing: Gauge,
+    fired: Counter,
+    cleared: Counter,
+    ignored: Counter,
+}
+
+impl SignalObs {
+    fn register(name: &InstanceName, firing: bool) -> Self {
+        const TRANSITIONS: &str = "breakwater_signal_transitions_total";
+        let obs = SignalObs {
+            firing: Gauge::register("breakwater_signal_firing", name, &[]),
+            fired: Counter::register(TRANSITIONS, name, &[("to", "fired")]),
+            cleared: Counter::register(TRANSITIONS, name, &[("to", "cleared")]),
+            ignored: Counter::register("breakwater_signal_ignored_samples_total", name, &[]),
+        };
+        obs.firing.set(if firing { 1.0 } else { 0.0 });
+        obs
+    }
 }
 
 impl Hysteresis {
     /// A signal that starts in the cleared state.
     pub fn new(config: HysteresisConfig) -> Result<Self, ConfigError> {
+        Self::build(config, InstanceName::unnamed())
+    }
+
+    fn build(config: HysteresisConfig, name: InstanceName) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Hysteresis {
             config,
             firing: false,
             streak: 0,
             ignored: 0,
+            obs: SignalObs::register(&name, false),
+            name,
         })
+    }
+
+    /// A signal built from a [`Named`] configuration.
+    ///
+    /// ```
+    /// use resilience_core::Named;
+    /// use resilience_core::signal::{Hysteresis, HysteresisConfig};
+    ///
+    /// let config: Named<HysteresisConfig> =
+    ///     serde_json::from_str(r#"{ "name": "disk-usage", "high": 0.9, "low": 0.8 }"#)?;
+    /// let signal = Hysteresis::from_named(config)?;
+    /// assert_eq!(signal.name().as_str(), "disk-usage");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_named(config: Named<HysteresisConfig>) -> Result<Self, ConfigError> {
+        let name = config.instance_name()?;
+        Self::build(config.config, name)
+    }
+
+    /// Names the signal: the `name` field of its tracing events and the
+    /// `name` label of its metrics. Call it right after construction.
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.obs = SignalObs::register(&name, self.firing);
+        self.name = name;
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.name
     }
 
     /// The configuration.
@@ -161,7 +225,8 @@ impl Hysteresis {
     pub fn observe(&mut self, value: f64) -> Option<SignalChange> {
         if value.is_nan() {
             self.ignored = self.ignored.saturating_add(1);
-            tracing::debug!(ignored = self.ignored, "hysteresis ignored a NaN sample");
+            self.obs.ignored.inc();
+            tracing::debug!(name = %self.name, ignored = self.ignored, "hysteresis ignored a NaN sample");
             return None;
         }
         let (alarming, clearing) = match self.config.direction {
@@ -179,17 +244,20 @@ impl Hysteresis {
         }
         self.streak = self.streak.saturating_add(1);
         if self.streak < needed {
-            tracing::trace!(value, streak = self.streak, needed, "hysteresis streak");
+            tracing::trace!(name = %self.name, value, streak = self.streak, needed, "hysteresis streak");
             return None;
         }
         self.streak = 0;
         self.firing = !self.firing;
         let (high, low) = (self.config.high, self.config.low);
+        self.obs.firing.set(if self.firing { 1.0 } else { 0.0 });
         if self.firing {
-            tracing::warn!(value, high, low, direction = ?self.config.direction, "signal fired");
+            self.obs.fired.inc();
+            tracing::warn!(name = %self.name, value, high, low, direction = ?self.config.direction, "signal fired");
             Some(SignalChange::Fired { value })
         } else {
-            tracing::info!(value, high, low, direction = ?self.config.direction, "signal cleared");
+            self.obs.cleared.inc();
+            tracing::info!(name = %self.name, value, high, low, direction = ?self.config.direction, "signal cleared");
             Some(SignalChange::Cleared { value })
         }
     }
@@ -198,6 +266,7 @@ impl Hysteresis {
     pub fn reset(&mut self) {
         self.firing = false;
         self.streak = 0;
+        self.obs.firing.set(0.0);
     }
 }
 

@@ -215,6 +215,7 @@ where
             },
             Err(open) => {
                 tracing::debug!(
+                    name = %self.breaker.name(),
                     state = %self.breaker.state(),
                     retry_after_ms = u64::try_from(open.retry_after.as_millis()).unwrap_or(u64::MAX),
                     "request rejected by circuit breaker"

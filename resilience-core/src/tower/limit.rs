@@ -118,6 +118,7 @@ where
             },
             Err(overloaded) => {
                 tracing::debug!(
+                    name = %self.limit.name(),
                     in_flight = self.limit.in_flight(),
                     max_concurrent = self.limit.max_concurrent(),
                     retry_after_ms =

@@ -439,6 +439,7 @@ where
     Req: Clone,
 {
     let mut first = Some(ready);
+    let policy_name = policy.name().clone();
     let outcome = policy
         .run_classified_with_deadline(&deadline, Failed::class, move |_attempt| {
             let (service, is_ready) = match first.take() {
@@ -459,6 +460,7 @@ where
     match error.into_last_error() {
         Some(Failed::Response(response, _)) => {
             tracing::debug!(
+                name = %policy_name,
                 attempts,
                 reason = reason.as_str(),
                 "retries ended, returning the last retryable response"

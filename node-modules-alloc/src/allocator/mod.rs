@@ -164,11 +164,21 @@ impl Allocator {
         let name = config
             .instance_name()
             .map_err(|e| resilience_core::ConfigError::new("name", e.to_string()))?;
-        Ok(Self::new(store, config.config)?.named(name))
+        Self::build(store, config.config, SharedClock::system(), name)
     }
 
     /// An allocator whose limit uses `clock` (queue timeouts, `retry_after`).
     pub fn with_clock(store: Store, config: AllocatorConfig, clock: impl Clock) -> Result<Self> {
+        Self::build(store, config, clock, InstanceName::unnamed())
+    }
+
+    /// Registers the metric handles once, under the final name.
+    fn build(
+        store: Store,
+        config: AllocatorConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self> {
         config.validate()?;
         let clock = clock.into_shared();
         let limit = ConcurrencyLimit::with_clock(config.limit.clone(), clock.clone())
@@ -182,8 +192,8 @@ impl Allocator {
                 free_space: Box::new(StatvfsFreeSpace),
                 flights: Mutex::new(HashMap::new()),
                 gauges: Gauges::default(),
-                metrics: Metrics::new(&InstanceName::unnamed()),
-                name: InstanceName::unnamed(),
+                metrics: Metrics::new(&name),
+                name,
             }),
         })
     }
@@ -191,6 +201,10 @@ impl Allocator {
     /// Names the allocator: the name is the `name` field of its tracing events and spans and
     /// the `name` label of its metrics. Call it right after construction, like
     /// [`Self::with_free_space`]: a clone made earlier keeps its own name and counters.
+    ///
+    /// With the `metrics` feature, the handles are registered again under the name; the
+    /// unnamed series registered by [`Self::new`] stay at zero in the recorder. To register
+    /// only named series, build the allocator with [`Self::from_named`].
     ///
     /// ```
     /// use node_modules_alloc::allocator::{Allocator, AllocatorConfig};

@@ -16,6 +16,7 @@ use super::marker::read_marker;
 use super::observe::{Rebuilt, Started, VerifyEnd};
 use super::report::VerifyReport;
 use super::staging::{lock_dir, remove_stale_staging, stale_staging};
+use super::stats::Materializing;
 use super::{Allocator, blocking, touch_manifest};
 use crate::error::{Error, Result};
 use crate::lockfile::Lockfile;
@@ -87,6 +88,10 @@ impl Allocator {
         } else {
             None
         };
+        // A repair may rebuild the tree: it runs (and counts) as a materialization.
+        let _materializing = admitted
+            .is_some()
+            .then(|| Materializing::enter(&self.inner.gauges, &self.inner.metrics));
         let this = self.clone();
         let report = blocking(move || this.verify_blocking(&app_dir, repair, lockfile)).await;
         drop((admitted, work));

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use node_modules_alloc::Error;
-use node_modules_alloc::allocator::{Allocator, AllocatorConfig, Outcome, VerifyReport};
+use node_modules_alloc::allocator::{
+    Allocation, Allocator, AllocatorConfig, Outcome, VerifyReport,
+};
 use node_modules_alloc::config::LinkMode;
 use node_modules_alloc::import::ImportSummary;
 use node_modules_alloc::store::Store;
@@ -46,6 +48,8 @@ const EXIT_TEMPFAIL: u8 = 75;
 /// The environment variable `--store` defaults to.
 const STORE_ENV: &str = "BREAKWATER_STORE";
 
+// Doc comments are the `--help` text: plain words, no Markdown backticks.
+#[allow(clippy::doc_markdown)]
 #[derive(Parser, Debug)]
 #[command(
     name = "node-modules-alloc",
@@ -364,33 +368,7 @@ fn run(cli: Cli, store_dir: &Path, out: Output, open_store: &mut Duration) -> Re
     match cli.command {
         Command::Import { paths } => {
             let summary = import(&store, &paths, out)?;
-            out.say(&format!(
-                "imported {} package(s), {} already present",
-                summary.imported(),
-                summary.already_present()
-            ));
-            let packages: Vec<Value> = summary
-                .packages
-                .iter()
-                .map(|p| {
-                    json!({
-                        "integrity": p.integrity,
-                        "name": p.name,
-                        "version": p.version,
-                        "files": p.files,
-                        "already_present": p.already_present,
-                    })
-                })
-                .collect();
-            Ok(Done {
-                code: EXIT_OK,
-                outcome: "ok",
-                fields: json!({
-                    "imported": summary.imported(),
-                    "already_present": summary.already_present(),
-                    "packages": packages,
-                }),
-            })
+            Ok(imported(&summary, out))
         }
         Command::Allocate {
             lockfile,
@@ -425,41 +403,13 @@ fn run(cli: Cli, store_dir: &Path, out: Output, open_store: &mut Duration) -> Re
             if let Some(spinner) = spinner {
                 spinner.finish_and_clear();
             }
-            let allocation = allocation?;
-            out.say(&format!(
-                "{} {} ({} packages, {} files, {})",
-                allocation.outcome,
-                allocation.node_modules.display(),
-                allocation.packages,
-                allocation.files,
-                cli.link_mode
-            ));
-            let stats = allocation.stats;
-            Ok(Done {
-                code: EXIT_OK,
-                outcome: match allocation.outcome {
-                    Outcome::Reused => "reused",
-                    Outcome::Cloned => "cloned",
-                    Outcome::Materialized => "materialized",
-                },
-                fields: json!({
-                    "app_dir": app_dir.display().to_string(),
-                    "lockfile": lockfile.display().to_string(),
-                    "node_modules": allocation.node_modules.display().to_string(),
-                    "manifest_digest": allocation.manifest_digest,
-                    "lockfile_digest": allocation.lockfile_digest,
-                    "packages": allocation.packages,
-                    "files": allocation.files,
-                    "link_mode": cli.link_mode.to_string(),
-                    "placed": {
-                        "files": stats.files,
-                        "hardlinks": stats.hardlinks,
-                        "reflinks": stats.reflinks,
-                        "copies": stats.copies,
-                        "symlinks": stats.symlinks,
-                    },
-                }),
-            })
+            Ok(allocated(
+                &allocation?,
+                &app_dir,
+                &lockfile,
+                cli.link_mode,
+                out,
+            ))
         }
         Command::Verify {
             app_dir,
@@ -503,6 +453,81 @@ fn run(cli: Cli, store_dir: &Path, out: Output, open_store: &mut Duration) -> Re
                 }),
             })
         }
+    }
+}
+
+/// Prints an import's summary.
+fn imported(summary: &ImportSummary, out: Output) -> Done {
+    out.say(&format!(
+        "imported {} package(s), {} already present",
+        summary.imported(),
+        summary.already_present()
+    ));
+    let packages: Vec<Value> = summary
+        .packages
+        .iter()
+        .map(|p| {
+            json!({
+                "integrity": p.integrity,
+                "name": p.name,
+                "version": p.version,
+                "files": p.files,
+                "already_present": p.already_present,
+            })
+        })
+        .collect();
+    Done {
+        code: EXIT_OK,
+        outcome: "ok",
+        fields: json!({
+            "imported": summary.imported(),
+            "already_present": summary.already_present(),
+            "packages": packages,
+        }),
+    }
+}
+
+/// Prints an allocation's summary.
+fn allocated(
+    allocation: &Allocation,
+    app_dir: &Path,
+    lockfile: &Path,
+    link_mode: LinkMode,
+    out: Output,
+) -> Done {
+    out.say(&format!(
+        "{} {} ({} packages, {} files, {})",
+        allocation.outcome,
+        allocation.node_modules.display(),
+        allocation.packages,
+        allocation.files,
+        link_mode
+    ));
+    let stats = allocation.stats;
+    Done {
+        code: EXIT_OK,
+        outcome: match allocation.outcome {
+            Outcome::Reused => "reused",
+            Outcome::Cloned => "cloned",
+            Outcome::Materialized => "materialized",
+        },
+        fields: json!({
+            "app_dir": app_dir.display().to_string(),
+            "lockfile": lockfile.display().to_string(),
+            "node_modules": allocation.node_modules.display().to_string(),
+            "manifest_digest": allocation.manifest_digest,
+            "lockfile_digest": allocation.lockfile_digest,
+            "packages": allocation.packages,
+            "files": allocation.files,
+            "link_mode": link_mode.to_string(),
+            "placed": {
+                "files": stats.files,
+                "hardlinks": stats.hardlinks,
+                "reflinks": stats.reflinks,
+                "copies": stats.copies,
+                "symlinks": stats.symlinks,
+            },
+        }),
     }
 }
 

@@ -168,13 +168,14 @@ fn writable(path: &Path) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
 fn every_documented_metric_is_recorded_with_the_instance_name() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("store")).unwrap();
-    let a = Pkg::new("a", "1.0.0").file("lib/x.js", b"x\n", 0o644);
-    let b = Pkg::new("b", "2.0.0");
+    let pkg_a = Pkg::new("a", "1.0.0").file("lib/x.js", b"x\n", 0o644);
+    let pkg_b = Pkg::new("b", "2.0.0");
     let absent = Pkg::new("absent", "0.0.1");
-    write_tarballs(&dir.path().join("t"), &[&a, &b]);
+    write_tarballs(&dir.path().join("t"), &[&pkg_a, &pkg_b]);
     store.import_path(dir.path().join("t")).unwrap();
     let lock = |file: &str, pkg: &Pkg| -> PathBuf {
         let path = dir.path().join(file);
@@ -183,8 +184,8 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
         path
     };
     let (lock_a, lock_b, lock_absent) = (
-        lock("a.json", &a),
-        lock("b.json", &b),
+        lock("a.json", &pkg_a),
+        lock("b.json", &pkg_b),
         lock("absent.json", &absent),
     );
     let app = |n: &str| dir.path().join("apps").join(n);
@@ -192,7 +193,7 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let gate = Arc::new(Gate::default());
-    let (x, y, z) = metrics::with_local_recorder(&recorder, || {
+    let (alloc_x, alloc_y, alloc_z) = metrics::with_local_recorder(&recorder, || {
         let named = |name: &str, config| {
             Allocator::from_named(store.clone(), Named::new(name, config)).unwrap()
         };
@@ -210,37 +211,37 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
     let mut seen = Seen::default();
 
     // materialized, cloned, reused; a damaged app tree rebuilt; a damaged template rebuilt.
-    let first = rt.block_on(x.allocate(&lock_a, app("1"))).unwrap();
+    let first = rt.block_on(alloc_x.allocate(&lock_a, app("1"))).unwrap();
     assert_eq!(first.outcome, Outcome::Materialized);
-    let cloned = rt.block_on(x.allocate(&lock_a, app("2"))).unwrap();
+    let cloned = rt.block_on(alloc_x.allocate(&lock_a, app("2"))).unwrap();
     assert_eq!(cloned.outcome, Outcome::Cloned);
-    let reused = rt.block_on(x.allocate(&lock_a, app("1"))).unwrap();
+    let reused = rt.block_on(alloc_x.allocate(&lock_a, app("1"))).unwrap();
     assert_eq!(reused.outcome, Outcome::Reused);
     let damaged = app("1").join("node_modules/a");
     writable(&damaged);
     fs::remove_file(damaged.join("index.js")).unwrap();
-    rt.block_on(x.allocate(&lock_a, app("1"))).unwrap();
+    rt.block_on(alloc_x.allocate(&lock_a, app("1"))).unwrap();
     let template = dir
         .path()
         .join("store/templates")
         .join(&first.manifest_digest);
     writable(&template);
     fs::remove_file(template.join(MARKER)).unwrap();
-    let rebuilt = rt.block_on(x.allocate(&lock_a, app("3"))).unwrap();
+    let rebuilt = rt.block_on(alloc_x.allocate(&lock_a, app("3"))).unwrap();
     assert_eq!(rebuilt.outcome, Outcome::Materialized);
     // error (a package missing from the store), insufficient_space.
     assert!(matches!(
-        rt.block_on(x.allocate(&lock_absent, app("4"))),
+        rt.block_on(alloc_x.allocate(&lock_absent, app("4"))),
         Err(Error::MissingPackages { .. })
     ));
     assert!(matches!(
-        rt.block_on(z.allocate(&lock_a, app("5"))),
+        rt.block_on(alloc_z.allocate(&lock_a, app("5"))),
         Err(Error::InsufficientSpace { .. })
     ));
 
     // verify: ok, problems, error.
     assert!(
-        rt.block_on(x.verify(app("2"), false, None))
+        rt.block_on(alloc_x.verify(app("2"), false, None))
             .unwrap()
             .is_ok()
     );
@@ -248,11 +249,14 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
     writable(&damaged);
     fs::remove_file(damaged.join("index.js")).unwrap();
     assert!(
-        !rt.block_on(x.verify(app("2"), false, None))
+        !rt.block_on(alloc_x.verify(app("2"), false, None))
             .unwrap()
             .is_ok()
     );
-    assert!(rt.block_on(x.verify(app("nope"), false, None)).is_err());
+    assert!(
+        rt.block_on(alloc_x.verify(app("nope"), false, None))
+            .is_err()
+    );
 
     // A repair holds x's only permit and the store's only slot, blocked in its space check.
     let (entered_tx, entered_rx) = mpsc::channel();
@@ -261,19 +265,19 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
     *gate.release.lock().unwrap() = Some(release_rx);
     gate.armed.store(true, Ordering::SeqCst);
     let repair = rt.spawn({
-        let x = x.clone();
+        let alloc_x = alloc_x.clone();
         let app = app("2");
-        async move { x.verify(app, true, None).await }
+        async move { alloc_x.verify(app, true, None).await }
     });
     entered_rx.recv().unwrap();
     seen.take(&snapshotter); // in_flight{name="x"} is 1 now
     // x's own queue is full (in-process), y finds the store-wide slots and queue full.
     assert!(matches!(
-        rt.block_on(x.allocate(&lock_b, app("6"))),
+        rt.block_on(alloc_x.allocate(&lock_b, app("6"))),
         Err(Error::Overloaded { .. })
     ));
     assert!(matches!(
-        rt.block_on(y.allocate(&lock_b, app("7"))),
+        rt.block_on(alloc_y.allocate(&lock_b, app("7"))),
         Err(Error::Overloaded { .. })
     ));
     release_tx.send(()).unwrap();
@@ -313,29 +317,29 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
         ("y", "overloaded"),
         ("z", "insufficient_space"),
     ] {
-        let n = seen.get(alloc, &[("name", name), ("outcome", outcome)]);
-        assert!(n >= 1.0, "{name} {outcome}: {n}");
+        let count = seen.get(alloc, &[("name", name), ("outcome", outcome)]);
+        assert!(count >= 1.0, "{name} {outcome}: {count}");
     }
     for (name, reason) in [("x", "queue"), ("y", "store_queue"), ("z", "disk_space")] {
-        let n = seen.get(
+        let count = seen.get(
             "breakwater_allocator_shed_total",
             &[("name", name), ("reason", reason)],
         );
-        assert!(n >= 1.0, "shed {name} {reason}");
+        assert!(count >= 1.0, "shed {name} {reason}");
     }
     for outcome in ["ok", "problems", "repaired", "error"] {
-        let n = seen.get(
+        let count = seen.get(
             "breakwater_allocator_verifications_total",
             &[("name", "x"), ("outcome", outcome)],
         );
-        assert!(n >= 1.0, "verify {outcome}");
+        assert!(count >= 1.0, "verify {outcome}");
     }
     for tree in ["app", "template"] {
-        let n = seen.get(
+        let count = seen.get(
             "breakwater_allocator_rebuilds_total",
             &[("name", "x"), ("tree", tree)],
         );
-        assert!(n >= 1.0, "rebuilt {tree}");
+        assert!(count >= 1.0, "rebuilt {tree}");
     }
     assert!(seen.get("breakwater_allocator_in_flight", &[("name", "x")]) >= 1.0);
     assert_eq!(

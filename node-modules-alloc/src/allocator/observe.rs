@@ -108,6 +108,8 @@ pub(super) struct Metrics {
     handles: imp::Handles,
 }
 
+// Without the feature every method is empty: `self` is unused by design.
+#[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
 impl Metrics {
     pub(super) fn new(name: &InstanceName) -> Self {
         #[cfg(not(feature = "metrics"))]

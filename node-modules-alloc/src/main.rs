@@ -574,7 +574,7 @@ fn verified(report: &VerifyReport, app_dir: &Path, repair: bool, out: Output) ->
             "repair": repair,
             "repaired": report.repaired,
             "problems": report.problems,
-            "store": store,
+            "store_report": store,
         }),
     }
 }

@@ -164,11 +164,13 @@ fn json_objects_carry_the_documented_keys() {
             "repair",
             "repaired",
             "problems",
-            "store",
+            "store_report",
         ],
     );
     assert_eq!(v["outcome"], "ok");
     assert_eq!(v["problems"], Value::Array(vec![]));
+    assert_eq!(v["store"], s(&f.store), "the store path, not the report");
+    assert_eq!(v["store_report"], Value::Null);
 
     let out = run(&["--json", "--store", s(&f.store), "gc"]);
     assert!(out.status.success(), "{}", stderr(&out));

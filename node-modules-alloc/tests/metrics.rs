@@ -193,7 +193,7 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let gate = Arc::new(Gate::default());
-    let (alloc_x, alloc_y, alloc_z) = metrics::with_local_recorder(&recorder, || {
+    let (alloc_x, alloc_y, alloc_z, alloc_w) = metrics::with_local_recorder(&recorder, || {
         let named = |name: &str, config| {
             Allocator::from_named(store.clone(), Named::new(name, config)).unwrap()
         };
@@ -201,6 +201,14 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
             named("x", config()).with_free_space(GateProbe(Arc::clone(&gate))),
             named("y", config()),
             named("z", config()).with_free_space(FullDisk),
+            // One place in the store-wide queue: w waits instead of being shed.
+            named("w", AllocatorConfig {
+                limit: resilience_core::limit::ConcurrencyLimitConfig {
+                    max_queued: 1,
+                    ..config().limit
+                },
+                ..config()
+            }),
         )
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -280,9 +288,27 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
         rt.block_on(alloc_y.allocate(&lock_b, app("7"))),
         Err(Error::Overloaded { .. })
     ));
+    // w takes the store-wide queue's one place and waits for the slot.
+    let queue = dir.path().join("store/queue");
+    let waiting = rt.spawn({
+        let alloc_w = alloc_w.clone();
+        let (lock_b, app) = (lock_b.clone(), app("8"));
+        async move { alloc_w.allocate(lock_b, app).await }
+    });
+    let since = std::time::Instant::now();
+    while fs::read_dir(&queue).map_or(0, Iterator::count) == 0 {
+        assert!(
+            since.elapsed() < Duration::from_secs(120),
+            "w never queued"
+        );
+        std::thread::yield_now();
+    }
+    seen.take(&snapshotter); // queued{name="w"} is 1 now
     release_tx.send(()).unwrap();
     let report = rt.block_on(repair).unwrap().unwrap();
     assert!(report.repaired, "{report:?}");
+    let queued = rt.block_on(waiting).unwrap().unwrap();
+    assert_eq!(queued.outcome, Outcome::Materialized);
     seen.take(&snapshotter);
 
     // The names seen are exactly the table's, with the documented types.
@@ -301,7 +327,7 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
     for (name, labels) in seen.values.keys() {
         let label = labels.iter().find(|(k, _)| k == "name");
         assert!(
-            matches!(label, Some((_, v)) if ["x", "y", "z"].contains(&v.as_str())),
+            matches!(label, Some((_, v)) if ["x", "y", "z", "w"].contains(&v.as_str())),
             "{name} {labels:?} lacks the instance name"
         );
     }
@@ -342,6 +368,7 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
         assert!(count >= 1.0, "rebuilt {tree}");
     }
     assert!(seen.get("breakwater_allocator_in_flight", &[("name", "x")]) >= 1.0);
+    assert!(seen.get("breakwater_allocator_queued", &[("name", "w")]) >= 1.0);
     assert_eq!(
         seen.get(
             "breakwater_allocator_template_builds_total",
@@ -350,7 +377,7 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
         2.0,
         "first build and rebuild"
     );
-    // Every counter and histogram moved (gauges: registered, and in_flight seen above).
+    // Every counter and histogram moved (the gauges were seen above).
     for (name, kind) in &table {
         if kind != "gauge" {
             assert!(seen.total(name) > 0.0, "{name} never recorded");

@@ -186,8 +186,12 @@ fn json_objects_carry_the_documented_keys() {
         ],
     );
     assert_eq!(v["templates_removed"], 1);
+}
 
-    // An error is one object too, with the exit code and the stderr line's message.
+#[test]
+fn an_error_is_one_json_object_too() {
+    // With the exit code and the stderr line's message.
+    let f = fixture();
     let out = run(&[
         "--json",
         "--store",

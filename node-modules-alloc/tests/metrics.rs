@@ -202,13 +202,16 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
             named("y", config()),
             named("z", config()).with_free_space(FullDisk),
             // One place in the store-wide queue: w waits instead of being shed.
-            named("w", AllocatorConfig {
-                limit: resilience_core::limit::ConcurrencyLimitConfig {
-                    max_queued: 1,
-                    ..config().limit
+            named(
+                "w",
+                AllocatorConfig {
+                    limit: resilience_core::limit::ConcurrencyLimitConfig {
+                        max_queued: 1,
+                        ..config().limit
+                    },
+                    ..config()
                 },
-                ..config()
-            }),
+            ),
         )
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -297,10 +300,7 @@ fn every_documented_metric_is_recorded_with_the_instance_name() {
     });
     let since = std::time::Instant::now();
     while fs::read_dir(&queue).map_or(0, Iterator::count) == 0 {
-        assert!(
-            since.elapsed() < Duration::from_secs(120),
-            "w never queued"
-        );
+        assert!(since.elapsed() < Duration::from_secs(120), "w never queued");
         std::thread::yield_now();
     }
     seen.take(&snapshotter); // queued{name="w"} is 1 now

@@ -53,6 +53,7 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use resilience_core::InstanceName;
 use resilience_core::backoff::{Backoff, BackoffConfig, Jitter};
 use resilience_core::clock::{Clock, SharedClock};
 use resilience_core::limit::ConcurrencyLimitConfig;
@@ -125,6 +126,8 @@ pub(crate) struct Demand {
     pub(crate) min_free_bytes: u64,
     /// Bytes to reserve.
     pub(crate) needs: Vec<Need>,
+    /// The admitting allocator's name (the `name` field of the events).
+    pub(crate) name: InstanceName,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -149,18 +152,20 @@ struct Reserved {
 pub(crate) struct Slot {
     index: usize,
     lock: LockFile,
+    name: InstanceName,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         tracing::info!(
+            name = %self.name,
             slot = self.index,
             at_unix_us = unix_micros(),
             "materialization finished"
         );
         if let Err(e) = self.lock.file().set_len(0) {
             // Harmless: the record of a free slot is never read.
-            tracing::debug!(slot = self.index, error = %e, "cannot clear slot record");
+            tracing::debug!(name = %self.name, slot = self.index, error = %e, "cannot clear slot record");
         }
     }
 }
@@ -204,6 +209,7 @@ impl StoreWide {
         let Some(place) = self.try_enqueue(demand.limit.max_queued)? else {
             let retry_after = retry_after(&demand.limit, running_for, demand.limit.max_queued);
             tracing::warn!(
+                name = %demand.name,
                 ?retry_after,
                 max_concurrent = demand.limit.max_concurrent,
                 max_queued = demand.limit.max_queued,
@@ -212,6 +218,7 @@ impl StoreWide {
             return Err(Error::Overloaded { retry_after });
         };
         tracing::info!(
+            name = %demand.name,
             max_concurrent = demand.limit.max_concurrent,
             "every store-wide slot is taken; queued"
         );
@@ -223,6 +230,7 @@ impl StoreWide {
                 Some(deadline) if now >= deadline => {
                     let retry_after = retry_after(&demand.limit, running_for, 0);
                     tracing::warn!(
+                        name = %demand.name,
                         ?retry_after,
                         "allocation shed: waited the whole queue timeout for a store-wide slot"
                     );
@@ -284,6 +292,7 @@ impl StoreWide {
                 let left = available.saturating_sub(others);
                 if left.saturating_sub(*bytes) < demand.min_free_bytes {
                     tracing::warn!(
+                        name = %demand.name,
                         path = %path.display(),
                         available,
                         reserved_by_others = others,
@@ -319,12 +328,17 @@ impl StoreWide {
             .and_then(|()| lock.file().write_all_at(&bytes, 0))
             .map_err(Error::io("cannot write slot record", lock.path()))?;
         tracing::info!(
+            name = %demand.name,
             slot = index,
             reserved_bytes = by_dev.values().map(|(_, b)| *b).sum::<u64>(),
             at_unix_us = record.started_unix_us,
             "materialization started"
         );
-        Ok(Attempt::Admitted(Slot { index, lock }))
+        Ok(Attempt::Admitted(Slot {
+            index,
+            lock,
+            name: demand.name.clone(),
+        }))
     }
 
     /// Existing slot files with an index of `max_concurrent` or more.
@@ -436,6 +450,7 @@ mod tests {
             limit: limit(max_concurrent, max_queued),
             min_free_bytes: 100,
             needs,
+            name: InstanceName::unnamed(),
         }
     }
 

@@ -26,6 +26,23 @@
 //! node-modules-alloc --store DIR gc
 //! ```
 //!
+//! (`--json`, `-q`/`-v`, `BREAKWATER_STORE` and the exit codes: see the README.)
+//!
+//! # Features
+//!
+//! * `cli` (default): the binary (clap, indicatif, tracing-subscriber).
+//! * `metrics`: the allocator records `breakwater_allocator_*` metrics through the
+//!   [`metrics`](https://docs.rs/metrics) facade (the table is in `docs/metrics.md`). The crate
+//!   never installs a recorder; install yours before building an
+//!   [`Allocator`](allocator::Allocator), which registers its handles when built. Off: no
+//!   metrics code is compiled in.
+//! * `fuzzing`: entry points of the fuzz targets (hidden, not a stable API).
+//!
+//! An allocator can be named ([`Allocator::from_named`](allocator::Allocator::from_named) with a
+//! [`Named`](resilience_core::Named) configuration, or
+//! [`Allocator::named`](allocator::Allocator::named)): the name is the `name` field of its
+//! tracing spans and events and the `name` label of its metrics.
+//!
 //! # Example
 //!
 //! ```

@@ -345,8 +345,9 @@ fn cli_success_path_verify_failure_and_repair() {
             .success()
     );
     fs::remove_file(app.join("node_modules/a/index.js")).unwrap();
+    // Problems found (not an I/O error): exit 3.
     let out = run(&["--store", s(&store), "verify", "--app-dir", s(&app)]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(stderr_line(&out).contains("a/index.js"));
     let out = run(&[
         "--store",

@@ -17,6 +17,7 @@ use resilience_core::clock::Clock;
 use resilience_core::limit::ConcurrencyPermit;
 
 use super::marker::read_marker;
+use super::observe::Shed;
 use super::{Allocator, blocking};
 use crate::admission::{Demand, Need, Slot, StoreWide, copies_data, tree_bytes};
 use crate::error::{Error, Result};
@@ -52,7 +53,8 @@ impl Allocator {
             Ok(permit) => Ok(permit),
             Err(overloaded) => {
                 self.inner.gauges.shed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(retry_after = ?overloaded.retry_after, "allocation shed: too many queued");
+                self.inner.metrics.shed(Shed::Queue);
+                tracing::warn!(name = %self.inner.name, retry_after = ?overloaded.retry_after, "allocation shed: too many queued");
                 Err(Error::Overloaded {
                     retry_after: overloaded.retry_after,
                 })
@@ -76,8 +78,13 @@ impl Allocator {
             StoreWide::new(&this.inner.store).admit(&demand, &probe, &this.inner.clock, deadline)
         })
         .await;
-        if matches!(admitted, Err(Error::Overloaded { .. })) {
-            self.inner.gauges.shed.fetch_add(1, Ordering::Relaxed);
+        match &admitted {
+            Err(Error::Overloaded { .. }) => {
+                self.inner.gauges.shed.fetch_add(1, Ordering::Relaxed);
+                self.inner.metrics.shed(Shed::StoreQueue);
+            }
+            Err(Error::InsufficientSpace { .. }) => self.inner.metrics.shed(Shed::DiskSpace),
+            _ => {}
         }
         admitted
     }
@@ -114,6 +121,7 @@ impl Allocator {
             limit: self.inner.config.limit.clone(),
             min_free_bytes: self.inner.config.min_free_bytes,
             needs,
+            name: self.inner.name.clone(),
         })
     }
 
@@ -129,7 +137,8 @@ impl Allocator {
                 .available_bytes(path)
                 .map_err(Error::io("cannot measure free space of", path))?;
             if available < required {
-                tracing::warn!(path = %path.display(), available, required, "refusing allocation: disk nearly full");
+                self.inner.metrics.shed(Shed::DiskSpace);
+                tracing::warn!(name = %self.inner.name, path = %path.display(), available, required, "refusing allocation: disk nearly full");
                 return Err(Error::InsufficientSpace {
                     path: path.to_path_buf(),
                     available,

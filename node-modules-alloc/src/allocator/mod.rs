@@ -84,6 +84,7 @@ use std::sync::{Arc, Mutex};
 
 use resilience_core::clock::{Clock, SharedClock};
 use resilience_core::limit::ConcurrencyLimit;
+use resilience_core::{InstanceName, Named};
 use tracing::Instrument as _;
 
 use crate::error::{Error, Result};
@@ -96,6 +97,7 @@ use crate::store::Store;
 mod admit;
 mod config;
 mod marker;
+mod observe;
 mod publish;
 mod report;
 mod staging;
@@ -107,10 +109,11 @@ pub use admit::{FreeSpace, StatvfsFreeSpace};
 pub use config::AllocatorConfig;
 pub use marker::MARKER;
 use marker::{TreeState, tree_state};
+use observe::{AllocationEnd, Metrics, Rebuilt, Started};
 pub use report::{Allocation, Outcome, VerifyReport};
 use staging::lock_dir;
 pub use stats::AllocatorStats;
-use stats::{Gauges, Materializing};
+use stats::{Gauges, Materializing, Queued};
 
 #[derive(Debug)]
 struct Inner {
@@ -122,6 +125,9 @@ struct Inner {
     free_space: Box<dyn FreeSpace>,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     gauges: Gauges,
+    /// The `name` field of every event and label of every metric (`""` when unnamed).
+    name: InstanceName,
+    metrics: Metrics,
 }
 
 /// Allocates `node_modules` trees from a [`Store`]. Cheap to clone; `Send + Sync`.
@@ -132,12 +138,47 @@ pub struct Allocator {
 
 impl Allocator {
     /// An allocator over `store` with the system clock and `statvfs` free-space guard.
+    ///
+    /// With the `metrics` feature, the allocator registers its metric handles here (see
+    /// `docs/metrics.md`): install the recorder before building allocators.
     pub fn new(store: Store, config: AllocatorConfig) -> Result<Self> {
         Self::with_clock(store, config, SharedClock::system())
     }
 
+    /// An allocator named by its configuration file: a [`Named<AllocatorConfig>`] reads the
+    /// allocator's keys plus an optional `name`.
+    ///
+    /// ```
+    /// use node_modules_alloc::allocator::{Allocator, AllocatorConfig};
+    /// use node_modules_alloc::store::Store;
+    /// use resilience_core::Named;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let config: Named<AllocatorConfig> =
+    ///     serde_json::from_str(r#"{ "name": "ci-runners", "link_mode": "copy" }"#)?;
+    /// let allocator = Allocator::from_named(Store::open(dir.path())?, config)?;
+    /// assert_eq!(allocator.name().as_str(), "ci-runners");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_named(store: Store, config: Named<AllocatorConfig>) -> Result<Self> {
+        let name = config
+            .instance_name()
+            .map_err(|e| resilience_core::ConfigError::new("name", e.to_string()))?;
+        Self::build(store, config.config, SharedClock::system(), name)
+    }
+
     /// An allocator whose limit uses `clock` (queue timeouts, `retry_after`).
     pub fn with_clock(store: Store, config: AllocatorConfig, clock: impl Clock) -> Result<Self> {
+        Self::build(store, config, clock, InstanceName::unnamed())
+    }
+
+    /// Registers the metric handles once, under the final name.
+    fn build(
+        store: Store,
+        config: AllocatorConfig,
+        clock: impl Clock,
+        name: InstanceName,
+    ) -> Result<Self> {
         config.validate()?;
         let clock = clock.into_shared();
         let limit = ConcurrencyLimit::with_clock(config.limit.clone(), clock.clone())
@@ -151,15 +192,52 @@ impl Allocator {
                 free_space: Box::new(StatvfsFreeSpace),
                 flights: Mutex::new(HashMap::new()),
                 gauges: Gauges::default(),
+                metrics: Metrics::new(&name),
+                name,
             }),
         })
     }
 
-    /// Replaces the free-space probe (tests simulate a full disk with it). Call it right after
-    /// construction: a clone made earlier keeps the previous probe and its own counters.
+    /// Names the allocator: the name is the `name` field of its tracing events and spans and
+    /// the `name` label of its metrics. Call it right after construction, like
+    /// [`Self::with_free_space`]: a clone made earlier keeps its own name and counters.
+    ///
+    /// With the `metrics` feature, the handles are registered again under the name; the
+    /// unnamed series registered by [`Self::new`] stay at zero in the recorder. To register
+    /// only named series, build the allocator with [`Self::from_named`].
+    ///
+    /// ```
+    /// use node_modules_alloc::allocator::{Allocator, AllocatorConfig};
+    /// use node_modules_alloc::store::Store;
+    /// use resilience_core::InstanceName;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let allocator = Allocator::new(Store::open(dir.path())?, AllocatorConfig::default())?
+    ///     .named(InstanceName::new("ci-runners")?);
+    /// assert_eq!(allocator.name().as_str(), "ci-runners");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
-    pub fn with_free_space(self, probe: impl FreeSpace + 'static) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|arc| Inner {
+    pub fn named(self, name: InstanceName) -> Self {
+        let inner = self.into_inner();
+        Self {
+            inner: Arc::new(Inner {
+                metrics: Metrics::new(&name),
+                name,
+                ..inner
+            }),
+        }
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.inner.name
+    }
+
+    /// The inner state, or a fresh copy of it (same store, configuration, limit, clock and
+    /// name; new probe, counters and metric handles) when other clones share it.
+    fn into_inner(self) -> Inner {
+        Arc::try_unwrap(self.inner).unwrap_or_else(|arc| Inner {
             store: arc.store.clone(),
             config: arc.config.clone(),
             limit: arc.limit.clone(),
@@ -167,7 +245,16 @@ impl Allocator {
             free_space: Box::new(StatvfsFreeSpace),
             flights: Mutex::new(HashMap::new()),
             gauges: Gauges::default(),
-        });
+            metrics: Metrics::new(&arc.name),
+            name: arc.name.clone(),
+        })
+    }
+
+    /// Replaces the free-space probe (tests simulate a full disk with it). Call it right after
+    /// construction: a clone made earlier keeps the previous probe and its own counters.
+    #[must_use]
+    pub fn with_free_space(self, probe: impl FreeSpace + 'static) -> Self {
+        let inner = self.into_inner();
         Self {
             inner: Arc::new(Inner {
                 free_space: Box::new(probe),
@@ -218,8 +305,10 @@ impl Allocator {
         app_dir: impl AsRef<Path>,
     ) -> Result<Allocation> {
         let app_dir = app_dir.as_ref().to_path_buf();
+        let started = Started::now();
         let span = tracing::info_span!(
             "allocate",
+            name = %self.inner.name,
             app_dir = %app_dir.display(),
             lockfile_digest = tracing::field::Empty,
             packages = tracing::field::Empty,
@@ -231,13 +320,17 @@ impl Allocator {
             .allocate_inner(lockfile.clone(), app_dir)
             .instrument(span.clone())
             .await;
+        let end = AllocationEnd::of(&result, |a| a.outcome);
+        self.inner.metrics.allocation(end, started);
         match &result {
             Ok(a) => {
                 span.record("outcome", tracing::field::display(a.outcome));
             }
             Err(e) => {
                 span.record("outcome", "error");
-                span.in_scope(|| tracing::warn!(error = %e, "allocation failed"));
+                span.in_scope(
+                    || tracing::warn!(name = %self.inner.name, outcome = end.label(), error = %e, "allocation failed"),
+                );
             }
         }
         result
@@ -285,11 +378,13 @@ impl Allocator {
 
         let deadline = self.queue_deadline();
         self.check_space(&app_dir)?;
+        let queued = self.queued();
         let _permit = self.acquire_permit().await?;
         let _slot = self
             .admit(Some(Arc::clone(&plan)), &app_dir, deadline)
             .await?;
-        let _gauge = Materializing::enter(&self.inner.gauges);
+        drop(queued);
+        let _gauge = Materializing::enter(&self.inner.gauges, &self.inner.metrics);
 
         // The app lock comes after admission: callers piling up on one app wait in the
         // bounded queues (or are shed), not on this lock.
@@ -315,7 +410,8 @@ impl Allocator {
             }
             TreeState::Damaged(problem) => {
                 self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(problem, "published tree damaged; rebuilding it");
+                self.inner.metrics.rebuilt(Rebuilt::App);
+                tracing::warn!(name = %self.inner.name, problem, "published tree damaged; rebuilding it");
             }
             TreeState::Absent => {}
         }
@@ -341,13 +437,18 @@ impl Allocator {
         } else {
             Outcome::Cloned
         };
-        tracing::info!(%outcome, hardlinks = stats.hardlinks, reflinks = stats.reflinks, copies = stats.copies, "node_modules published");
+        tracing::info!(name = %self.inner.name, %outcome, hardlinks = stats.hardlinks, reflinks = stats.reflinks, copies = stats.copies, "node_modules published");
         Ok(Self::allocation(&plan, &app_dir, outcome, stats))
+    }
+
+    /// Counts this caller as waiting for admission until the guard is dropped.
+    fn queued(&self) -> Queued<'_> {
+        Queued::enter(&self.inner.metrics)
     }
 
     fn reused(&self, plan: &Plan, app_dir: &Path) -> Allocation {
         self.inner.gauges.reused.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!("existing tree is valid; reused");
+        tracing::debug!(name = %self.inner.name, "existing tree is valid; reused");
         Self::allocation(plan, app_dir, Outcome::Reused, TreeStats::default())
     }
 
@@ -359,10 +460,10 @@ impl Allocator {
         if !path.exists()
             && let Err(e) = plan.manifest.save(store)
         {
-            tracing::debug!(error = %e, "cannot restore manifest");
+            tracing::debug!(name = %self.inner.name, error = %e, "cannot restore manifest");
             return;
         }
-        touch_manifest(store, &plan.digest);
+        touch_manifest(store, &plan.digest, &self.inner.name);
     }
 
     fn allocation(plan: &Plan, app_dir: &Path, outcome: Outcome, stats: TreeStats) -> Allocation {
@@ -379,7 +480,10 @@ impl Allocator {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    match tokio::task::spawn_blocking(f).await {
+    // The blocking thread works inside the caller's span (`allocate`, `verify`): its events
+    // carry the allocation's fields.
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
         Ok(result) => result,
         Err(join) => Err(Error::io("blocking task failed", PathBuf::new())(
             io::Error::other(join.to_string()),
@@ -388,10 +492,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Stamps a manifest as used (gc keeps manifests used within its retention). Best effort.
-fn touch_manifest(store: &Store, digest: &str) {
+fn touch_manifest(store: &Store, digest: &str, name: &InstanceName) {
     let path = store.dir("manifests").join(format!("{digest}.json"));
     if let Err(e) = touch(&path) {
-        tracing::debug!(path = %path.display(), error = %e, "cannot stamp manifest as used");
+        tracing::debug!(name = %name, path = %path.display(), error = %e, "cannot stamp manifest as used");
     }
 }
 

@@ -21,7 +21,7 @@ impl Allocator {
     /// missing or damaged (files deleted, or changed through a hardlink) is rebuilt from the
     /// store and cloned again; should it vanish once more, the tree is built from the store.
     pub(super) fn clone_and_publish(&self, plan: &Plan, app_dir: &Path) -> Result<TreeStats> {
-        remove_stale_staging(app_dir)?;
+        remove_stale_staging(app_dir, &self.inner.name)?;
         let staging = app_dir.join(unique_name(STAGING_PREFIX));
         fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
         let result = (|| {
@@ -42,8 +42,11 @@ impl Allocator {
             publish(&staging, &app_dir.join("node_modules"))?;
             Ok(stats)
         })();
-        if result.is_err() {
-            let _ = remove_tree(&staging);
+        match &result {
+            Ok(stats) => self.inner.metrics.linked(stats, &plan.manifest),
+            Err(_) => {
+                let _ = remove_tree(&staging);
+            }
         }
         result
     }

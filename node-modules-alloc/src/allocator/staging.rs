@@ -8,6 +8,8 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+use resilience_core::InstanceName;
+
 use crate::error::{Error, Result};
 use crate::fsutil::remove_tree;
 
@@ -48,9 +50,9 @@ pub(super) fn stale_staging(app_dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Removes staging leftovers; only called while holding the app-dir lock exclusively, so every
 /// staging directory present belongs to a dead process.
-pub(super) fn remove_stale_staging(app_dir: &Path) -> Result<()> {
+pub(super) fn remove_stale_staging(app_dir: &Path, name: &InstanceName) -> Result<()> {
     for stale in stale_staging(app_dir)? {
-        tracing::info!(path = %stale.display(), "removing stale staging directory");
+        tracing::info!(name = %name, path = %stale.display(), "removing stale staging directory");
         remove_tree(&stale)?;
     }
     Ok(())

@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use super::observe::Metrics;
+
 /// Counters and gauges of an allocator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AllocatorStats {
@@ -36,20 +38,38 @@ pub(super) struct Gauges {
     pub(super) rebuilt: AtomicU64,
 }
 
-/// Decrements the materializing gauge on drop.
-pub(super) struct Materializing<'a>(&'a Gauges);
+/// Decrements the materializing gauge (and the `in_flight` metric) on drop.
+pub(super) struct Materializing<'a>(&'a Gauges, &'a Metrics);
 
 impl<'a> Materializing<'a> {
-    pub(super) fn enter(gauges: &'a Gauges) -> Self {
+    pub(super) fn enter(gauges: &'a Gauges, metrics: &'a Metrics) -> Self {
         // Relaxed: the gauge is statistics; the bound itself is enforced by the limit's permits.
         let now = gauges.materializing.fetch_add(1, Ordering::Relaxed) + 1;
         gauges.peak.fetch_max(now, Ordering::Relaxed);
-        Self(gauges)
+        metrics.in_flight(1.0);
+        Self(gauges, metrics)
     }
 }
 
 impl Drop for Materializing<'_> {
     fn drop(&mut self) {
         self.0.materializing.fetch_sub(1, Ordering::Relaxed);
+        self.1.in_flight(-1.0);
+    }
+}
+
+/// Counts a caller waiting for admission (the `queued` metric) until dropped.
+pub(super) struct Queued<'a>(&'a Metrics);
+
+impl<'a> Queued<'a> {
+    pub(super) fn enter(metrics: &'a Metrics) -> Self {
+        metrics.queued(1.0);
+        Self(metrics)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.queued(-1.0);
     }
 }

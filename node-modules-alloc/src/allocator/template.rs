@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::marker::{marker_bytes, pending, read_marker, seal};
+use super::observe::{Rebuilt, Started};
 use super::{Allocator, blocking};
 use crate::error::{Error, Result};
 use crate::fsutil::{remove_tree, sync_dir, unique_name};
@@ -64,6 +65,7 @@ impl Allocator {
         {
             let _shared = store.template_lock(&plan.digest, LockMode::Shared)?;
             if read_marker(&template).is_some_and(|m| m.manifest == plan.digest) {
+                self.inner.metrics.template_reused();
                 return Ok(false);
             }
         }
@@ -77,14 +79,19 @@ impl Allocator {
                     .then(|| quick_check(&plan.manifest, &template))
                     .flatten(),
             ) {
-                (true, None) => return Ok(false),
+                (true, None) => {
+                    self.inner.metrics.template_reused();
+                    return Ok(false);
+                }
                 (_, problem) => {
                     self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(template = %plan.digest, problem = problem.as_deref().unwrap_or("invalid marker"), "template invalid; rebuilding it");
+                    self.inner.metrics.rebuilt(Rebuilt::Template);
+                    tracing::warn!(name = %self.inner.name, template = %plan.digest, problem = problem.as_deref().unwrap_or("invalid marker"), "template invalid; rebuilding it");
                     store.discard_template_locked(&plan.digest, &lock)?;
                 }
             }
         }
+        let started = Started::now();
         plan.manifest.save(store)?;
         self.verify_content(&plan.manifest)?;
         let staging = store.dir("staging").join(unique_name("tpl-"));
@@ -112,7 +119,8 @@ impl Allocator {
             .gauges
             .templates_built
             .fetch_add(1, Ordering::Relaxed);
-        tracing::info!(template = %plan.digest, files = plan.manifest.files(), "template materialized");
+        self.inner.metrics.template_built(started);
+        tracing::info!(name = %self.inner.name, template = %plan.digest, files = plan.manifest.files(), "template materialized");
         Ok(true)
     }
 
@@ -184,7 +192,7 @@ impl Allocator {
                 Staged::Intact => return Ok(Some(stats)),
                 Staged::Restored(files) => {
                     self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(template = %plan.digest, files, "store files changed through a hardlink kept their content; their mode and mtime were restored");
+                    tracing::warn!(name = %self.inner.name, template = %plan.digest, files, "store files changed through a hardlink kept their content; their mode and mtime were restored");
                     return Ok(Some(stats));
                 }
                 Staged::Damaged(problem) => problem,
@@ -200,7 +208,8 @@ impl Allocator {
         };
         drop(shared);
         self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(template = %plan.digest, problem, "template damaged; discarding it and rebuilding it from the store");
+        self.inner.metrics.rebuilt(Rebuilt::Template);
+        tracing::warn!(name = %self.inner.name, template = %plan.digest, problem, "template damaged; discarding it and rebuilding it from the store");
         let exclusive = store.template_lock(&plan.digest, LockMode::Exclusive)?;
         if identity(&template) == seen {
             store.discard_template_locked(&plan.digest, &exclusive)?;

@@ -10,9 +10,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+use tracing::Instrument as _;
+
 use super::marker::read_marker;
+use super::observe::{Rebuilt, Started, VerifyEnd};
 use super::report::VerifyReport;
 use super::staging::{lock_dir, remove_stale_staging, stale_staging};
+use super::stats::Materializing;
 use super::{Allocator, blocking, touch_manifest};
 use crate::error::{Error, Result};
 use crate::lockfile::Lockfile;
@@ -32,17 +36,62 @@ impl Allocator {
         lockfile: Option<PathBuf>,
     ) -> Result<VerifyReport> {
         let app_dir = app_dir.as_ref().to_path_buf();
+        let started = Started::now();
+        let span = tracing::info_span!(
+            "verify",
+            name = %self.inner.name,
+            app_dir = %app_dir.display(),
+            repair,
+            problems = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let result = self
+            .verify_inner(app_dir, repair, lockfile)
+            .instrument(span.clone())
+            .await;
+        let end = match &result {
+            Ok(report) if report.problems.is_empty() => VerifyEnd::Ok,
+            Ok(report) if report.repaired => VerifyEnd::Repaired,
+            Ok(_) => VerifyEnd::Problems,
+            Err(_) => VerifyEnd::Failed,
+        };
+        self.inner.metrics.verified(end, started);
+        span.record("outcome", end.label());
+        match &result {
+            Ok(report) => {
+                span.record("problems", report.problems.len());
+            }
+            Err(e) => {
+                span.in_scope(
+                    || tracing::warn!(name = %self.inner.name, error = %e, "verification failed"),
+                );
+            }
+        }
+        result
+    }
+
+    async fn verify_inner(
+        &self,
+        app_dir: PathBuf,
+        repair: bool,
+        lockfile: Option<PathBuf>,
+    ) -> Result<VerifyReport> {
         let store = self.inner.store.clone();
         let work = blocking(move || Ok(store.work())).await?;
         // A repair is a materialization: it is admitted like an allocation (before the app
         // lock), reserving nothing it cannot know yet beyond the threshold.
         let admitted = if repair {
             let deadline = self.queue_deadline();
+            let _queued = self.queued();
             let permit = self.acquire_permit().await?;
             Some((permit, self.admit(None, &app_dir, deadline).await?))
         } else {
             None
         };
+        // A repair may rebuild the tree: it runs (and counts) as a materialization.
+        let _materializing = admitted
+            .is_some()
+            .then(|| Materializing::enter(&self.inner.gauges, &self.inner.metrics));
         let this = self.clone();
         let report = blocking(move || this.verify_blocking(&app_dir, repair, lockfile)).await;
         drop((admitted, work));
@@ -85,7 +134,7 @@ impl Allocator {
                         .problems
                         .push(format!("manifest of {} unusable: {e}", nm.display())),
                     Ok(m) => {
-                        touch_manifest(store, &marker.manifest);
+                        touch_manifest(store, &marker.manifest, &self.inner.name);
                         check_tree_content(&m, &nm, &mut report.problems, &mut bad_digests);
                         manifest = Some(m);
                     }
@@ -121,7 +170,7 @@ impl Allocator {
         if report.problems.is_empty() || !repair {
             return Ok(report);
         }
-        remove_stale_staging(app_dir)?;
+        remove_stale_staging(app_dir, &self.inner.name)?;
         let plan = match manifest {
             Some(manifest) => {
                 let digest = manifest.digest();
@@ -152,7 +201,8 @@ impl Allocator {
         self.ensure_template(&plan)?;
         self.clone_and_publish(&plan, app_dir)?;
         self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(app_dir = %app_dir.display(), problems = report.problems.len(), "tree rebuilt by verify --repair");
+        self.inner.metrics.rebuilt(Rebuilt::App);
+        tracing::warn!(name = %self.inner.name, app_dir = %app_dir.display(), problems = report.problems.len(), "tree rebuilt by verify --repair");
         report.repaired = true;
         Ok(report)
     }

@@ -85,6 +85,7 @@ pub mod rollout;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
+mod telemetry;
 
 pub use error::{DrainError, FleetError, JournalError, PlanError, RolloutError};
 pub use fleet::{App, AppId, AppState, Fleet, FleetSnapshot, Host, HostId, HostState};

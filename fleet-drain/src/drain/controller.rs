@@ -196,6 +196,7 @@ impl DrainController {
     #[must_use]
     pub fn named(mut self, name: InstanceName) -> Self {
         self.gate.set_name(name.clone());
+        self.planner.set_name(name.clone());
         self.metrics = DrainMetrics::new(&name);
         self.name = name;
         self

@@ -1,5 +1,11 @@
 //! `incident-replay --metrics-out FILE`: the Breakwater side's metrics in Prometheus text
 //! format, named after the replay's instances, identical for the same seed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -22,7 +28,13 @@ fn replay_to(file: &Path, seed: &str) -> String {
         cmd.args(["--set", s]);
     }
     let out = cmd
-        .args(["--seed", seed, "--no-charts", "--no-ablation", "--metrics-out"])
+        .args([
+            "--seed",
+            seed,
+            "--no-charts",
+            "--no-ablation",
+            "--metrics-out",
+        ])
         .arg(file)
         .output()
         .unwrap();
@@ -93,7 +105,9 @@ fn metrics_out_writes_named_fleet_drain_series_deterministically() {
     let value = |metric: &str, name: &str| -> Option<f64> {
         samples
             .iter()
-            .filter(|(m, labels, _)| m == metric && labels.get("name").map(String::as_str) == Some(name))
+            .filter(|(m, labels, _)| {
+                m == metric && labels.get("name").map(String::as_str) == Some(name)
+            })
             .map(|(.., v)| *v)
             .reduce(|a, b| a + b)
     };
@@ -110,7 +124,12 @@ fn metrics_out_writes_named_fleet_drain_series_deterministically() {
     );
     // The November staged release, named: its canary caught the bad release and it rolled back.
     assert!(
-        value("breakwater_rollout_rollbacks_total", "nov2019.staged.rollout").unwrap() >= 1.0,
+        value(
+            "breakwater_rollout_rollbacks_total",
+            "nov2019.staged.rollout"
+        )
+        .unwrap()
+            >= 1.0,
         "{first}"
     );
     // Only the Breakwater side records: every series is one of its named instances.

@@ -45,9 +45,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use resilience_core::{ConfigError, InstanceName};
 use resilience_core::clock::{Clock, SharedClock};
 use resilience_core::signal::{Direction, Hysteresis, HysteresisConfig};
+use resilience_core::{ConfigError, InstanceName};
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::{App, AppState, HostId};

@@ -53,16 +53,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use resilience_core::{ConfigError, InstanceName};
 use resilience_core::backoff::{Backoff, BackoffConfig};
 use resilience_core::clock::{Clock, SharedClock};
+use resilience_core::{ConfigError, InstanceName};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RolloutError;
-use crate::telemetry::RolloutMetrics;
-use tracing::Instrument;
 use crate::fleet::{Fleet, FleetError, HostId};
 use crate::health::{FleetHealth, GateVerdict, HealthGate, HealthGateConfig};
+use crate::telemetry::RolloutMetrics;
+use tracing::Instrument;
 
 /// One step of a rollout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

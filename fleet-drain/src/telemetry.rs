@@ -8,6 +8,16 @@
 //! Without the feature every type here is zero-sized and every method an empty inline
 //! function, so no metrics code is compiled in. The names are listed in `docs/metrics.md`.
 
+// Without the feature the methods are empty: their arguments go unused.
+#![cfg_attr(
+    not(feature = "metrics"),
+    allow(
+        clippy::unused_self,
+        clippy::needless_pass_by_ref_mut,
+        unused_variables
+    )
+)]
+
 #[cfg(feature = "metrics")]
 use std::collections::BTreeMap;
 #[cfg(feature = "metrics")]
@@ -94,7 +104,8 @@ impl DrainMetrics {
     #[cfg(feature = "metrics")]
     #[inline]
     fn h(&self) -> &DrainHandles {
-        self.handles.get_or_init(|| DrainHandles::register(&self.name))
+        self.handles
+            .get_or_init(|| DrainHandles::register(&self.name))
     }
 }
 
@@ -103,51 +114,43 @@ impl DrainHandles {
     fn register(name: &InstanceName) -> Self {
         {
             let n = name.as_str().to_owned();
-            let outcome = |o: &'static str| {
-                metrics::counter!("breakwater_drain_app_starts_total", "name" => n.clone(), "outcome" => o)
-            };
-            let verdict = |v: &'static str| {
-                metrics::counter!("breakwater_drain_gate_verdicts_total", "name" => n.clone(), "verdict" => v)
-            };
-            let change = |d: &'static str| {
-                metrics::counter!("breakwater_drain_start_limit_changes_total", "name" => n.clone(), "direction" => d)
-            };
-            let journal = |o: &'static str| {
-                metrics::counter!("breakwater_drain_journal_appends_total", "name" => n.clone(), "outcome" => o)
-            };
+            let outcome = |o: &'static str| metrics::counter!("breakwater_drain_app_starts_total", "name" => n.clone(), "outcome" => o);
+            let verdict = |v: &'static str| metrics::counter!("breakwater_drain_gate_verdicts_total", "name" => n.clone(), "verdict" => v);
+            let change = |d: &'static str| metrics::counter!("breakwater_drain_start_limit_changes_total", "name" => n.clone(), "direction" => d);
+            let journal = |o: &'static str| metrics::counter!("breakwater_drain_journal_appends_total", "name" => n.clone(), "outcome" => o);
             DrainHandles {
-                    name: name.clone(),
-                    hosts_draining: metrics::gauge!("breakwater_drain_hosts_draining", "name" => n.clone()),
-                    apps_moving: metrics::gauge!("breakwater_drain_apps_moving", "name" => n.clone()),
-                    busiest_receiver: metrics::gauge!(
-                        "breakwater_drain_busiest_receiver_starts_per_minute",
-                        "name" => n.clone()
-                    ),
-                    waves_started: metrics::counter!("breakwater_drain_waves_started_total", "name" => n.clone()),
-                    waves_completed: metrics::counter!(
-                        "breakwater_drain_waves_completed_total",
-                        "name" => n.clone()
-                    ),
-                    hosts_drained: metrics::counter!("breakwater_drain_hosts_drained_total", "name" => n.clone()),
-                    migrated: outcome("migrated"),
-                    repaired: outcome("repaired"),
-                    failed: outcome("failed"),
-                    rejected: outcome("rejected"),
-                    late_failures: metrics::counter!(
-                        "breakwater_drain_late_failures_total",
-                        "name" => n.clone()
-                    ),
-                    pauses: verdict("pause"),
-                    aborts: verdict("abort"),
-                    limit_increases: change("increase"),
-                    limit_cuts: change("cut"),
-                    receivers_excluded: metrics::counter!(
-                        "breakwater_drain_receivers_excluded_total",
-                        "name" => n.clone()
-                    ),
-                    journal_ok: journal("ok"),
-                    journal_failed: journal("failed"),
-                    classes: BTreeMap::new(),
+                name: name.clone(),
+                hosts_draining: metrics::gauge!("breakwater_drain_hosts_draining", "name" => n.clone()),
+                apps_moving: metrics::gauge!("breakwater_drain_apps_moving", "name" => n.clone()),
+                busiest_receiver: metrics::gauge!(
+                    "breakwater_drain_busiest_receiver_starts_per_minute",
+                    "name" => n.clone()
+                ),
+                waves_started: metrics::counter!("breakwater_drain_waves_started_total", "name" => n.clone()),
+                waves_completed: metrics::counter!(
+                    "breakwater_drain_waves_completed_total",
+                    "name" => n.clone()
+                ),
+                hosts_drained: metrics::counter!("breakwater_drain_hosts_drained_total", "name" => n.clone()),
+                migrated: outcome("migrated"),
+                repaired: outcome("repaired"),
+                failed: outcome("failed"),
+                rejected: outcome("rejected"),
+                late_failures: metrics::counter!(
+                    "breakwater_drain_late_failures_total",
+                    "name" => n.clone()
+                ),
+                pauses: verdict("pause"),
+                aborts: verdict("abort"),
+                limit_increases: change("increase"),
+                limit_cuts: change("cut"),
+                receivers_excluded: metrics::counter!(
+                    "breakwater_drain_receivers_excluded_total",
+                    "name" => n.clone()
+                ),
+                journal_ok: journal("ok"),
+                journal_failed: journal("failed"),
+                classes: BTreeMap::new(),
             }
         }
     }
@@ -296,17 +299,14 @@ impl DrainMetrics {
             };
             for limit in limits {
                 let class = limit.class.to_string();
-                let gauge = match m.classes.get(&class) {
-                    Some(gauge) => gauge,
-                    None => {
-                        let gauge = metrics::gauge!(
-                            "breakwater_drain_start_concurrency",
-                            "name" => m.name.as_str().to_owned(),
-                            "class" => class.clone()
-                        );
-                        m.classes.entry(class).or_insert(gauge)
-                    }
-                };
+                let name = &m.name;
+                let gauge = m.classes.entry(class).or_insert_with_key(|class| {
+                    metrics::gauge!(
+                        "breakwater_drain_start_concurrency",
+                        "name" => name.as_str().to_owned(),
+                        "class" => class.clone()
+                    )
+                });
                 gauge.set(f64::from(limit.limit));
             }
         }
@@ -360,7 +360,8 @@ impl RolloutMetrics {
     #[cfg(feature = "metrics")]
     #[inline]
     fn h(&self) -> &RolloutHandles {
-        self.handles.get_or_init(|| RolloutHandles::register(&self.name))
+        self.handles
+            .get_or_init(|| RolloutHandles::register(&self.name))
     }
 }
 
@@ -369,26 +370,22 @@ impl RolloutHandles {
     fn register(name: &InstanceName) -> Self {
         {
             let n = name.as_str().to_owned();
-            let step = |s: &'static str| {
-                metrics::counter!("breakwater_rollout_steps_total", "name" => n.clone(), "step" => s)
-            };
-            let verdict = |v: &'static str| {
-                metrics::counter!("breakwater_rollout_gate_verdicts_total", "name" => n.clone(), "verdict" => v)
-            };
+            let step = |s: &'static str| metrics::counter!("breakwater_rollout_steps_total", "name" => n.clone(), "step" => s);
+            let verdict = |v: &'static str| metrics::counter!("breakwater_rollout_gate_verdicts_total", "name" => n.clone(), "verdict" => v);
             RolloutHandles {
-                    canary: step("canary"),
-                    wave: step("wave"),
-                    bake: step("bake"),
-                    start_without_traffic: step("start_without_traffic"),
-                    shift_traffic: step("shift_traffic"),
-                    hosts_changed: metrics::gauge!("breakwater_rollout_hosts_changed", "name" => n.clone()),
-                    pauses: verdict("pause"),
-                    aborts: verdict("abort"),
-                    rollbacks: metrics::counter!("breakwater_rollout_rollbacks_total", "name" => n.clone()),
-                    changes_undone: metrics::counter!(
-                        "breakwater_rollout_changes_undone_total",
-                        "name" => n.clone()
-                    ),
+                canary: step("canary"),
+                wave: step("wave"),
+                bake: step("bake"),
+                start_without_traffic: step("start_without_traffic"),
+                shift_traffic: step("shift_traffic"),
+                hosts_changed: metrics::gauge!("breakwater_rollout_hosts_changed", "name" => n.clone()),
+                pauses: verdict("pause"),
+                aborts: verdict("abort"),
+                rollbacks: metrics::counter!("breakwater_rollout_rollbacks_total", "name" => n.clone()),
+                changes_undone: metrics::counter!(
+                    "breakwater_rollout_changes_undone_total",
+                    "name" => n.clone()
+                ),
             }
         }
     }

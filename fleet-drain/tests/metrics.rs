@@ -6,7 +6,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    clippy::panic,
+    clippy::too_many_lines,
+    clippy::type_complexity
 )]
 
 mod support;
@@ -123,10 +125,10 @@ impl Journal for FillingJournal {
         {
             let mut ok = self.ok.lock().unwrap();
             if *ok == 0 {
-            return Err(JournalError::Io {
-                path: "journal".into(),
-                source: std::io::Error::other("disk full"),
-            });
+                return Err(JournalError::Io {
+                    path: "journal".into(),
+                    source: std::io::Error::other("disk full"),
+                });
             }
             *ok -= 1;
         }
@@ -371,7 +373,11 @@ fn every_documented_metric_is_recorded_with_the_instance_name_and_nothing_else()
     }
 
     let names: BTreeSet<String> = seen.keys().cloned().collect();
-    assert_eq!(names, documented(), "docs/metrics.md (fleet-drain) vs recorded");
+    assert_eq!(
+        names,
+        documented(),
+        "docs/metrics.md (fleet-drain) vs recorded"
+    );
 
     // Every series is labelled with a (non-empty here: every instance is named) name.
     for (metric, series) in &seen {
@@ -442,7 +448,11 @@ fn every_documented_metric_is_recorded_with_the_instance_name_and_nothing_else()
             "aborted",
             Some(("verdict", "abort")),
         ),
-        ("breakwater_drain_receivers_excluded_total", "excluding", None),
+        (
+            "breakwater_drain_receivers_excluded_total",
+            "excluding",
+            None,
+        ),
         (
             "breakwater_drain_app_starts_total",
             "refused",
@@ -514,10 +524,22 @@ fn every_documented_metric_is_recorded_with_the_instance_name_and_nothing_else()
     }
     // Final gauges: nothing draining or moving once the drains are over; the good rollout
     // changed all 10 hosts, the rolled-back ones none.
-    assert_eq!(value("breakwater_drain_hosts_draining", &[("name", "adaptive")]), 0.0);
-    assert_eq!(value("breakwater_drain_apps_moving", &[("name", "adaptive")]), 0.0);
-    assert_eq!(value("breakwater_rollout_hosts_changed", &[("name", "good")]), 10.0);
-    assert_eq!(value("breakwater_rollout_hosts_changed", &[("name", "shifted")]), 0.0);
+    assert_eq!(
+        value("breakwater_drain_hosts_draining", &[("name", "adaptive")]),
+        0.0
+    );
+    assert_eq!(
+        value("breakwater_drain_apps_moving", &[("name", "adaptive")]),
+        0.0
+    );
+    assert_eq!(
+        value("breakwater_rollout_hosts_changed", &[("name", "good")]),
+        10.0
+    );
+    assert_eq!(
+        value("breakwater_rollout_hosts_changed", &[("name", "shifted")]),
+        0.0
+    );
 }
 
 #[test]
@@ -539,7 +561,10 @@ fn an_unnamed_controller_records_an_empty_name_label() {
     assert!(!snapshot.is_empty());
     for (key, _, _, _) in snapshot {
         let key = key.key();
-        let name = key.labels().find(|l| l.key() == "name").map(|l| l.value().to_owned());
+        let name = key
+            .labels()
+            .find(|l| l.key() == "name")
+            .map(|l| l.value().to_owned());
         assert_eq!(name.as_deref(), Some(""), "{}", key.name());
     }
 }

@@ -80,9 +80,14 @@ impl<S: Subscriber> Layer<S> for Capture {
 
 /// Whether the event comes from the controller, the rollout or the parts they own.
 fn owned(target: &str) -> bool {
-    ["fleet_drain::drain", "fleet_drain::rollout", "fleet_drain::health", "fleet_drain::plan"]
-        .iter()
-        .any(|t| target.starts_with(t))
+    [
+        "fleet_drain::drain",
+        "fleet_drain::rollout",
+        "fleet_drain::health",
+        "fleet_drain::plan",
+    ]
+    .iter()
+    .any(|t| target.starts_with(t))
 }
 
 #[test]
@@ -166,7 +171,11 @@ fn every_event_of_a_named_drain_and_rollout_carries_the_name() {
         );
         assert!(!want.is_empty(), "{target}: {message:?}");
     }
-    for kind in ["drain paused by health gate", "app start failed", "rollout failed; rolling back"] {
+    for kind in [
+        "drain paused by health gate",
+        "app start failed",
+        "rollout failed; rolling back",
+    ] {
         assert!(
             ours.iter().any(|(_, m, _)| m.contains(kind)),
             "no {kind:?} event"

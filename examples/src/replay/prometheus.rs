@@ -80,9 +80,8 @@ pub fn normalize(text: &str) -> String {
     let mut in_series = false;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let comment = line.starts_with('#');
-        if comment && (in_series || families.is_empty()) {
-            families.push((String::new(), Vec::new(), Vec::new()));
-        } else if !comment && families.is_empty() {
+        // A comment after series (or the first line) opens a new family.
+        if families.is_empty() || (comment && in_series) {
             families.push((String::new(), Vec::new(), Vec::new()));
         }
         in_series = !comment;

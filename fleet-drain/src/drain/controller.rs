@@ -9,15 +9,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use tracing::Instrument;
 use futures::future::Either;
 use futures::stream::FuturesUnordered;
-use resilience_core::{ConfigError, InstanceName};
 use resilience_core::backoff::{Backoff, BackoffConfig};
 use resilience_core::clock::{Clock, SharedClock, Sleep};
 use resilience_core::retry::{RetryConfig, RetryPolicy};
 use resilience_core::signal::EventAggregator;
+use resilience_core::{ConfigError, InstanceName};
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 use super::adaptive::{AdaptiveStarts, LimitChange};
 use super::config::DrainConfig;
@@ -28,11 +28,11 @@ use super::work::{
     Batch, Callback, Probation, StartFuture, Work, first_starts, remaining_targets, repairs,
 };
 use crate::error::{DrainError, JournalError};
-use crate::telemetry::{DrainMetrics, StartOutcome};
 use crate::fleet::{AppId, AppState, Fleet, FleetError, FleetSnapshot, HostId, HostState};
 use crate::health::{FleetHealth, GateVerdict, HealthGate};
 use crate::journal::{DrainProgress, Journal, JournalRecord};
 use crate::plan::{DrainPlan, Planner};
+use crate::telemetry::{DrainMetrics, StartOutcome};
 
 /// Runs drains. See the [module docs](super).
 pub struct DrainController {
@@ -373,7 +373,7 @@ impl DrainController {
                     self.gate.explain(&figures)
                 );
                 self.journal_append(&JournalRecord::Aborted {
-                        reason: reason.clone(),
+                    reason: reason.clone(),
                 })
                 .await?;
                 self.metrics.verdict(GateVerdict::Abort);
@@ -682,10 +682,10 @@ impl DrainController {
         state.report.waves += 1;
         self.metrics.wave_started();
         self.journal_append(&JournalRecord::WaveStarted {
-                wave,
-                hosts: plan.new_hosts().to_vec(),
-            })
-            .await?;
+            wave,
+            hosts: plan.new_hosts().to_vec(),
+        })
+        .await?;
         for &host in plan.new_hosts() {
             self.with_retry(|f| f.set_host_state(host, HostState::Draining))
                 .await?;
@@ -1197,11 +1197,12 @@ impl DrainController {
             }
             Err(error) => error,
         };
-        self.metrics.start(if matches!(error, FleetError::StartFailed { .. }) {
-            StartOutcome::Failed
-        } else {
-            StartOutcome::Rejected
-        });
+        self.metrics
+            .start(if matches!(error, FleetError::StartFailed { .. }) {
+                StartOutcome::Failed
+            } else {
+                StartOutcome::Rejected
+            });
         if matches!(error, FleetError::StartFailed { .. }) {
             self.health.record_start(item.to, false);
             state.report.failed_starts += 1;

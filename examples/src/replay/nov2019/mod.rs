@@ -192,8 +192,7 @@ pub fn run_recorded(
         ));
     }
     let results = crate::replay::parallel::map(&runs, |&(name, spec)| {
-        let recording =
-            recording.filter(|_| matches!(spec.side, Side::Breakwater | Side::Staged));
+        let recording = recording.filter(|_| matches!(spec.side, Side::Breakwater | Side::Staged));
         let outcome = record(recording, || sim::run(params, spec, seed));
         progress(name);
         outcome

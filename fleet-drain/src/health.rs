@@ -45,9 +45,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use resilience_core::ConfigError;
 use resilience_core::clock::{Clock, SharedClock};
 use resilience_core::signal::{Direction, Hysteresis, HysteresisConfig};
+use resilience_core::{ConfigError, InstanceName};
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::{App, AppState, HostId};
@@ -372,6 +372,8 @@ pub struct HealthGate {
     abort_share: Hysteresis,
     abort_failures: Hysteresis,
     aborted: bool,
+    /// The name of the controller or rollout the gate belongs to (its events' `name`).
+    name: InstanceName,
 }
 
 impl HealthGate {
@@ -418,7 +420,13 @@ impl HealthGate {
             )?,
             config,
             aborted: false,
+            name: InstanceName::unnamed(),
         })
+    }
+
+    /// Names the gate's events after its owner.
+    pub(crate) fn set_name(&mut self, name: InstanceName) {
+        self.name = name;
     }
 
     /// The thresholds.
@@ -436,7 +444,7 @@ impl HealthGate {
         self.abort_failures.observe(rate);
         if self.abort_share.is_firing() || self.abort_failures.is_firing() {
             if !self.aborted {
-                tracing::warn!(share, rate, "health gate: abort");
+                tracing::warn!(name = %self.name, share, rate, "health gate: abort");
             }
             self.aborted = true;
         }

@@ -29,6 +29,16 @@
 //! behaviour runs deterministically on a
 //! [`ManualClock`](resilience_core::clock::ManualClock).
 //!
+//! # Names and metrics
+//!
+//! A controller or rollout can be named (`DrainController::named`, `Rollout::named`, or a
+//! configuration file wrapped in [`resilience_core::Named`]): the name is the `name` field of
+//! every tracing event and of the `drain_wave` / `rollout_step` spans. With the `metrics`
+//! feature, each records counters and gauges through the [`metrics`](https://docs.rs/metrics)
+//! facade, labelled `name` (the table is in the workspace's `docs/metrics.md`). The crate never
+//! installs a recorder: install yours before the controller's first `run`, when its handles
+//! are registered. No series is labelled per host (a cardinality trap on large fleets).
+//!
 //! # Example: the February 2019 drain, naive and bounded
 //!
 //! ```
@@ -85,6 +95,7 @@ pub mod rollout;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
+mod telemetry;
 
 pub use error::{DrainError, FleetError, JournalError, PlanError, RolloutError};
 pub use fleet::{App, AppId, AppState, Fleet, FleetSnapshot, Host, HostId, HostState};

@@ -53,14 +53,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use resilience_core::ConfigError;
 use resilience_core::backoff::{Backoff, BackoffConfig};
 use resilience_core::clock::{Clock, SharedClock};
+use resilience_core::{ConfigError, InstanceName};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RolloutError;
 use crate::fleet::{Fleet, FleetError, HostId};
 use crate::health::{FleetHealth, GateVerdict, HealthGate, HealthGateConfig};
+use crate::telemetry::RolloutMetrics;
+use tracing::Instrument;
 
 /// One step of a rollout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,11 +239,15 @@ pub struct Rollout {
     changes: Vec<Change>,
     changed_hosts: Vec<HostId>,
     traffic: f64,
+    /// The instance name (events' `name` field, metrics' `name` label).
+    name: InstanceName,
+    metrics: RolloutMetrics,
 }
 
 impl fmt::Debug for Rollout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rollout")
+            .field("name", &self.name)
             .field("config", &self.config)
             .field("hosts", &self.hosts.len())
             .field("changed_hosts", &self.changed_hosts.len())
@@ -287,7 +293,45 @@ impl Rollout {
             changes: Vec::new(),
             changed_hosts: Vec::new(),
             traffic: 0.0,
+            name: InstanceName::unnamed(),
+            metrics: RolloutMetrics::new(&InstanceName::unnamed()),
         })
+    }
+
+    /// Names the rollout: the name is the `name` field of every tracing event (and of its
+    /// step spans) and, with the `metrics` feature, the `name` label of every series.
+    ///
+    /// Metric handles are registered with the recorder in scope when the rollout first runs
+    /// ([`run`](Self::run)); install the recorder before that.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use fleet_drain::rollout::{Rollout, RolloutConfig, RolloutStep};
+    /// use fleet_drain::sim::{SimConfig, SimFleet};
+    /// use resilience_core::InstanceName;
+    ///
+    /// let fleet = SimFleet::new(SimConfig::default())?;
+    /// let hosts = fleet.add_hosts(2, 10, "v1");
+    /// let config = RolloutConfig {
+    ///     version: "v2".into(),
+    ///     steps: vec![RolloutStep::Canary { hosts: 1 }],
+    ///     ..RolloutConfig::default()
+    /// };
+    /// let rollout = Rollout::new(config, Arc::new(fleet), hosts)?.named(InstanceName::new("api.release")?);
+    /// assert_eq!(rollout.name().as_str(), "api.release");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.gate.set_name(name.clone());
+        self.metrics = RolloutMetrics::new(&name);
+        self.name = name;
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.name
     }
 
     /// Hosts currently running the version.
@@ -327,7 +371,8 @@ impl Rollout {
                 .await?;
             self.changes.push(Change::Started(host));
             self.changed_hosts.push(host);
-            tracing::info!(%host, version, traffic, "rollout: version started");
+            self.metrics.hosts_changed(self.changed_hosts.len());
+            tracing::info!(name = %self.name, %host, version, traffic, "rollout: version started");
         }
         Ok(())
     }
@@ -335,17 +380,19 @@ impl Rollout {
     /// Runs every step; on an abort verdict, an error or the deadline,
     /// rolls back every change (newest first) and returns the error.
     pub async fn run(&mut self) -> Result<RolloutReport, RolloutError> {
+        self.metrics.register();
         let started = self.clock.now();
         let mut report = RolloutReport::default();
         match self.run_steps(started, &mut report).await {
             Ok(()) => {
                 report.hosts_changed = self.changed_hosts.len();
                 report.elapsed = self.clock.now().saturating_duration_since(started);
-                tracing::info!(version = %self.config.version, hosts = report.hosts_changed, "rollout completed");
+                tracing::info!(name = %self.name, version = %self.config.version, hosts = report.hosts_changed, "rollout completed");
                 Ok(report)
             }
             Err(error) => {
-                tracing::warn!(%error, changes = self.changes.len(), "rollout failed; rolling back");
+                tracing::warn!(name = %self.name, %error, changes = self.changes.len(), "rollout failed; rolling back");
+                self.metrics.rollback();
                 let undone = self.rollback().await?;
                 Err(match error {
                     RolloutError::Aborted { reason, .. } => {
@@ -366,7 +413,26 @@ impl Rollout {
         let total = self.hosts.len();
         for (index, step) in steps.iter().enumerate() {
             self.check_deadline(started)?;
-            tracing::info!(index, ?step, "rollout step");
+            let span = tracing::info_span!("rollout_step", name = %self.name, index, ?step);
+            self.run_step(step, total, started, report)
+                .instrument(span)
+                .await?;
+            self.metrics.step_completed(step);
+            report.steps_completed = index + 1;
+        }
+        Ok(())
+    }
+
+    /// Runs one step (inside its span).
+    async fn run_step(
+        &mut self,
+        step: &RolloutStep,
+        total: usize,
+        started: Instant,
+        report: &mut RolloutReport,
+    ) -> Result<(), RolloutError> {
+        tracing::info!(name = %self.name, ?step, "rollout step");
+        {
             match *step {
                 RolloutStep::Canary { hosts } => {
                     self.start_on(hosts as usize, true).await?;
@@ -391,7 +457,6 @@ impl Rollout {
                     self.bake(duration, started, report).await?;
                 }
             }
-            report.steps_completed = index + 1;
         }
         Ok(())
     }
@@ -419,9 +484,10 @@ impl Rollout {
             self.health.observe(&apps);
             let figures = self.health.hosts(&self.changed_hosts);
             let verdict = self.gate.evaluate(&figures);
-            tracing::debug!(?verdict, %figures, "rollout bake: health sampled");
+            tracing::debug!(name = %self.name, ?verdict, %figures, "rollout bake: health sampled");
             match verdict {
                 GateVerdict::Abort => {
+                    self.metrics.verdict(GateVerdict::Abort);
                     return Err(RolloutError::Aborted {
                         reason: format!("health gate during bake: {}", self.gate.explain(&figures)),
                         undone: 0,
@@ -430,7 +496,8 @@ impl Rollout {
                 GateVerdict::Pause => {
                     if !paused {
                         report.pauses += 1;
-                        tracing::warn!(%figures, "rollout bake extended: health degraded");
+                        self.metrics.verdict(GateVerdict::Pause);
+                        tracing::warn!(name = %self.name, %figures, "rollout bake extended: health degraded");
                     }
                     paused = true;
                 }
@@ -472,7 +539,7 @@ impl Rollout {
             };
             if let Err(source) = result {
                 self.changes.push(change);
-                tracing::error!(%source, pending = self.changes.len(), "rollback failed");
+                tracing::error!(name = %self.name, %source, pending = self.changes.len(), "rollback failed");
                 return Err(RolloutError::RollbackFailed {
                     pending: self.changes.len(),
                     source,
@@ -484,7 +551,9 @@ impl Rollout {
                 self.traffic = previous;
             }
             undone += 1;
-            tracing::info!(?change, "rollout change undone");
+            self.metrics.change_undone();
+            self.metrics.hosts_changed(self.changed_hosts.len());
+            tracing::info!(name = %self.name, ?change, "rollout change undone");
         }
         Ok(undone)
     }

@@ -7,13 +7,15 @@
 //! cargo run --release -p breakwater-examples --bin incident-replay -- --scenario nov-2019 --seed 7 --json
 //! cargo run --release -p breakwater-examples --bin incident-replay -- --set nov.servers=20 --set nov.client_rps=2000
 //! cargo run --release -p breakwater-examples --bin incident-replay -- --sweep feb.safe_concurrent_starts=2,4,8,16 --sweep-seeds 3
+//! cargo run --release -p breakwater-examples --bin incident-replay -- --metrics-out target/breakwater.prom
 //! ```
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use breakwater_examples::replay::prometheus::MetricsCapture;
 use breakwater_examples::replay::sweep::{self, SweepOptions};
 use breakwater_examples::replay::{self, ReplayOptions, ScenarioChoice};
 use clap::{Parser, ValueEnum};
@@ -67,6 +69,12 @@ struct Cli {
     /// Seeds per sweep cell: `--seed`, `--seed + 1`, ...
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
     sweep_seeds: u64,
+    /// Write the final values of the Breakwater side's metrics to FILE in Prometheus text
+    /// format (series labelled `name`, e.g. `feb2019.drain`, `nov2019.staged.rollout`).
+    /// Recorded only on the Breakwater and staged sides, not naive or ablation runs; the
+    /// same seed writes the same file. Not with `--sweep`.
+    #[arg(long, value_name = "FILE", conflicts_with = "sweep")]
+    metrics_out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -120,7 +128,12 @@ fn run(cli: &Cli) -> Result<(), replay::ReplayError> {
             bar.inc(1);
         }
     };
-    let report = replay::run(&options, &progress)?;
+    let capture = cli.metrics_out.as_ref().map(|_| MetricsCapture::new());
+    let report = replay::run_recorded(
+        &options,
+        &progress,
+        capture.as_ref().and_then(MetricsCapture::recording),
+    )?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -133,6 +146,10 @@ fn run(cli: &Cli) -> Result<(), replay::ReplayError> {
         for path in report.write_charts(&cli.out)? {
             eprintln!("chart: {}", path.display());
         }
+    }
+    if let (Some(path), Some(capture)) = (&cli.metrics_out, &capture) {
+        write_metrics(path, &capture.render())?;
+        eprintln!("metrics: {}", path.display());
     }
     eprintln!("replayed in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
@@ -171,6 +188,18 @@ fn sweep(cli: &Cli, base: ReplayOptions, started: Instant) -> Result<(), replay:
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Writes the rendered metrics to `path`, creating its directory.
+fn write_metrics(path: &Path, text: &str) -> Result<(), replay::ReplayError> {
+    let io = |source| replay::ReplayError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(path, text).map_err(io)
 }
 
 /// A progress bar on stderr when it is a terminal.

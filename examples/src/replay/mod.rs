@@ -9,6 +9,7 @@ pub mod format;
 pub mod metric;
 pub mod nov2019;
 pub mod parallel;
+pub mod prometheus;
 pub mod sweep;
 
 pub use error::ReplayError;
@@ -269,14 +270,30 @@ pub fn run(
     options: &ReplayOptions,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Report, ReplayError> {
+    run_recorded(options, progress, None)
+}
+
+/// [`run`], recording the metrics of the Breakwater side of every scenario into `recording`
+/// (see [`prometheus::MetricsCapture`]).
+pub fn run_recorded(
+    options: &ReplayOptions,
+    progress: &(dyn Fn(&str) + Sync),
+    recording: prometheus::Recording<'_>,
+) -> Result<Report, ReplayError> {
     options.validate()?;
     let mut scenarios = Vec::new();
     if options.scenario.includes_nov() {
-        let report = nov2019::run(&options.nov, options.seed, options.ablation, progress)?;
+        let report = nov2019::run_recorded(
+            &options.nov,
+            options.seed,
+            options.ablation,
+            progress,
+            recording,
+        )?;
         scenarios.push(ScenarioReport::Nov2019(Box::new(report)));
     }
     if options.scenario.includes_feb() {
-        let report = feb2019::run(&options.feb, options.seed, progress)?;
+        let report = feb2019::run_recorded(&options.feb, options.seed, progress, recording)?;
         scenarios.push(ScenarioReport::Feb2019(Box::new(report)));
     }
     Ok(Report {

@@ -11,12 +11,13 @@ use std::time::Instant;
 use futures::StreamExt;
 use futures::future::Either;
 use futures::stream::FuturesUnordered;
-use resilience_core::ConfigError;
 use resilience_core::backoff::{Backoff, BackoffConfig};
 use resilience_core::clock::{Clock, SharedClock, Sleep};
 use resilience_core::retry::{RetryConfig, RetryPolicy};
 use resilience_core::signal::EventAggregator;
+use resilience_core::{ConfigError, InstanceName};
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 use super::adaptive::{AdaptiveStarts, LimitChange};
 use super::config::DrainConfig;
@@ -26,11 +27,12 @@ use super::report::{DrainReport, WaveReport};
 use super::work::{
     Batch, Callback, Probation, StartFuture, Work, first_starts, remaining_targets, repairs,
 };
-use crate::error::DrainError;
+use crate::error::{DrainError, JournalError};
 use crate::fleet::{AppId, AppState, Fleet, FleetError, FleetSnapshot, HostId, HostState};
 use crate::health::{FleetHealth, GateVerdict, HealthGate};
 use crate::journal::{DrainProgress, Journal, JournalRecord};
 use crate::plan::{DrainPlan, Planner};
+use crate::telemetry::{DrainMetrics, StartOutcome};
 
 /// Runs drains. See the [module docs](super).
 pub struct DrainController {
@@ -54,11 +56,15 @@ pub struct DrainController {
     adaptive: Option<AdaptiveStarts>,
     /// Moved apps on probation, oldest first.
     probation: VecDeque<Probation>,
+    /// The instance name (events' `name` field, metrics' `name` label).
+    name: InstanceName,
+    metrics: DrainMetrics,
 }
 
 impl fmt::Debug for DrainController {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DrainController")
+            .field("name", &self.name)
             .field("config", &self.config)
             .field("verdict", &self.gate.verdict())
             .finish_non_exhaustive()
@@ -158,7 +164,54 @@ impl DrainController {
             aggregator,
             needs_replan: false,
             excluded: HashSet::new(),
+            name: InstanceName::unnamed(),
+            metrics: DrainMetrics::new(&InstanceName::unnamed()),
         })
+    }
+
+    /// Names the controller: the name is the `name` field of every tracing event (and of its
+    /// wave spans) and, with the `metrics` feature, the `name` label of every series.
+    ///
+    /// Metric handles are registered with the recorder in scope when the controller first
+    /// acts ([`run`](Self::run)); install the recorder before that.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use fleet_drain::drain::{DrainConfig, DrainController};
+    /// use fleet_drain::journal::MemoryJournal;
+    /// use fleet_drain::sim::{SimConfig, SimFleet};
+    /// use resilience_core::{InstanceName, Named};
+    ///
+    /// // From a configuration file: `{ "name": "eu-west.drain", "seed": 7 }`.
+    /// let config: Named<DrainConfig> = serde_json::from_str(r#"{ "name": "eu-west.drain", "seed": 7 }"#)?;
+    /// let controller = DrainController::new(
+    ///     config.config.clone(),
+    ///     Arc::new(SimFleet::new(SimConfig::default())?),
+    ///     Box::new(MemoryJournal::new()),
+    /// )?
+    /// .named(config.instance_name()?);
+    /// assert_eq!(controller.name().as_str(), "eu-west.drain");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn named(mut self, name: InstanceName) -> Self {
+        self.gate.set_name(name.clone());
+        self.planner.set_name(name.clone());
+        self.metrics = DrainMetrics::new(&name);
+        self.name = name;
+        self
+    }
+
+    /// The instance name (`""` when unnamed).
+    pub fn name(&self) -> &InstanceName {
+        &self.name
+    }
+
+    /// Appends to the journal, counting the outcome.
+    async fn journal_append(&mut self, record: &JournalRecord) -> Result<(), JournalError> {
+        let result = self.journal.append(record).await;
+        self.metrics.journal_append(result.is_ok());
+        result
     }
 
     /// The configuration.
@@ -180,10 +233,10 @@ impl DrainController {
     fn emit(&self, event: DrainEvent) {
         match &event {
             DrainEvent::Paused { reason, .. } => {
-                tracing::warn!(%reason, "drain paused by health gate");
+                tracing::warn!(name = %self.name, %reason, "drain paused by health gate");
             }
             DrainEvent::Aborted { reason } => {
-                tracing::error!(%reason, "drain aborted");
+                tracing::error!(name = %self.name, %reason, "drain aborted");
             }
             DrainEvent::StartFailed {
                 app,
@@ -191,10 +244,10 @@ impl DrainController {
                 attempt,
                 error,
             } => {
-                tracing::warn!(%app, %host, attempt, %error, "app start failed");
+                tracing::warn!(name = %self.name, %app, %host, attempt, %error, "app start failed");
             }
             DrainEvent::AppMigrated { app, to } => {
-                tracing::debug!(%app, %to, "app migrated");
+                tracing::debug!(name = %self.name, %app, %to, "app migrated");
             }
             DrainEvent::LateFailure {
                 app,
@@ -202,10 +255,10 @@ impl DrainController {
                 state,
                 after,
             } => {
-                tracing::warn!(%app, %host, %state, ?after, "late failure: a moved app turned unhealthy during probation; restarting it");
+                tracing::warn!(name = %self.name, %app, %host, %state, ?after, "late failure: a moved app turned unhealthy during probation; restarting it");
             }
             DrainEvent::StartLimitChanged { class, from, to } => {
-                tracing::info!(%class, from, to, "learned start concurrency changed");
+                tracing::info!(name = %self.name, %class, from, to, "learned start concurrency changed");
             }
             DrainEvent::WaveFinished {
                 wave,
@@ -213,17 +266,17 @@ impl DrainController {
                 late_failures,
                 repairs,
             } => {
-                tracing::info!(wave, failed_starts, late_failures, repairs, "wave finished");
+                tracing::info!(name = %self.name, wave, failed_starts, late_failures, repairs, "wave finished");
             }
             DrainEvent::Aggregated {
                 fingerprint,
                 suppressed,
                 ..
             } => {
-                tracing::info!(%fingerprint, suppressed, "similar drain events aggregated");
+                tracing::info!(name = %self.name, %fingerprint, suppressed, "similar drain events aggregated");
             }
             other => {
-                tracing::info!(event = ?other, "drain event");
+                tracing::info!(name = %self.name, event = ?other, "drain event");
             }
         }
         for callback in &self.callbacks {
@@ -279,7 +332,7 @@ impl DrainController {
         self.retry
             .run(|attempt| {
                 if attempt > 1 {
-                    tracing::warn!(attempt, "retrying a failed fleet operation");
+                    tracing::warn!(name = %self.name, attempt, "retrying a failed fleet operation");
                 }
                 op(fleet)
             })
@@ -296,7 +349,7 @@ impl DrainController {
         if let Some(deadline) = self.config.deadline
             && self.clock.now().saturating_duration_since(started) >= deadline
         {
-            tracing::error!(?deadline, remaining, "drain deadline exceeded");
+            tracing::error!(name = %self.name, ?deadline, remaining, "drain deadline exceeded");
             return Err(DrainError::DeadlineExceeded {
                 deadline,
                 remaining,
@@ -319,11 +372,11 @@ impl DrainController {
                     "health past the abort marks: {}",
                     self.gate.explain(&figures)
                 );
-                self.journal
-                    .append(&JournalRecord::Aborted {
-                        reason: reason.clone(),
-                    })
-                    .await?;
+                self.journal_append(&JournalRecord::Aborted {
+                    reason: reason.clone(),
+                })
+                .await?;
+                self.metrics.verdict(GateVerdict::Abort);
                 self.emit_summaries(true);
                 self.emit(DrainEvent::Aborted {
                     reason: reason.clone(),
@@ -334,6 +387,7 @@ impl DrainController {
                 if state.paused_since.is_none() {
                     state.paused_since = Some(now);
                     state.report.pauses += 1;
+                    self.metrics.verdict(GateVerdict::Pause);
                     let reason = self.gate.explain(&figures);
                     self.emit(DrainEvent::Paused {
                         health: figures,
@@ -359,6 +413,7 @@ impl DrainController {
     /// [`DrainConfig::dry_run`] only plans the next wave.
     #[allow(clippy::too_many_lines)] // the drain's state machine, clearer whole
     pub async fn run(&mut self, targets: &[HostId]) -> Result<DrainReport, DrainError> {
+        self.metrics.register();
         let started = self.clock.now();
         let mut state = RunState {
             run_started: Some(started),
@@ -385,7 +440,7 @@ impl DrainController {
                 .filter(|a| a.state == AppState::Starting)
                 .count();
             if starting > 0 {
-                tracing::info!(starting, "waiting for starts begun by an earlier run");
+                tracing::info!(name = %self.name, starting, "waiting for starts begun by an earlier run");
                 self.check_deadline(started, remaining.len())?;
                 self.clock.sleep(self.config.check_interval).await;
                 continue;
@@ -402,6 +457,7 @@ impl DrainController {
             let repairs = repairs(&snapshot, &target_set, self.clock.now());
             if !repairs.is_empty() {
                 tracing::info!(
+                    name = %self.name,
                     apps = repairs.len(),
                     "restarting apps left stopped or failed on receivers"
                 );
@@ -429,6 +485,7 @@ impl DrainController {
                 // Every app moved: watch the last ones through their
                 // probation, repairing late failures, before reporting done.
                 tracing::info!(
+                    name = %self.name,
                     apps = self.probation.len(),
                     "all hosts drained; waiting for the last moved apps' probation"
                 );
@@ -475,6 +532,7 @@ impl DrainController {
                         adaptive.register(host)?;
                     }
                 }
+                self.metrics.start_limits(&adaptive.snapshot());
             }
             if !plan.new_hosts().is_empty() {
                 wave += 1;
@@ -488,6 +546,7 @@ impl DrainController {
                     // Nothing fits right now (budget used by unhealthy apps
                     // elsewhere): wait and re-plan.
                     tracing::info!(
+                        name = %self.name,
                         unplaced = plan.unplaced().len(),
                         "no wave can start within the limits; waiting"
                     );
@@ -512,7 +571,14 @@ impl DrainController {
                     .map(|_| (plan, snapshot)),
                 gated: true,
             };
+            let span = tracing::info_span!(
+                "drain_wave",
+                name = %self.name,
+                wave,
+                hosts = ?progress.draining
+            );
             self.execute(work, batch, &mut pacer, &mut progress, &mut state)
+                .instrument(span)
                 .await?;
             state.report.peak_starts_per_host_per_minute = pacer.peak;
             if progress.draining.is_empty() {
@@ -541,7 +607,7 @@ impl DrainController {
             });
         }
         if progress.finished {
-            tracing::info!("journal says the drain already finished");
+            tracing::info!(name = %self.name, "journal says the drain already finished");
             return Ok(None);
         }
         let snapshot = self.with_retry(|f| f.snapshot()).await?;
@@ -550,6 +616,7 @@ impl DrainController {
         if self.config.dry_run {
             let plan = self.planner.next_wave(&snapshot, &remaining)?;
             tracing::info!(
+                name = %self.name,
                 hosts = ?plan.hosts(),
                 assignments = plan.assignments().len(),
                 plan = %plan,
@@ -561,11 +628,10 @@ impl DrainController {
         let resumed = progress.targets.is_some();
         state.report.resumed = resumed;
         if !resumed {
-            self.journal
-                .append(&JournalRecord::DrainStarted {
-                    targets: targets.to_vec(),
-                })
-                .await?;
+            self.journal_append(&JournalRecord::DrainStarted {
+                targets: targets.to_vec(),
+            })
+            .await?;
             progress.targets = Some(targets.to_vec());
         }
         self.emit(DrainEvent::Started {
@@ -582,7 +648,7 @@ impl DrainController {
                 && !progress.draining.contains(&t)
                 && !progress.is_drained(t)
             {
-                tracing::warn!(host = %t, "adopting a host the fleet shows draining but the journal does not");
+                tracing::warn!(name = %self.name, host = %t, "adopting a host the fleet shows draining but the journal does not");
                 progress.draining.push(t);
             }
         }
@@ -596,6 +662,7 @@ impl DrainController {
             // start window before the first start.
             pacer.blocked_until = Some(self.clock.now() + START_WINDOW);
             tracing::info!(
+                name = %self.name,
                 draining = ?progress.draining,
                 drained = progress.drained.len(),
                 "resuming drain from journal; waiting one start window before starting apps"
@@ -613,17 +680,18 @@ impl DrainController {
         state: &mut RunState,
     ) -> Result<(), DrainError> {
         state.report.waves += 1;
-        self.journal
-            .append(&JournalRecord::WaveStarted {
-                wave,
-                hosts: plan.new_hosts().to_vec(),
-            })
-            .await?;
+        self.metrics.wave_started();
+        self.journal_append(&JournalRecord::WaveStarted {
+            wave,
+            hosts: plan.new_hosts().to_vec(),
+        })
+        .await?;
         for &host in plan.new_hosts() {
             self.with_retry(|f| f.set_host_state(host, HostState::Draining))
                 .await?;
             progress.draining.push(host);
         }
+        self.metrics.hosts_draining(progress.draining.len());
         self.close_wave(state);
         let started_after = state
             .run_started
@@ -737,6 +805,8 @@ impl DrainController {
                 }
                 fresh.retain(|_, queue| !queue.is_empty());
             }
+            self.metrics.apps_moving(in_flight.len());
+            self.metrics.busiest_receiver(pacer.peak);
             let probation_pending = batch.await_probation && !self.probation.is_empty();
             if in_flight.is_empty()
                 && ((fresh.is_empty() && retries.is_empty()) || replan)
@@ -764,6 +834,7 @@ impl DrainController {
             match futures::future::select(in_flight.next(), sleep).await {
                 Either::Left((Some((item, result)), _)) => {
                     pacer.finished(item.to);
+                    self.metrics.apps_moving(in_flight.len());
                     let moved_from = item.from.filter(|_| result.is_ok() && !item.repair);
                     if let Some(mut retry) = self.on_start_result(item, result, state)? {
                         if let Some(&to) = redirect.get(&retry.app) {
@@ -815,11 +886,10 @@ impl DrainController {
             .await
         {
             // Settled later, when the wave is re-planned.
-            tracing::warn!(%host, %error, "emptied host not yet drainable; retrying after the wave");
+            tracing::warn!(name = %self.name, %host, %error, "emptied host not yet drainable; retrying after the wave");
             return Ok(());
         }
-        self.journal
-            .append(&JournalRecord::HostDrained { host })
+        self.journal_append(&JournalRecord::HostDrained { host })
             .await?;
         self.host_drained(host, progress, state);
         Ok(())
@@ -829,6 +899,8 @@ impl DrainController {
         progress.draining.retain(|h| *h != host);
         progress.drained.push(host);
         state.report.hosts_drained += 1;
+        self.metrics.host_drained();
+        self.metrics.hosts_draining(progress.draining.len());
         state.report.last_host_drained_after = state
             .run_started
             .map(|at| self.clock.now().saturating_duration_since(at));
@@ -854,6 +926,7 @@ impl DrainController {
         };
         for limit in &wave.start_limits {
             tracing::info!(
+                name = %self.name,
                 wave = wave.wave,
                 class = %limit.class,
                 limit = limit.limit,
@@ -865,11 +938,16 @@ impl DrainController {
             );
         }
         state.wave_open = false;
+        self.metrics.wave_completed();
         self.emit(event);
     }
 
-    fn limit_changed(&self, change: Option<LimitChange>) {
+    fn limit_changed(&mut self, change: Option<LimitChange>) {
         if let Some(change) = change {
+            self.metrics.limit_changed(change.from, change.to);
+            if let Some(adaptive) = &self.adaptive {
+                self.metrics.start_limits(&adaptive.snapshot());
+            }
             self.emit(DrainEvent::StartLimitChanged {
                 class: change.class.to_string(),
                 from: change.from,
@@ -930,6 +1008,7 @@ impl DrainController {
         let host = entry.host;
         self.health.record_start(host, false);
         state.report.late_failures += 1;
+        self.metrics.late_failure();
         if let Some(wave) = state.wave_of(entry.wave) {
             wave.late_failures += 1;
         }
@@ -987,6 +1066,7 @@ impl DrainController {
             .collect();
         for (host, rate) in failing {
             self.excluded.insert(host);
+            self.metrics.receiver_excluded();
             snapshot.set_host_healthy(host, false);
             let replan = self.planner.replan_host(plan, snapshot, host)?;
             let moved: HashMap<AppId, HostId> =
@@ -1007,7 +1087,7 @@ impl DrainController {
             for (app, to) in moved {
                 redirect.insert(app, to);
             }
-            tracing::warn!(%host, rate, moved = replan.moved, "receiver excluded: too many start failures");
+            tracing::warn!(name = %self.name, %host, rate, moved = replan.moved, "receiver excluded: too many start failures");
             self.emit(DrainEvent::ReceiverExcluded {
                 host,
                 start_failures_per_minute: rate,
@@ -1037,8 +1117,7 @@ impl DrainController {
             if empty {
                 self.with_retry(|f| f.set_host_state(host, HostState::Drained))
                     .await?;
-                self.journal
-                    .append(&JournalRecord::HostDrained { host })
+                self.journal_append(&JournalRecord::HostDrained { host })
                     .await?;
                 self.host_drained(host, progress, state);
             }
@@ -1053,7 +1132,7 @@ impl DrainController {
         mut state: RunState,
     ) -> Result<DrainReport, DrainError> {
         self.close_wave(&mut state);
-        self.journal.append(&JournalRecord::Finished).await?;
+        self.journal_append(&JournalRecord::Finished).await?;
         state.report.elapsed = self.clock.now().saturating_duration_since(started);
         state.report.peak_starts_per_host_per_minute = pacer.peak;
         state.report.peak_concurrent_starts_per_host = pacer.peak_concurrent;
@@ -1078,6 +1157,11 @@ impl DrainController {
         let error = match result {
             Ok(()) => {
                 self.health.record_start(item.to, true);
+                self.metrics.start(if item.repair {
+                    StartOutcome::Repaired
+                } else {
+                    StartOutcome::Migrated
+                });
                 state.report.apps_migrated += 1;
                 if item.late {
                     state.report.repairs += 1;
@@ -1113,6 +1197,12 @@ impl DrainController {
             }
             Err(error) => error,
         };
+        self.metrics
+            .start(if matches!(error, FleetError::StartFailed { .. }) {
+                StartOutcome::Failed
+            } else {
+                StartOutcome::Rejected
+            });
         if matches!(error, FleetError::StartFailed { .. }) {
             self.health.record_start(item.to, false);
             state.report.failed_starts += 1;
@@ -1138,7 +1228,7 @@ impl DrainController {
         if !error.is_retryable() {
             // The receiver changed (full, cordoned): re-plan once in-flight
             // starts are done.
-            tracing::info!(app = %item.app, %error, "receiver unusable; re-planning");
+            tracing::info!(name = %self.name, app = %item.app, %error, "receiver unusable; re-planning");
             self.needs_replan = true;
             return Ok(None);
         }
@@ -1150,11 +1240,11 @@ impl DrainController {
                 .insert(Backoff::with_seed(self.config.retry.clone(), seed)?),
         };
         let Some(delay) = backoff.next_delay() else {
-            tracing::error!(app = %item.app, attempts = item.attempt, "app out of start attempts");
+            tracing::error!(name = %self.name, app = %item.app, attempts = item.attempt, "app out of start attempts");
             return Err(error.into());
         };
         item.not_before = self.clock.now() + delay;
-        tracing::debug!(app = %item.app, ?delay, "retrying start after backoff");
+        tracing::debug!(name = %self.name, app = %item.app, ?delay, "retrying start after backoff");
         Ok(Some(item))
     }
 

@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::binary_heap::PeekMut;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
-use resilience_core::ConfigError;
+use resilience_core::{ConfigError, InstanceName};
 
 use super::limits::DrainLimits;
 use super::wave::{Assignment, DrainPlan, ReceiverLoad, Replan};
@@ -16,13 +16,23 @@ use crate::fleet::{AppId, FleetSnapshot, HostId, HostState};
 #[derive(Debug, Clone)]
 pub struct Planner {
     limits: DrainLimits,
+    /// The owning controller's name (its events' `name` field).
+    name: InstanceName,
 }
 
 impl Planner {
+    /// Names the planner's events after the controller it plans for.
+    pub(crate) fn set_name(&mut self, name: InstanceName) {
+        self.name = name;
+    }
+
     /// A planner for `limits`, or the first invalid limit.
     pub fn new(limits: DrainLimits) -> Result<Self, ConfigError> {
         limits.validate()?;
-        Ok(Planner { limits })
+        Ok(Planner {
+            limits,
+            name: InstanceName::unnamed(),
+        })
     }
 
     /// The limits.
@@ -166,7 +176,7 @@ impl Planner {
             }
             let apps = snapshot.apps_on(t).len() as u64;
             if apps > budget_left || apps > room_left {
-                tracing::debug!(host = %t, apps, budget_left, room_left, "wave full");
+                tracing::debug!(name = %self.name, host = %t, apps, budget_left, room_left, "wave full");
                 break;
             }
             budget_left -= apps;
@@ -195,6 +205,7 @@ impl Planner {
             .collect();
         self.place(&mut plan, moves);
         tracing::debug!(
+            name = %self.name,
             hosts = plan.hosts.len(),
             new_hosts = plan.new_hosts.len(),
             assignments = plan.assignments.len(),
@@ -319,7 +330,7 @@ impl Planner {
             result.moved += count - plan.unplaced.len();
             result.unplaced = plan.unplaced.len();
         }
-        tracing::debug!(%host, moved = result.moved, unplaced = result.unplaced, "re-planned after host change");
+        tracing::debug!(name = %self.name, %host, moved = result.moved, unplaced = result.unplaced, "re-planned after host change");
         Ok(result)
     }
 }

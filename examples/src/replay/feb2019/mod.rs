@@ -14,6 +14,7 @@ pub mod policy;
 pub mod sim;
 pub mod table;
 
+use crate::replay::prometheus::{Recording, record};
 use serde::Serialize;
 
 pub use params::{Feb2019Params, FebBreakwater, FebNaive, FebSetup, FebWorld};
@@ -122,10 +123,22 @@ pub fn run(
     seed: u64,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Feb2019Report, ReplayError> {
+    run_recorded(params, seed, progress, None)
+}
+
+/// [`run`], recording the Breakwater policy's metrics into `recording` (on the thread that
+/// builds and drives its instances).
+pub fn run_recorded(
+    params: &Feb2019Params,
+    seed: u64,
+    progress: &(dyn Fn(&str) + Sync),
+    recording: Recording<'_>,
+) -> Result<Feb2019Report, ReplayError> {
     params.validate()?;
     let policies = [("naive", Policy::Naive), ("breakwater", Policy::Breakwater)];
     let results = crate::replay::parallel::map(&policies, |&(name, policy)| {
-        let outcome = sim::run(params, policy, seed);
+        let recording = recording.filter(|_| policy == Policy::Breakwater);
+        let outcome = record(recording, || sim::run(params, policy, seed));
         progress(name);
         outcome
     });

@@ -35,6 +35,7 @@ use fleet_drain::drain::DrainController;
 use fleet_drain::fleet::{AppId, Fleet, HostId, HostState};
 use fleet_drain::journal::MemoryJournal;
 use fleet_drain::sim::{self, SimConfig, SimFleet};
+use resilience_core::InstanceName;
 use resilience_core::clock::{Clock, ManualClock};
 use resilience_core::signal::{
     Direction, EventAggregator, EventAggregatorConfig, Hysteresis, HysteresisConfig, SignalChange,
@@ -46,6 +47,9 @@ use super::dns;
 use super::params::Feb2019Params;
 use super::policy::breakwater_policy;
 use crate::replay::error::ReplayError;
+
+/// The Breakwater side's drain controller, as named in its logs and metrics.
+pub const DRAIN_NAME: &str = "feb2019.drain";
 
 /// Which drain policy a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -373,7 +377,11 @@ pub fn run(p: &Feb2019Params, policy: Policy, seed: u64) -> Result<Feb2019Outcom
                     Box::new(MemoryJournal::new()),
                     clock.clone(),
                 ) {
-                    Ok(mut controller) => match controller.run(&old).await {
+                    Ok(controller) => match controller
+                        .named(InstanceName::new(DRAIN_NAME).unwrap_or_default())
+                        .run(&old)
+                        .await
+                    {
                         Ok(report) => {
                             drained_at.set(Some(
                                 started + report.last_host_drained_after.unwrap_or(report.elapsed),

@@ -19,10 +19,14 @@ use fleet_drain::RolloutError;
 use fleet_drain::fleet::{App, AppId, AppState, Fleet, FleetError, Host, HostId, HostState};
 use fleet_drain::rollout::{Rollout, RolloutConfig, RolloutReport, RolloutStep};
 use futures::task::noop_waker_ref;
+use resilience_core::InstanceName;
 use resilience_core::clock::ManualClock;
 
 use super::params::StagedPolicy;
 use crate::replay::error::ReplayError;
+
+/// The staged side's rollout, as named in its logs and metrics.
+pub const ROLLOUT_NAME: &str = "nov2019.staged.rollout";
 
 /// The version name of the bad release.
 pub const BAD_VERSION: &str = "ng-logger";
@@ -279,7 +283,8 @@ impl StagedDeploy {
             Arc::new(fleet.clone()),
             hosts,
             clock.clone(),
-        )?;
+        )?
+        .named(InstanceName::new(ROLLOUT_NAME).unwrap_or_default());
         let future: RolloutFuture = Box::pin(async move { rollout.run().await });
         Ok(StagedDeploy {
             fleet,

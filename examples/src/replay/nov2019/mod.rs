@@ -17,6 +17,7 @@ pub mod report;
 pub mod sim;
 pub mod table;
 
+use crate::replay::prometheus::{Recording, record};
 use serde::Serialize;
 
 pub use limits::Limits;
@@ -145,6 +146,18 @@ pub fn run(
     with_ablation: bool,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Nov2019Report, ReplayError> {
+    run_recorded(params, seed, with_ablation, progress, None)
+}
+
+/// [`run`], recording the metrics of the Breakwater and staged sides (not the ablation) into
+/// `recording`, on the thread that builds and drives their instances.
+pub fn run_recorded(
+    params: &Nov2019Params,
+    seed: u64,
+    with_ablation: bool,
+    progress: &(dyn Fn(&str) + Sync),
+    recording: Recording<'_>,
+) -> Result<Nov2019Report, ReplayError> {
     params.validate()?;
     let full = params.setup.horizon_s;
     let spec = |side, mechanisms, horizon_s| RunSpec {
@@ -179,7 +192,8 @@ pub fn run(
         ));
     }
     let results = crate::replay::parallel::map(&runs, |&(name, spec)| {
-        let outcome = sim::run(params, spec, seed);
+        let recording = recording.filter(|_| matches!(spec.side, Side::Breakwater | Side::Staged));
+        let outcome = record(recording, || sim::run(params, spec, seed));
         progress(name);
         outcome
     });

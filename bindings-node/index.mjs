@@ -3,13 +3,21 @@
 import cjs from './index.js';
 
 export const {
+  AdaptiveLimit,
+  AdaptivePermit,
   AdaptiveThrottle,
   Allocator,
   Backoff,
   BreakerPermit,
   CircuitBreaker,
   ConcurrencyLimit,
+  EventAggregator,
+  Hysteresis,
+  KeyedRateLimiter,
+  KeyedRetryBudget,
   LimitPermit,
+  RateLimiter,
+  RestartBackoff,
   RetryBudget,
   RetryPolicy,
   codes,

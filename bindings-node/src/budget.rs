@@ -104,7 +104,8 @@ pub fn create(env: &Env, options: RetryBudgetOptions) -> napi::Result<Object<'_>
     Ok(object)
 }
 
-fn stats_of(budget: &RetryBudget) -> RetryBudgetStats {
+/// The JS stats of one budget.
+pub fn stats_of(budget: &RetryBudget) -> RetryBudgetStats {
     let stats = budget.stats();
     RetryBudgetStats {
         deposits: stats.deposits as f64,

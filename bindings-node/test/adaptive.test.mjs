@@ -91,3 +91,13 @@ test('invalid adaptive limit arguments are TypeErrors or RangeErrors naming them
   await assertRejectsInvalid(limit.run(() => 1, { signal: 1 }), TypeError, 'signal');
   await assertRejectsInvalid(limit.run(() => 1, { wait: true }), TypeError, 'wait');
 });
+
+test('release outcomes: index.d.ts and Rust agree', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { createRequire } = await import('node:module');
+  const rust = createRequire(import.meta.url)('../lib/native.js').constants();
+  const dts = readFileSync(new URL('../index.d.ts', import.meta.url), 'utf8');
+  const match = dts.match(/export type LimitOutcome = ([^;]+);/);
+  assert.ok(match);
+  assert.deepEqual(match[1].split('|').map((p) => p.trim().replace(/^'|'$/g, '')), rust.limitOutcomes);
+});

@@ -19,6 +19,7 @@ const { AdaptiveLimit, AdaptivePermit } = require('./lib/adaptive');
 const { KeyedRetryBudget } = require('./lib/keyedBudget');
 const { RestartBackoff } = require('./lib/restart');
 const { Hysteresis, EventAggregator } = require('./lib/signal');
+const { wrap, PolicyWrap } = require('./lib/wrap');
 
 module.exports = {
   AdaptiveLimit,
@@ -34,6 +35,7 @@ module.exports = {
   KeyedRateLimiter,
   KeyedRetryBudget,
   LimitPermit,
+  PolicyWrap,
   RateLimiter,
   RestartBackoff,
   RetryBudget,
@@ -41,4 +43,5 @@ module.exports = {
   codes,
   planDrain,
   retry,
+  wrap,
 };

@@ -16,6 +16,7 @@ export const {
   KeyedRateLimiter,
   KeyedRetryBudget,
   LimitPermit,
+  PolicyWrap,
   RateLimiter,
   RestartBackoff,
   RetryBudget,
@@ -23,6 +24,7 @@ export const {
   codes,
   planDrain,
   retry,
+  wrap,
 } = cjs;
 
 export default cjs;

@@ -5,6 +5,7 @@ const { limits, limitOutcomes } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
 const { overloaded, abortError } = require('./errors');
+const { kExecute, abortable } = require('./policy');
 
 const COMMON = ['algorithm', 'initialLimit', 'minLimit', 'maxLimit', 'minRetryAfterMs', 'maxRetryAfterMs', 'isDropped'];
 const AIMD = ['increaseBy', 'backoffRatio', 'latencyThresholdMs'];
@@ -89,20 +90,25 @@ class AdaptiveLimit {
   }
 
   /**
-   * Runs `fn(signal)` holding a permit. A resolution is a 'success' sample; a rejection is
+   * Runs `fn({ signal })` holding a permit. A resolution is a 'success' sample; a rejection is
    * 'dropped' (unless the `isDropped` option says otherwise: then 'ignored'). If `signal` aborts
    * first, rejects with an AbortError and releases the permit as 'ignored'.
    */
   async run(fn, options) {
     if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
     const signal = v.signalOption(options, RUN_KEYS);
+    return this[kExecute](fn, signal);
+  }
+
+  /** @internal The execute protocol (lib/policy.js). */
+  async [kExecute](fn, signal) {
     if (signal !== undefined && signal.aborted) throw abortError(signal);
     const n = this.#n;
     const key = n.tryAcquire();
     if (key < 0) throw overloaded(-1 - key);
     let outcome = limitOutcomes.ignored;
     try {
-      const value = await abortable(fn(signal), signal);
+      const value = await abortable(fn({ signal }), signal);
       outcome = limitOutcomes.success;
       return value;
     } catch (err) {
@@ -134,24 +140,4 @@ class AdaptiveLimit {
   }
 }
 
-/** `value` (a promise or not), or an AbortError as soon as `signal` aborts. */
-function abortable(value, signal) {
-  if (signal === undefined) return value;
-  if (signal.aborted) return Promise.reject(abortError(signal));
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(abortError(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    Promise.resolve(value).then(
-      (v_) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v_);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
-module.exports = { AdaptiveLimit, AdaptivePermit, abortable };
+module.exports = { AdaptiveLimit, AdaptivePermit };

@@ -4,7 +4,8 @@
 const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
-const { rateLimited, sleep } = require('./errors');
+const { rateLimited, sleep, abortError } = require('./errors');
+const { kExecute, abortable } = require('./policy');
 
 const KEYS = ['rate', 'perMs', 'burst'];
 const KEYED_KEYS = [...KEYS, 'maxKeys'];
@@ -29,7 +30,7 @@ function key(value) {
 /** Waits until `check()` conforms (-1), or the signal aborts. */
 async function waitReady(check, signal) {
   for (;;) {
-    if (signal !== undefined && signal.aborted) await sleep(0, signal);
+    if (signal !== undefined && signal.aborted) throw abortError(signal);
     const wait = check();
     if (wait < 0) return;
     await sleep(Math.max(1, Math.ceil(wait)), signal);
@@ -73,10 +74,15 @@ class RateLimiter {
   async execute(fn, options) {
     if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
     const signal = v.signalOption(options, EXECUTE_KEYS);
-    if (signal !== undefined && signal.aborted) await sleep(0, signal);
+    return this[kExecute](fn, signal);
+  }
+
+  /** @internal The execute protocol (lib/policy.js). */
+  async [kExecute](fn, signal) {
+    if (signal !== undefined && signal.aborted) throw abortError(signal);
     const wait = this.#n.check();
     if (wait >= 0) throw rateLimited(wait);
-    return fn(signal);
+    return abortable(fn({ signal }), signal);
   }
 
   /** Decisions so far: allowed, limited, emissionIntervalMs. */

@@ -9,8 +9,8 @@ const { join } = require('node:path');
 const EXPORTS = [
   'AdaptiveLimit', 'AdaptivePermit', 'AdaptiveThrottle', 'Allocator', 'Backoff', 'BreakerPermit',
   'CircuitBreaker', 'ConcurrencyLimit', 'EventAggregator', 'Hysteresis', 'KeyedRateLimiter',
-  'KeyedRetryBudget', 'LimitPermit', 'RateLimiter', 'RestartBackoff', 'RetryBudget', 'RetryPolicy',
-  'codes', 'planDrain', 'retry',
+  'KeyedRetryBudget', 'LimitPermit', 'PolicyWrap', 'RateLimiter', 'RestartBackoff', 'RetryBudget',
+  'RetryPolicy', 'codes', 'planDrain', 'retry', 'wrap',
 ];
 
 async function exercise(bw) {
@@ -80,6 +80,10 @@ async function exercise(bw) {
   assert.equal(events.record('f', 'e'), true);
   assert.equal(events.record('f', 'e'), false);
   assert.equal(events.flush().summaries.length, 1);
+
+  const composed = bw.wrap(new bw.RetryPolicy({ maxAttempts: 2 }), new bw.CircuitBreaker(), new bw.ConcurrencyLimit());
+  assert.ok(composed instanceof bw.PolicyWrap);
+  assert.equal(await composed.execute(({ attempt }) => attempt, { signal: new AbortController().signal }), 1);
 
   const waves = bw.planDrain({
     hosts: [{ id: 1, capacity: 10 }, { id: 2, capacity: 10 }],

@@ -154,6 +154,40 @@ export interface RetryPolicyOptions {
   maxRetryAfterMs?: number;
   /** Seed for reproducible jitter. */
   seed?: number;
+  /** Every attempt goes through this breaker (inside `limit`): an open breaker fails the attempt with its `retryAfterMs`. */
+  breaker?: CircuitBreaker;
+  /** Every attempt goes through this limit (outermost: a shed attempt never reaches the breaker). */
+  limit?: ConcurrencyLimit | AdaptiveLimit | RateLimiter | AdaptiveThrottle;
+  /** Called before each retry is delayed. A hook that throws becomes a process warning. */
+  onRetry?: (info: RetryInfo) => void;
+  /** Called once when the run gives up (not on an abort), with the error it rejects with. */
+  onGiveUp?: (info: GiveUpInfo) => void;
+}
+
+export interface RetryInfo {
+  /** The attempt that just failed (1 for the first). */
+  attempt: number;
+  /** The delay before the next attempt, in ms. */
+  delayMs: number;
+  /** What the attempt threw. */
+  error: unknown;
+}
+
+export interface GiveUpInfo {
+  /** Attempts made. */
+  attempts: number;
+  /** Why the run stopped: ERR_BREAKWATER_ATTEMPTS_EXHAUSTED, _BUDGET_EXHAUSTED, _DEADLINE_EXCEEDED or _NOT_RETRYABLE. */
+  code: string;
+  /** The last error fn threw (undefined if the deadline passed before any attempt failed). */
+  error: unknown;
+  /** The {@link RetryError} the run rejects with. */
+  reason: RetryError;
+}
+
+/** What `execute`/`run` of a single policy passes to fn. */
+export interface CallContext {
+  /** The caller's signal, if one was given. */
+  signal?: AbortSignal;
 }
 
 export interface RetryOptions extends RetryPolicyOptions {
@@ -242,6 +276,14 @@ export interface BreakerStats {
   inFlight: number;
 }
 
+/** `'stateChange'`: every transition; the others: entering that state. */
+export type BreakerEvent = 'stateChange' | 'open' | 'halfOpen' | 'close';
+
+export interface BreakerStateChange {
+  from: BreakerState;
+  to: BreakerState;
+}
+
 /** Permission to make one call; record its outcome exactly once. */
 export declare class BreakerPermit {
   private constructor();
@@ -259,8 +301,14 @@ export declare class CircuitBreaker {
   constructor(options?: CircuitBreakerOptions);
   /** Throws a {@link RetryAfterError} (ERR_BREAKWATER_BREAKER_OPEN) when open. */
   tryAcquire(): BreakerPermit;
-  /** Runs fn through the breaker; rejects with ERR_BREAKWATER_BREAKER_OPEN without calling it when open. */
-  execute<T>(fn: () => T | PromiseLike<T>): Promise<T>;
+  /**
+   * Runs fn through the breaker; rejects with ERR_BREAKWATER_BREAKER_OPEN without calling it when
+   * open. When `signal` aborts, rejects with an AbortError and records the call as cancelled.
+   */
+  execute<T>(fn: (context: CallContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
+  /** State transitions, delivered right after the call that caused them; a throwing listener becomes a warning. */
+  on(event: BreakerEvent, listener: (change: BreakerStateChange) => void): this;
+  off(event: BreakerEvent, listener: (change: BreakerStateChange) => void): this;
   readonly state: BreakerState;
   stats(): BreakerStats;
 }
@@ -286,6 +334,8 @@ export interface LimitStats {
   queued: number;
   maxConcurrent: number;
   maxQueued: number;
+  /** Requests refused with ERR_BREAKWATER_OVERLOADED since creation. */
+  shed: number;
 }
 
 /** One unit of a limit's capacity. */
@@ -302,8 +352,8 @@ export declare class ConcurrencyLimit {
   tryAcquire(): LimitPermit;
   /** Waits in the FIFO queue; rejects with ERR_BREAKWATER_OVERLOADED when shed or an AbortError. */
   acquire(options?: { signal?: AbortSignal }): Promise<LimitPermit>;
-  /** Runs fn holding a permit. */
-  run<T>(fn: () => T | PromiseLike<T>, options?: { signal?: AbortSignal }): Promise<T>;
+  /** Runs fn holding a permit; an abort (queued or running) rejects with an AbortError and releases it. */
+  run<T>(fn: (context: CallContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
   readonly inFlight: number;
   stats(): LimitStats;
   setMaxConcurrent(maxConcurrent: number): void;
@@ -339,7 +389,8 @@ export declare class AdaptiveThrottle {
   shouldReject(): boolean;
   recordAccepted(): void;
   recordRejected(): void;
-  execute<T>(fn: () => T | PromiseLike<T>): Promise<T>;
+  /** Runs fn unless throttled; an abort rejects with an AbortError (counted as accepted). */
+  execute<T>(fn: (context: CallContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
   readonly rejectProbability: number;
   stats(): ThrottleStats;
 }
@@ -497,7 +548,7 @@ export declare class RateLimiter {
   /** Waits until a request conforms and takes it; rejects with an AbortError if `signal` aborts. */
   untilReady(options?: SignalOptions): Promise<void>;
   /** Runs `fn` if a request conforms now, else rejects with a {@link RateLimitedError}. */
-  execute<T>(fn: (signal?: AbortSignal) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
+  execute<T>(fn: (context: CallContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
   stats(): RateLimiterStats;
 }
 
@@ -583,7 +634,7 @@ export declare class AdaptiveLimit {
   /** Takes a permit or throws a {@link RetryAfterError} (ERR_BREAKWATER_OVERLOADED). */
   tryAcquire(): AdaptivePermit;
   /** Runs `fn` holding a permit; its outcome and latency adapt the limit. */
-  run<T>(fn: (signal?: AbortSignal) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
+  run<T>(fn: (context: CallContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
   readonly limit: number;
   stats(): AdaptiveLimitStats;
 }
@@ -719,3 +770,32 @@ export declare class EventAggregator {
   nextDueMs(): number | null;
   stats(): { fingerprints: number };
 }
+
+// ---------------------------------------------------------------- composition
+
+/** Anything `wrap` composes. */
+export type Policy = RetryPolicy | CircuitBreaker | ConcurrencyLimit | AdaptiveThrottle | RateLimiter | AdaptiveLimit | PolicyWrap;
+
+/** What a composed policy passes to fn. */
+export interface WrapContext {
+  /** The innermost retry policy's attempt (1 without one). */
+  attempt: number;
+  /** The caller's signal (or a retry's per-run signal), if any. */
+  signal?: AbortSignal;
+}
+
+/** Policies composed by {@link wrap}. */
+export declare class PolicyWrap {
+  private constructor();
+  /** The policies, outermost first. */
+  readonly policies: Policy[];
+  /** Runs fn through every policy, outermost first; an abort rejects with an AbortError and releases them all. */
+  execute<T>(fn: (context: WrapContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
+}
+
+/**
+ * Composes policies, applied outermost-first (as cockatiel's `wrap`):
+ * `wrap(retryPolicy, breaker)` sends each attempt through the breaker. Throws a
+ * TypeError (ERR_BREAKWATER_INVALID_ARG) for anything that is not a policy.
+ */
+export declare function wrap(...policies: [Policy, ...Policy[]]): PolicyWrap;

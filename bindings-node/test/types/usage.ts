@@ -2,6 +2,9 @@
 // index.d.ts must describe how the package is meant to be used.
 import {
   AdaptiveLimit,
+  wrap,
+  type BreakerStateChange,
+  type GiveUpInfo,
   AdaptiveThrottle,
   EventAggregator,
   Hysteresis,
@@ -167,3 +170,25 @@ async function newClasses(): Promise<void> {
   }
 }
 void newClasses;
+
+async function composition(): Promise<void> {
+  const breaker = new CircuitBreaker({ consecutiveFailures: 5 });
+  const limit = new ConcurrencyLimit({ maxConcurrent: 10 });
+  breaker.on('stateChange', (change: BreakerStateChange) => console.log(change.from, change.to));
+  const onOpen = () => {};
+  breaker.on('open', onOpen).off('open', onOpen);
+  const signal = AbortSignal.timeout(1_000);
+  const a: number = await breaker.execute(async ({ signal: s }) => (s?.aborted ? 0 : 1), { signal });
+  const b: string = await limit.run(async () => 'x', { signal });
+  const shed: number = limit.stats().shed;
+  const c: number = await retry(async ({ attempt }) => attempt, {
+    breaker,
+    limit,
+    onRetry: ({ attempt, delayMs, error }) => console.log(attempt, delayMs, error),
+    onGiveUp: (info: GiveUpInfo) => console.log(info.code, info.attempts),
+  });
+  const policy = wrap(new RetryPolicy({ maxAttempts: 3 }), breaker, limit, new RateLimiter());
+  const d: number = await policy.execute(async ({ attempt, signal: s }) => attempt, { signal });
+  const nested = wrap(policy, new AdaptiveThrottle());
+}
+void composition;

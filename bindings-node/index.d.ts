@@ -91,6 +91,8 @@ export declare class Backoff implements Iterable<number> {
   reset(): void;
   /** Delays handed out since creation or the last reset. */
   readonly retries: number;
+  /** `{ retries }`. */
+  stats(): { retries: number };
   /** The validated options. */
   readonly options: BackoffOptions;
   [Symbol.iterator](): Iterator<number>;
@@ -789,6 +791,8 @@ export declare class PolicyWrap {
   private constructor();
   /** The policies, outermost first. */
   readonly policies: Policy[];
+  /** Each composed policy's `stats()`, outermost first. */
+  stats(): { policies: object[] };
   /** Runs fn through every policy, outermost first; an abort rejects with an AbortError and releases them all. */
   execute<T>(fn: (context: WrapContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
 }

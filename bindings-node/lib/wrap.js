@@ -26,6 +26,11 @@ class PolicyWrap {
     return [...this.#policies];
   }
 
+  /** `{ policies }`: each composed policy's `stats()`, outermost first. */
+  stats() {
+    return { policies: this.#policies.map((policy) => policy.stats()) };
+  }
+
   /**
    * Runs `fn({ signal, attempt })` through every policy, the first one outermost: with
    * `wrap(retry, breaker)` each retry attempt goes through the breaker. `attempt` is the

@@ -38,11 +38,14 @@ async function exercise(bw) {
   assert.equal(policy.stats().runs, 1);
 
   const breaker = new bw.CircuitBreaker();
+  const changes = [];
+  breaker.on('stateChange', (change) => changes.push(change));
   assert.equal(await breaker.execute(() => 'through'), 'through');
   const permit = breaker.tryAcquire();
   assert.ok(permit instanceof bw.BreakerPermit);
   assert.equal(permit.recordSuccess(), true);
   assert.equal(breaker.stats().state, 'closed');
+  assert.deepEqual(changes, []);
 
   const limit = new bw.ConcurrencyLimit({ maxConcurrent: 1 });
   const held = limit.tryAcquire();

@@ -333,6 +333,13 @@ export interface BreakerStats {
 }
 
 /**
+ * The object `budgetCreate` returns, for a budget put in the table by
+ * [`share`] (a keyed budget's per-key budget): the same budget, so a
+ * retry policy can spend from it.
+ */
+export declare function budgetAdopt(key: number): object
+
+/**
  * Creates a budget. Returns `{ key, handle, deposit(), tryWithdraw(),
  * stats() }`: the key lets a retry policy share the budget, the handle
  * keeps its table entry alive, the methods are bound closures.
@@ -479,7 +486,8 @@ export interface ImportResult {
 /**
  * Creates a keyed budget. Returns its bound methods: `deposit(key)`,
  * `tryWithdraw(key)`, `has(key)`, `budgetStats(key)` (the key's own
- * budget, created if absent), `evictIdle()` and `stats()`.
+ * budget, created if absent), `budgetFor(key)` (a table key for
+ * `budgetAdopt`), `evictIdle()` and `stats()`.
  */
 export declare function keyedBudgetCreate(options: KeyedBudgetOptions): object
 

@@ -843,6 +843,7 @@ module.exports.__debugPanic = nativeBinding.__debugPanic
 module.exports.adaptiveLimitCreate = nativeBinding.adaptiveLimitCreate
 module.exports.aggregatorCreate = nativeBinding.aggregatorCreate
 module.exports.breakerCreate = nativeBinding.breakerCreate
+module.exports.budgetAdopt = nativeBinding.budgetAdopt
 module.exports.budgetCreate = nativeBinding.budgetCreate
 module.exports.constants = nativeBinding.constants
 module.exports.hysteresisCreate = nativeBinding.hysteresisCreate

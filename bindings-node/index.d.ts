@@ -667,6 +667,8 @@ export declare class KeyedRetryBudget {
   has(key: string): boolean;
   /** The stats of `key`'s own budget (created if absent). */
   budgetStats(key: string): RetryBudgetStats;
+  /** `key`'s own budget as a RetryBudget (the same budget), e.g. for `retry`'s `budget`; held keys are never evicted. */
+  budgetFor(key: string): RetryBudget;
   evictIdle(): number;
   stats(): KeyedRetryBudgetStats;
 }

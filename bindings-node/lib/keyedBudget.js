@@ -3,6 +3,7 @@
 const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
+const { adoptBudget } = require('./budget');
 
 const KEYS = ['ttlMs', 'minRetriesPerSec', 'retryRatio', 'maxKeys', 'idleTtlMs'];
 
@@ -50,6 +51,14 @@ class KeyedRetryBudget {
   /** The stats of `key`'s budget (as `RetryBudget#stats`); creates it if absent. */
   budgetStats(k) {
     return this.#n.budgetStats(key(k));
+  }
+
+  /**
+   * `key`'s own budget as a `RetryBudget` (the same budget, not a copy), to pass to `retry` as
+   * `budget`. While that object is alive, the key counts as held and is never evicted.
+   */
+  budgetFor(k) {
+    return adoptBudget(native.budgetAdopt(this.#n.budgetFor(key(k))));
   }
 
   /** Forgets idle keys; returns how many. */

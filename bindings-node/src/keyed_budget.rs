@@ -71,7 +71,8 @@ fn flat_error(e: &ConfigError) -> crate::error::BwError {
 
 /// Creates a keyed budget. Returns its bound methods: `deposit(key)`,
 /// `tryWithdraw(key)`, `has(key)`, `budgetStats(key)` (the key's own
-/// budget, created if absent), `evictIdle()` and `stats()`.
+/// budget, created if absent), `budgetFor(key)` (a table key for
+/// `budgetAdopt`), `evictIdle()` and `stats()`.
 #[napi(js_name = "keyedBudgetCreate")]
 pub fn create(env: &Env, options: KeyedBudgetOptions) -> napi::Result<Object<'_>> {
     let budgets = guard(env, || {
@@ -100,6 +101,11 @@ pub fn create(env: &Env, options: KeyedBudgetOptions) -> napi::Result<Object<'_>
     bind::method(env, &mut object, "budgetStats", move |ctx| {
         let key: String = bind::arg(ctx, 0, "key")?;
         Ok::<RetryBudgetStats, _>(stats_of(&b.budget_for(&key)))
+    })?;
+    let b = Rc::clone(&budgets);
+    bind::method(env, &mut object, "budgetFor", move |ctx| {
+        let key: String = bind::arg(ctx, 0, "key")?;
+        crate::budget::share(b.budget_for(&key))
     })?;
     let b = Rc::clone(&budgets);
     bind::method(env, &mut object, "evictIdle", move |_| {

@@ -156,6 +156,7 @@ async function newClasses(): Promise<void> {
   budgets.deposit('users');
   const retryUsers: boolean = budgets.tryWithdraw('users');
   const overflowed: number = budgets.stats().overflowed;
+  await retry(async () => 1, { budget: budgets.budgetFor('users') });
 
   const restart = new RestartBackoff({ initialDelayMs: 1_000, jitter: 'equal' });
   restart.onStarted();

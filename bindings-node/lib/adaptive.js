@@ -94,9 +94,15 @@ class AdaptiveLimit {
    * 'dropped' (unless the `isDropped` option says otherwise: then 'ignored'). If `signal` aborts
    * first, rejects with an AbortError and releases the permit as 'ignored'.
    */
-  async run(fn, options) {
-    if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
-    const signal = v.signalOption(options, RUN_KEYS);
+  run(fn, options) {
+    // Not async: no extra promise layer around the protocol call; invalid arguments reject.
+    let signal;
+    try {
+      if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
+      signal = v.signalOption(options, RUN_KEYS);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this[kExecute](fn, signal);
   }
 

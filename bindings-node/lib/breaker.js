@@ -165,9 +165,15 @@ class CircuitBreaker {
    * `signal` aborts, rejects at once with an AbortError and records the call
    * as cancelled.
    */
-  async execute(fn, options) {
-    if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
-    const signal = options === undefined ? undefined : v.signalOption(options);
+  execute(fn, options) {
+    // Not async: no extra promise layer around the protocol call; invalid arguments reject.
+    let signal;
+    try {
+      if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
+      signal = options === undefined ? undefined : v.signalOption(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this[kExecute](fn, signal);
   }
 

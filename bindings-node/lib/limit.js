@@ -120,9 +120,15 @@ class ConcurrencyLimit {
    * releases it when fn settles. When `signal` aborts (while queued or while
    * fn runs), rejects at once with an AbortError and releases the permit.
    */
-  async run(fn, options) {
-    if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
-    const signal = options === undefined ? undefined : signalOf(options);
+  run(fn, options) {
+    // Not async: no extra promise layer around the protocol call; invalid arguments reject.
+    let signal;
+    try {
+      if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
+      signal = options === undefined ? undefined : signalOf(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this[kExecute](fn, signal);
   }
 

@@ -71,9 +71,15 @@ class RateLimiter {
    * Runs `fn()` if a request conforms now; otherwise rejects with ERR_BREAKWATER_RATE_LIMITED
    * without calling it (wrap it in `retry` to wait and try again).
    */
-  async execute(fn, options) {
-    if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
-    const signal = v.signalOption(options, EXECUTE_KEYS);
+  execute(fn, options) {
+    // Not async: no extra promise layer around the protocol call; invalid arguments reject.
+    let signal;
+    try {
+      if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
+      signal = v.signalOption(options, EXECUTE_KEYS);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this[kExecute](fn, signal);
   }
 

@@ -60,9 +60,15 @@ class AdaptiveThrottle {
    * When `signal` aborts, rejects at once with an AbortError; the request then
    * counts as accepted (a cancellation says nothing against the backend).
    */
-  async execute(fn, options) {
-    if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
-    const signal = options === undefined ? undefined : v.signalOption(options);
+  execute(fn, options) {
+    // Not async: no extra promise layer around the protocol call; invalid arguments reject.
+    let signal;
+    try {
+      if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
+      signal = options === undefined ? undefined : v.signalOption(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this[kExecute](fn, signal);
   }
 

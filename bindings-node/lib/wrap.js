@@ -38,9 +38,15 @@ class PolicyWrap {
    * `signal` does (or a retry deadline passes). Rejects with the first policy error that is not
    * handled by an outer policy, or with an AbortError.
    */
-  async execute(fn, options) {
-    if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
-    const signal = v.signalOption(options, EXECUTE_KEYS);
+  execute(fn, options) {
+    // Not async: no extra promise layer around the protocol call; invalid arguments reject.
+    let signal;
+    try {
+      if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
+      signal = v.signalOption(options, EXECUTE_KEYS);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return this[kExecute](fn, signal);
   }
 

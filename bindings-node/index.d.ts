@@ -627,6 +627,10 @@ export declare class AdaptivePermit {
   private constructor();
   /** Gives the capacity back with the outcome (default 'success'); false if already released. */
   release(outcome?: LimitOutcome, latencyMs?: number): boolean;
+  /** `release('success')`: the latency since acquisition is a sample. */
+  recordSuccess(): boolean;
+  /** `release('dropped')`: timed out or overloaded; lowers the limit. */
+  recordDropped(): boolean;
   readonly released: boolean;
 }
 
@@ -637,7 +641,8 @@ export declare class AdaptiveLimit {
   tryAcquire(): AdaptivePermit;
   /** Runs `fn` holding a permit; its outcome and latency adapt the limit. */
   run<T>(fn: (context: CallContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
-  readonly limit: number;
+  /** The limit now in force. */
+  readonly currentLimit: number;
   stats(): AdaptiveLimitStats;
 }
 
@@ -734,7 +739,7 @@ export declare class Hysteresis {
   constructor(options?: HysteresisOptions);
   /** Feeds one sample; the change it caused, if any. */
   observe(value: number): 'fired' | 'cleared' | null;
-  readonly firing: boolean;
+  isFiring(): boolean;
   reset(): void;
   stats(): HysteresisStats;
 }

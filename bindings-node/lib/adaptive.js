@@ -61,6 +61,16 @@ class AdaptivePermit {
     return this.#n.release(this.#key, limitOutcomes[outcome], latencyMs ?? -1);
   }
 
+  /** `release('success')`. */
+  recordSuccess() {
+    return this.release('success');
+  }
+
+  /** `release('dropped')`. */
+  recordDropped() {
+    return this.release('dropped');
+  }
+
   /** Whether `release()` was called. */
   get released() {
     return this.#released;
@@ -136,7 +146,7 @@ class AdaptiveLimit {
   }
 
   /** The limit now in force. */
-  get limit() {
+  get currentLimit() {
     return this.#n.limit();
   }
 

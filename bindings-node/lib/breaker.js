@@ -138,7 +138,9 @@ class CircuitBreaker {
   #isFailure;
   /** Listeners by event name, or undefined while there are none (then nothing is drained). */
   #listeners;
-  #drain = () => this.#emitChanges();
+  #drain = () => {
+    if (this.#listeners !== undefined) this.#emitChanges();
+  };
 
   constructor(options) {
     const [nativeOptions, isFailure] = breakerOptions(options);
@@ -154,7 +156,7 @@ class CircuitBreaker {
     const key = this.#n.acquire();
     if (this.#listeners !== undefined) this.#emitChanges();
     if (key < 0) throw breakerOpen(-1 - key);
-    return new BreakerPermit(this.#n, key, this.#listeners === undefined ? undefined : this.#drain);
+    return new BreakerPermit(this.#n, key, this.#drain);
   }
 
   /**
@@ -271,7 +273,9 @@ class CircuitBreaker {
 
   /** Counters since creation and the current window. */
   stats() {
-    return this.#n.stats();
+    const stats = this.#n.stats();
+    if (this.#listeners !== undefined) this.#emitChanges();
+    return stats;
   }
 }
 

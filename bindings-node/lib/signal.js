@@ -39,7 +39,7 @@ class Hysteresis {
   }
 
   /** Whether the signal is firing. */
-  get firing() {
+  isFiring() {
     return this.#n.stats().firing;
   }
 

@@ -5,7 +5,7 @@ import { assertInvalid, assertRejectsInvalid } from './helpers.mjs';
 
 test('AIMD: sheds above the limit, grows on busy successes, shrinks on drops', () => {
   const limit = new AdaptiveLimit({ algorithm: 'aimd', initialLimit: 2, maxLimit: 10 });
-  assert.equal(limit.limit, 2);
+  assert.equal(limit.currentLimit, 2);
   const a = limit.tryAcquire();
   const b = limit.tryAcquire();
   assert.ok(a instanceof AdaptivePermit);
@@ -13,16 +13,17 @@ test('AIMD: sheds above the limit, grows on busy successes, shrinks on drops', (
   assert.equal(a.release('success', 1), true);
   assert.equal(a.released, true);
   assert.equal(a.release('success'), false);
-  assert.equal(limit.limit, 3);
-  assert.equal(b.release('dropped'), true);
-  assert.ok(limit.limit < 3);
-  assert.deepEqual(limit.stats(), { limit: limit.limit, inFlight: 0, acquired: 2, shed: 1, successes: 1, drops: 1 });
+  assert.equal(limit.currentLimit, 3);
+  assert.equal(b.recordDropped(), true);
+  assert.equal(b.recordSuccess(), false);
+  assert.ok(limit.currentLimit < 3);
+  assert.deepEqual(limit.stats(), { limit: limit.currentLimit, inFlight: 0, acquired: 2, shed: 1, successes: 1, drops: 1 });
 });
 
 test('ignored releases feed no sample', () => {
   const limit = new AdaptiveLimit({ algorithm: 'aimd', initialLimit: 1 });
   limit.tryAcquire().release('ignored');
-  assert.equal(limit.limit, 1);
+  assert.equal(limit.currentLimit, 1);
   assert.equal(limit.stats().inFlight, 0);
 });
 
@@ -30,14 +31,14 @@ test('Gradient2 (the default) grows while busy and fast, shrinks when latency ri
   const limit = new AdaptiveLimit({ initialLimit: 10, minLimit: 1, maxLimit: 100 });
   const wave = (latencyMs) => {
     const permits = [];
-    for (let i = 0; i < limit.limit; i++) permits.push(limit.tryAcquire());
+    for (let i = 0; i < limit.currentLimit; i++) permits.push(limit.tryAcquire());
     for (const p of permits) p.release('success', latencyMs);
   };
   for (let i = 0; i < 5; i++) wave(10);
-  const grown = limit.limit;
+  const grown = limit.currentLimit;
   assert.ok(grown > 10, `grown to ${grown}`);
   for (let i = 0; i < 5; i++) wave(1000);
-  assert.ok(limit.limit < grown, `shrunk to ${limit.limit}`);
+  assert.ok(limit.currentLimit < grown, `shrunk to ${limit.currentLimit}`);
 });
 
 test('run: success and drop outcomes, isDropped, abort releases the permit', async () => {

@@ -59,3 +59,12 @@ test('bad event arguments are TypeErrors or RangeErrors', () => {
   assertInvalid(() => breaker.off('half-open', () => {}), RangeError, 'event');
   assertInvalid(() => breaker.off('open', null), TypeError, 'listener');
 });
+
+test('a permit taken before listening still delivers the change it causes', () => {
+  const breaker = new CircuitBreaker({ consecutiveFailures: 1, openWait: { baseMs: 60_000 } });
+  const permit = breaker.tryAcquire();
+  const seen = [];
+  breaker.on('open', ({ from, to }) => seen.push(`${from}->${to}`));
+  permit.recordFailure();
+  assert.deepEqual(seen, ['closed->open']);
+});

@@ -9,7 +9,7 @@ test('hysteresis fires and clears only after consecutive samples beyond each mar
   assert.equal(disk.observe(0.85), null); // inside the band: breaks the streak
   assert.equal(disk.observe(0.95), null);
   assert.equal(disk.observe(0.95), 'fired');
-  assert.equal(disk.firing, true);
+  assert.equal(disk.isFiring(), true);
   assert.equal(disk.observe(NaN), null);
   assert.equal(disk.observe(0.5), null);
   assert.equal(disk.observe(0.5), 'cleared');

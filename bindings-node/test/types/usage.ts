@@ -149,7 +149,8 @@ async function newClasses(): Promise<void> {
   const adaptive = new AdaptiveLimit({ algorithm: 'aimd', initialLimit: 10, backoffRatio: 0.9 });
   const outcome: LimitOutcome = 'dropped';
   adaptive.tryAcquire().release(outcome, 12);
-  const current: number = adaptive.limit;
+  const current: number = adaptive.currentLimit;
+  adaptive.tryAcquire().recordSuccess();
   const body: number = await new AdaptiveLimit({ smoothing: 0.2 }).run(async () => 1);
 
   const budgets = new KeyedRetryBudget({ retryRatio: 0.1, maxKeys: 64 });

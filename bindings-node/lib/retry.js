@@ -8,7 +8,7 @@
 const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
-const { codes, codedError, abortError, isAbortError } = require('./errors');
+const { codes, codedError, abortError, isAbortError, typeError } = require('./errors');
 const { RetryBudget, budgetKey } = require('./budget');
 const { Backoff, backoffOptions } = require('./backoff');
 const { CircuitBreaker } = require('./breaker');
@@ -100,7 +100,7 @@ function policyOptions(o) {
   };
   const breaker = v.instance('breaker', o.breaker, CircuitBreaker);
   if (o.limit !== undefined && !LIMITS.some((Class) => o.limit instanceof Class)) {
-    throw require('./errors').typeError(
+    throw typeError(
       `\`limit\` must be a ConcurrencyLimit, AdaptiveLimit, RateLimiter or AdaptiveThrottle, got ${v.describe(o.limit)}`,
     );
   }

@@ -85,6 +85,84 @@ export interface AcquireOutcome {
   cancelled: boolean
 }
 
+/**
+ * Creates an adaptive limit. Returns its bound methods: `tryAcquire()` (a
+ * permit key >= 0, or `-1 - retryAfterMs` when shed), `release(permit,
+ * outcome, latencyMs)` (outcome: an index of `success`, `dropped`,
+ * `ignored`; latencyMs < 0 to measure it natively; false if already
+ * released), `limit()` and `stats()`.
+ */
+export declare function adaptiveLimitCreate(options: AdaptiveLimitOptions): object
+
+/**
+ * Options of `new AdaptiveLimit(...)`, type-checked by the JS wrapper.
+ * The algorithm's parameters are flat: `increaseBy` applies to AIMD only,
+ * `smoothing` to Gradient2 only (the JS layer rejects a mix).
+ */
+export interface AdaptiveLimitOptions {
+  /** `'aimd'` or `'gradient2'` (default). */
+  algorithm?: string
+  /** The limit before any sample (default 20). */
+  initialLimit?: number
+  /** The lowest limit (default 1). */
+  minLimit?: number
+  /** The highest limit (default 200). */
+  maxLimit?: number
+  /** AIMD: added per healthy sample (default 1). */
+  increaseBy?: number
+  /** AIMD: factor applied on a drop, in [0.5, 1) (default 0.9). */
+  backoffRatio?: number
+  /** AIMD: a success slower than this counts as a drop (default 5000). */
+  latencyThresholdMs?: number
+  /** Gradient2: weight of each new target, in (0, 1] (default 0.2). */
+  smoothing?: number
+  /** Gradient2: tolerated slowdown against the long-term average (>= 1, default 1.5). */
+  rttTolerance?: number
+  /** Gradient2: samples in the long-term average (default 600). */
+  longWindow?: number
+  /** Gradient2: headroom added to the target (default 4). */
+  queueSize?: number
+  /** Lower bound of `retryAfterMs` hints. */
+  minRetryAfterMs?: number
+  /** Upper bound of `retryAfterMs` hints. */
+  maxRetryAfterMs?: number
+}
+
+/** Occupancy and decisions of an adaptive limit. */
+export interface AdaptiveLimitStats {
+  /** The limit now in force. */
+  limit: number
+  /** Permits held. */
+  inFlight: number
+  /** Permits granted. */
+  acquired: number
+  /** Requests shed because the limit was reached. */
+  shed: number
+  /** Permits released as `success`. */
+  successes: number
+  /** Permits released as `dropped`. */
+  drops: number
+}
+
+/**
+ * Creates an event aggregator. Returns its bound methods:
+ * `record(fingerprint, event)` (true: emit it now; false: suppressed),
+ * `poll()`, `flush()`, `nextDueMs()` (ms until `poll` has work, -1 when
+ * nothing is tracked) and `size()`.
+ */
+export declare function aggregatorCreate(options: AggregatorOptions): object
+
+/** Options of `new EventAggregator(...)`, type-checked by the JS wrapper. */
+export interface AggregatorOptions {
+  /**
+   * How long duplicates are suppressed before their summary is due, in ms
+   * (default 300000).
+   */
+  windowMs?: number
+  /** Most fingerprints tracked at once (default 1000). */
+  maxFingerprints?: number
+}
+
 /** `allocate`'s tagged result. */
 export interface AllocateResult {
   /** The allocation, on success. */
@@ -255,6 +333,13 @@ export interface BreakerStats {
 }
 
 /**
+ * The object `budgetCreate` returns, for a budget put in the table by
+ * [`share`] (a keyed budget's per-key budget): the same budget, so a
+ * retry policy can spend from it.
+ */
+export declare function budgetAdopt(key: number): object
+
+/**
  * Creates a budget. Returns `{ key, handle, deposit(), tryWithdraw(),
  * stats() }`: the key lets a retry policy share the budget, the handle
  * keeps its table entry alive, the methods are bound closures.
@@ -272,8 +357,32 @@ export interface Constants {
   breakerStates: Array<string>
   /** `'success' | 'failure' | 'ignored' | 'cancelled'`, indexed by the outcome number. */
   breakerOutcomes: Array<string>
+  /** `'success' | 'dropped' | 'ignored'`: `AdaptiveLimit` release outcomes, indexed by number. */
+  limitOutcomes: Array<string>
   /** Range limits. */
   limits: Limits
+}
+
+/** The duplicates of one fingerprint suppressed during one window. */
+export interface EventSummary {
+  /** The fingerprint. */
+  fingerprint: string
+  /** Suppressed duplicates (>= 1). */
+  count: number
+  /** When the first suppressed duplicate was recorded (ms since the epoch). */
+  firstSeenMs: number
+  /** When the last suppressed duplicate was recorded (ms since the epoch). */
+  lastSeenMs: number
+  /** The last suppressed duplicate. */
+  lastEvent: string
+}
+
+/** Fingerprints evicted to bound memory, with the duplicates they carried. */
+export interface EvictedSummary {
+  /** Fingerprints evicted. */
+  fingerprints: number
+  /** Suppressed, unsummarized duplicates they carried. */
+  events: number
 }
 
 /** Why an async operation failed. */
@@ -300,6 +409,14 @@ export interface FleetInput {
   drain: Array<number>
 }
 
+/** What `poll()` and `flush()` return. */
+export interface FlushedEvents {
+  /** One summary per fingerprint whose window closed with duplicates. */
+  summaries: Array<EventSummary>
+  /** Evictions since the last report, if any. */
+  evicted?: EvictedSummary
+}
+
 /** A host of the fleet. */
 export interface HostInput {
   /** Unique id (a whole number). */
@@ -312,6 +429,36 @@ export interface HostInput {
   version?: string
   /** Whether it may receive apps (default true). */
   healthy?: boolean
+}
+
+/**
+ * Creates a hysteresis signal. Returns its bound methods: `observe(value)`
+ * (0: no change, 1: fired, 2: cleared), `reset()` and `stats()`.
+ */
+export declare function hysteresisCreate(options: HysteresisOptions): object
+
+/** Options of `new Hysteresis(...)`, type-checked by the JS wrapper. */
+export interface HysteresisOptions {
+  /** The upper mark (default 0.9). */
+  high?: number
+  /** The lower mark (default 0.8). */
+  low?: number
+  /** Consecutive alarming samples needed to fire (default 3). */
+  fireAfter?: number
+  /** Consecutive clearing samples needed to clear (default 3). */
+  clearAfter?: number
+  /** `'above'` (default) or `'below'`: which side of the marks alarms. */
+  direction?: string
+}
+
+/** State of a hysteresis signal. */
+export interface HysteresisStats {
+  /** Whether the signal is firing. */
+  firing: boolean
+  /** Samples in the current streak towards the next change. */
+  streak: number
+  /** NaN samples ignored. */
+  ignored: number
 }
 
 /** One imported package. */
@@ -335,6 +482,48 @@ export interface ImportResult {
   /** The failure, otherwise. */
   error?: Failure
 }
+
+/**
+ * Creates a keyed budget. Returns its bound methods: `deposit(key)`,
+ * `tryWithdraw(key)`, `has(key)`, `budgetStats(key)` (the key's own
+ * budget, created if absent), `budgetFor(key)` (a table key for
+ * `budgetAdopt`), `evictIdle()` and `stats()`.
+ */
+export declare function keyedBudgetCreate(options: KeyedBudgetOptions): object
+
+/**
+ * Options of `new KeyedRetryBudget(...)`, type-checked by the JS wrapper:
+ * each key's budget options (flat, as `RetryBudget`'s) plus the key bound.
+ */
+export interface KeyedBudgetOptions {
+  /** How long a deposit counts, in ms. */
+  ttlMs?: number
+  /** Retries per second allowed without deposits, per key. */
+  minRetriesPerSec?: number
+  /** Share of requests that may be retried. */
+  retryRatio?: number
+  /** Most keys with their own budget (default 1024). */
+  maxKeys?: number
+  /** A key unused this long may be evicted, in ms (default 60000; >= ttlMs). */
+  idleTtlMs?: number
+}
+
+/** Counters of a keyed budget. */
+export interface KeyedBudgetStats {
+  /** Keys that currently have their own budget. */
+  keys: number
+  /** Idle keys evicted to make room for new ones. */
+  evictions: number
+  /** Requests for a new key that got the shared overflow budget. */
+  overflowed: number
+}
+
+/**
+ * Creates a keyed rate limiter. Returns its bound methods: `check(key)`
+ * (as `rateCreate`'s, for `key`'s own limit), `evictIdle()` (keys
+ * forgotten) and `stats()`.
+ */
+export declare function keyedRateCreate(options: RateOptions): object
 
 /**
  * Waits in the limit's FIFO queue for a permit. Resolves with the permit
@@ -438,6 +627,40 @@ export declare function parseAmount(name: string, value: string): string
  */
 export declare function planDrain(fleet: FleetInput, limits: LimitsInput): Array<WaveOut>
 
+/**
+ * Creates a rate limiter. Returns its bound methods: `check()` (`-1` when
+ * the request conforms and is counted, else the wait in ms until one
+ * would) and `stats()`.
+ */
+export declare function rateCreate(options: RateOptions): object
+
+/**
+ * Options of `new RateLimiter(...)` / `new KeyedRateLimiter(...)`,
+ * type-checked by the JS wrapper.
+ */
+export interface RateOptions {
+  /** Requests allowed per `perMs` in the long run (default 10). */
+  rate?: number
+  /** The period `rate` is counted over, in ms (default 1000). */
+  perMs?: number
+  /** Requests allowed back to back after an idle period (default 10). */
+  burst?: number
+  /** `KeyedRateLimiter` only: most keys tracked at once (default 10000). */
+  maxKeys?: number
+}
+
+/** Decisions of a rate limiter since it was created. */
+export interface RateStats {
+  /** Requests that conformed. */
+  allowed: number
+  /** Requests refused (rate limited). */
+  limited: number
+  /** The time between two requests at the steady rate, in ms. */
+  emissionIntervalMs: number
+  /** `KeyedRateLimiter`: keys tracked now (0 for a `RateLimiter`). */
+  keys: number
+}
+
 /** A receiving host's load in a wave. */
 export interface ReceiverOut {
   /** The host. */
@@ -450,6 +673,37 @@ export interface ReceiverOut {
   reserve: number
   /** Apps the wave assigns to it. */
   assigned: number
+}
+
+/**
+ * Creates a restart backoff. Returns its bound methods: `onStarted()`,
+ * `onCrash()` (the delay in ms before the next start), `reset()` and
+ * `stats()`.
+ */
+export declare function restartCreate(options: RestartOptions): object
+
+/** Options of `new RestartBackoff(...)`, type-checked by the JS wrapper. */
+export interface RestartOptions {
+  /** Delay before the first restart, in ms (default 10000). */
+  initialDelayMs?: number
+  /** Cap on any delay, in ms (default 300000). */
+  maxDelayMs?: number
+  /** Growth per consecutive crash (>= 1, default 2). */
+  factor?: number
+  /** `'none' | 'full' | 'equal' | 'decorrelated'` (default 'none'). */
+  jitter?: string
+  /** A run at least this long resets the series, in ms (default 600000). */
+  resetAfterMs?: number
+  /** Seed for reproducible jitter. */
+  seed?: number
+}
+
+/** State of a restart backoff. */
+export interface RestartStats {
+  /** Consecutive crashes in the current series. */
+  crashes: number
+  /** How long the task has been running, in ms (`null` when it is not). */
+  uptimeMs?: number
 }
 
 /** Options of `new RetryBudget(...)`, already type-checked by the JS wrapper. */

@@ -12,6 +12,7 @@ export declare const codes: Readonly<{
   BREAKER_OPEN: 'ERR_BREAKWATER_BREAKER_OPEN';
   OVERLOADED: 'ERR_BREAKWATER_OVERLOADED';
   THROTTLED: 'ERR_BREAKWATER_THROTTLED';
+  RATE_LIMITED: 'ERR_BREAKWATER_RATE_LIMITED';
   DRAIN_INFEASIBLE: 'ERR_BREAKWATER_DRAIN_INFEASIBLE';
   ALLOC_FAILED: 'ERR_BREAKWATER_ALLOC_FAILED';
   ALLOC_IO: 'ERR_BREAKWATER_ALLOC_IO';
@@ -90,6 +91,8 @@ export declare class Backoff implements Iterable<number> {
   reset(): void;
   /** Delays handed out since creation or the last reset. */
   readonly retries: number;
+  /** `{ retries }`. */
+  stats(): { retries: number };
   /** The validated options. */
   readonly options: BackoffOptions;
   [Symbol.iterator](): Iterator<number>;
@@ -153,6 +156,40 @@ export interface RetryPolicyOptions {
   maxRetryAfterMs?: number;
   /** Seed for reproducible jitter. */
   seed?: number;
+  /** Every attempt goes through this breaker (inside `limit`): an open breaker fails the attempt with its `retryAfterMs`. */
+  breaker?: CircuitBreaker;
+  /** Every attempt goes through this limit (outermost: a shed attempt never reaches the breaker). */
+  limit?: ConcurrencyLimit | AdaptiveLimit | RateLimiter | AdaptiveThrottle;
+  /** Called before each retry is delayed. A hook that throws becomes a process warning. */
+  onRetry?: (info: RetryInfo) => void;
+  /** Called once when the run gives up (not on an abort), with the error it rejects with. */
+  onGiveUp?: (info: GiveUpInfo) => void;
+}
+
+export interface RetryInfo {
+  /** The attempt that just failed (1 for the first). */
+  attempt: number;
+  /** The delay before the next attempt, in ms. */
+  delayMs: number;
+  /** What the attempt threw. */
+  error: unknown;
+}
+
+export interface GiveUpInfo {
+  /** Attempts made. */
+  attempts: number;
+  /** Why the run stopped: ERR_BREAKWATER_ATTEMPTS_EXHAUSTED, _BUDGET_EXHAUSTED, _DEADLINE_EXCEEDED or _NOT_RETRYABLE. */
+  code: string;
+  /** The last error fn threw (undefined if the deadline passed before any attempt failed). */
+  error: unknown;
+  /** The {@link RetryError} the run rejects with. */
+  reason: RetryError;
+}
+
+/** What `execute`/`run` of a single policy passes to fn. */
+export interface CallContext {
+  /** The caller's signal, if one was given. */
+  signal?: AbortSignal;
 }
 
 export interface RetryOptions extends RetryPolicyOptions {
@@ -241,6 +278,14 @@ export interface BreakerStats {
   inFlight: number;
 }
 
+/** `'stateChange'`: every transition; the others: entering that state. */
+export type BreakerEvent = 'stateChange' | 'open' | 'halfOpen' | 'close';
+
+export interface BreakerStateChange {
+  from: BreakerState;
+  to: BreakerState;
+}
+
 /** Permission to make one call; record its outcome exactly once. */
 export declare class BreakerPermit {
   private constructor();
@@ -258,8 +303,14 @@ export declare class CircuitBreaker {
   constructor(options?: CircuitBreakerOptions);
   /** Throws a {@link RetryAfterError} (ERR_BREAKWATER_BREAKER_OPEN) when open. */
   tryAcquire(): BreakerPermit;
-  /** Runs fn through the breaker; rejects with ERR_BREAKWATER_BREAKER_OPEN without calling it when open. */
-  execute<T>(fn: () => T | PromiseLike<T>): Promise<T>;
+  /**
+   * Runs fn through the breaker; rejects with ERR_BREAKWATER_BREAKER_OPEN without calling it when
+   * open. When `signal` aborts, rejects with an AbortError and records the call as cancelled.
+   */
+  execute<T>(fn: (context: CallContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
+  /** State transitions, delivered right after the call that caused them; a throwing listener becomes a warning. */
+  on(event: BreakerEvent, listener: (change: BreakerStateChange) => void): this;
+  off(event: BreakerEvent, listener: (change: BreakerStateChange) => void): this;
   readonly state: BreakerState;
   stats(): BreakerStats;
 }
@@ -285,6 +336,8 @@ export interface LimitStats {
   queued: number;
   maxConcurrent: number;
   maxQueued: number;
+  /** Requests refused with ERR_BREAKWATER_OVERLOADED since creation. */
+  shed: number;
 }
 
 /** One unit of a limit's capacity. */
@@ -301,8 +354,8 @@ export declare class ConcurrencyLimit {
   tryAcquire(): LimitPermit;
   /** Waits in the FIFO queue; rejects with ERR_BREAKWATER_OVERLOADED when shed or an AbortError. */
   acquire(options?: { signal?: AbortSignal }): Promise<LimitPermit>;
-  /** Runs fn holding a permit. */
-  run<T>(fn: () => T | PromiseLike<T>, options?: { signal?: AbortSignal }): Promise<T>;
+  /** Runs fn holding a permit; an abort (queued or running) rejects with an AbortError and releases it. */
+  run<T>(fn: (context: CallContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
   readonly inFlight: number;
   stats(): LimitStats;
   setMaxConcurrent(maxConcurrent: number): void;
@@ -338,7 +391,8 @@ export declare class AdaptiveThrottle {
   shouldReject(): boolean;
   recordAccepted(): void;
   recordRejected(): void;
-  execute<T>(fn: () => T | PromiseLike<T>): Promise<T>;
+  /** Runs fn unless throttled; an abort rejects with an AbortError (counted as accepted). */
+  execute<T>(fn: (context: CallContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
   readonly rejectProbability: number;
   stats(): ThrottleStats;
 }
@@ -444,3 +498,315 @@ export declare class Allocator {
   verify(options: { appDir: string; repair?: boolean; lockfile?: string }): Promise<VerifyReport>;
   stats(): AllocatorStats;
 }
+
+// ---------------------------------------------------------------- rate limiting
+
+/** ERR_BREAKWATER_RATE_LIMITED: the next request conforms after `retryAfterMs`. */
+export interface RateLimitedError extends BreakwaterError {
+  retryAfterMs: number;
+}
+
+/** Options of `RateLimiter` (GCRA): `rate` requests per `perMs`, up to `burst` back to back. */
+export interface RateLimiterOptions {
+  /** Requests per `perMs` in the long run: a whole number >= 1 (default 10). */
+  rate?: number;
+  /** The period `rate` is counted over, in ms (> 0, default 1000). */
+  perMs?: number;
+  /** Requests allowed back to back after an idle period (>= 1, default 10). */
+  burst?: number;
+}
+
+export interface KeyedRateLimiterOptions extends RateLimiterOptions {
+  /** Most keys tracked at once (1..=2^31-1, default 10000). */
+  maxKeys?: number;
+}
+
+export interface RateLimiterStats {
+  /** Requests that conformed. */
+  allowed: number;
+  /** Requests refused. */
+  limited: number;
+  /** The time between two requests at the steady rate, in ms. */
+  emissionIntervalMs: number;
+}
+
+export interface KeyedRateLimiterStats extends RateLimiterStats {
+  /** Keys tracked now. */
+  keys: number;
+}
+
+/** Options of calls that can be cancelled. */
+export interface SignalOptions {
+  signal?: AbortSignal;
+}
+
+/** A lock-free GCRA rate limiter. */
+export declare class RateLimiter {
+  constructor(options?: RateLimiterOptions);
+  /** Takes one request's worth of rate if it conforms now: true if taken. */
+  check(): boolean;
+  /** Like `check`; throws a {@link RateLimitedError} when limited. */
+  tryAcquire(): void;
+  /** Waits until a request conforms and takes it; rejects with an AbortError if `signal` aborts. */
+  untilReady(options?: SignalOptions): Promise<void>;
+  /** Runs `fn` if a request conforms now, else rejects with a {@link RateLimitedError}. */
+  execute<T>(fn: (context: CallContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
+  stats(): RateLimiterStats;
+}
+
+/** One GCRA limit per string key, with bounded memory. */
+export declare class KeyedRateLimiter {
+  constructor(options?: KeyedRateLimiterOptions);
+  check(key: string): boolean;
+  tryAcquire(key: string): void;
+  untilReady(key: string, options?: SignalOptions): Promise<void>;
+  /** Forgets idle keys (never changes a decision); returns how many. */
+  evictIdle(): number;
+  stats(): KeyedRateLimiterStats;
+}
+
+// ---------------------------------------------------------------- adaptive concurrency
+
+/** How a request held by an {@link AdaptivePermit} ended. */
+export type LimitOutcome = 'success' | 'dropped' | 'ignored';
+
+interface AdaptiveLimitCommonOptions {
+  /** The limit before any sample (default 20). */
+  initialLimit?: number;
+  /** The lowest limit (>= 1, default 1). */
+  minLimit?: number;
+  /** The highest limit (default 200, at most 2^31-1). */
+  maxLimit?: number;
+  /** Lower bound of `retryAfterMs` hints when shedding. */
+  minRetryAfterMs?: number;
+  /** Upper bound of `retryAfterMs` hints when shedding. */
+  maxRetryAfterMs?: number;
+  /** `run`: whether a rejection is a sign of overload ('dropped'); else it is 'ignored'. Default: every rejection drops. */
+  isDropped?: (err: unknown) => boolean;
+}
+
+/** Additive increase, multiplicative decrease. */
+export interface AimdOptions extends AdaptiveLimitCommonOptions {
+  algorithm: 'aimd';
+  /** Added to the limit per healthy sample (default 1). */
+  increaseBy?: number;
+  /** Factor applied on a drop, in [0.5, 1) (default 0.9). */
+  backoffRatio?: number;
+  /** A success slower than this counts as a drop, in ms (default 5000). */
+  latencyThresholdMs?: number;
+}
+
+/** Netflix's Gradient2: long-term vs short-term latency. The default. */
+export interface Gradient2Options extends AdaptiveLimitCommonOptions {
+  algorithm?: 'gradient2';
+  /** Weight of each new target, in (0, 1] (default 0.2). */
+  smoothing?: number;
+  /** Tolerated slowdown against the long-term average (>= 1, default 1.5). */
+  rttTolerance?: number;
+  /** Samples in the long-term average (default 600). */
+  longWindow?: number;
+  /** Headroom added to the target (default 4). */
+  queueSize?: number;
+}
+
+export type AdaptiveLimitOptions = AimdOptions | Gradient2Options;
+
+export interface AdaptiveLimitStats {
+  /** The limit now in force. */
+  limit: number;
+  inFlight: number;
+  /** Permits granted. */
+  acquired: number;
+  /** Requests shed (ERR_BREAKWATER_OVERLOADED). */
+  shed: number;
+  successes: number;
+  drops: number;
+}
+
+export declare class AdaptivePermit {
+  private constructor();
+  /** Gives the capacity back with the outcome (default 'success'); false if already released. */
+  release(outcome?: LimitOutcome, latencyMs?: number): boolean;
+  /** `release('success')`: the latency since acquisition is a sample. */
+  recordSuccess(): boolean;
+  /** `release('dropped')`: timed out or overloaded; lowers the limit. */
+  recordDropped(): boolean;
+  readonly released: boolean;
+}
+
+/** A concurrency limit that adapts to latency and drops (AIMD or Gradient2). */
+export declare class AdaptiveLimit {
+  constructor(options?: AdaptiveLimitOptions);
+  /** Takes a permit or throws a {@link RetryAfterError} (ERR_BREAKWATER_OVERLOADED). */
+  tryAcquire(): AdaptivePermit;
+  /** Runs `fn` holding a permit; its outcome and latency adapt the limit. */
+  run<T>(fn: (context: CallContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
+  /** The limit now in force. */
+  readonly currentLimit: number;
+  stats(): AdaptiveLimitStats;
+}
+
+// ---------------------------------------------------------------- keyed retry budget
+
+export interface KeyedRetryBudgetOptions extends RetryBudgetOptions {
+  /** Most keys with their own budget (default 1024). */
+  maxKeys?: number;
+  /** A key unused this long may be evicted, in ms (>= ttlMs, default 60000). */
+  idleTtlMs?: number;
+}
+
+export interface KeyedRetryBudgetStats {
+  /** Keys with their own budget now. */
+  keys: number;
+  /** Idle keys evicted for new ones. */
+  evictions: number;
+  /** Requests of new keys that got the shared overflow budget. */
+  overflowed: number;
+}
+
+/** One retry budget per string key. */
+export declare class KeyedRetryBudget {
+  constructor(options?: KeyedRetryBudgetOptions);
+  deposit(key: string): void;
+  tryWithdraw(key: string): boolean;
+  has(key: string): boolean;
+  /** The stats of `key`'s own budget (created if absent). */
+  budgetStats(key: string): RetryBudgetStats;
+  /** `key`'s own budget as a RetryBudget (the same budget), e.g. for `retry`'s `budget`; held keys are never evicted. */
+  budgetFor(key: string): RetryBudget;
+  evictIdle(): number;
+  stats(): KeyedRetryBudgetStats;
+}
+
+// ---------------------------------------------------------------- restart backoff
+
+export interface RestartBackoffOptions {
+  /** Delay before the first restart, in ms (> 0, default 10000). */
+  initialDelayMs?: number;
+  /** Cap on any delay, in ms (>= initialDelayMs, default 300000). */
+  maxDelayMs?: number;
+  /** Growth per consecutive crash (>= 1, default 2). */
+  factor?: number;
+  /** Default 'none'. */
+  jitter?: Jitter;
+  /** A run at least this long starts the series again, in ms (default 600000). */
+  resetAfterMs?: number;
+  /** Seed for reproducible jitter. */
+  seed?: number;
+}
+
+export interface RestartBackoffStats {
+  crashes: number;
+  /** How long the task has been running, or null when it is not. */
+  uptimeMs: number | null;
+}
+
+/** Crash-loop backoff for a supervised task. */
+export declare class RestartBackoff {
+  constructor(options?: RestartBackoffOptions);
+  onStarted(): void;
+  /** The delay in ms before starting the task again. */
+  onCrash(): number;
+  reset(): void;
+  readonly crashes: number;
+  stats(): RestartBackoffStats;
+}
+
+// ---------------------------------------------------------------- signals
+
+export interface HysteresisOptions {
+  /** Upper mark (finite, >= low; default 0.9). */
+  high?: number;
+  /** Lower mark (finite; default 0.8). */
+  low?: number;
+  /** Consecutive alarming samples to fire (>= 1, default 3). */
+  fireAfter?: number;
+  /** Consecutive clearing samples to clear (>= 1, default 3). */
+  clearAfter?: number;
+  /** Which side of the marks is alarming (default 'above'). */
+  direction?: 'above' | 'below';
+}
+
+export interface HysteresisStats {
+  firing: boolean;
+  streak: number;
+  /** NaN samples ignored. */
+  ignored: number;
+}
+
+/** A two-mark, N-sample level alarm. */
+export declare class Hysteresis {
+  constructor(options?: HysteresisOptions);
+  /** Feeds one sample; the change it caused, if any. */
+  observe(value: number): 'fired' | 'cleared' | null;
+  isFiring(): boolean;
+  reset(): void;
+  stats(): HysteresisStats;
+}
+
+export interface EventAggregatorOptions {
+  /** Suppression window per fingerprint, in ms (> 0, default 300000). */
+  windowMs?: number;
+  /** Most fingerprints tracked (default 1000). */
+  maxFingerprints?: number;
+}
+
+export interface EventSummary {
+  fingerprint: string;
+  /** Suppressed duplicates (>= 1). */
+  count: number;
+  /** ms since the epoch. */
+  firstSeenMs: number;
+  /** ms since the epoch. */
+  lastSeenMs: number;
+  lastEvent: string;
+}
+
+export interface FlushedEvents {
+  summaries: EventSummary[];
+  /** Fingerprints evicted to bound memory, and the duplicates they carried. */
+  evicted: { fingerprints: number; events: number } | null;
+}
+
+/** De-duplicates events by fingerprint. */
+export declare class EventAggregator {
+  constructor(options?: EventAggregatorOptions);
+  /** true: emit the event now; false: suppressed (counted in a later summary). */
+  record(fingerprint: string, event: string): boolean;
+  poll(): FlushedEvents;
+  flush(): FlushedEvents;
+  /** ms until `poll` has work, or null when nothing is tracked. */
+  nextDueMs(): number | null;
+  stats(): { fingerprints: number };
+}
+
+// ---------------------------------------------------------------- composition
+
+/** Anything `wrap` composes. */
+export type Policy = RetryPolicy | CircuitBreaker | ConcurrencyLimit | AdaptiveThrottle | RateLimiter | AdaptiveLimit | PolicyWrap;
+
+/** What a composed policy passes to fn. */
+export interface WrapContext {
+  /** The innermost retry policy's attempt (1 without one). */
+  attempt: number;
+  /** The caller's signal (or a retry's per-run signal), if any. */
+  signal?: AbortSignal;
+}
+
+/** Policies composed by {@link wrap}. */
+export declare class PolicyWrap {
+  private constructor();
+  /** The policies, outermost first. */
+  readonly policies: Policy[];
+  /** Each composed policy's `stats()`, outermost first. */
+  stats(): { policies: object[] };
+  /** Runs fn through every policy, outermost first; an abort rejects with an AbortError and releases them all. */
+  execute<T>(fn: (context: WrapContext) => T | PromiseLike<T>, options?: SignalOptions): Promise<T>;
+}
+
+/**
+ * Composes policies, applied outermost-first (as cockatiel's `wrap`):
+ * `wrap(retryPolicy, breaker)` sends each attempt through the breaker. Throws a
+ * TypeError (ERR_BREAKWATER_INVALID_ARG) for anything that is not a policy.
+ */
+export declare function wrap(...policies: [Policy, ...Policy[]]): PolicyWrap;

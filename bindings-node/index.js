@@ -14,18 +14,34 @@ const { ConcurrencyLimit, LimitPermit } = require('./lib/limit');
 const { AdaptiveThrottle } = require('./lib/throttle');
 const { planDrain } = require('./lib/drain');
 const { Allocator } = require('./lib/alloc');
+const { RateLimiter, KeyedRateLimiter } = require('./lib/rate');
+const { AdaptiveLimit, AdaptivePermit } = require('./lib/adaptive');
+const { KeyedRetryBudget } = require('./lib/keyedBudget');
+const { RestartBackoff } = require('./lib/restart');
+const { Hysteresis, EventAggregator } = require('./lib/signal');
+const { wrap, PolicyWrap } = require('./lib/wrap');
 
 module.exports = {
+  AdaptiveLimit,
+  AdaptivePermit,
   AdaptiveThrottle,
   Allocator,
   Backoff,
   BreakerPermit,
   CircuitBreaker,
   ConcurrencyLimit,
+  EventAggregator,
+  Hysteresis,
+  KeyedRateLimiter,
+  KeyedRetryBudget,
   LimitPermit,
+  PolicyWrap,
+  RateLimiter,
+  RestartBackoff,
   RetryBudget,
   RetryPolicy,
   codes,
   planDrain,
   retry,
+  wrap,
 };

@@ -3,18 +3,28 @@
 import cjs from './index.js';
 
 export const {
+  AdaptiveLimit,
+  AdaptivePermit,
   AdaptiveThrottle,
   Allocator,
   Backoff,
   BreakerPermit,
   CircuitBreaker,
   ConcurrencyLimit,
+  EventAggregator,
+  Hysteresis,
+  KeyedRateLimiter,
+  KeyedRetryBudget,
   LimitPermit,
+  PolicyWrap,
+  RateLimiter,
+  RestartBackoff,
   RetryBudget,
   RetryPolicy,
   codes,
   planDrain,
   retry,
+  wrap,
 } = cjs;
 
 export default cjs;

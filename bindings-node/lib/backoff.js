@@ -48,6 +48,11 @@ class Backoff {
     return this.#native.retries;
   }
 
+  /** `{ retries }`: delays handed out since creation or the last reset. */
+  stats() {
+    return { retries: this.#native.retries };
+  }
+
   /** The validated options, for building further sequences. */
   get options() {
     return { ...this.#options };

@@ -3,7 +3,8 @@
 // synchronous crossings (acquire, record); the permit stays in Rust.
 const native = require('./native');
 const v = require('./validate');
-const { breakerOpen, isAbortError, typeError } = require('./errors');
+const { breakerOpen, isAbortError, typeError, abortError } = require('./errors');
+const { kExecute, abortable, callHook } = require('./policy');
 const { backoffOptions } = require('./backoff');
 
 const KEYS = [
@@ -75,11 +76,13 @@ const forgotten = new FinalizationRegistry(({ breaker, key }) => {
 class BreakerPermit {
   #breaker;
   #key;
+  #after;
   #done = false;
 
-  constructor(breaker, key) {
+  constructor(breaker, key, after) {
     this.#breaker = breaker;
     this.#key = key;
+    this.#after = after;
     forgotten.register(this, { breaker, key }, this);
   }
 
@@ -88,6 +91,7 @@ class BreakerPermit {
     this.#done = true;
     forgotten.unregister(this);
     this.#breaker.record(this.#key, outcome);
+    if (this.#after !== undefined) this.#after();
     return true;
   }
 
@@ -132,6 +136,11 @@ class CircuitBreaker {
   /** Bound native methods (see src/breaker.rs). */
   #n;
   #isFailure;
+  /** Listeners by event name, or undefined while there are none (then nothing is drained). */
+  #listeners;
+  #drain = () => {
+    if (this.#listeners !== undefined) this.#emitChanges();
+  };
 
   constructor(options) {
     const [nativeOptions, isFailure] = breakerOptions(options);
@@ -145,29 +154,48 @@ class CircuitBreaker {
    */
   tryAcquire() {
     const key = this.#n.acquire();
+    if (this.#listeners !== undefined) this.#emitChanges();
     if (key < 0) throw breakerOpen(-1 - key);
-    return new BreakerPermit(this.#n, key);
+    return new BreakerPermit(this.#n, key, this.#drain);
   }
 
   /**
-   * Runs `fn()` through the breaker: rejects with ERR_BREAKWATER_BREAKER_OPEN
+   * Runs `fn({ signal })` through the breaker: rejects with ERR_BREAKWATER_BREAKER_OPEN
    * without calling it when open; records a resolution as a success and a
    * rejection as a failure (an AbortError as cancelled; with the `isFailure`
-   * option, errors it returns false for as ignored) and passes it on.
+   * option, errors it returns false for as ignored) and passes it on. When
+   * `signal` aborts, rejects at once with an AbortError and records the call
+   * as cancelled.
    */
-  async execute(fn) {
-    if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
+  execute(fn, options) {
+    // Not async: no extra promise layer around the protocol call; invalid arguments reject.
+    let signal;
+    try {
+      if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
+      signal = options === undefined ? undefined : v.signalOption(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this[kExecute](fn, signal);
+  }
+
+  /** @internal The execute protocol (lib/policy.js). */
+  async [kExecute](fn, signal) {
+    if (signal !== undefined && signal.aborted) throw abortError(signal);
     const n = this.#n;
     const key = n.acquire();
+    if (this.#listeners !== undefined) this.#emitChanges();
     if (key < 0) throw breakerOpen(-1 - key);
     let value;
     try {
-      value = await fn();
+      value = signal === undefined ? await fn(NO_SIGNAL) : await abortable(fn({ signal }), signal);
     } catch (err) {
-      n.record(key, this.#outcomeOf(err));
+      n.record(key, signal !== undefined && signal.aborted ? OUTCOME.cancelled : this.#outcomeOf(err));
+      if (this.#listeners !== undefined) this.#emitChanges();
       throw err;
     }
     n.recordSuccess(key);
+    if (this.#listeners !== undefined) this.#emitChanges();
     return value;
   }
 
@@ -183,15 +211,76 @@ class CircuitBreaker {
     return failure ? OUTCOME.failure : OUTCOME.ignored;
   }
 
+  /**
+   * Adds a listener: `'stateChange'` gets `{ from, to }` on every transition;
+   * `'open'`, `'halfOpen'` and `'close'` get the same object when the breaker
+   * enters that state. Transitions come from the Rust breaker's subscription
+   * and are delivered right after the call that caused them (no timer, no
+   * thread: nothing keeps the process alive). A listener that throws becomes
+   * a process warning; it never breaks the breaker or the call.
+   */
+  on(event, listener) {
+    v.string('event', event, { oneOf: EVENTS, optional: false });
+    v.func('listener', listener, { optional: false });
+    if (this.#listeners === undefined) {
+      this.#n.subscribe();
+      this.#listeners = new Map();
+    }
+    const list = this.#listeners.get(event) ?? [];
+    this.#listeners.set(event, [...list, listener]);
+    return this;
+  }
+
+  /** Removes a listener added with `on` (the last one removed ends the subscription). */
+  off(event, listener) {
+    v.string('event', event, { oneOf: EVENTS, optional: false });
+    v.func('listener', listener, { optional: false });
+    if (this.#listeners === undefined) return this;
+    const list = this.#listeners.get(event);
+    if (list !== undefined) {
+      const i = list.lastIndexOf(listener);
+      if (i >= 0) {
+        const rest = list.filter((_, j) => j !== i);
+        if (rest.length > 0) this.#listeners.set(event, rest);
+        else this.#listeners.delete(event);
+      }
+    }
+    if (this.#listeners.size === 0) {
+      this.#listeners = undefined;
+      this.#n.unsubscribe();
+    }
+    return this;
+  }
+
+  #emitChanges() {
+    const changes = this.#n.drainChanges();
+    for (let i = 0; i + 1 < changes.length; i += 2) {
+      const change = { from: STATES[changes[i]], to: STATES[changes[i + 1]] };
+      const listeners = this.#listeners;
+      if (listeners === undefined) return;
+      for (const listener of listeners.get('stateChange') ?? []) callHook(listener, change, "breaker 'stateChange' listener");
+      const named = STATE_EVENT[change.to];
+      for (const listener of listeners.get(named) ?? []) callHook(listener, change, `breaker '${named}' listener`);
+    }
+  }
+
   /** `'closed' | 'open' | 'half-open'`. */
   get state() {
-    return STATES[this.#n.state()];
+    const state = STATES[this.#n.state()];
+    if (this.#listeners !== undefined) this.#emitChanges();
+    return state;
   }
 
   /** Counters since creation and the current window. */
   stats() {
-    return this.#n.stats();
+    const stats = this.#n.stats();
+    if (this.#listeners !== undefined) this.#emitChanges();
+    return stats;
   }
 }
+
+const NO_SIGNAL = Object.freeze({ signal: undefined });
+const EVENTS = ['stateChange', 'open', 'halfOpen', 'close'];
+const STATE_EVENT = { closed: 'close', open: 'open', 'half-open': 'halfOpen' };
 
 module.exports = { CircuitBreaker, BreakerPermit };

@@ -6,6 +6,8 @@ const v = require('./validate');
 const KEYS = ['ttlMs', 'minRetriesPerSec', 'retryRatio'];
 
 let keyOf;
+/** Set by `adoptBudget` for the one constructor call it makes. */
+let adopting;
 
 /**
  * A retry budget shared by every caller of one dependency: each original
@@ -19,6 +21,11 @@ class RetryBudget {
   #n;
 
   constructor(options) {
+    if (adopting !== undefined) {
+      this.#n = adopting;
+      adopting = undefined;
+      return;
+    }
     const o = v.options('options', options);
     v.knownKeys('options', o, KEYS);
     const checked = {
@@ -49,4 +56,14 @@ class RetryBudget {
   }
 }
 
-module.exports = { RetryBudget, budgetKey: (budget) => keyOf(budget) };
+/** A RetryBudget around bound native methods made elsewhere (a keyed budget's per-key budget). */
+function adoptBudget(n) {
+  adopting = n;
+  try {
+    return new RetryBudget();
+  } finally {
+    adopting = undefined;
+  }
+}
+
+module.exports = { RetryBudget, budgetKey: (budget) => keyOf(budget), adoptBudget };

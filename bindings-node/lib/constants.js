@@ -10,6 +10,7 @@ const codes = Object.freeze(
 );
 const breakerStates = Object.freeze([...raw.breakerStates]);
 const breakerOutcomes = Object.freeze(Object.fromEntries(raw.breakerOutcomes.map((name, i) => [name, i])));
+const limitOutcomes = Object.freeze(Object.fromEntries(raw.limitOutcomes.map((name, i) => [name, i])));
 const limits = Object.freeze({ ...raw.limits });
 
-module.exports = { codes, breakerStates, breakerOutcomes, limits, parseAmount: native.parseAmount };
+module.exports = { codes, breakerStates, breakerOutcomes, limitOutcomes, limits, parseAmount: native.parseAmount };

@@ -72,3 +72,34 @@ module.exports = {
   overloaded,
   throttled,
 };
+
+function rateLimited(retryAfterMs) {
+  return codedError(
+    codes.RATE_LIMITED,
+    `rate limited: the next request conforms in ${Math.ceil(retryAfterMs)} ms; wait that long or drop it`,
+    { retryAfterMs },
+  );
+}
+
+/**
+ * Resolves after `ms` (a ref'd timer: the caller awaits it), or rejects with
+ * an AbortError as soon as `signal` aborts (the timer is cleared).
+ */
+function sleep(ms, signal) {
+  if (signal === undefined) return new Promise((resolve) => setTimeout(resolve, ms));
+  if (signal.aborted) return Promise.reject(abortError(signal));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortError(signal));
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+module.exports.rateLimited = rateLimited;
+module.exports.sleep = sleep;

@@ -7,6 +7,7 @@ const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
 const { overloaded, abortError, typeError } = require('./errors');
+const { kExecute, abortable } = require('./policy');
 
 const KEYS = ['maxConcurrent', 'maxQueued', 'queueTimeoutMs', 'minRetryAfterMs', 'maxRetryAfterMs'];
 const ACQUIRE_KEYS = ['signal'];
@@ -86,6 +87,8 @@ class ConcurrencyLimit {
   /** Bound native methods (see src/limit.rs). */
   #n;
   #queues;
+  /** Requests shed (ERR_BREAKWATER_OVERLOADED) since creation. */
+  #shed = 0;
 
   constructor(options) {
     const checked = limitOptions(options);
@@ -96,7 +99,10 @@ class ConcurrencyLimit {
   /** Takes a free permit or throws ERR_BREAKWATER_OVERLOADED; never waits. */
   tryAcquire() {
     const key = this.#n.tryAcquire();
-    if (key < 0) throw overloaded(-1 - key);
+    if (key < 0) {
+      this.#shed++;
+      throw overloaded(-1 - key);
+    }
     return new LimitPermit(this.#n, key);
   }
 
@@ -110,17 +116,33 @@ class ConcurrencyLimit {
   }
 
   /**
-   * Runs `fn()` holding a permit (waiting for one like `acquire`), and
-   * releases it when fn settles.
+   * Runs `fn({ signal })` holding a permit (waiting for one like `acquire`), and
+   * releases it when fn settles. When `signal` aborts (while queued or while
+   * fn runs), rejects at once with an AbortError and releases the permit.
    */
-  async run(fn, options) {
-    if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
-    const signal = options === undefined ? undefined : signalOf(options);
+  run(fn, options) {
+    // Not async: no extra promise layer around the protocol call; invalid arguments reject.
+    let signal;
+    try {
+      if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
+      signal = options === undefined ? undefined : signalOf(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this[kExecute](fn, signal);
+  }
+
+  /** @internal The execute protocol (lib/policy.js). */
+  async [kExecute](fn, signal) {
     const n = this.#n;
     let key = n.tryAcquire();
     if (key < 0) key = await this.#wait(key, signal);
+    else if (signal !== undefined && signal.aborted) {
+      n.release(key);
+      throw abortError(signal);
+    }
     try {
-      return await fn();
+      return signal === undefined ? await fn(NO_SIGNAL) : await abortable(fn({ signal }), signal);
     } finally {
       n.release(key);
     }
@@ -135,11 +157,15 @@ class ConcurrencyLimit {
   /** After a failed fast path (`shed` = -1 - retryAfterMs): queue, or shed. */
   async #wait(shed, signal) {
     if (signal !== undefined && signal.aborted) throw abortError(signal);
-    if (!this.#queues) throw overloaded(-1 - shed);
+    if (!this.#queues) {
+      this.#shed++;
+      throw overloaded(-1 - shed);
+    }
     const limit = this.#n.key;
     if (signal === undefined) {
       const outcome = await native.limitAcquire(limit, -1);
       if (outcome.permit !== undefined && outcome.permit !== null) return outcome.permit;
+      this.#shed++;
       throw overloaded(outcome.retryAfterMs ?? 0);
     }
     const ticket = native.limitTicket();
@@ -152,6 +178,7 @@ class ConcurrencyLimit {
         this.#n.release(outcome.permit);
       }
       if (signal.aborted || outcome.cancelled) throw abortError(signal);
+      this.#shed++;
       throw overloaded(outcome.retryAfterMs ?? 0);
     } finally {
       signal.removeEventListener('abort', onAbort);
@@ -163,9 +190,11 @@ class ConcurrencyLimit {
     return this.#n.inFlight();
   }
 
-  /** Occupancy: inFlight, queued, maxConcurrent, maxQueued. */
+  /** Occupancy (inFlight, queued, maxConcurrent, maxQueued) and `shed`: requests refused with ERR_BREAKWATER_OVERLOADED. */
   stats() {
-    return this.#n.stats();
+    const stats = this.#n.stats();
+    stats.shed = this.#shed;
+    return stats;
   }
 
   /** Changes the limit at run time (queued callers get new capacity at once). */
@@ -174,5 +203,7 @@ class ConcurrencyLimit {
     this.#n.setMaxConcurrent(maxConcurrent);
   }
 }
+
+const NO_SIGNAL = Object.freeze({ signal: undefined });
 
 module.exports = { ConcurrencyLimit, LimitPermit };

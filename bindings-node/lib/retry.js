@@ -8,11 +8,21 @@
 const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
-const { codes, codedError, abortError, isAbortError } = require('./errors');
+const { codes, codedError, abortError, isAbortError, typeError } = require('./errors');
 const { RetryBudget, budgetKey } = require('./budget');
 const { Backoff, backoffOptions } = require('./backoff');
+const { CircuitBreaker } = require('./breaker');
+const { ConcurrencyLimit } = require('./limit');
+const { AdaptiveLimit } = require('./adaptive');
+const { RateLimiter } = require('./rate');
+const { AdaptiveThrottle } = require('./throttle');
+const { kExecute, callHook } = require('./policy');
 
-const POLICY_KEYS = ['maxAttempts', 'budget', 'backoff', 'retryable', 'deadlineMs', 'maxRetryAfterMs', 'seed'];
+const POLICY_KEYS = [
+  'maxAttempts', 'budget', 'backoff', 'retryable', 'deadlineMs', 'maxRetryAfterMs', 'seed',
+  'breaker', 'limit', 'onRetry', 'onGiveUp',
+];
+const LIMITS = [ConcurrencyLimit, AdaptiveLimit, RateLimiter, AdaptiveThrottle];
 const RETRY_KEYS = [...POLICY_KEYS, 'signal'];
 const EXECUTE_KEYS = ['signal', 'deadlineMs'];
 
@@ -88,7 +98,24 @@ function policyOptions(o) {
     budget: budget === undefined ? undefined : budgetKey(budget),
     seed,
   };
-  return [nativeOptions, retryable, deadlineMs];
+  const breaker = v.instance('breaker', o.breaker, CircuitBreaker);
+  if (o.limit !== undefined && !LIMITS.some((Class) => o.limit instanceof Class)) {
+    throw typeError(
+      `\`limit\` must be a ConcurrencyLimit, AdaptiveLimit, RateLimiter or AdaptiveThrottle, got ${v.describe(o.limit)}`,
+    );
+  }
+  const hooks = { onRetry: v.func('onRetry', o.onRetry), onGiveUp: v.func('onGiveUp', o.onGiveUp) };
+  return [nativeOptions, retryable, deadlineMs, { breaker, limit: o.limit, ...hooks }];
+}
+
+/**
+ * `fn` with each attempt run through `limit` (outermost: a shed attempt never reaches the
+ * breaker) and then `breaker`, when given.
+ */
+function guardAttempts(fn, breaker, limit) {
+  const signalOf = (ctx) => (ctx.signal === NEVER ? undefined : ctx.signal);
+  const throughBreaker = breaker === undefined ? fn : (ctx) => breaker[kExecute](() => fn(ctx), signalOf(ctx));
+  return limit === undefined ? throughBreaker : (ctx) => limit[kExecute](() => throughBreaker(ctx), signalOf(ctx));
 }
 
 /** Sleeps `ms`, or rejects as soon as `signal` aborts (clearing the timer). */
@@ -119,14 +146,40 @@ class RetryPolicy {
   #n;
   #retryable;
   #deadlineMs;
+  #breaker;
+  #limit;
+  #onRetry;
+  #onGiveUp;
 
   constructor(options) {
     const o = v.options('options', options);
     v.knownKeys('options', o, POLICY_KEYS);
-    const [nativeOptions, retryable, deadlineMs] = policyOptions(o);
+    const [nativeOptions, retryable, deadlineMs, extra] = policyOptions(o);
     this.#n = native.retryPolicyCreate(nativeOptions);
     this.#retryable = retryable;
     this.#deadlineMs = deadlineMs;
+    this.#breaker = extra.breaker;
+    this.#limit = extra.limit;
+    this.#onRetry = extra.onRetry;
+    this.#onGiveUp = extra.onGiveUp;
+  }
+
+  /** @internal The execute protocol (lib/policy.js): `fn` gets `{ attempt, signal }`. */
+  [kExecute](fn, signal) {
+    return this._run(fn, signal, this.#deadlineMs);
+  }
+
+  /** Calls onRetry before a retry is delayed. */
+  #retrying(attempt, delayMs, error) {
+    if (this.#onRetry !== undefined) callHook(this.#onRetry, { attempt, delayMs, error }, "retry 'onRetry' hook");
+  }
+
+  /** Calls onGiveUp with the error the run is about to reject with; returns it. */
+  #givingUp(err) {
+    if (this.#onGiveUp !== undefined) {
+      callHook(this.#onGiveUp, { attempts: err.attempts, code: err.code, error: err.cause, reason: err }, "retry 'onGiveUp' hook");
+    }
+    return err;
   }
 
   /**
@@ -157,6 +210,7 @@ class RetryPolicy {
 
   /** @internal The loop; arguments already validated. */
   async _run(fn, signal, deadlineMs) {
+    if (this.#breaker !== undefined || this.#limit !== undefined) fn = guardAttempts(fn, this.#breaker, this.#limit);
     if (signal === undefined && deadlineMs === undefined) {
       // The hot path: no timers, no listeners, one crossing on success.
       let value;
@@ -179,8 +233,9 @@ class RetryPolicy {
       const delay = run.onFailure(Boolean(this.#retryable(err)), hintOf(err), Infinity);
       if (delay < 0) {
         const [code, why] = STOP[delay];
-        throw stopError(code, why, attempt, err, true);
+        throw this.#givingUp(stopError(code, why, attempt, err, true));
       }
+      this.#retrying(attempt, delay, err);
       if (delay > 0) await sleep(delay);
       attempt = run.beginAttempt();
       try {
@@ -234,8 +289,9 @@ class RetryPolicy {
         const delay = run.onFailure(Boolean(this.#retryable(err)), hintOf(err), remaining());
         if (delay < 0) {
           const [code, why] = STOP[delay];
-          throw stopError(code, why, attempt, err, true);
+          throw this.#givingUp(stopError(code, why, attempt, err, true));
         }
+        this.#retrying(attempt, delay, err);
         try {
           if (delay > 0) await sleep(delay, signal);
         } catch {
@@ -256,11 +312,11 @@ class RetryPolicy {
       if (run !== undefined) {
         const attempts = run.attempts;
         run.stopAtDeadline();
-        throw stopError(codes.DEADLINE_EXCEEDED, `deadline of ${deadlineMs} ms exceeded`, attempts, err, hasError);
+        throw this.#givingUp(stopError(codes.DEADLINE_EXCEEDED, `deadline of ${deadlineMs} ms exceeded`, attempts, err, hasError));
       }
       if (attemptMade) this.#n.run().stopAtDeadline();
       else this.#n.expired();
-      throw stopError(codes.DEADLINE_EXCEEDED, `deadline of ${deadlineMs} ms exceeded`, attemptMade ? 1 : 0, err, hasError);
+      throw this.#givingUp(stopError(codes.DEADLINE_EXCEEDED, `deadline of ${deadlineMs} ms exceeded`, attemptMade ? 1 : 0, err, hasError));
     } finally {
       if (deadlineTimer !== undefined) clearTimeout(deadlineTimer);
       if (userSignal !== undefined) userSignal.removeEventListener('abort', onUserAbort);
@@ -280,7 +336,11 @@ function cachedPolicy(o) {
     hit.retryable === o.retryable &&
     hit.deadlineMs === o.deadlineMs &&
     hit.maxRetryAfterMs === o.maxRetryAfterMs &&
-    hit.seed === o.seed
+    hit.seed === o.seed &&
+    hit.breaker === o.breaker &&
+    hit.limit === o.limit &&
+    hit.onRetry === o.onRetry &&
+    hit.onGiveUp === o.onGiveUp
   ) {
     return hit.policy;
   }
@@ -296,6 +356,10 @@ function cachedPolicy(o) {
     deadlineMs: o.deadlineMs,
     maxRetryAfterMs: o.maxRetryAfterMs,
     seed: o.seed,
+    breaker: o.breaker,
+    limit: o.limit,
+    onRetry: o.onRetry,
+    onGiveUp: o.onGiveUp,
   });
   return policy;
 }
@@ -328,4 +392,4 @@ function retry(fn, options) {
   }
 }
 
-module.exports = { retry, RetryPolicy, defaultRetryable, sleep };
+module.exports = { retry, RetryPolicy, defaultRetryable, sleep, NEVER };

@@ -3,7 +3,8 @@
 const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
-const { throttled } = require('./errors');
+const { throttled, abortError } = require('./errors');
+const { kExecute, abortable } = require('./policy');
 
 const KEYS = ['windowMs', 'buckets', 'k', 'seed', 'isRejection'];
 
@@ -53,21 +54,36 @@ class AdaptiveThrottle {
   }
 
   /**
-   * Runs `fn()` unless throttled (then rejects with ERR_BREAKWATER_THROTTLED
+   * Runs `fn({ signal })` unless throttled (then rejects with ERR_BREAKWATER_THROTTLED
    * without calling it); a resolution counts as accepted, a rejection as
    * rejected by the backend (unless the `isRejection` option says otherwise).
+   * When `signal` aborts, rejects at once with an AbortError; the request then
+   * counts as accepted (a cancellation says nothing against the backend).
    */
-  async execute(fn) {
-    if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
+  execute(fn, options) {
+    // Not async: no extra promise layer around the protocol call; invalid arguments reject.
+    let signal;
+    try {
+      if (typeof fn !== 'function') v.func('fn', fn, { optional: false });
+      signal = options === undefined ? undefined : v.signalOption(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this[kExecute](fn, signal);
+  }
+
+  /** @internal The execute protocol (lib/policy.js). */
+  async [kExecute](fn, signal) {
+    if (signal !== undefined && signal.aborted) throw abortError(signal);
     const n = this.#n;
     const p = n.tryAcquire();
     if (p >= 0) throw throttled(p);
     let value;
     try {
-      value = await fn();
+      value = signal === undefined ? await fn(NO_SIGNAL) : await abortable(fn({ signal }), signal);
     } catch (err) {
-      let rejected = true;
-      if (this.#isRejection !== undefined) {
+      let rejected = !(signal !== undefined && signal.aborted);
+      if (rejected && this.#isRejection !== undefined) {
         try {
           rejected = Boolean(this.#isRejection(err));
         } catch {
@@ -92,5 +108,7 @@ class AdaptiveThrottle {
     return this.#n.stats();
   }
 }
+
+const NO_SIGNAL = Object.freeze({ signal: undefined });
 
 module.exports = { AdaptiveThrottle };

@@ -78,3 +78,24 @@ function boolean(name, value, { optional = true } = {}) {
 }
 
 module.exports = { options, knownKeys, number, string, func, instance, boolean, describe };
+
+/** An optional AbortSignal (anything with a boolean `aborted` and addEventListener). */
+function signal(name, value) {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object' || typeof value.aborted !== 'boolean' ||
+      typeof value.addEventListener !== 'function') {
+    throw typeError(`\`${name}\` must be an AbortSignal, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** The `signal` of an optional `{ signal }` options object (other keys rejected). */
+function signalOption(input, allowed = ['signal']) {
+  if (input === undefined) return undefined;
+  const o = options('options', input);
+  knownKeys('options', o, allowed);
+  return signal('signal', o.signal);
+}
+
+module.exports.signal = signal;
+module.exports.signalOption = signalOption;

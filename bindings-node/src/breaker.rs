@@ -8,12 +8,15 @@
 use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
 
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::TryRecvError;
+
 use napi::Env;
 use napi::bindgen_prelude::Object;
 use napi_derive::napi;
 use resilience_core::backoff::BackoffConfig;
 use resilience_core::breaker::{
-    BreakerConfig, BreakerPermit, CircuitBreaker, Outcome, WindowConfig,
+    BreakerConfig, BreakerPermit, CircuitBreaker, Outcome, StateChange, WindowConfig,
 };
 use resilience_core::clock::SharedClock;
 
@@ -29,6 +32,8 @@ use crate::handles::Slots;
 pub struct BreakerEntry {
     breaker: CircuitBreaker,
     permits: Slots<BreakerPermit>,
+    /// State changes not yet handed to JS, while JS has listeners.
+    events: Option<broadcast::Receiver<StateChange>>,
 }
 
 /// Duration fields of the config, spelled with `Ms` in JS.
@@ -214,6 +219,7 @@ pub fn create(env: &Env, options: BreakerOptions) -> napi::Result<Object<'_>> {
         Ok(Rc::new(RefCell::new(BreakerEntry {
             breaker,
             permits: Slots::new(),
+            events: None,
         })))
     })?;
     let mut object = Object::new(env)?;
@@ -244,6 +250,23 @@ pub fn create(env: &Env, options: BreakerOptions) -> napi::Result<Object<'_>> {
     bind::method(env, &mut object, "state", move |_| {
         Ok(crate::constants::state_index(borrow(&e)?.breaker.state()))
     })?;
+    let e = Rc::clone(&entry);
+    bind::method(env, &mut object, "subscribe", move |_| {
+        let mut entry = borrow(&e)?;
+        if entry.events.is_none() {
+            entry.events = Some(entry.breaker.subscribe());
+        }
+        Ok(())
+    })?;
+    let e = Rc::clone(&entry);
+    bind::method(env, &mut object, "unsubscribe", move |_| {
+        borrow(&e)?.events = None;
+        Ok(())
+    })?;
+    let e = Rc::clone(&entry);
+    bind::method(env, &mut object, "drainChanges", move |_| {
+        Ok(drain_changes(&mut *borrow(&e)?))
+    })?;
     bind::method(env, &mut object, "stats", move |_| {
         Ok(stats(&*borrow(&entry)?))
     })?;
@@ -254,6 +277,26 @@ fn borrow(entry: &RefCell<BreakerEntry>) -> BwResult<RefMut<'_, BreakerEntry>> {
     entry
         .try_borrow_mut()
         .map_err(|_| BwError::coded(INTERNAL, "circuit breaker re-entered during a call"))
+}
+
+/// The state changes since the last drain, as `[from, to, from, to, ...]`
+/// state numbers (empty without a subscription). Changes that overflowed the
+/// core's buffer (64) are skipped: the next ones still arrive in order.
+pub fn drain_changes(entry: &mut BreakerEntry) -> Vec<u32> {
+    let mut changes = Vec::new();
+    let Some(events) = entry.events.as_mut() else {
+        return changes;
+    };
+    loop {
+        match events.try_recv() {
+            Ok(change) => {
+                changes.push(crate::constants::state_index(change.from));
+                changes.push(crate::constants::state_index(change.to));
+            }
+            Err(TryRecvError::Lagged(_)) => {}
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return changes,
+        }
+    }
 }
 
 /// `try_acquire`, storing the permit: its key, or `-1 - retryAfterMs`.
@@ -413,6 +456,7 @@ mod tests {
     #[test]
     fn permits_recorded_through_the_table_trip_the_breaker() {
         let mut entry = BreakerEntry {
+            events: None,
             breaker: CircuitBreaker::new(BreakerConfig {
                 consecutive_failures: Some(2),
                 ..BreakerConfig::default()
@@ -434,5 +478,31 @@ mod tests {
         );
         assert_eq!(entry.breaker.state(), BreakerState::Open);
         assert!(entry.permits.is_empty());
+    }
+
+    #[test]
+    fn state_changes_are_drained_in_order_while_subscribed() {
+        let mut entry = BreakerEntry {
+            events: None,
+            breaker: CircuitBreaker::new(BreakerConfig {
+                consecutive_failures: Some(1),
+                ..BreakerConfig::default()
+            })
+            .unwrap(),
+            permits: Slots::new(),
+        };
+        let key = acquire(&mut entry).unwrap();
+        record(&mut entry, key, OUTCOME_FAILURE).unwrap();
+        assert!(drain_changes(&mut entry).is_empty(), "not subscribed");
+        entry.breaker = CircuitBreaker::new(BreakerConfig {
+            consecutive_failures: Some(1),
+            ..BreakerConfig::default()
+        })
+        .unwrap();
+        entry.events = Some(entry.breaker.subscribe());
+        let key = acquire(&mut entry).unwrap();
+        record(&mut entry, key, OUTCOME_FAILURE).unwrap();
+        assert_eq!(drain_changes(&mut entry), vec![0, 1], "closed -> open");
+        assert!(drain_changes(&mut entry).is_empty());
     }
 }

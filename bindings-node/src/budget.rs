@@ -81,13 +81,35 @@ fn release(key: f64) {
 /// keeps its table entry alive, the methods are bound closures.
 #[napi(js_name = "budgetCreate")]
 pub fn create(env: &Env, options: RetryBudgetOptions) -> napi::Result<Object<'_>> {
-    let (budget, key) = guard(env, || {
-        let budget = Arc::new(
+    let budget = guard(env, || {
+        Ok(Arc::new(
             RetryBudget::new(budget_config(&options)?).map_err(|e| from_config_ms(&e, &["ttl"]))?,
-        );
-        let key = handles::insert(&BUDGETS, WHAT, Arc::clone(&budget))?;
-        Ok((budget, key))
+        ))
     })?;
+    object_for(env, budget)
+}
+
+/// Puts `budget` (shared with its owner, e.g. a keyed budget) in the table
+/// and returns its key, for [`adopt`].
+pub fn share(budget: Arc<RetryBudget>) -> BwResult<f64> {
+    handles::insert(&BUDGETS, WHAT, budget)
+}
+
+/// The object `budgetCreate` returns, for a budget put in the table by
+/// [`share`] (a keyed budget's per-key budget): the same budget, so a
+/// retry policy can spend from it.
+#[napi(js_name = "budgetAdopt")]
+pub fn adopt(env: &Env, key: f64) -> napi::Result<Object<'_>> {
+    let budget = guard(env, || {
+        let budget = shared(key)?;
+        release(key);
+        Ok(budget)
+    })?;
+    object_for(env, budget)
+}
+
+fn object_for(env: &Env, budget: Arc<RetryBudget>) -> napi::Result<Object<'_>> {
+    let key = guard(env, || share(Arc::clone(&budget)))?;
     let mut object = Object::new(env)?;
     object.set("key", key)?;
     object.set("handle", Handle::new(key, release))?;
@@ -104,7 +126,8 @@ pub fn create(env: &Env, options: RetryBudgetOptions) -> napi::Result<Object<'_>
     Ok(object)
 }
 
-fn stats_of(budget: &RetryBudget) -> RetryBudgetStats {
+/// The JS stats of one budget.
+pub fn stats_of(budget: &RetryBudget) -> RetryBudgetStats {
     let stats = budget.stats();
     RetryBudgetStats {
         deposits: stats.deposits as f64,

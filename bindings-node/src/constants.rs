@@ -53,6 +53,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("BREAKER_OPEN", "ERR_BREAKWATER_BREAKER_OPEN"),
     ("OVERLOADED", OVERLOADED),
     ("THROTTLED", "ERR_BREAKWATER_THROTTLED"),
+    ("RATE_LIMITED", "ERR_BREAKWATER_RATE_LIMITED"),
     ("DRAIN_INFEASIBLE", DRAIN_INFEASIBLE),
     ("ALLOC_FAILED", ALLOC_FAILED),
     ("ALLOC_IO", ALLOC_IO),
@@ -122,6 +123,8 @@ pub struct Constants {
     pub breaker_states: Vec<String>,
     /// `'success' | 'failure' | 'ignored' | 'cancelled'`, indexed by the outcome number.
     pub breaker_outcomes: Vec<String>,
+    /// `'success' | 'dropped' | 'ignored'`: `AdaptiveLimit` release outcomes, indexed by number.
+    pub limit_outcomes: Vec<String>,
     /// Range limits.
     pub limits: Limits,
 }
@@ -139,6 +142,10 @@ pub fn constants() -> Constants {
             .map(|s| s.as_str().to_owned())
             .collect(),
         breaker_outcomes: BREAKER_OUTCOMES.iter().map(|s| (*s).to_owned()).collect(),
+        limit_outcomes: crate::adaptive::OUTCOMES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
         limits: Limits {
             max_retry_ratio: resilience_core::budget::MAX_RETRY_RATIO,
             min_budget_ttl_ms: millis(resilience_core::budget::MIN_TTL),

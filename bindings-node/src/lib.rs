@@ -15,6 +15,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod adaptive;
 pub mod alloc;
 pub mod backoff;
 pub mod bind;
@@ -25,6 +26,10 @@ pub mod debug;
 pub mod drain;
 pub mod error;
 pub mod handles;
+pub mod keyed_budget;
 pub mod limit;
+pub mod rate;
+pub mod restart;
 pub mod retry;
+pub mod signal;
 pub mod throttle;

@@ -7,8 +7,10 @@ const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 
 const EXPORTS = [
-  'AdaptiveThrottle', 'Allocator', 'Backoff', 'BreakerPermit', 'CircuitBreaker', 'ConcurrencyLimit',
-  'LimitPermit', 'RetryBudget', 'RetryPolicy', 'codes', 'planDrain', 'retry',
+  'AdaptiveLimit', 'AdaptivePermit', 'AdaptiveThrottle', 'Allocator', 'Backoff', 'BreakerPermit',
+  'CircuitBreaker', 'ConcurrencyLimit', 'EventAggregator', 'Hysteresis', 'KeyedRateLimiter',
+  'KeyedRetryBudget', 'LimitPermit', 'PolicyWrap', 'RateLimiter', 'RestartBackoff', 'RetryBudget',
+  'RetryPolicy', 'codes', 'planDrain', 'retry', 'wrap',
 ];
 
 async function exercise(bw) {
@@ -36,11 +38,14 @@ async function exercise(bw) {
   assert.equal(policy.stats().runs, 1);
 
   const breaker = new bw.CircuitBreaker();
+  const changes = [];
+  breaker.on('stateChange', (change) => changes.push(change));
   assert.equal(await breaker.execute(() => 'through'), 'through');
   const permit = breaker.tryAcquire();
   assert.ok(permit instanceof bw.BreakerPermit);
   assert.equal(permit.recordSuccess(), true);
   assert.equal(breaker.stats().state, 'closed');
+  assert.deepEqual(changes, []);
 
   const limit = new bw.ConcurrencyLimit({ maxConcurrent: 1 });
   const held = limit.tryAcquire();
@@ -51,6 +56,37 @@ async function exercise(bw) {
   const throttle = new bw.AdaptiveThrottle();
   assert.equal(await throttle.execute(() => 1), 1);
   assert.equal(typeof throttle.stats(), 'object');
+
+  const rate = new bw.RateLimiter({ rate: 1, perMs: 60_000, burst: 1 });
+  assert.equal(rate.check(), true);
+  assert.throws(() => rate.tryAcquire(), (err) => err.code === bw.codes.RATE_LIMITED);
+  const keyedRate = new bw.KeyedRateLimiter({ rate: 1, burst: 1 });
+  assert.equal(keyedRate.check('a'), true);
+  assert.equal(keyedRate.stats().keys, 1);
+
+  const adaptive = new bw.AdaptiveLimit({ algorithm: 'aimd', initialLimit: 1 });
+  const adaptivePermit = adaptive.tryAcquire();
+  assert.ok(adaptivePermit instanceof bw.AdaptivePermit);
+  assert.equal(adaptivePermit.release('success', 1), true);
+  assert.equal(await adaptive.run(async () => 'adapted'), 'adapted');
+
+  const keyedBudget = new bw.KeyedRetryBudget();
+  keyedBudget.deposit('users');
+  assert.equal(keyedBudget.stats().keys, 1);
+
+  const restart = new bw.RestartBackoff({ initialDelayMs: 10 });
+  assert.equal(restart.onCrash(), 10);
+
+  const signal = new bw.Hysteresis({ fireAfter: 1 });
+  assert.equal(signal.observe(1), 'fired');
+  const events = new bw.EventAggregator();
+  assert.equal(events.record('f', 'e'), true);
+  assert.equal(events.record('f', 'e'), false);
+  assert.equal(events.flush().summaries.length, 1);
+
+  const composed = bw.wrap(new bw.RetryPolicy({ maxAttempts: 2 }), new bw.CircuitBreaker(), new bw.ConcurrencyLimit());
+  assert.ok(composed instanceof bw.PolicyWrap);
+  assert.equal(await composed.execute(({ attempt }) => attempt, { signal: new AbortController().signal }), 1);
 
   const waves = bw.planDrain({
     hosts: [{ id: 1, capacity: 10 }, { id: 2, capacity: 10 }],

@@ -1,7 +1,19 @@
 // Compiled with `tsc --noEmit` by the test command: the declarations in
 // index.d.ts must describe how the package is meant to be used.
 import {
+  AdaptiveLimit,
+  wrap,
+  type BreakerStateChange,
+  type GiveUpInfo,
   AdaptiveThrottle,
+  EventAggregator,
+  Hysteresis,
+  KeyedRateLimiter,
+  KeyedRetryBudget,
+  RateLimiter,
+  RestartBackoff,
+  type LimitOutcome,
+  type RateLimitedError,
   Allocator,
   Backoff,
   CircuitBreaker,
@@ -119,3 +131,66 @@ new Backoff({ jitter: 'sometimes' });
 void retry(async () => 1, { budget: { ttlMs: 1 } });
 // @ts-expect-error storeDir is required
 new Allocator({});
+
+async function newClasses(): Promise<void> {
+  const limiter = new RateLimiter({ rate: 100, perMs: 1_000, burst: 20 });
+  const taken: boolean = limiter.check();
+  await limiter.untilReady({ signal: AbortSignal.timeout(1_000) });
+  const got: string = await limiter.execute(async () => 'ok');
+  try {
+    limiter.tryAcquire();
+  } catch (err) {
+    const wait: number = (err as RateLimitedError).retryAfterMs;
+  }
+  const perTenant = new KeyedRateLimiter({ rate: 10, maxKeys: 1_000 });
+  const tenantOk: boolean = perTenant.check('tenant-a');
+  const keys: number = perTenant.stats().keys;
+
+  const adaptive = new AdaptiveLimit({ algorithm: 'aimd', initialLimit: 10, backoffRatio: 0.9 });
+  const outcome: LimitOutcome = 'dropped';
+  adaptive.tryAcquire().release(outcome, 12);
+  const current: number = adaptive.currentLimit;
+  adaptive.tryAcquire().recordSuccess();
+  const body: number = await new AdaptiveLimit({ smoothing: 0.2 }).run(async () => 1);
+
+  const budgets = new KeyedRetryBudget({ retryRatio: 0.1, maxKeys: 64 });
+  budgets.deposit('users');
+  const retryUsers: boolean = budgets.tryWithdraw('users');
+  const overflowed: number = budgets.stats().overflowed;
+  await retry(async () => 1, { budget: budgets.budgetFor('users') });
+
+  const restart = new RestartBackoff({ initialDelayMs: 1_000, jitter: 'equal' });
+  restart.onStarted();
+  const delay: number = restart.onCrash();
+  const uptime: number | null = restart.stats().uptimeMs;
+
+  const disk = new Hysteresis({ high: 0.9, low: 0.8, direction: 'above' });
+  const change: 'fired' | 'cleared' | null = disk.observe(0.95);
+  const events = new EventAggregator({ windowMs: 60_000 });
+  if (events.record('oom', 'out of memory')) {
+    const summaries = events.flush().summaries.map((s) => s.count);
+  }
+}
+void newClasses;
+
+async function composition(): Promise<void> {
+  const breaker = new CircuitBreaker({ consecutiveFailures: 5 });
+  const limit = new ConcurrencyLimit({ maxConcurrent: 10 });
+  breaker.on('stateChange', (change: BreakerStateChange) => console.log(change.from, change.to));
+  const onOpen = () => {};
+  breaker.on('open', onOpen).off('open', onOpen);
+  const signal = AbortSignal.timeout(1_000);
+  const a: number = await breaker.execute(async ({ signal: s }) => (s?.aborted ? 0 : 1), { signal });
+  const b: string = await limit.run(async () => 'x', { signal });
+  const shed: number = limit.stats().shed;
+  const c: number = await retry(async ({ attempt }) => attempt, {
+    breaker,
+    limit,
+    onRetry: ({ attempt, delayMs, error }) => console.log(attempt, delayMs, error),
+    onGiveUp: (info: GiveUpInfo) => console.log(info.code, info.attempts),
+  });
+  const policy = wrap(new RetryPolicy({ maxAttempts: 3 }), breaker, limit, new RateLimiter());
+  const d: number = await policy.execute(async ({ attempt, signal: s }) => attempt, { signal });
+  const nested = wrap(policy, new AdaptiveThrottle());
+}
+void composition;

@@ -389,43 +389,54 @@ impl HealthGate {
                 direction,
             })
         };
-        Ok(HealthGate {
-            pause_share: signal(
-                config.pause_below_healthy_share,
-                config.resume_above_healthy_share,
-                config.fire_after,
-                config.clear_after,
-                Direction::Below,
-            )?,
-            pause_failures: signal(
-                config.resume_below_failures_per_minute,
-                config.pause_above_failures_per_minute,
-                config.fire_after,
-                config.clear_after,
-                Direction::Above,
-            )?,
-            abort_share: signal(
-                config.abort_below_healthy_share,
-                config.abort_below_healthy_share,
-                config.abort_after,
-                1,
-                Direction::Below,
-            )?,
-            abort_failures: signal(
-                config.abort_above_failures_per_minute,
-                config.abort_above_failures_per_minute,
-                config.abort_after,
-                1,
-                Direction::Above,
-            )?,
-            config,
-            aborted: false,
-            name: InstanceName::unnamed(),
+        crate::telemetry::unrecorded(|| {
+            Ok(HealthGate {
+                pause_share: signal(
+                    config.pause_below_healthy_share,
+                    config.resume_above_healthy_share,
+                    config.fire_after,
+                    config.clear_after,
+                    Direction::Below,
+                )?,
+                pause_failures: signal(
+                    config.resume_below_failures_per_minute,
+                    config.pause_above_failures_per_minute,
+                    config.fire_after,
+                    config.clear_after,
+                    Direction::Above,
+                )?,
+                abort_share: signal(
+                    config.abort_below_healthy_share,
+                    config.abort_below_healthy_share,
+                    config.abort_after,
+                    1,
+                    Direction::Below,
+                )?,
+                abort_failures: signal(
+                    config.abort_above_failures_per_minute,
+                    config.abort_above_failures_per_minute,
+                    config.abort_after,
+                    1,
+                    Direction::Above,
+                )?,
+                config,
+                aborted: false,
+                name: InstanceName::unnamed(),
+            })
         })
     }
 
     /// Names the gate's events after its owner.
     pub(crate) fn set_name(&mut self, name: InstanceName) {
+        let rename = |signal: &Hysteresis, part: &str| match crate::telemetry::sub_name(&name, part)
+        {
+            Some(sub) => signal.clone().named(sub),
+            None => signal.clone(),
+        };
+        self.pause_share = rename(&self.pause_share, "gate.pause-share");
+        self.pause_failures = rename(&self.pause_failures, "gate.pause-failures");
+        self.abort_share = rename(&self.abort_share, "gate.abort-share");
+        self.abort_failures = rename(&self.abort_failures, "gate.abort-failures");
         self.name = name;
     }
 

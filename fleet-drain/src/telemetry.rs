@@ -32,6 +32,22 @@ use crate::rollout::RolloutStep;
 #[cfg(feature = "metrics")]
 use metrics::{Counter, Gauge};
 
+/// Runs `f` with no metrics recorder in scope: the resilience-core instances a controller or
+/// rollout owns are built unrecorded and registered under their owner's name when it is named
+/// (`<name>.events`, `<name>.gate.pause-share`, ...), so no nameless copy of their series is
+/// left behind.
+pub(crate) fn unrecorded<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(feature = "metrics")]
+    return metrics::with_local_recorder(&metrics::NoopRecorder, f);
+    #[cfg(not(feature = "metrics"))]
+    f()
+}
+
+/// `<owner>.<part>`, or `None` when that is not a valid instance name (too long).
+pub(crate) fn sub_name(owner: &InstanceName, part: &str) -> Option<InstanceName> {
+    InstanceName::new(&format!("{owner}.{part}")).ok()
+}
+
 /// What became of one app start on a receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StartOutcome {

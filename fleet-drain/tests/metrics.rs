@@ -372,7 +372,25 @@ fn every_documented_metric_is_recorded_with_the_instance_name_and_nothing_else()
             .push((labels, value));
     }
 
-    let names: BTreeSet<String> = seen.keys().cloned().collect();
+    // fleet-drain's own series; the resilience-core instances a controller owns (its events
+    // aggregator, fleet-call retries, health gate and start limits) record too when
+    // resilience-core's `metrics` feature is on, under `<controller name>.<part>`.
+    let own = |n: &str| n.starts_with("breakwater_drain_") || n.starts_with("breakwater_rollout_");
+    let names: BTreeSet<String> = seen.keys().filter(|n| own(n)).cloned().collect();
+    for (metric, series) in seen.iter().filter(|(n, _)| !own(n)) {
+        for (labels, _) in series {
+            let n = labels.get("name").map(String::as_str).unwrap_or_default();
+            let owner = n.split('.').next().unwrap_or_default();
+            assert!(
+                n.contains('.')
+                    && seen
+                        .values()
+                        .flatten()
+                        .any(|(l, _)| { l.get("name").map(String::as_str) == Some(owner) }),
+                "{metric} {labels:?}: an owned instance is named `<owner>.<part>`"
+            );
+        }
+    }
     assert_eq!(
         names,
         documented(),

@@ -35,6 +35,22 @@ pub fn record<T>(recording: Recording<'_>, f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Builds an instance with no recorder in scope, then names it (in the caller's scope).
+///
+/// resilience-core instances register their metric handles when built and again when
+/// renamed with `named`; the seeded constructors the replay needs have no `Named` variant, so
+/// building them unrecorded keeps a nameless (`name=""`) copy of every series out of the file.
+pub fn build_named<T>(
+    name: &str,
+    build: impl FnOnce() -> Result<T, resilience_core::ConfigError>,
+    named: impl FnOnce(T, resilience_core::InstanceName) -> T,
+) -> Result<T, resilience_core::ConfigError> {
+    let instance = metrics::with_local_recorder(&metrics::NoopRecorder, build)?;
+    let name =
+        resilience_core::InstanceName::new(name).map_err(resilience_core::ConfigError::from)?;
+    Ok(named(instance, name))
+}
+
 /// A local Prometheus recorder and its render handle.
 pub struct MetricsCapture {
     recorder: PrometheusRecorder,

@@ -39,9 +39,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use resilience_core::ConfigError;
 use resilience_core::clock::{Clock, SharedClock};
 use resilience_core::limit::{AdaptiveLimit, AdaptiveLimitConfig, AimdConfig, LimitAlgorithm};
+use resilience_core::{ConfigError, InstanceName, Named};
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::{Host, HostId};
@@ -211,6 +211,8 @@ pub(super) struct AdaptiveStarts {
     clock: SharedClock,
     classes: HashMap<ReceiverClass, ClassState>,
     host_class: HashMap<HostId, ReceiverClass>,
+    /// The name of the per-class `AdaptiveLimit`s: the controller's name plus `.starts`.
+    limit_name: Option<String>,
 }
 
 /// Feeds one settled start into `limit` as a sample taken with the whole
@@ -233,7 +235,17 @@ impl AdaptiveStarts {
             clock,
             classes: HashMap::new(),
             host_class: HashMap::new(),
+            limit_name: None,
         })
+    }
+
+    /// Names the per-class limits after the controller (`<name>.starts`); limits are built
+    /// when a class is first seen, so this applies to every limit of a named controller.
+    pub(super) fn set_name(&mut self, controller: &InstanceName) {
+        self.limit_name = controller
+            .is_named()
+            .then(|| format!("{controller}.starts"))
+            .filter(|name| InstanceName::new(name).is_ok());
     }
 
     /// Makes `host` known as a receiver of its class.
@@ -243,11 +255,15 @@ impl AdaptiveStarts {
         }
         let class = ReceiverClass::of(host);
         if !self.classes.contains_key(&class) {
-            let limit = AdaptiveLimit::with_clock(
-                AdaptiveLimitConfig {
-                    algorithm: LimitAlgorithm::Aimd(self.config.aimd()),
-                    max_queued: 0,
-                    ..AdaptiveLimitConfig::default()
+            let config = AdaptiveLimitConfig {
+                algorithm: LimitAlgorithm::Aimd(self.config.aimd()),
+                max_queued: 0,
+                ..AdaptiveLimitConfig::default()
+            };
+            let limit = AdaptiveLimit::from_named(
+                Named {
+                    name: self.limit_name.clone(),
+                    config,
                 },
                 self.clock.clone(),
             )?;

@@ -32,7 +32,7 @@ use crate::fleet::{AppId, AppState, Fleet, FleetError, FleetSnapshot, HostId, Ho
 use crate::health::{FleetHealth, GateVerdict, HealthGate};
 use crate::journal::{DrainProgress, Journal, JournalRecord};
 use crate::plan::{DrainPlan, Planner};
-use crate::telemetry::{DrainMetrics, StartOutcome};
+use crate::telemetry::{DrainMetrics, StartOutcome, sub_name, unrecorded};
 
 /// Runs drains. See the [module docs](super).
 pub struct DrainController {
@@ -126,15 +126,19 @@ impl DrainController {
         let gate = HealthGate::new(config.gate.clone()).map_err(|e| e.nested("gate"))?;
         let health = FleetHealth::with_clock(config.failure_window, clock.clone())
             .map_err(|e| e.nested("failure_window"))?;
-        let aggregator = EventAggregator::with_clock(config.events.clone(), clock.clone())
-            .map_err(|e| e.nested("events"))?;
-        let retry = RetryPolicy::new(RetryConfig {
-            max_attempts: config.retry.max_attempts.unwrap_or(u32::MAX),
-            backoff: BackoffConfig {
-                max_attempts: None,
-                ..config.retry.clone()
-            },
-            ..RetryConfig::default()
+        // Built unrecorded; `named` registers them under the controller's name.
+        let aggregator =
+            unrecorded(|| EventAggregator::with_clock(config.events.clone(), clock.clone()))
+                .map_err(|e| e.nested("events"))?;
+        let retry = unrecorded(|| {
+            RetryPolicy::new(RetryConfig {
+                max_attempts: config.retry.max_attempts.unwrap_or(u32::MAX),
+                backoff: BackoffConfig {
+                    max_attempts: None,
+                    ..config.retry.clone()
+                },
+                ..RetryConfig::default()
+            })
         })
         .map_err(|e| e.nested("retry"))?
         .with_clock(clock.clone())
@@ -197,6 +201,15 @@ impl DrainController {
     pub fn named(mut self, name: InstanceName) -> Self {
         self.gate.set_name(name.clone());
         self.planner.set_name(name.clone());
+        if let Some(adaptive) = self.adaptive.as_mut() {
+            adaptive.set_name(&name);
+        }
+        if let Some(events) = sub_name(&name, "events") {
+            self.aggregator = self.aggregator.named(events);
+        }
+        if let Some(calls) = sub_name(&name, "fleet-calls") {
+            self.retry = self.retry.named(calls);
+        }
         self.metrics = DrainMetrics::new(&name);
         self.name = name;
         self

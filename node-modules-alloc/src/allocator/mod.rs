@@ -181,8 +181,15 @@ impl Allocator {
     ) -> Result<Self> {
         config.validate()?;
         let clock = clock.into_shared();
-        let limit = ConcurrencyLimit::with_clock(config.limit.clone(), clock.clone())
-            .map_err(|e| e.nested("limit"))?;
+        // The store-wide limit carries the allocator's name (its shed and queue series).
+        let limit = ConcurrencyLimit::from_named(
+            resilience_core::Named {
+                name: name.is_named().then(|| name.as_str().to_owned()),
+                config: config.limit.clone(),
+            },
+            clock.clone(),
+        )
+        .map_err(|e| e.nested("limit"))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -223,6 +230,7 @@ impl Allocator {
         Self {
             inner: Arc::new(Inner {
                 metrics: Metrics::new(&name),
+                limit: inner.limit.named(name.clone()),
                 name,
                 ..inner
             }),

@@ -42,6 +42,7 @@ use resilience_core::clock::{Clock, ManualClock};
 use resilience_core::limit::{ConcurrencyLimit, ConcurrencyLimitConfig};
 
 use crate::replay::error::ReplayError;
+use crate::replay::prometheus::build_named;
 
 /// The hidden corruption curve and the platform's restart period.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +128,12 @@ impl AllocFleet {
         let mut limits = Vec::new();
         if let Some(config) = &model.limit {
             for _ in 0..hosts {
-                limits.push(ConcurrencyLimit::with_clock(config.clone(), clock.clone())?);
+                // One name for every host's allocator limit: a per-host label is a cardinality trap.
+                limits.push(build_named(
+                    "feb2019.breakwater.alloc-limit",
+                    || ConcurrencyLimit::with_clock(config.clone(), clock.clone()),
+                    ConcurrencyLimit::named,
+                )?);
             }
         }
         Ok(AllocFleet {

@@ -25,6 +25,7 @@ use serde::Serialize;
 use super::params::{FebNaive, FebSetup, FebWorld};
 use crate::replay::error::ReplayError;
 use crate::replay::events::{EventQueue, Micros, SECOND};
+use crate::replay::prometheus::build_named;
 
 /// What booting the new fleet took.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -53,16 +54,29 @@ pub fn boot(
     seed: u64,
 ) -> Result<BootOutcome, ReplayError> {
     let clock = ManualClock::new();
-    let api = RateLimiter::with_clock(
-        RateLimiterConfig {
-            rate: world.dns_api_rate_per_s,
-            per: Duration::from_secs(1),
-            burst: world.dns_api_burst,
+    // The platform's own API limit (the hidden world), named as such in `--metrics-out`.
+    let api = build_named(
+        "feb2019.world.dns-api",
+        || {
+            RateLimiter::with_clock(
+                RateLimiterConfig {
+                    rate: world.dns_api_rate_per_s,
+                    per: Duration::from_secs(1),
+                    burst: world.dns_api_burst,
+                },
+                clock.clone(),
+            )
         },
-        clock.clone(),
+        RateLimiter::named,
     )?;
     let client = client
-        .map(|c| RateLimiter::with_clock(c.clone(), clock.clone()))
+        .map(|c| {
+            build_named(
+                "feb2019.breakwater.dns-client",
+                || RateLimiter::with_clock(c.clone(), clock.clone()),
+                RateLimiter::named,
+            )
+        })
         .transpose()?;
     let mut rng = fastrand::Rng::with_seed(seed ^ 0xD25_B007);
     let mut queue = EventQueue::default();

@@ -47,6 +47,7 @@ use super::dns;
 use super::params::Feb2019Params;
 use super::policy::breakwater_policy;
 use crate::replay::error::ReplayError;
+use crate::replay::prometheus::build_named;
 
 /// The Breakwater side's drain controller, as named in its logs and metrics.
 pub const DRAIN_NAME: &str = "feb2019.drain";
@@ -160,23 +161,33 @@ impl Alerting {
         };
         let mut hysteresis = Vec::with_capacity(receivers);
         for _ in 0..receivers {
-            hysteresis.push(Hysteresis::new(config.clone())?);
+            hysteresis.push(build_named(
+                "feb2019.breakwater.disk-alert",
+                || Hysteresis::new(config.clone()),
+                Hysteresis::named,
+            )?);
         }
-        let aggregator = || {
-            EventAggregator::with_clock(
-                EventAggregatorConfig {
-                    window: Duration::from_secs(p.breakwater.aggregate_window_s),
-                    max_fingerprints: 64,
+        let aggregator = |name: &str| {
+            build_named(
+                name,
+                || {
+                    EventAggregator::with_clock(
+                        EventAggregatorConfig {
+                            window: Duration::from_secs(p.breakwater.aggregate_window_s),
+                            max_fingerprints: 64,
+                        },
+                        clock.clone(),
+                    )
                 },
-                clock.clone(),
+                EventAggregator::named,
             )
         };
         Ok(Alerting {
             policy,
             raw_state: vec![false; receivers],
             hysteresis,
-            pages: aggregator()?,
-            warnings: aggregator()?,
+            pages: aggregator("feb2019.breakwater.pages")?,
+            warnings: aggregator("feb2019.breakwater.warnings")?,
             raw_pages: 0,
             pages_sent: 0,
             raw_warnings: 0,

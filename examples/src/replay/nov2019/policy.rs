@@ -135,6 +135,20 @@ pub enum Side {
     Ablation,
 }
 
+impl Side {
+    /// The side's key in output (`naive`, `breakwater`, `operator_fix`, `staged`, `ablation`),
+    /// also the middle part of its instances' names (`nov2019.breakwater.retry-budget`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Side::Naive => "naive",
+            Side::Breakwater => "breakwater",
+            Side::OperatorFix => "operator_fix",
+            Side::Staged => "staged",
+            Side::Ablation => "ablation",
+        }
+    }
+}
+
 /// Everything a side's proxies and servers are configured with: the real
 /// library configurations, `None` where a mechanism is off.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -49,6 +49,7 @@ use super::policy::{Mechanisms, Side, SideConfig, side_config};
 use super::report::{Counters, Nov2019Outcome, Timeline};
 use crate::replay::error::ReplayError;
 use crate::replay::events::{EventQueue, Micros, SECOND, ms};
+use crate::replay::prometheus::build_named;
 
 type AcquireFuture = Pin<Box<dyn Future<Output = Result<ConcurrencyPermit, Overloaded>> + Send>>;
 
@@ -201,32 +202,46 @@ impl<'p> Sim<'p> {
         let mut rng = fastrand::Rng::with_seed(seed);
         let s = &p.setup;
         let config = side_config(s, &p.naive, &p.breakwater, spec.mechanisms)?;
+        // Instances of one kind share a name (`nov2019.<side>.<kind>`): their counters add up
+        // in `--metrics-out`, as one service's proxies would in one dashboard.
+        let name = |kind: &str| format!("nov2019.{}.{kind}", spec.side.key());
         let mut proxies = Vec::with_capacity(s.proxies);
         for _ in 0..s.proxies {
-            let mut retry = RetryPolicy::new(config.retry.clone())?
-                .with_clock(clock.clone())
-                .with_seed(rng.u64(..));
+            let mut retry = build_named(
+                &name("retry"),
+                || RetryPolicy::new(config.retry.clone()),
+                RetryPolicy::named,
+            )?
+            .with_clock(clock.clone())
+            .with_seed(rng.u64(..));
             if let Some(budget) = &config.budget {
-                retry = retry.with_budget(Arc::new(RetryBudget::with_clock(
-                    budget.clone(),
-                    clock.clone(),
+                retry = retry.with_budget(Arc::new(build_named(
+                    &name("retry-budget"),
+                    || RetryBudget::with_clock(budget.clone(), clock.clone()),
+                    RetryBudget::named,
                 )?));
             }
             let throttle = match &config.throttle {
-                Some(t) => Some(AdaptiveThrottle::with_seed(
-                    t.clone(),
-                    clock.clone(),
-                    rng.u64(..),
+                Some(t) => Some(build_named(
+                    &name("throttle"),
+                    || AdaptiveThrottle::with_seed(t.clone(), clock.clone(), rng.u64(..)),
+                    AdaptiveThrottle::named,
                 )?),
                 None => None,
             };
             let mut breakers = Vec::new();
             if let Some(b) = &config.breaker {
                 for _ in 0..s.servers {
-                    breakers.push(CircuitBreaker::with_clock_and_seed(
-                        b.clone(),
-                        clock.clone(),
-                        rng.u64(..),
+                    breakers.push(build_named(
+                        &name("breaker"),
+                        || {
+                            CircuitBreaker::with_clock_and_seed(
+                                b.clone(),
+                                clock.clone(),
+                                rng.u64(..),
+                            )
+                        },
+                        CircuitBreaker::named,
                     )?);
                 }
             }
@@ -239,12 +254,20 @@ impl<'p> Sim<'p> {
         let mut servers = Vec::with_capacity(s.servers);
         for _ in 0..s.servers {
             let limit = match &config.limit {
-                Some(l) => Some(ConcurrencyLimit::with_clock(l.clone(), clock.clone())?),
+                Some(l) => Some(build_named(
+                    &name("limit"),
+                    || ConcurrencyLimit::with_clock(l.clone(), clock.clone()),
+                    ConcurrencyLimit::named,
+                )?),
                 None => None,
             };
             let restart = match &config.restart {
                 Some(r) => {
-                    let mut rb = RestartBackoff::with_seed(r.clone(), clock.clone(), rng.u64(..))?;
+                    let mut rb = build_named(
+                        &name("restart"),
+                        || RestartBackoff::with_seed(r.clone(), clock.clone(), rng.u64(..)),
+                        RestartBackoff::named,
+                    )?;
                     rb.on_started();
                     Some(rb)
                 }

@@ -21,7 +21,7 @@ use node_modules_alloc::allocator::{Allocation, Allocator, AllocatorConfig, Outc
 use node_modules_alloc::config::LinkMode;
 use node_modules_alloc::store::Store;
 
-use crate::constants as codes;
+use crate::codes;
 use crate::error::{
     BwError, BwResult, INVALID_ARG, PANIC, duration_ms, from_config_ms, guard, to_ms, whole_usize,
 };

@@ -248,7 +248,7 @@ pub fn create(env: &Env, options: BreakerOptions) -> napi::Result<Object<'_>> {
     })?;
     let e = Rc::clone(&entry);
     bind::method(env, &mut object, "state", move |_| {
-        Ok(crate::constants::state_index(borrow(&e)?.breaker.state()))
+        Ok(crate::codes::state_index(borrow(&e)?.breaker.state()))
     })?;
     let e = Rc::clone(&entry);
     bind::method(env, &mut object, "subscribe", move |_| {
@@ -290,8 +290,8 @@ pub fn drain_changes(entry: &mut BreakerEntry) -> Vec<u32> {
     loop {
         match events.try_recv() {
             Ok(change) => {
-                changes.push(crate::constants::state_index(change.from));
-                changes.push(crate::constants::state_index(change.to));
+                changes.push(crate::codes::state_index(change.from));
+                changes.push(crate::codes::state_index(change.to));
             }
             Err(TryRecvError::Lagged(_)) => {}
             Err(TryRecvError::Empty | TryRecvError::Closed) => return changes,

@@ -16,7 +16,7 @@ use napi_derive::napi;
 
 use crate::error::{BwError, BwResult, from_config, guard, whole_u32};
 
-pub use crate::constants::DRAIN_INFEASIBLE;
+pub use crate::codes::DRAIN_INFEASIBLE;
 
 /// A host of the fleet.
 #[napi(object)]

@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use napi::{Env, Status};
 use resilience_core::ConfigError;
 
-pub use crate::constants::{INTERNAL, INVALID_ARG, PANIC};
+pub use crate::codes::{INTERNAL, INVALID_ARG, PANIC};
 
 /// A failure of an export, before it is thrown into JS.
 #[derive(Debug, Clone, PartialEq, Eq)]

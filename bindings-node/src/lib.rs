@@ -21,6 +21,7 @@ pub mod backoff;
 pub mod bind;
 pub mod breaker;
 pub mod budget;
+pub mod codes;
 pub mod constants;
 pub mod debug;
 pub mod drain;

@@ -389,7 +389,7 @@ impl HealthGate {
                 direction,
             })
         };
-        crate::telemetry::unrecorded(|| {
+        crate::naming::unrecorded(|| {
             Ok(HealthGate {
                 pause_share: signal(
                     config.pause_below_healthy_share,
@@ -428,8 +428,7 @@ impl HealthGate {
 
     /// Names the gate's events after its owner.
     pub(crate) fn set_name(&mut self, name: InstanceName) {
-        let rename = |signal: &Hysteresis, part: &str| match crate::telemetry::sub_name(&name, part)
-        {
+        let rename = |signal: &Hysteresis, part: &str| match crate::naming::sub_name(&name, part) {
             Some(sub) => signal.clone().named(sub),
             None => signal.clone(),
         };

@@ -90,6 +90,7 @@ pub mod fleet;
 pub mod health;
 mod ids;
 pub mod journal;
+mod naming;
 pub mod plan;
 pub mod rollout;
 #[cfg(feature = "sim")]

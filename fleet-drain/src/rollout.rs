@@ -61,7 +61,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::RolloutError;
 use crate::fleet::{Fleet, FleetError, HostId};
 use crate::health::{FleetHealth, GateVerdict, HealthGate, HealthGateConfig};
-use crate::telemetry::RolloutMetrics;
+use crate::telemetry::{Held, RolloutMetrics, StepKind};
 use tracing::Instrument;
 
 /// One step of a rollout.
@@ -417,7 +417,13 @@ impl Rollout {
             self.run_step(step, total, started, report)
                 .instrument(span)
                 .await?;
-            self.metrics.step_completed(step);
+            self.metrics.step_completed(match step {
+                RolloutStep::Canary { .. } => StepKind::Canary,
+                RolloutStep::Wave { .. } => StepKind::Wave,
+                RolloutStep::Bake { .. } => StepKind::Bake,
+                RolloutStep::StartWithoutTraffic => StepKind::StartWithoutTraffic,
+                RolloutStep::ShiftTraffic { .. } => StepKind::ShiftTraffic,
+            });
             report.steps_completed = index + 1;
         }
         Ok(())
@@ -487,7 +493,7 @@ impl Rollout {
             tracing::debug!(name = %self.name, ?verdict, %figures, "rollout bake: health sampled");
             match verdict {
                 GateVerdict::Abort => {
-                    self.metrics.verdict(GateVerdict::Abort);
+                    self.metrics.verdict(Held::Abort);
                     return Err(RolloutError::Aborted {
                         reason: format!("health gate during bake: {}", self.gate.explain(&figures)),
                         undone: 0,
@@ -496,7 +502,7 @@ impl Rollout {
                 GateVerdict::Pause => {
                     if !paused {
                         report.pauses += 1;
-                        self.metrics.verdict(GateVerdict::Pause);
+                        self.metrics.verdict(Held::Pause);
                         tracing::warn!(name = %self.name, %figures, "rollout bake extended: health degraded");
                     }
                     paused = true;

@@ -26,26 +26,32 @@ use std::sync::OnceLock;
 use resilience_core::InstanceName;
 
 use crate::drain::ClassStartLimit;
-use crate::health::GateVerdict;
-use crate::rollout::RolloutStep;
 
 #[cfg(feature = "metrics")]
 use metrics::{Counter, Gauge};
 
-/// Runs `f` with no metrics recorder in scope: the resilience-core instances a controller or
-/// rollout owns are built unrecorded and registered under their owner's name when it is named
-/// (`<name>.events`, `<name>.gate.pause-share`, ...), so no nameless copy of their series is
-/// left behind.
-pub(crate) fn unrecorded<T>(f: impl FnOnce() -> T) -> T {
-    #[cfg(feature = "metrics")]
-    return metrics::with_local_recorder(&metrics::NoopRecorder, f);
-    #[cfg(not(feature = "metrics"))]
-    f()
+/// A health-gate verdict that holds a drain or rollout back (counted by `verdict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// The gate paused the work (counted when the pause begins).
+    Pause,
+    /// The gate aborted it.
+    Abort,
 }
 
-/// `<owner>.<part>`, or `None` when that is not a valid instance name (too long).
-pub(crate) fn sub_name(owner: &InstanceName, part: &str) -> Option<InstanceName> {
-    InstanceName::new(&format!("{owner}.{part}")).ok()
+/// The kind of a completed rollout step (the `step` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StepKind {
+    /// A canary step.
+    Canary,
+    /// A wave step.
+    Wave,
+    /// A bake step.
+    Bake,
+    /// Start without traffic.
+    StartWithoutTraffic,
+    /// Shift traffic.
+    ShiftTraffic,
 }
 
 /// What became of one app start on a receiver.
@@ -258,14 +264,13 @@ impl DrainMetrics {
     /// A pause (counted when it begins) or an abort.
     #[inline]
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn verdict(&self, verdict: GateVerdict) {
+    pub(crate) fn verdict(&self, verdict: Held) {
         #[cfg(feature = "metrics")]
         {
             let m = self.h();
             match verdict {
-                GateVerdict::Pause => m.pauses.increment(1),
-                GateVerdict::Abort => m.aborts.increment(1),
-                GateVerdict::Proceed => {}
+                Held::Pause => m.pauses.increment(1),
+                Held::Abort => m.aborts.increment(1),
             }
         }
     }
@@ -410,16 +415,16 @@ impl RolloutHandles {
 impl RolloutMetrics {
     #[inline]
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn step_completed(&self, step: &RolloutStep) {
+    pub(crate) fn step_completed(&self, step: StepKind) {
         #[cfg(feature = "metrics")]
         {
             let m = self.h();
             match step {
-                RolloutStep::Canary { .. } => &m.canary,
-                RolloutStep::Wave { .. } => &m.wave,
-                RolloutStep::Bake { .. } => &m.bake,
-                RolloutStep::StartWithoutTraffic => &m.start_without_traffic,
-                RolloutStep::ShiftTraffic { .. } => &m.shift_traffic,
+                StepKind::Canary => &m.canary,
+                StepKind::Wave => &m.wave,
+                StepKind::Bake => &m.bake,
+                StepKind::StartWithoutTraffic => &m.start_without_traffic,
+                StepKind::ShiftTraffic => &m.shift_traffic,
             }
             .increment(1);
         }
@@ -437,14 +442,13 @@ impl RolloutMetrics {
 
     #[inline]
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-    pub(crate) fn verdict(&self, verdict: GateVerdict) {
+    pub(crate) fn verdict(&self, verdict: Held) {
         #[cfg(feature = "metrics")]
         {
             let m = self.h();
             match verdict {
-                GateVerdict::Pause => m.pauses.increment(1),
-                GateVerdict::Abort => m.aborts.increment(1),
-                GateVerdict::Proceed => {}
+                Held::Pause => m.pauses.increment(1),
+                Held::Abort => m.aborts.increment(1),
             }
         }
     }

@@ -31,8 +31,9 @@ use crate::error::{DrainError, JournalError};
 use crate::fleet::{AppId, AppState, Fleet, FleetError, FleetSnapshot, HostId, HostState};
 use crate::health::{FleetHealth, GateVerdict, HealthGate};
 use crate::journal::{DrainProgress, Journal, JournalRecord};
+use crate::naming::{sub_name, unrecorded};
 use crate::plan::{DrainPlan, Planner};
-use crate::telemetry::{DrainMetrics, StartOutcome, sub_name, unrecorded};
+use crate::telemetry::{DrainMetrics, Held, StartOutcome};
 
 /// Runs drains. See the [module docs](super).
 pub struct DrainController {
@@ -389,7 +390,7 @@ impl DrainController {
                     reason: reason.clone(),
                 })
                 .await?;
-                self.metrics.verdict(GateVerdict::Abort);
+                self.metrics.verdict(Held::Abort);
                 self.emit_summaries(true);
                 self.emit(DrainEvent::Aborted {
                     reason: reason.clone(),
@@ -400,7 +401,7 @@ impl DrainController {
                 if state.paused_since.is_none() {
                     state.paused_since = Some(now);
                     state.report.pauses += 1;
-                    self.metrics.verdict(GateVerdict::Pause);
+                    self.metrics.verdict(Held::Pause);
                     let reason = self.gate.explain(&figures);
                     self.emit(DrainEvent::Paused {
                         health: figures,

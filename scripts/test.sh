@@ -46,6 +46,9 @@ step "cargo package (resilience-core, fleet-drain, node-modules-alloc)"
 for crate in resilience-core fleet-drain node-modules-alloc; do
   printf '%s: %s files\n' "$crate" "$(cargo package -p "$crate" --list --allow-dirty --locked | wc -l)" >&2
 done
+# cargo keeps the sources it extracted from the overlay registry under the crate's version; on a
+# re-run they would be the previous run's. Drop them so the new packages are the ones verified.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/{resilience-core,fleet-drain,node-modules-alloc}-0.*
 cargo package -p resilience-core -p fleet-drain -p node-modules-alloc --allow-dirty --locked
 
 step "cargo test (workspace, all features: unit, integration and doc tests)"

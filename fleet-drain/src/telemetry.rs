@@ -1,9 +1,10 @@
 //! Metric handles of the [`DrainController`](crate::drain::DrainController) and the
 //! [`Rollout`](crate::rollout::Rollout) (feature `metrics`).
 //!
-//! Handles are registered once, when the instance is built (or named), and kept in it: the
-//! drain's loops do no key lookup. Install the recorder before building instances (the
-//! `metrics` crate's own advice): handles registered before that point record nowhere.
+//! Handles are registered once, when the instance first runs (so that `named` does not leave
+//! a stray unnamed series behind), and kept in it: the drain's loops do no key lookup. Install
+//! the recorder before that point (the `metrics` crate's own advice): handles registered
+//! without a recorder record nowhere.
 //!
 //! Without the feature every type here is zero-sized and every method an empty inline
 //! function, so no metrics code is compiled in. The names are listed in `docs/metrics.md`.

@@ -7,14 +7,24 @@ const { existsSync, readFileSync } = require('node:fs');
 
 const packageDir = join(__dirname, '..');
 
-/** The platform packages this version publishes: `linux-x64-gnu`, `darwin-arm64`, ... */
+const ARCH = { x86_64: 'x64', aarch64: 'arm64', i686: 'ia32', armv7: 'arm' };
+
+/** `x86_64-unknown-linux-gnu` -> `linux-x64-gnu`, as napi-rs names platform packages. */
+function platformOf(triple) {
+  const [arch, ...rest] = triple.split('-');
+  const tail = rest.join('-');
+  const cpu = ARCH[arch] ?? arch;
+  if (tail.includes('apple-darwin')) return `darwin-${cpu}`;
+  if (tail.includes('windows')) return `win32-${cpu}-${rest[rest.length - 1]}`;
+  if (tail.includes('linux')) return `linux-${cpu}-${rest[rest.length - 1]}`;
+  return `${tail}-${cpu}`;
+}
+
+/** The platforms this version builds (`napi.targets`): `linux-x64-gnu`, `darwin-arm64`, ... */
 function supportedPlatforms() {
   try {
     const manifest = JSON.parse(readFileSync(join(packageDir, 'package.json'), 'utf8'));
-    return Object.keys(manifest.optionalDependencies ?? {})
-      .filter((name) => name.startsWith('breakwater-'))
-      .map((name) => name.slice('breakwater-'.length))
-      .sort();
+    return (manifest.napi?.targets ?? []).map(platformOf).sort();
   } catch {
     return [];
   }

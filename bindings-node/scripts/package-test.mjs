@@ -71,7 +71,24 @@ try {
   const tarballs = join(work, 'tarballs');
   mkdirSync(tarballs);
   npm(['pack', '--silent', '--pack-destination', tarballs], { cwd: stage });
-  npm(['pack', '--silent', '--pack-destination', tarballs], { cwd: packageDir });
+  // 2. The main package as a publish step assembles it (`napi pre-publish`): the packed files,
+  // plus `optionalDependencies` on every platform package. They are not in the checked-in
+  // package.json: the platform packages do not exist before a release, and `npm ci` in this
+  // repository must not look for them.
+  const packed = join(work, 'packed');
+  mkdirSync(packed);
+  npm(['pack', '--silent', '--pack-destination', packed], { cwd: packageDir });
+  run('tar', ['-xzf', join(packed, `breakwater-${manifest.version}.tgz`), '-C', packed]);
+  const publishDir = join(packed, 'package');
+  const published = JSON.parse(readFileSync(join(publishDir, 'package.json'), 'utf8'));
+  published.optionalDependencies = Object.fromEntries(
+    readdirSync(join(packageDir, 'npm')).sort().map((dir) => {
+      const platformManifest = JSON.parse(readFileSync(join(packageDir, 'npm', dir, 'package.json'), 'utf8'));
+      return [platformManifest.name, platformManifest.version];
+    }),
+  );
+  writeFileSync(join(publishDir, 'package.json'), `${JSON.stringify(published, null, 2)}\n`);
+  npm(['pack', '--silent', '--pack-destination', tarballs], { cwd: publishDir });
   const main = join(tarballs, `breakwater-${manifest.version}.tgz`);
   const native = join(tarballs, `breakwater-${target}-${manifest.version}.tgz`);
   for (const file of [main, native]) if (!existsSync(file)) fail(`npm pack did not write ${file}`);
@@ -81,7 +98,7 @@ try {
   const leaked = listing.filter((f) => f.endsWith('.node') || f.endsWith('.rs') || f.endsWith('Cargo.toml'));
   if (leaked.length > 0) fail(`the main tarball contains ${leaked.join(', ')}`);
 
-  // 2. A PATH with node and npm but no cargo/rustc.
+  // 3. A PATH with node and npm but no cargo/rustc.
   const bin = join(work, 'bin');
   mkdirSync(bin);
   symlinkSync(process.execPath, join(bin, 'node'));
@@ -92,7 +109,7 @@ try {
   const env = { ...process.env, PATH: path };
   for (const key of Object.keys(env)) if (key.startsWith('CARGO') || key.startsWith('RUSTUP')) delete env[key];
 
-  // 3. Install both tarballs into a new project. `--offline`: the other platforms' optional
+  // 4. Install both tarballs into a new project. `--offline`: the other platforms' optional
   // packages are never fetched (npm skips optional dependencies it cannot get).
   const app = join(work, 'app');
   mkdirSync(app);
@@ -103,7 +120,7 @@ try {
     fail(`installed ${installed.join(', ')}: expected breakwater and breakwater-${target}`);
   }
 
-  // 4. Every export, CommonJS and ESM.
+  // 5. Every export, CommonJS and ESM.
   for (const file of readdirSync(join(packageDir, 'scripts', 'package-check'))) {
     copyFileSync(join(packageDir, 'scripts', 'package-check', file), join(app, file));
   }
@@ -112,7 +129,7 @@ try {
     process.stdout.write(`package test: ${script}: ${out.stdout.trim()}\n`);
   }
 
-  // 5. Without the platform package: an error that names the platform.
+  // 6. Without the platform package: an error that names the platform.
   rmSync(join(app, 'node_modules', `breakwater-${target}`), { recursive: true });
   const missing = run(process.execPath, ['-e', `
     try { require('breakwater'); console.log('loaded'); }
@@ -122,7 +139,7 @@ try {
   if (error.code !== 'ERR_BREAKWATER_NATIVE_MISSING' || error.platform !== target || !error.message.includes(target)) {
     fail(`unexpected error without the platform package: ${missing.stdout}`);
   }
-  if (!error.supported.includes(target) || error.supported.length !== Object.keys(manifest.optionalDependencies).length) {
+  if (!error.supported.includes(target) || error.supported.length !== manifest.napi.targets.length) {
     fail(`the error lists the wrong platforms: ${error.supported}`);
   }
   process.stdout.write(`package test: without the binary: ${error.message.split(' (')[0]}\n`);

@@ -95,6 +95,7 @@ pub mod rate;
 pub mod restart;
 pub mod retry;
 pub mod signal;
+mod stripe;
 mod sync;
 pub mod throttle;
 #[cfg(feature = "tower")]

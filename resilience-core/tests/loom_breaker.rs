@@ -98,3 +98,33 @@ fn a_fast_path_permit_racing_a_trip_does_not_disturb_the_open_state() {
         assert_eq!(metrics.failures, 1);
     });
 }
+
+#[test]
+fn lock_free_successes_are_never_lost_or_counted_twice() {
+    loom::model(|| {
+        let clock = ManualClock::new();
+        let config = BreakerConfig {
+            consecutive_failures: Some(2),
+            ..config(1)
+        };
+        let breaker = CircuitBreaker::with_clock(config, clock).unwrap();
+        let other = breaker.clone();
+        let t = thread::spawn(move || {
+            for _ in 0..2 {
+                if let Ok(permit) = other.try_acquire() {
+                    permit.record_success();
+                }
+            }
+        });
+        breaker.try_acquire().unwrap().record_failure();
+        let metrics = breaker.metrics();
+        t.join().unwrap();
+        let after = breaker.metrics();
+        assert_eq!(after.successes, 2, "both successes counted once");
+        assert_eq!(after.failures, 1);
+        assert!(metrics.successes <= 2);
+        // One failure with a success after it or not: never two in a row.
+        assert_eq!(after.state, BreakerState::Closed);
+        assert_eq!(after.window_calls, 3);
+    });
+}

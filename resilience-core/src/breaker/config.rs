@@ -131,6 +131,9 @@ pub struct BreakerConfig {
     /// A call whose duration (between `try_acquire` and its record, on the
     /// breaker's clock) exceeds this is *slow*. `None`: slow calls are not
     /// tracked and the clock is not read on `try_acquire`. Must be > 0.
+    /// From [`COARSE_CLOCK_FROM`](super::COARSE_CLOCK_FROM) (100 ms) up, and
+    /// with time-window buckets at least as long, call times come from the
+    /// clock's cheaper coarse reading (a scheduler tick, 1–10 ms, of error).
     #[serde(with = "humantime_serde::option")]
     pub slow_call_duration: Option<Duration>,
     /// Trip when at least this share of the calls in the window were slow

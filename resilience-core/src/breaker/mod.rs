@@ -84,12 +84,15 @@
 //!
 //! # Performance
 //!
-//! In the closed state [`CircuitBreaker::try_acquire`] is lock-free; recording
-//! an outcome takes one short critical section, without allocating.
+//! In the closed state [`CircuitBreaker::try_acquire`] and recording a fast
+//! success are lock-free (successes are counted per thread and folded into
+//! the window by the next operation that takes the lock); other records take
+//! one short critical section, without allocating.
 
 mod config;
 mod error;
 mod state;
+mod tally;
 mod window;
 
 use std::fmt;
@@ -105,11 +108,12 @@ pub use error::{BreakerError, BreakerOpen};
 pub use state::{BreakerState, Outcome, StateChange};
 
 use crate::backoff::Backoff;
-use crate::clock::{Clock, SharedClock, saturating_add};
+use crate::clock::{Clock, SharedClock, nanos_since, saturating_add};
 use crate::error::ConfigError;
 use crate::name::{InstanceName, Named};
 use crate::obs::{Counter, Gauge};
 use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard};
+use tally::Tally;
 use window::Window;
 
 /// How many state changes a [`CircuitBreaker::subscribe`] receiver buffers.
@@ -134,9 +138,10 @@ pub struct CircuitBreaker {
 
 // # Memory ordering
 //
-// All breaker state lives behind one mutex, taken once per record (one short
-// critical section, no allocation). The only lock-free part is the fast path
-// of `try_acquire` in the closed state: a single `AtomicU64` holds
+// All breaker state lives behind one mutex (short critical sections, no
+// allocation). Two paths are lock-free in the closed state: recording a fast
+// success (counted per thread, folded in under the lock by the next locked
+// operation; see `tally.rs`), and `try_acquire`: a single `AtomicU64` holds
 // `epoch << 2 | state`, written (with `Release`) only while the mutex is held,
 // on every transition, and read with `Acquire`. A permit remembers the epoch
 // it was issued in, and its record is checked against the current epoch
@@ -151,6 +156,18 @@ struct Inner {
     slow_call_duration: Option<Duration>,
     /// The clock must be read when recording (time window or slow calls).
     clock_on_record: bool,
+    /// Call times come from [`Clock::now_coarse`]: every duration the breaker
+    /// times (the slow-call threshold, a time window's buckets) is at least
+    /// [`COARSE_CLOCK_FROM`], so a scheduler tick of error does not matter.
+    coarse: bool,
+    /// Time line of the breaker's call times (see [`Inner::call_nanos`]):
+    /// [`Clock::now`] and [`Clock::now_coarse_nanos`] when it was built.
+    origin: Instant,
+    origin_coarse: u64,
+    /// Bucket width of a time window (the tally's tags name the bucket).
+    bucket_nanos: Option<u64>,
+    /// Closed-state successes not yet folded into `core`.
+    tally: Tally,
     config: BreakerConfig,
     events: broadcast::Sender<StateChange>,
     core: Mutex<Core>,
@@ -215,6 +232,8 @@ struct Core {
     probes_in_flight: u32,
     probe_successes: u32,
     counters: Counters,
+    /// The epoch the tally's stripes were last tagged with.
+    tally_epoch: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -384,13 +403,19 @@ impl CircuitBreaker {
         config.validate()?;
         let open_wait = open_wait?;
         let now = clock.now();
-        let window = Window::new(config.window, now);
+        let origin_coarse = clock.now_coarse_nanos();
+        let window = Window::new(config.window);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         Ok(CircuitBreaker {
             inner: Arc::new(Inner {
                 word: AtomicU64::new(pack(0, BreakerState::Closed)),
                 slow_call_duration: config.slow_call_duration,
                 clock_on_record: config.slow_call_duration.is_some() || window.needs_clock(),
+                coarse: coarse_enough(&config),
+                origin: now,
+                origin_coarse,
+                bucket_nanos: window.bucket_nanos(),
+                tally: Tally::new(tally::LOCKED),
                 clock,
                 config,
                 events,
@@ -404,6 +429,7 @@ impl CircuitBreaker {
                     probes_in_flight: 0,
                     probe_successes: 0,
                     counters: Counters::default(),
+                    tally_epoch: 0,
                 }),
                 obs: BreakerObs::register(&name, BreakerState::Closed),
                 name,
@@ -429,7 +455,7 @@ impl CircuitBreaker {
             let started = self
                 .inner
                 .slow_call_duration
-                .map(|_| self.inner.clock.now());
+                .map(|_| self.inner.call_nanos());
             return Ok(BreakerPermit::new(self.clone(), word >> 2, false, started));
         }
         self.acquire_contended()
@@ -438,7 +464,12 @@ impl CircuitBreaker {
     /// `try_acquire` outside the closed fast path: under the mutex.
     fn acquire_contended(&self) -> Result<BreakerPermit, BreakerOpen> {
         let now = self.inner.clock.now();
+        let started = self
+            .inner
+            .slow_call_duration
+            .map(|_| self.inner.call_nanos());
         let mut core = self.inner.lock();
+        self.inner.fold(&mut core);
         let mut transition = None;
         if core.state == BreakerState::Open {
             if now < core.open_until {
@@ -455,23 +486,15 @@ impl CircuitBreaker {
             );
         }
         let result = match core.state {
-            BreakerState::Closed => Ok(BreakerPermit::new(
-                self.clone(),
-                core.epoch,
-                false,
-                self.inner.slow_call_duration.map(|_| now),
-            )),
+            BreakerState::Closed => {
+                Ok(BreakerPermit::new(self.clone(), core.epoch, false, started))
+            }
             BreakerState::HalfOpen
                 if core.probes_in_flight.saturating_add(core.probe_successes)
                     < self.inner.config.half_open_probes =>
             {
                 core.probes_in_flight += 1;
-                Ok(BreakerPermit::new(
-                    self.clone(),
-                    core.epoch,
-                    true,
-                    self.inner.slow_call_duration.map(|_| now),
-                ))
+                Ok(BreakerPermit::new(self.clone(), core.epoch, true, started))
             }
             BreakerState::HalfOpen | BreakerState::Open => {
                 core.counters.rejections += 1;
@@ -512,9 +535,11 @@ impl CircuitBreaker {
 
     /// A snapshot of the counters and the current window.
     pub fn metrics(&self) -> BreakerMetrics {
-        let now = self.inner.clock_on_record.then(|| self.inner.clock.now());
+        let now = self.inner.clock_on_record.then(|| self.inner.call_nanos());
         let mut core = self.inner.lock();
+        self.inner.fold(&mut core);
         let totals = core.window.totals(now);
+        self.inner.fold(&mut core);
         let c = core.counters;
         BreakerMetrics {
             state: core.state,
@@ -578,17 +603,25 @@ impl CircuitBreaker {
     /// Completes a permit (`outcome` `None`: dropped without a record).
     fn complete(&self, permit: &BreakerPermit, outcome: Option<Outcome>) {
         let inner = &*self.inner;
-        let mut now = if outcome.is_some() && inner.clock_on_record {
-            Some(inner.clock.now())
+        let now = if outcome.is_some() && inner.clock_on_record {
+            Some(inner.call_nanos())
         } else {
             None
         };
         let slow = match (inner.slow_call_duration, permit.started, now, outcome) {
             (Some(limit), Some(started), Some(now), Some(Outcome::Success | Outcome::Failure)) => {
-                now.saturating_duration_since(started) > limit
+                Duration::from_nanos(now.saturating_sub(started)) > limit
             }
             _ => false,
         };
+        if outcome == Some(Outcome::Success)
+            && !slow
+            && !permit.probe
+            && inner.try_count_success(permit.epoch, now)
+        {
+            inner.obs.successes.inc();
+            return;
+        }
 
         match outcome {
             Some(Outcome::Success) => inner.obs.successes.inc(),
@@ -600,6 +633,7 @@ impl CircuitBreaker {
             inner.obs.slow.inc();
         }
         let mut core = inner.lock();
+        inner.fold(&mut core);
         match outcome {
             Some(Outcome::Success) => core.counters.successes += 1,
             Some(Outcome::Failure) => core.counters.failures += 1,
@@ -629,9 +663,12 @@ impl CircuitBreaker {
                 };
                 core.window.record(now, failed, slow);
                 if let Some(reason) = inner.trip_reason(&mut core) {
-                    let at = *now.get_or_insert_with(|| inner.clock.now());
+                    let at = inner.clock.now();
                     transition =
                         Some(inner.transition(&mut core, BreakerState::Open, at, Some(reason)));
+                } else {
+                    // Publish the bucket the record may have rolled to.
+                    inner.fold(&mut core);
                 }
             }
             BreakerState::HalfOpen => {
@@ -646,10 +683,10 @@ impl CircuitBreaker {
                     Some(Outcome::Ignored) | None => None,
                 };
                 if reason.is_some() {
-                    let at = *now.get_or_insert_with(|| inner.clock.now());
+                    let at = inner.clock.now();
                     transition = Some(inner.transition(&mut core, BreakerState::Open, at, reason));
                 } else if core.probe_successes >= inner.config.half_open_probes {
-                    let at = *now.get_or_insert_with(|| inner.clock.now());
+                    let at = inner.clock.now();
                     transition = Some(inner.transition(&mut core, BreakerState::Closed, at, None));
                 }
             }
@@ -662,7 +699,80 @@ impl CircuitBreaker {
     }
 }
 
+/// The shortest timed duration (slow-call threshold, time-window bucket) for
+/// which the breaker reads call times from the cheaper [`Clock::now_coarse`]
+/// (one scheduler tick, 1–10 ms, of error) instead of [`Clock::now`].
+pub const COARSE_CLOCK_FROM: Duration = Duration::from_millis(100);
+
+fn coarse_enough(config: &BreakerConfig) -> bool {
+    let slow_ok = config
+        .slow_call_duration
+        .is_none_or(|d| d >= COARSE_CLOCK_FROM);
+    let window_ok = match config.window {
+        WindowConfig::Count { .. } => true,
+        WindowConfig::Time { duration, buckets } => duration / buckets.max(1) >= COARSE_CLOCK_FROM,
+    };
+    slow_ok && window_ok
+}
+
 impl Inner {
+    /// The time of a call's start or end, in nanoseconds since the breaker
+    /// was built, from the coarse clock when [`Inner::coarse`].
+    fn call_nanos(&self) -> u64 {
+        if self.coarse {
+            self.clock
+                .now_coarse_nanos()
+                .saturating_sub(self.origin_coarse)
+        } else {
+            nanos_since(self.origin, self.clock.now())
+        }
+    }
+
+    /// The lock-free record of a fast closed-state success (see `tally.rs`):
+    /// `false` when the breaker is no longer closed in the permit's epoch or
+    /// the success belongs to a bucket the window has not rolled to yet.
+    fn try_count_success(&self, epoch: u64, now: Option<u64>) -> bool {
+        if self.word.load(Ordering::Acquire) != pack(epoch, BreakerState::Closed) {
+            return false;
+        }
+        let bucket = match (self.bucket_nanos, now) {
+            (Some(width), Some(now)) => now / width.max(1),
+            _ => 0,
+        };
+        self.tally.try_count(tally::tag(epoch, bucket))
+    }
+
+    /// Folds the successes counted without the lock into `core` and tags the
+    /// stripes with the current epoch and bucket (or [`tally::LOCKED`]).
+    /// Every locked operation calls it first (so it sees every success
+    /// recorded before it), and again after it changes the epoch, the
+    /// window's head or how many calls it holds.
+    fn fold(&self, core: &mut Core) {
+        // A success may skip the lock only once the window is warm: below
+        // `minimum_calls` one more success can bring the rate rules into
+        // force and trip the breaker. (Within a bucket the window only
+        // grows; rolling it and clearing it happen under the lock, which
+        // folds again.)
+        let tag = if core.state == BreakerState::Closed
+            && core.window.calls() >= self.config.minimum_calls
+        {
+            tally::tag(core.epoch, core.window.head())
+        } else {
+            tally::LOCKED
+        };
+        let taken = self.tally.take(tag);
+        if taken > 0 {
+            core.counters.successes += taken;
+            // Counted in the closed state of this epoch (a count that raced
+            // a transition is history, like any record of an older epoch).
+            if core.state == BreakerState::Closed && core.epoch == core.tally_epoch {
+                core.window.add_successes(taken);
+                core.consecutive_failures = 0;
+            }
+        }
+        core.tally_epoch = core.epoch;
+    }
+
     fn lock(&self) -> MutexGuard<'_, Core> {
         // Every critical section leaves `Core` consistent (plain field
         // updates, no user code), so a poisoned lock is still usable.
@@ -703,6 +813,7 @@ impl Inner {
         at: Instant,
         reason: Option<TripReason>,
     ) -> Transition {
+        self.fold(core);
         let from = core.state;
         core.state = to;
         core.epoch = core.epoch.wrapping_add(1) & EPOCH_MASK;
@@ -726,6 +837,7 @@ impl Inner {
             BreakerState::HalfOpen => {}
         }
         self.word.store(pack(core.epoch, to), Ordering::Release);
+        self.fold(core);
         self.obs.state.set(state_value(to));
         match to {
             BreakerState::Open => self.obs.to_open.inc(),
@@ -798,11 +910,12 @@ pub struct BreakerPermit {
     breaker: Option<CircuitBreaker>,
     epoch: u64,
     probe: bool,
-    started: Option<Instant>,
+    /// [`Inner::call_nanos`] at acquire, when slow calls are tracked.
+    started: Option<u64>,
 }
 
 impl BreakerPermit {
-    fn new(breaker: CircuitBreaker, epoch: u64, probe: bool, started: Option<Instant>) -> Self {
+    fn new(breaker: CircuitBreaker, epoch: u64, probe: bool, started: Option<u64>) -> Self {
         BreakerPermit {
             breaker: Some(breaker),
             epoch,

@@ -3,7 +3,7 @@
 //! construction, and keep running totals so that a record is O(1) (amortized
 //! over expired buckets for the time window).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::config::WindowConfig;
 
@@ -55,12 +55,47 @@ pub(super) enum Window {
 }
 
 impl Window {
-    pub(super) fn new(config: WindowConfig, origin: Instant) -> Self {
+    /// A window whose time line (for time windows) starts at 0 nanoseconds.
+    pub(super) fn new(config: WindowConfig) -> Self {
         match config {
             WindowConfig::Count { calls } => Window::Count(CountWindow::new(calls)),
             WindowConfig::Time { duration, buckets } => {
-                Window::Time(TimeWindow::new(duration, buckets, origin))
+                Window::Time(TimeWindow::new(duration, buckets))
             }
+        }
+    }
+
+    /// Width of a time window's bucket in nanoseconds; `None` for a count
+    /// window.
+    pub(super) fn bucket_nanos(&self) -> Option<u64> {
+        match self {
+            Window::Count(_) => None,
+            Window::Time(w) => Some(w.bucket_nanos),
+        }
+    }
+
+    /// Calls in the window, without rolling it.
+    pub(super) fn calls(&self) -> u32 {
+        match self {
+            Window::Count(w) => w.totals.calls,
+            Window::Time(w) => w.totals.calls,
+        }
+    }
+
+    /// The bucket new calls land in (always 0 for a count window).
+    pub(super) fn head(&self) -> u64 {
+        match self {
+            Window::Count(_) => 0,
+            Window::Time(w) => w.head,
+        }
+    }
+
+    /// Records `n` successful, fast calls at once, as `n` calls to
+    /// [`Window::record`] at the current head would.
+    pub(super) fn add_successes(&mut self, n: u64) {
+        match self {
+            Window::Count(w) => w.add_successes(n),
+            Window::Time(w) => w.add_successes(n),
         }
     }
 
@@ -71,7 +106,9 @@ impl Window {
 
     /// Records one outcome. `now` is required by the time window (it falls
     /// back to its latest bucket without it) and unused by the count window.
-    pub(super) fn record(&mut self, now: Option<Instant>, failed: bool, slow: bool) {
+    /// Records one call; `now` (nanoseconds on the breaker's time line) is
+    /// only read by time windows.
+    pub(super) fn record(&mut self, now: Option<u64>, failed: bool, slow: bool) {
         match self {
             Window::Count(w) => w.record(failed, slow),
             Window::Time(w) => w.record(now, failed, slow),
@@ -79,7 +116,7 @@ impl Window {
     }
 
     /// Totals as of `now` (the time window first drops expired buckets).
-    pub(super) fn totals(&mut self, now: Option<Instant>) -> Totals {
+    pub(super) fn totals(&mut self, now: Option<u64>) -> Totals {
         match self {
             Window::Count(w) => w.totals,
             Window::Time(w) => {
@@ -138,6 +175,14 @@ impl CountWindow {
         }
     }
 
+    fn add_successes(&mut self, n: u64) {
+        // Past a full window, every slot holds a success whatever the order.
+        let n = n.min(self.slots.len() as u64);
+        for _ in 0..n {
+            self.record(false, false);
+        }
+    }
+
     fn clear(&mut self) {
         self.slots.fill(0);
         self.next = 0;
@@ -150,28 +195,24 @@ impl CountWindow {
 pub(super) struct TimeWindow {
     buckets: Vec<Totals>,
     bucket_nanos: u64,
-    origin: Instant,
-    /// Absolute number (since `origin`) of the newest bucket.
+    /// Absolute number (since the time line's 0) of the newest bucket.
     head: u64,
     totals: Totals,
 }
 
 impl TimeWindow {
-    fn new(duration: Duration, buckets: u32, origin: Instant) -> Self {
+    fn new(duration: Duration, buckets: u32) -> Self {
         let bucket = duration / buckets.max(1);
         TimeWindow {
             buckets: vec![Totals::default(); buckets as usize],
             bucket_nanos: u64::try_from(bucket.as_nanos()).unwrap_or(u64::MAX).max(1),
-            origin,
             head: 0,
             totals: Totals::default(),
         }
     }
 
-    fn bucket_of(&self, now: Instant) -> u64 {
-        let nanos = u64::try_from(now.saturating_duration_since(self.origin).as_nanos())
-            .unwrap_or(u64::MAX);
-        nanos / self.bucket_nanos
+    fn bucket_of(&self, now: u64) -> u64 {
+        now / self.bucket_nanos
     }
 
     fn slot(&self, bucket: u64) -> usize {
@@ -181,7 +222,7 @@ impl TimeWindow {
 
     /// Moves the head to `now`'s bucket, clearing every bucket that left the
     /// window (at most all of them).
-    fn roll(&mut self, now: Instant) {
+    fn roll(&mut self, now: u64) {
         let target = self.bucket_of(now);
         if target <= self.head {
             return;
@@ -197,7 +238,7 @@ impl TimeWindow {
         self.head = target;
     }
 
-    fn record(&mut self, now: Option<Instant>, failed: bool, slow: bool) {
+    fn record(&mut self, now: Option<u64>, failed: bool, slow: bool) {
         if let Some(now) = now {
             self.roll(now);
         }
@@ -205,6 +246,15 @@ impl TimeWindow {
         if let Some(bucket) = self.buckets.get_mut(index) {
             bucket.add(failed, slow);
             self.totals.add(failed, slow);
+        }
+    }
+
+    fn add_successes(&mut self, n: u64) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let index = self.slot(self.head);
+        if let Some(bucket) = self.buckets.get_mut(index) {
+            bucket.calls = bucket.calls.saturating_add(n);
+            self.totals.calls = self.totals.calls.saturating_add(n);
         }
     }
 
@@ -220,7 +270,7 @@ mod tests {
 
     #[test]
     fn count_window_forgets_the_oldest_outcome() {
-        let mut w = Window::new(WindowConfig::Count { calls: 3 }, Instant::now());
+        let mut w = Window::new(WindowConfig::Count { calls: 3 });
         w.record(None, true, false);
         w.record(None, false, true);
         w.record(None, false, false);
@@ -247,16 +297,43 @@ mod tests {
     }
 
     #[test]
+    fn adding_successes_at_once_equals_recording_them_one_by_one() {
+        for n in [0, 1, 2, 3, 7] {
+            let mut batched = Window::new(WindowConfig::Count { calls: 3 });
+            let mut single = Window::new(WindowConfig::Count { calls: 3 });
+            for w in [&mut batched, &mut single] {
+                w.record(None, true, false);
+                w.record(None, false, true);
+            }
+            batched.add_successes(n);
+            for _ in 0..n {
+                single.record(None, false, false);
+            }
+            batched.record(None, true, false);
+            single.record(None, true, false);
+            assert_eq!(batched.totals(None), single.totals(None), "n = {n}");
+        }
+        let mut time = Window::new(WindowConfig::Time {
+            duration: Duration::from_secs(10),
+            buckets: 5,
+        });
+        time.record(Some(3_000_000_000), true, false);
+        time.add_successes(4);
+        assert_eq!(time.head(), 1);
+        let totals = time.totals(Some(3_000_000_000));
+        assert_eq!((totals.calls, totals.failures), (5, 1));
+        // They expire with the bucket they were added to.
+        assert_eq!(time.totals(Some(12_000_000_000)).calls, 0);
+    }
+
+    #[test]
     fn time_window_drops_expired_buckets() {
-        let t0 = Instant::now();
-        let secs = Duration::from_secs;
-        let mut w = Window::new(
-            WindowConfig::Time {
-                duration: secs(10),
-                buckets: 5,
-            },
-            t0,
-        );
+        let t0 = 0;
+        let secs = |s: u64| s * 1_000_000_000;
+        let mut w = Window::new(WindowConfig::Time {
+            duration: Duration::from_secs(10),
+            buckets: 5,
+        });
         w.record(Some(t0), true, false);
         w.record(Some(t0 + secs(3)), false, false);
         w.record(Some(t0 + secs(9)), true, true);

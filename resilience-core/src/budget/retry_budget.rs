@@ -5,7 +5,6 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +12,7 @@ use crate::clock::{Clock, SharedClock};
 use crate::error::ConfigError;
 use crate::name::{InstanceName, Named};
 use crate::obs::Counter;
+use crate::stripe::{self, Padded};
 use crate::sync::{AtomicI64, AtomicU64, Mutex};
 
 use super::config::RetryBudgetConfig;
@@ -32,8 +32,6 @@ const COUNT_MASK: u64 = (1 << 32) - 1;
 /// that concurrent increments can never carry into the tag.
 const FLUSH_AT: u64 = 1 << 31;
 /// Most deposit stripes (per-thread counters).
-#[cfg_attr(breakwater_loom, allow(dead_code))]
-const MAX_STRIPES: usize = 8;
 /// The "budget exhausted" debug event is emitted at most this often.
 const LOG_INTERVAL_NANOS: u64 = 1_000_000_000;
 const NEVER: u64 = u64::MAX;
@@ -49,11 +47,6 @@ fn tag_matches(word: u64, slot: u64) -> bool {
 fn count(word: u64) -> u64 {
     word & COUNT_MASK
 }
-
-/// Aligned to two cache lines (adjacent-line prefetching pulls pairs).
-#[derive(Debug)]
-#[repr(align(128))]
-struct Padded<T>(T);
 
 #[derive(Debug)]
 struct Stripe {
@@ -173,7 +166,8 @@ pub struct RetryBudgetStats {
 pub struct RetryBudget {
     config: RetryBudgetConfig,
     clock: SharedClock,
-    epoch: Instant,
+    /// [`Clock::now_coarse_nanos`] when the budget was built.
+    epoch: u64,
     /// Slot width is `1 << shift` nanoseconds.
     shift: u32,
     ttl_nanos: u64,
@@ -255,8 +249,8 @@ impl RetryBudget {
             u128::from(config.min_retries_per_sec) * u128::from(ttl_nanos) * SCALE as u128
                 / 1_000_000_000;
         let reserve_units = i64::try_from(reserve).unwrap_or(i64::MAX);
-        let stripes = stripe_count();
-        let epoch = clock.now_coarse();
+        let stripes = stripe::stripe_count();
+        let epoch = clock.now_coarse_nanos();
         Ok(RetryBudget {
             config,
             clock,
@@ -469,21 +463,11 @@ impl RetryBudget {
     }
 
     fn now_nanos(&self) -> u64 {
-        let elapsed = self
-            .clock
-            .now_coarse()
-            .saturating_duration_since(self.epoch);
-        // Cheaper than `as_nanos` (no 128-bit multiply); saturates after
-        // 584 years.
-        elapsed
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(elapsed.subsec_nanos()))
+        self.clock.now_coarse_nanos().saturating_sub(self.epoch)
     }
 
-    #[allow(clippy::indexing_slicing)] // masked by `len - 1` of a non-empty power-of-two slice
     fn stripe(&self) -> &Stripe {
-        &self.stripes[stripe_index() & (self.stripes.len() - 1)].0
+        stripe::pick(&self.stripes)
     }
 
     fn lock_ring(&self) -> crate::sync::MutexGuard<'_, Ring> {
@@ -598,43 +582,6 @@ impl fmt::Debug for RetryBudget {
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
-}
-
-/// Number of deposit stripes: the parallelism rounded up to a power of two,
-/// at most [`MAX_STRIPES`].
-fn stripe_count() -> usize {
-    #[cfg(breakwater_loom)]
-    {
-        2
-    }
-    #[cfg(not(breakwater_loom))]
-    {
-        std::thread::available_parallelism()
-            .map_or(1, std::num::NonZero::get)
-            .min(MAX_STRIPES)
-            .next_power_of_two()
-    }
-}
-
-/// A small per-thread number used to pick a deposit stripe.
-#[cfg(not(breakwater_loom))]
-fn stripe_index() -> usize {
-    use std::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    INDEX.with(|i| *i)
-}
-
-#[cfg(breakwater_loom)]
-fn stripe_index() -> usize {
-    use std::hash::{Hash, Hasher};
-    // loom's `ThreadId` hashes its execution id too; its `Debug` form
-    // ("ThreadId(n)") is the same in every execution, as loom requires.
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    format!("{:?}", loom::thread::current().id()).hash(&mut hasher);
-    hasher.finish() as usize
 }
 
 #[cfg(test)]

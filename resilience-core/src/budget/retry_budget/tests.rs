@@ -42,12 +42,6 @@ fn slots_are_at_most_a_256th_of_the_ttl() {
 }
 
 #[test]
-fn stripe_count_is_a_power_of_two() {
-    let n = stripe_count();
-    assert!(n.is_power_of_two() && n <= MAX_STRIPES);
-}
-
-#[test]
 fn packed_words_round_trip() {
     let word = pack(0x1234_5678_9abc, 42);
     assert!(tag_matches(word, 0x1234_5678_9abc));

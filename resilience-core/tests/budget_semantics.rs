@@ -258,3 +258,22 @@ fn budget_is_send_sync_and_shared_through_an_arc() {
     assert!(budget.try_withdraw());
     assert!(format!("{budget:?}").contains("RetryBudget"));
 }
+
+#[test]
+fn a_batch_of_deposits_counts_as_that_many_single_deposits() {
+    for n in [0_u64, 1, 7, 1_000] {
+        let (batched, batched_clock) = budget(10, 0, 0.2);
+        let (single, single_clock) = budget(10, 0, 0.2);
+        batched.deposit_many(n);
+        for _ in 0..n {
+            single.deposit();
+        }
+        assert_eq!(batched.stats(), single.stats(), "n = {n}");
+        assert_eq!(batched.available(), single.available(), "n = {n}");
+        // And they expire together, one ttl later.
+        batched_clock.advance(Duration::from_secs(11));
+        single_clock.advance(Duration::from_secs(11));
+        assert_eq!(withdraw_all(&batched), withdraw_all(&single), "n = {n}");
+        assert_eq!(batched.available(), 0);
+    }
+}

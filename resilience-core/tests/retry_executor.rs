@@ -645,3 +645,22 @@ async fn one_policy_serves_concurrent_runs() {
     let stats = policy.stats();
     assert_eq!((stats.runs, stats.attempts, stats.retries), (16, 32, 16));
 }
+
+#[tokio::test]
+async fn a_batch_of_first_attempt_successes_counts_as_that_many_runs() {
+    let clock = auto_clock();
+    let batched_budget = tiny_budget(&clock, 0.5);
+    let single_budget = tiny_budget(&clock, 0.5);
+    let batched = policy_with(&clock, 3, fixed_backoff(100)).with_budget(batched_budget.clone());
+    let single = policy_with(&clock, 3, fixed_backoff(100)).with_budget(single_budget.clone());
+    batched.record_first_attempt_successes(6);
+    for _ in 0..6 {
+        let result: Result<(), RetryError<TestError>> = single.run(|_| async { Ok(()) }).await;
+        assert!(result.is_ok());
+    }
+    assert_eq!(batched.stats(), single.stats());
+    assert_eq!(batched_budget.stats(), single_budget.stats());
+    assert_eq!(drain(&batched_budget), drain(&single_budget));
+    batched.record_first_attempt_successes(0);
+    assert_eq!(batched.stats().runs, 6);
+}

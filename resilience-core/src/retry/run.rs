@@ -84,6 +84,41 @@ impl RetryPolicy {
             steps: Steps::start(self),
         }
     }
+
+    /// Counts `n` runs whose first attempt succeeded, as `n` runs that
+    /// ended with [`RetryRun::on_success`] after one attempt would (runs,
+    /// attempts, successes, one budget deposit each), without a run object
+    /// or span per call: for callers that report outcomes in batches (the
+    /// Node bindings do).
+    ///
+    /// ```
+    /// use resilience_core::retry::{RetryConfig, RetryPolicy};
+    ///
+    /// let policy = RetryPolicy::new(RetryConfig::default())?;
+    /// policy.record_first_attempt_successes(3);
+    /// let stats = policy.stats();
+    /// assert_eq!((stats.runs, stats.attempts, stats.successes), (3, 3, 3));
+    /// # Ok::<(), resilience_core::ConfigError>(())
+    /// ```
+    pub fn record_first_attempt_successes(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some(budget) = &self.budget {
+            budget.deposit_many(n);
+        }
+        for counter in [
+            &self.counters.runs,
+            &self.counters.attempts,
+            &self.counters.successes,
+        ] {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+        self.obs.runs.add(n);
+        self.obs.attempts.add(n);
+        self.obs.successes.add(n);
+        tracing::trace!(name = %self.obs.name, runs = n, "first-attempt successes recorded in a batch");
+    }
 }
 
 impl RetryRun {

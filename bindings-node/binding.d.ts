@@ -732,8 +732,9 @@ export interface RetryBudgetStats {
 
 /**
  * Creates a retry policy. Returns its bound methods:
- * - `ok()`: the hot path, a run whose first attempt succeeded (counts the
- *   run, the attempt and the success, and deposits into the budget);
+ * - `ok(count)`: the hot path, `count` runs whose first attempt succeeded
+ *   (each counts the run, the attempt and the success, and deposits into
+ *   the budget); the JS side reports them in batches (lib/pending.js);
  * - `run()`: a run whose first attempt did not succeed (counts the run and
  *   the first attempt, depositing into the budget) as a [`NativeRetryRun`]
  *   to drive;

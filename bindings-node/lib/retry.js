@@ -393,7 +393,7 @@ class RetryPolicy {
 // the same options: no key to build or hash) and keeps its SHARED_PER_TABLE newest entries.
 const SHARED_PER_TABLE = 32;
 const byBudget = new WeakMap();
-const unbudgeted = { last: undefined, entries: new Map() };
+const unbudgeted = { last: undefined, entries: new Map(), memo: undefined };
 
 function sameNative(entry, c) {
   return (
@@ -414,7 +414,7 @@ function sharedEntry(c) {
   if (c.budget !== undefined) {
     table = byBudget.get(c.budget);
     if (table === undefined) {
-      table = { last: undefined, entries: new Map() };
+      table = { last: undefined, entries: new Map(), memo: undefined };
       byBudget.set(c.budget, table);
     }
   }
@@ -434,17 +434,72 @@ function sharedEntry(c) {
   return entry;
 }
 
-/** The plan of one `retry` call: validates `o` and finds (or builds) the native policy for its values. */
+const RETRY_KEY_SET = new Set(RETRY_KEYS);
+
+/** `v.knownKeys(..., RETRY_KEYS)` without allocating (for...in sees inherited keys too: only own ones count). */
+function checkRetryKeys(o) {
+  for (const key in o) {
+    if (!RETRY_KEY_SET.has(key) && Object.hasOwn(o, key)) v.knownKeys('options', o, RETRY_KEYS);
+  }
+}
+
+/**
+ * Whether `o` holds exactly the values `memo` was validated and planned with. Only values whose
+ * validity cannot change are remembered: primitives, functions and instances (a Backoff's
+ * options never change); never a plain `backoff` object, which may be mutated.
+ */
+function sameRaw(memo, o) {
+  return (
+    memo.maxAttempts === o.maxAttempts &&
+    memo.backoff === o.backoff &&
+    memo.retryable === o.retryable &&
+    memo.deadlineMs === o.deadlineMs &&
+    memo.maxRetryAfterMs === o.maxRetryAfterMs &&
+    memo.seed === o.seed &&
+    memo.breaker === o.breaker &&
+    memo.limit === o.limit &&
+    memo.onRetry === o.onRetry &&
+    memo.onGiveUp === o.onGiveUp
+  );
+}
+
+/**
+ * The plan of one `retry` call: validates `o` and finds (or builds) the native policy for its
+ * values. Each table remembers the raw option values of its last validated call: a call with
+ * the same values (an options object written inline in a loop, or a reused one) skips
+ * re-validating them.
+ */
 function planOf(o) {
-  v.knownKeys('options', o, RETRY_KEYS);
+  checkRetryKeys(o);
+  const table = o.budget === undefined ? unbudgeted : byBudget.get(o.budget);
+  const memo = table?.memo;
+  if (memo !== undefined && sameRaw(memo, o)) return memo.plan;
   const c = policyOptions(o);
   const entry = sharedEntry(c);
+  let plan;
   if (c.retryable === undefined && c.breaker === undefined && c.limit === undefined && c.onRetry === undefined && c.onGiveUp === undefined) {
     // The common case: no per-call options beyond the native ones; deadlineMs is passed per run.
     entry.plain ??= planFor(entry, { ...c, deadlineMs: undefined });
-    return entry.plain;
+    plan = entry.plain;
+  } else {
+    plan = planFor(entry, c);
   }
-  return planFor(entry, c);
+  if (o.backoff === undefined || o.backoff instanceof Backoff) {
+    (c.budget === undefined ? unbudgeted : byBudget.get(c.budget)).memo = {
+      maxAttempts: o.maxAttempts,
+      backoff: o.backoff,
+      retryable: o.retryable,
+      deadlineMs: o.deadlineMs,
+      maxRetryAfterMs: o.maxRetryAfterMs,
+      seed: o.seed,
+      breaker: o.breaker,
+      limit: o.limit,
+      onRetry: o.onRetry,
+      onGiveUp: o.onGiveUp,
+      plan,
+    };
+  }
+  return plan;
 }
 
 let defaultPlan;

@@ -139,10 +139,14 @@ const variants = [
   ],
 ];
 
+/** [wall-clock ns per call, CPU ns per call (all of the process's threads, GC included)]. */
 async function measure(call, n) {
+  const cpu = process.cpuUsage();
   const start = process.hrtime.bigint();
   for (let i = 0; i < n; i++) await call();
-  return Number(process.hrtime.bigint() - start) / n;
+  const wall = Number(process.hrtime.bigint() - start) / n;
+  const used = process.cpuUsage(cpu);
+  return [wall, ((used.user + used.system) * 1000) / n];
 }
 
 if (worker !== undefined) {
@@ -190,12 +194,15 @@ async function main() {
     children.push(child);
   }
   const samples = variants.map(() => []);
+  const cpuSamples = variants.map(() => []);
   try {
     for (let round = 0; round < rounds; round++) {
       for (const i of shuffle(variants.map((_, j) => j))) {
         const answer = reply(children[i]);
         children[i].send(iterations);
-        samples[i].push(await answer);
+        const [wall, cpu] = await answer;
+        samples[i].push(wall);
+        cpuSamples[i].push(cpu);
         children[i].removeAllListeners('exit');
       }
     }
@@ -203,15 +210,22 @@ async function main() {
     for (const child of children) child.kill();
   }
   const medians = Object.fromEntries(variants.map(([name], i) => [name, median(samples[i])]));
+  const cpuMedians = Object.fromEntries(variants.map(([name], i) => [name, median(cpuSamples[i])]));
   console.log(
     `node ${process.version}, ${rounds} rounds x ${iterations} calls, one process per variant, ` +
-      `medians (ns/call); 1-min load average ${loadBefore} before, ${load()} after`,
+      `medians; 1-min load average ${loadBefore} before, ${load()} after`,
   );
-  for (const [name, , anchors] of variants) {
-    const ns = medians[name];
-    const ratios = anchors.map((anchor) => `${(ns / medians[anchor]).toFixed(2)}x ${anchor.split(' ')[0]}`).join(', ');
-    const overBare = (ns / medians[BARE]).toFixed(1);
-    console.log(`  ${name.padEnd(64)} ${ns.toFixed(0).padStart(6)} ns  ${overBare.padStart(5)}x bare${ratios ? `  ${ratios}` : ''}`);
-  }
-  if (args.includes('--json')) console.log(JSON.stringify(medians));
+  const table = (title, m) => {
+    console.log(title);
+    for (const [name, , anchors] of variants) {
+      const ns = m[name];
+      const ratios = anchors.map((anchor) => `${(ns / m[anchor]).toFixed(2)}x ${anchor.split(' ')[0]}`).join(', ');
+      const overBare = (ns / m[BARE]).toFixed(1);
+      console.log(`  ${name.padEnd(64)} ${ns.toFixed(0).padStart(6)} ns  ${overBare.padStart(5)}x bare${ratios ? `  ${ratios}` : ''}`);
+    }
+  };
+  table('wall-clock ns per call:', medians);
+  // CPU time of the variant's own process: what other processes' load disturbs least.
+  table('CPU ns per call (the process, all threads):', cpuMedians);
+  if (args.includes('--json')) console.log(JSON.stringify({ wall: medians, cpu: cpuMedians }));
 }

@@ -202,3 +202,32 @@ test('a seeded policy numbers its runs as if no success were batched', async () 
   const [again] = await delaysAfter(3);
   assert.equal(again, d3, 'and the same as any other run 3');
 });
+
+test('remembered option values are validated again as soon as one changes', async () => {
+  const budget = new RetryBudget({ minRetriesPerSec: 0, retryRatio: 10 });
+  const backoff = new Backoff({ baseMs: 1, maxMs: 2, jitter: 'none' });
+  const options = { budget, backoff, maxAttempts: 2 };
+  assert.equal(await retry(ok, options), 'ok');
+  assert.equal(await retry(ok, { budget, backoff, maxAttempts: 2 }), 'ok');
+  await assertRejectsInvalid(retry(ok, { budget, backoff, maxAttempts: 2, extra: 1 }), TypeError, 'extra');
+  options.maxAttempts = 0;
+  await assertRejectsInvalid(retry(ok, options), RangeError, 'maxAttempts');
+  options.maxAttempts = 2;
+  options.retryable = 'no';
+  await assertRejectsInvalid(retry(ok, options), TypeError, 'retryable');
+  options.retryable = () => false;
+  await assert.rejects(retry(failing(1), options), { code: codes.NOT_RETRYABLE });
+  delete options.retryable;
+  assert.equal(await retry(failing(1), options), 'ok after 2');
+  options.deadlineMs = -1;
+  await assertRejectsInvalid(retry(ok, options), RangeError, 'deadlineMs');
+  delete options.deadlineMs;
+  options.onGiveUp = 5;
+  await assertRejectsInvalid(retry(ok, options), TypeError, 'onGiveUp');
+  delete options.onGiveUp;
+  options.budget = {};
+  await assertRejectsInvalid(retry(ok, options), TypeError, 'budget');
+  const inherited = Object.create({ maxAttempts: 1 });
+  inherited.budget = budget;
+  await assert.rejects(retry(failing(1), inherited), { code: codes.ATTEMPTS_EXHAUSTED });
+});

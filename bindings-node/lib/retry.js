@@ -434,15 +434,6 @@ function sharedEntry(c) {
   return entry;
 }
 
-const RETRY_KEY_SET = new Set(RETRY_KEYS);
-
-/** `v.knownKeys(..., RETRY_KEYS)` without allocating (for...in sees inherited keys too: only own ones count). */
-function checkRetryKeys(o) {
-  for (const key in o) {
-    if (!RETRY_KEY_SET.has(key) && Object.hasOwn(o, key)) v.knownKeys('options', o, RETRY_KEYS);
-  }
-}
-
 /**
  * Whether `o` holds exactly the values `memo` was validated and planned with. Only values whose
  * validity cannot change are remembered: primitives, functions and instances (a Backoff's
@@ -470,7 +461,7 @@ function sameRaw(memo, o) {
  * re-validating them.
  */
 function planOf(o) {
-  checkRetryKeys(o);
+  v.knownKeys('options', o, RETRY_KEYS);
   const table = o.budget === undefined ? unbudgeted : byBudget.get(o.budget);
   const memo = table?.memo;
   if (memo !== undefined && sameRaw(memo, o)) return memo.plan;

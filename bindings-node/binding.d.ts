@@ -272,7 +272,10 @@ export interface BackoffOptions {
 
 /**
  * Creates a breaker. Returns its bound methods:
- * - `acquire()`: a permit key (>= 0), or `-1 - retryAfterMs` when open;
+ * - `acquire(succeeded)`: first records a success for the permit
+ *   `succeeded` when it is >= 0 (a success whose record the JS side
+ *   deferred to this call: one crossing instead of two), then returns a
+ *   permit key (>= 0), or `-1 - retryAfterMs` when open;
  * - `record(permit, outcome)`: how the call ended (`OUTCOME_*` codes);
  * - `recordSuccess(permit)`: the same for a success, one argument less on
  *   the hot path;

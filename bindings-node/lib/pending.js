@@ -13,6 +13,10 @@
 //     keeps the process alive), so a deposit starts its budget TTL at most that much late;
 //   - at once when MAX_PENDING oks are waiting.
 // The algorithm stays in Rust: this only delays when it hears of successes.
+//
+// A CircuitBreaker defers a success record the same way (to its next acquire, one crossing for
+// both; see lib/breaker.js) and registers here with `later(owner)` so that the timer reports it
+// too: `owner.flushDeferred()` is called at the next flush.
 
 /** Longest delay of a report, in ms. */
 const FLUSH_AFTER_MS = 10;
@@ -23,9 +27,22 @@ const MAX_PENDING = 1024;
 let dirty = [];
 let waiting = 0;
 let timer;
+/** Owners (`{ flushDeferred() }`) with a deferred record, reported at the next flush. */
+let owners = [];
 
-/** Reports every waiting ok. Never throws. */
+/** Reports every waiting ok and deferred record. Never throws. */
 function flush() {
+  if (owners.length !== 0) {
+    const list = owners;
+    owners = [];
+    for (const owner of list) {
+      try {
+        owner.flushDeferred();
+      } catch {
+        // As below: nothing to report to.
+      }
+    }
+  }
   if (dirty.length === 0) return;
   const entries = dirty;
   dirty = [];
@@ -55,9 +72,15 @@ function arm() {
 function ok(entry) {
   if (entry.pending++ === 0) {
     dirty.push(entry);
-    if (dirty.length === 1) arm();
+    if (dirty.length === 1 && owners.length === 0) arm();
   }
   if (++waiting >= MAX_PENDING) flush();
+}
+
+/** `owner` has deferred a record: `owner.flushDeferred()` at the next flush (register once until then). */
+function later(owner) {
+  owners.push(owner);
+  if (owners.length === 1 && dirty.length === 0) arm();
 }
 
 /** Oks not reported yet (for tests). */
@@ -65,4 +88,4 @@ function waitingCount() {
   return waiting;
 }
 
-module.exports = { ok, flush, waitingCount, FLUSH_AFTER_MS, MAX_PENDING };
+module.exports = { ok, later, flush, waitingCount, FLUSH_AFTER_MS, MAX_PENDING };

@@ -18,14 +18,11 @@
 //! than when it starts: the same deposits, shifted by one attempt's latency.
 
 use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Waker};
 use std::time::Duration;
 
 use napi::Env;
 use napi::bindgen_prelude::Object;
 use napi_derive::napi;
-use resilience_core::deadline::Deadline;
 use resilience_core::retry::{
     ErrorClass, RetryConfig, RetryDecision, RetryErrorKind, RetryPolicy, RetryRun,
 };
@@ -123,24 +120,11 @@ fn prefix_backoff(message: &str) -> String {
 }
 
 /// `count` runs whose first attempt succeeded: each counts the run, the
-/// attempt and the success, and deposits into the budget.
-///
-/// Each goes through the policy's own executor with an operation that is
-/// ready at once (the executor borrows the policy: no per-run clone as with
-/// [`RetryPolicy::start_run`]); the policy has no overall timeout, so the
-/// unbounded deadline is the one its runs always have.
+/// attempt and the success, and deposits into the budget, in one batch
+/// ([`RetryPolicy::record_first_attempt_successes`]: one budget update and
+/// one add per counter, however many runs).
 fn ok_runs(policy: &RetryPolicy, count: u32) {
-    let deadline = Deadline::unbounded(policy.clock().clone());
-    let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..count {
-        let run = pin!(policy.run_classified_with_deadline(
-            &deadline,
-            |(): &()| ErrorClass::Permanent,
-            |_| std::future::ready(Ok::<(), ()>(())),
-        ));
-        // Ready at the first poll: nothing in a successful first attempt waits.
-        let _ = run.poll(&mut cx);
-    }
+    policy.record_first_attempt_successes(u64::from(count));
 }
 
 /// Creates a retry policy. Returns its bound methods:

@@ -17,7 +17,6 @@
 //! further decision. So a first attempt deposits when it completes rather
 //! than when it starts: the same deposits, shifted by one attempt's latency.
 
-use std::future::Future;
 use std::time::Duration;
 
 use napi::Env;

@@ -272,7 +272,10 @@ export interface BackoffOptions {
 
 /**
  * Creates a breaker. Returns its bound methods:
- * - `acquire()`: a permit key (>= 0), or `-1 - retryAfterMs` when open;
+ * - `acquire(succeeded)`: first records a success for the permit
+ *   `succeeded` when it is >= 0 (a success whose record the JS side
+ *   deferred to this call: one crossing instead of two), then returns a
+ *   permit key (>= 0), or `-1 - retryAfterMs` when open;
  * - `record(permit, outcome)`: how the call ended (`OUTCOME_*` codes);
  * - `recordSuccess(permit)`: the same for a success, one argument less on
  *   the hot path;
@@ -732,8 +735,9 @@ export interface RetryBudgetStats {
 
 /**
  * Creates a retry policy. Returns its bound methods:
- * - `ok()`: the hot path, a run whose first attempt succeeded (counts the
- *   run, the attempt and the success, and deposits into the budget);
+ * - `ok(count)`: the hot path, `count` runs whose first attempt succeeded
+ *   (each counts the run, the attempt and the success, and deposits into
+ *   the budget); the JS side reports them in batches (lib/pending.js);
  * - `run()`: a run whose first attempt did not succeed (counts the run and
  *   the first attempt, depositing into the budget) as a [`NativeRetryRun`]
  *   to drive;

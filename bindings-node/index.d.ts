@@ -222,6 +222,9 @@ export declare class RetryPolicy {
  * Runs `fn` until it resolves, retrying as the options allow. Rejects with a
  * {@link RetryError} (its `cause` is fn's last error), or an AbortError
  * (a DOMException) when `signal` aborts. Never throws synchronously.
+ * Options are validated on every call; calls whose options have equal values
+ * share one native policy, so an inline options object costs the same as a
+ * reused one.
  */
 export declare function retry<T>(
   fn: (context: AttemptContext) => T | PromiseLike<T>,

@@ -1,11 +1,15 @@
 'use strict';
-// `CircuitBreaker`: resilience-core's breaker. A call through it costs two
-// synchronous crossings (acquire, record); the permit stays in Rust.
+// `CircuitBreaker`: resilience-core's breaker. A call through `execute` costs one or two
+// synchronous crossings (acquire, record); the permit stays in Rust. Without slow-call tracking
+// and with a count window (where a record's time does not count), a success is recorded with the
+// next acquire (one crossing for both), before anything else reads or changes the breaker, and
+// at the latest 10 ms later (lib/pending.js).
 const native = require('./native');
 const v = require('./validate');
 const { breakerOpen, isAbortError, typeError, abortError } = require('./errors');
 const { kExecute, abortable, callHook } = require('./policy');
 const { backoffOptions } = require('./backoff');
+const pending = require('./pending');
 
 const KEYS = [
   'consecutiveFailures',
@@ -77,12 +81,14 @@ class BreakerPermit {
   #breaker;
   #key;
   #after;
+  #before;
   #done = false;
 
-  constructor(breaker, key, after) {
+  constructor(breaker, key, after, before) {
     this.#breaker = breaker;
     this.#key = key;
     this.#after = after;
+    this.#before = before;
     forgotten.register(this, { breaker, key }, this);
   }
 
@@ -90,6 +96,7 @@ class BreakerPermit {
     if (this.#done) return false;
     this.#done = true;
     forgotten.unregister(this);
+    if (this.#before !== undefined) this.#before();
     this.#breaker.record(this.#key, outcome);
     if (this.#after !== undefined) this.#after();
     return true;
@@ -141,11 +148,42 @@ class CircuitBreaker {
   #drain = () => {
     if (this.#listeners !== undefined) this.#emitChanges();
   };
+  /** Key of a permit whose success is recorded with the next acquire (or flush), or -1. */
+  #deferred = -1;
+  /** Whether successes may be deferred: no slow-call tracking and a count window (a record's time does not count). */
+  #mayDefer;
+  /** Whether lib/pending.js will call `flushDeferred` at its next flush. */
+  #registered = false;
+  #owner = {
+    flushDeferred: () => {
+      this.#registered = false;
+      this.#flushDeferred();
+    },
+  };
+  #flush = () => this.#flushDeferred();
 
   constructor(options) {
     const [nativeOptions, isFailure] = breakerOptions(options);
     this.#n = native.breakerCreate(nativeOptions);
     this.#isFailure = isFailure;
+    this.#mayDefer = nativeOptions.slowCallDurationMs === undefined &&
+      (nativeOptions.window === undefined || nativeOptions.window.calls !== undefined);
+  }
+
+  /** Records the deferred success, if any. */
+  #flushDeferred() {
+    const key = this.#deferred;
+    if (key < 0) return;
+    this.#deferred = -1;
+    this.#n.recordSuccess(key);
+    if (this.#listeners !== undefined) this.#emitChanges();
+  }
+
+  /** The deferred success's key (-1 for none), for `acquire` to record first. */
+  #takeDeferred() {
+    const key = this.#deferred;
+    this.#deferred = -1;
+    return key;
   }
 
   /**
@@ -153,10 +191,10 @@ class CircuitBreaker {
    * throws ERR_BREAKWATER_BREAKER_OPEN (with `retryAfterMs`).
    */
   tryAcquire() {
-    const key = this.#n.acquire();
+    const key = this.#n.acquire(this.#takeDeferred());
     if (this.#listeners !== undefined) this.#emitChanges();
     if (key < 0) throw breakerOpen(-1 - key);
-    return new BreakerPermit(this.#n, key, this.#drain);
+    return new BreakerPermit(this.#n, key, this.#drain, this.#flush);
   }
 
   /**
@@ -183,16 +221,26 @@ class CircuitBreaker {
   async [kExecute](fn, signal) {
     if (signal !== undefined && signal.aborted) throw abortError(signal);
     const n = this.#n;
-    const key = n.acquire();
+    const key = n.acquire(this.#takeDeferred());
     if (this.#listeners !== undefined) this.#emitChanges();
     if (key < 0) throw breakerOpen(-1 - key);
     let value;
     try {
       value = signal === undefined ? await fn(NO_SIGNAL) : await abortable(fn({ signal }), signal);
     } catch (err) {
-      n.record(key, signal !== undefined && signal.aborted ? OUTCOME.cancelled : this.#outcomeOf(err));
+      const outcome = signal !== undefined && signal.aborted ? OUTCOME.cancelled : this.#outcomeOf(err);
+      this.#flushDeferred();
+      n.record(key, outcome);
       if (this.#listeners !== undefined) this.#emitChanges();
       throw err;
+    }
+    if (this.#mayDefer && this.#deferred < 0 && this.#listeners === undefined) {
+      this.#deferred = key;
+      if (!this.#registered) {
+        this.#registered = true;
+        pending.later(this.#owner);
+      }
+      return value;
     }
     n.recordSuccess(key);
     if (this.#listeners !== undefined) this.#emitChanges();
@@ -222,6 +270,7 @@ class CircuitBreaker {
   on(event, listener) {
     v.string('event', event, { oneOf: EVENTS, optional: false });
     v.func('listener', listener, { optional: false });
+    this.#flushDeferred();
     if (this.#listeners === undefined) {
       this.#n.subscribe();
       this.#listeners = new Map();
@@ -266,6 +315,7 @@ class CircuitBreaker {
 
   /** `'closed' | 'open' | 'half-open'`. */
   get state() {
+    this.#flushDeferred();
     const state = STATES[this.#n.state()];
     if (this.#listeners !== undefined) this.#emitChanges();
     return state;
@@ -273,6 +323,7 @@ class CircuitBreaker {
 
   /** Counters since creation and the current window. */
   stats() {
+    this.#flushDeferred();
     const stats = this.#n.stats();
     if (this.#listeners !== undefined) this.#emitChanges();
     return stats;

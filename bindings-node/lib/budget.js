@@ -2,6 +2,7 @@
 const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
+const pending = require('./pending');
 
 const KEYS = ['ttlMs', 'minRetriesPerSec', 'retryRatio'];
 
@@ -42,16 +43,19 @@ class RetryBudget {
 
   /** One original request: deposits `retryRatio` of a token. */
   deposit() {
+    pending.flush();
     this.#n.deposit();
   }
 
   /** May one retry be made? Withdraws a token and returns true if so. */
   tryWithdraw() {
+    pending.flush();
     return this.#n.tryWithdraw();
   }
 
   /** Counters since creation and the current balance. */
   stats() {
+    pending.flush();
     return this.#n.stats();
   }
 }

@@ -3,6 +3,7 @@
 const { limits } = require('./constants');
 const native = require('./native');
 const v = require('./validate');
+const pending = require('./pending');
 const { adoptBudget } = require('./budget');
 
 const KEYS = ['ttlMs', 'minRetriesPerSec', 'retryRatio', 'maxKeys', 'idleTtlMs'];
@@ -35,11 +36,13 @@ class KeyedRetryBudget {
 
   /** Records an original request to `key` (earns it retry tokens). */
   deposit(k) {
+    pending.flush();
     this.#n.deposit(key(k));
   }
 
   /** Spends a token of `key` for a retry: true if the retry may be sent. */
   tryWithdraw(k) {
+    pending.flush();
     return this.#n.tryWithdraw(key(k));
   }
 
@@ -50,6 +53,7 @@ class KeyedRetryBudget {
 
   /** The stats of `key`'s budget (as `RetryBudget#stats`); creates it if absent. */
   budgetStats(k) {
+    pending.flush();
     return this.#n.budgetStats(key(k));
   }
 
@@ -58,16 +62,19 @@ class KeyedRetryBudget {
    * `budget`. While that object is alive, the key counts as held and is never evicted.
    */
   budgetFor(k) {
+    pending.flush();
     return adoptBudget(native.budgetAdopt(this.#n.budgetFor(key(k))));
   }
 
   /** Forgets idle keys; returns how many. */
   evictIdle() {
+    pending.flush();
     return this.#n.evictIdle();
   }
 
   /** keys, evictions, overflowed. */
   stats() {
+    pending.flush();
     return this.#n.stats();
   }
 }

@@ -202,7 +202,10 @@ pub fn breaker_config(options: &BreakerOptions) -> BwResult<BreakerConfig> {
 }
 
 /// Creates a breaker. Returns its bound methods:
-/// - `acquire()`: a permit key (>= 0), or `-1 - retryAfterMs` when open;
+/// - `acquire(succeeded)`: first records a success for the permit
+///   `succeeded` when it is >= 0 (a success whose record the JS side
+///   deferred to this call: one crossing instead of two), then returns a
+///   permit key (>= 0), or `-1 - retryAfterMs` when open;
 /// - `record(permit, outcome)`: how the call ended (`OUTCOME_*` codes);
 /// - `recordSuccess(permit)`: the same for a success, one argument less on
 ///   the hot path;
@@ -224,8 +227,13 @@ pub fn create(env: &Env, options: BreakerOptions) -> napi::Result<Object<'_>> {
     })?;
     let mut object = Object::new(env)?;
     let e = Rc::clone(&entry);
-    bind::method(env, &mut object, "acquire", move |_| {
-        acquire(&mut *borrow(&e)?)
+    bind::method(env, &mut object, "acquire", move |ctx| {
+        let succeeded: f64 = bind::arg(ctx, 0, "succeeded")?;
+        let mut entry = borrow(&e)?;
+        if succeeded >= 0.0 {
+            record(&mut entry, succeeded, OUTCOME_SUCCESS)?;
+        }
+        acquire(&mut entry)
     })?;
     let e = Rc::clone(&entry);
     bind::method(env, &mut object, "record", move |ctx| {

@@ -7,9 +7,11 @@
 //! `Retry-After` hint, the deadline check and the budget withdrawal at
 //! decision time.
 //!
-//! A run that succeeds at its first attempt crosses into Rust once, after
-//! the attempt (the bound `ok()`: run, attempt, deposit and success in one
-//! call). A run
+//! A run that succeeds at its first attempt does not cross into Rust at
+//! once: the JS side counts it and reports such runs in batches (the bound
+//! `ok(count)`: run, attempt, deposit and success for each), before anything
+//! reads the policy or its budget and at the latest 10 ms later (see
+//! lib/pending.js). A run
 //! whose first attempt fails gets a [`NativeRetryRun`] then (its first
 //! attempt and deposit recorded at that moment) and asks it for each
 //! further decision. So a first attempt deposits when it completes rather
@@ -116,9 +118,18 @@ fn prefix_backoff(message: &str) -> String {
     message.replacen('`', "`backoff.", 1)
 }
 
+/// `count` runs whose first attempt succeeded: each counts the run, the
+/// attempt and the success, and deposits into the budget, in one batch
+/// ([`RetryPolicy::record_first_attempt_successes`]: one budget update and
+/// one add per counter, however many runs).
+fn ok_runs(policy: &RetryPolicy, count: u32) {
+    policy.record_first_attempt_successes(u64::from(count));
+}
+
 /// Creates a retry policy. Returns its bound methods:
-/// - `ok()`: the hot path, a run whose first attempt succeeded (counts the
-///   run, the attempt and the success, and deposits into the budget);
+/// - `ok(count)`: the hot path, `count` runs whose first attempt succeeded
+///   (each counts the run, the attempt and the success, and deposits into
+///   the budget); the JS side reports them in batches (lib/pending.js);
 /// - `run()`: a run whose first attempt did not succeed (counts the run and
 ///   the first attempt, depositing into the budget) as a [`NativeRetryRun`]
 ///   to drive;
@@ -129,10 +140,9 @@ pub fn create(env: &Env, options: RetryPolicyOptions) -> napi::Result<Object<'_>
     let policy = guard(env, || policy(&options))?;
     let mut object = Object::new(env)?;
     let p = policy.clone();
-    bind::method(env, &mut object, "ok", move |_| {
-        let mut run = p.start_run();
-        run.begin_attempt();
-        run.on_success();
+    bind::method(env, &mut object, "ok", move |ctx| {
+        let count = whole_u32("count", bind::arg::<f64>(ctx, 0, "count")?)?;
+        ok_runs(&p, count);
         Ok(())
     })?;
     let p = policy.clone();
@@ -294,6 +304,26 @@ mod tests {
             max_attempts: None,
             seed: None,
         }
+    }
+
+    #[test]
+    fn a_batch_of_oks_counts_and_deposits_each_run() {
+        let budget = std::sync::Arc::new(
+            resilience_core::budget::RetryBudget::new(
+                resilience_core::budget::RetryBudgetConfig::default(),
+            )
+            .unwrap(),
+        );
+        let policy = policy(&RetryPolicyOptions::default())
+            .unwrap()
+            .with_budget(std::sync::Arc::clone(&budget));
+        ok_runs(&policy, 5);
+        ok_runs(&policy, 0);
+        let stats = stats_of(&policy);
+        assert_eq!(stats.runs, 5.0);
+        assert_eq!(stats.attempts, 5.0);
+        assert_eq!(stats.successes, 5.0);
+        assert_eq!(crate::budget::stats_of(&budget).deposits, 5.0);
     }
 
     #[test]

@@ -18,11 +18,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleet_drain::drain::{AdaptiveStartsConfig, DrainConfig, DrainController};
+use fleet_drain::drain::{
+    AdaptiveStartsConfig, DrainConfig, DrainController, DrainEvent, StartExplorationConfig,
+};
 use fleet_drain::journal::MemoryJournal;
 use fleet_drain::plan::{Amount, DrainLimits};
 use fleet_drain::sim::{self, SilentFailures, SimConfig, SimFleet};
-use resilience_core::clock::ManualClock;
+use resilience_core::clock::{Clock, ManualClock};
 
 const HOSTS: u32 = 100;
 const APPS: u32 = 300;
@@ -40,6 +42,7 @@ fn controller_config() -> DrainConfig {
         },
         adaptive_starts: Some(AdaptiveStartsConfig::default()),
         probation: Some(Duration::from_secs(150)),
+        start_exploration: Some(StartExplorationConfig::default()),
         check_interval: Duration::from_secs(10),
         ..DrainConfig::default()
     };
@@ -91,12 +94,33 @@ fn run(safe: u32) -> Result<Row, Box<dyn std::error::Error>> {
         Box::new(MemoryJournal::new()),
         clock.clone(),
     )?;
+    if std::env::var_os("ADAPTIVE_DRAIN_TRACE").is_some() {
+        // The learned limit's changes, with the simulated time.
+        let t0 = clock.now();
+        let at = clock.clone();
+        controller.on_event(move |event| {
+            if let DrainEvent::StartLimitChanged { from, to, .. } = event {
+                let t = at.now().saturating_duration_since(t0).as_secs();
+                eprintln!("S={safe} t={t}s limit {from} -> {to}");
+            }
+        });
+    }
     let report = sim::run(&clock, controller.run(&old))??;
     let stats = fleet.stats();
     let learned = report
         .start_limits
         .iter()
-        .map(|l| format!("{} (confirmed {}, {} cuts)", l.limit, l.confirmed, l.cuts))
+        .map(|l| {
+            format!(
+                "{} (confirmed {}, failed at {}, {} cuts, {} promotions, {} probes)",
+                l.limit,
+                l.confirmed,
+                l.failed_at.map_or("-".to_owned(), |f| f.to_string()),
+                l.cuts,
+                l.promotions,
+                l.probes
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     Ok(Row {

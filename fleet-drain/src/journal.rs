@@ -164,6 +164,26 @@ pub enum JournalRecord {
         /// Why.
         reason: String,
     },
+    /// A receiver class's learned start concurrency changed (adaptive
+    /// starts): a restarted controller resumes the class at it.
+    StartLimitLearned(LearnedStartLimit),
+}
+
+/// A receiver class's learned start concurrency, as journaled
+/// ([`JournalRecord::StartLimitLearned`]). The class is its receivers'
+/// capacity and version (`fleet_drain::drain::ReceiverClass`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedStartLimit {
+    /// The class's receiver capacity.
+    pub capacity: u32,
+    /// The class's receiver version.
+    pub version: String,
+    /// Concurrent starts per receiver allowed.
+    pub limit: u32,
+    /// Highest concurrency known safe (passed probation).
+    pub confirmed: u32,
+    /// Lowest concurrency at which a start failed, if remembered.
+    pub failed_at: Option<u32>,
 }
 
 /// Durable, ordered storage of [`JournalRecord`]s.
@@ -512,6 +532,9 @@ pub struct DrainProgress {
     pub finished: bool,
     /// The abort reason, if it was aborted.
     pub aborted: Option<String>,
+    /// The last learned start concurrency of each receiver class, by
+    /// capacity and version.
+    pub start_limits: Vec<LearnedStartLimit>,
 }
 
 impl DrainProgress {
@@ -540,6 +563,12 @@ impl DrainProgress {
                 }
                 JournalRecord::Finished => progress.finished = true,
                 JournalRecord::Aborted { reason } => progress.aborted = Some(reason.clone()),
+                JournalRecord::StartLimitLearned(learned) => {
+                    progress.start_limits.retain(|l| {
+                        (l.capacity, &l.version) != (learned.capacity, &learned.version)
+                    });
+                    progress.start_limits.push(learned.clone());
+                }
             }
         }
         progress

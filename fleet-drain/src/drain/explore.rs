@@ -1,0 +1,244 @@
+//! Exploration across receivers: while most receivers of a class start
+//! apps at the class's trusted concurrency, a few *probe* receivers run at
+//! higher levels at the same time, and failed levels are tried again after
+//! a while (decay). Configured by [`StartExplorationConfig`].
+//!
+//! # Why?
+//!
+//! A corrupted start can stay silent for minutes (the February 2019
+//! `node_modules` corruption surfaced through users): a level is known to
+//! be safe only once its starts passed probation, so growing one level at
+//! a time in time costs a probation per step. Exploring across receivers
+//! tests several levels in one probation: the class jumps to the highest
+//! level whose probe starts passed (`min_passed` of them, none failed), and
+//! a late failure at a probe level caps the class below it.
+//!
+//! # What bounds the cost?
+//!
+//! - At most `max_receiver_share` of a class's receivers probe (and at most
+//!   `receivers_per_level` per level);
+//! - each probe receiver runs at most `starts_per_probe` starts above the
+//!   trusted level per probe cycle (a probation plus a growth window, or
+//!   until the class's level or cap changes), then runs at the trusted
+//!   level until the cycle ends;
+//! - a probe level is below the lowest level that failed.
+//!
+//! # Decay
+//!
+//! A level at which a start failed caps the class (it is never confirmed,
+//! neither the trusted limit nor a probe reaches it). After
+//! `retry_failed_after` without a new failure at that level, the failure is
+//! forgotten: probes (and the trusted limit's confirmed growth) may try it
+//! again. A new failure there caps it again for another period.
+
+use std::time::Duration;
+
+use resilience_core::ConfigError;
+use serde::{Deserialize, Serialize};
+
+/// Configuration of exploration across receivers (see the
+/// [module docs](self)); needs `DrainConfig::adaptive_starts` and
+/// `DrainConfig::probation`. `Default`: probes at 2× and 4× the trusted
+/// level, 2 receivers per level, at most 10 % of a class's receivers,
+/// 24 starts above the trusted level per probe receiver per cycle, a
+/// level trusted once 24 of its starts passed probation, failures forgotten
+/// after 10 minutes. Tuned with `examples/adaptive_drain.rs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StartExplorationConfig {
+    /// Probe levels, as factors of the trusted level (rounded down, at
+    /// least one above it). 1 to 8 factors, each finite and > 1.
+    pub level_factors: Vec<f64>,
+    /// Probe receivers per level. >= 1.
+    pub receivers_per_level: u32,
+    /// At most this share of a class's receivers probe. In `(0, 1]`.
+    pub max_receiver_share: f64,
+    /// Starts above the trusted level each probe receiver may run per
+    /// probe cycle. >= 1.
+    pub starts_per_probe: u32,
+    /// Starts at a level (or higher, below any failed level) that must
+    /// pass probation before the class trusts that level. >= 1.
+    pub min_passed: u32,
+    /// Forget a failed level after this long without a new failure there
+    /// (it may be probed again). `None`: never. > 0 if set.
+    #[serde(with = "humantime_serde::option")]
+    pub retry_failed_after: Option<Duration>,
+}
+
+impl Default for StartExplorationConfig {
+    fn default() -> Self {
+        StartExplorationConfig {
+            level_factors: vec![2.0, 4.0],
+            receivers_per_level: 2,
+            max_receiver_share: 0.1,
+            starts_per_probe: 48,
+            min_passed: 32,
+            retry_failed_after: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+impl StartExplorationConfig {
+    /// Checks every field; the error names the first invalid one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.level_factors.is_empty() || self.level_factors.len() > 8 {
+            return Err(ConfigError::new(
+                "level_factors",
+                format!("must list 1 to 8 factors, got {}", self.level_factors.len()),
+            ));
+        }
+        if let Some(bad) = self
+            .level_factors
+            .iter()
+            .find(|f| !(f.is_finite() && **f > 1.0))
+        {
+            return Err(ConfigError::new(
+                "level_factors",
+                format!("every factor must be finite and > 1, got {bad}"),
+            ));
+        }
+        if self.receivers_per_level == 0 {
+            return Err(ConfigError::new(
+                "receivers_per_level",
+                "must be at least 1",
+            ));
+        }
+        if !(self.max_receiver_share.is_finite()
+            && self.max_receiver_share > 0.0
+            && self.max_receiver_share <= 1.0)
+        {
+            return Err(ConfigError::new(
+                "max_receiver_share",
+                format!("must be a share in (0, 1], got {}", self.max_receiver_share),
+            ));
+        }
+        if self.starts_per_probe == 0 {
+            return Err(ConfigError::new("starts_per_probe", "must be at least 1"));
+        }
+        if self.min_passed == 0 {
+            return Err(ConfigError::new("min_passed", "must be at least 1"));
+        }
+        if self.retry_failed_after == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "retry_failed_after",
+                "must be greater than zero (omit it to never retry a failed level)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many of `receivers` receivers probe.
+    pub(super) fn probes(&self, receivers: usize) -> usize {
+        let by_share = (receivers as f64 * self.max_receiver_share).floor() as usize;
+        let wanted = self
+            .level_factors
+            .len()
+            .saturating_mul(self.receivers_per_level as usize);
+        wanted.min(by_share)
+    }
+
+    /// The level the `index`-th probe receiver (0-based) runs at, given the
+    /// trusted level and the lowest failed level; `None` if it cannot run
+    /// above the trusted level.
+    pub(super) fn probe_level(
+        &self,
+        index: usize,
+        trusted: u32,
+        failed_at: Option<u32>,
+        max_limit: u32,
+    ) -> Option<u32> {
+        // Levels take turns (the first receivers cover every level once):
+        // a small class still probes each of them.
+        let levels = self.level_factors.len();
+        if index >= levels.saturating_mul(self.receivers_per_level as usize) {
+            return None;
+        }
+        let factor = *self.level_factors.get(index % levels.max(1))?;
+        let mut level = ((f64::from(trusted) * factor).floor() as u32).max(trusted + 1);
+        level = level.min(max_limit);
+        if let Some(failed) = failed_at {
+            level = level.min(failed.saturating_sub(1));
+        }
+        (level > trusted).then_some(level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_are_bounded_by_share_and_levels_by_the_failed_level() {
+        let config = StartExplorationConfig::default();
+        assert_eq!(config.probes(100), 4);
+        assert_eq!(config.probes(20), 2);
+        assert_eq!(config.probes(9), 0);
+        // Levels take turns: 2×, 4×, 2×, 4×.
+        assert_eq!(config.probe_level(0, 4, None, 64), Some(8));
+        assert_eq!(config.probe_level(1, 4, None, 64), Some(16));
+        assert_eq!(config.probe_level(2, 4, None, 64), Some(8));
+        assert_eq!(config.probe_level(3, 4, None, 64), Some(16));
+        assert_eq!(config.probe_level(1, 4, Some(10), 64), Some(9));
+        assert_eq!(config.probe_level(1, 4, None, 12), Some(12));
+        assert_eq!(config.probe_level(0, 4, Some(5), 64), None);
+        assert_eq!(config.probe_level(4, 4, None, 64), None);
+    }
+
+    #[test]
+    fn invalid_exploration_configs_name_the_field() {
+        let cases = [
+            (
+                StartExplorationConfig {
+                    level_factors: vec![],
+                    ..StartExplorationConfig::default()
+                },
+                "level_factors",
+            ),
+            (
+                StartExplorationConfig {
+                    level_factors: vec![2.0, 1.0],
+                    ..StartExplorationConfig::default()
+                },
+                "level_factors",
+            ),
+            (
+                StartExplorationConfig {
+                    receivers_per_level: 0,
+                    ..StartExplorationConfig::default()
+                },
+                "receivers_per_level",
+            ),
+            (
+                StartExplorationConfig {
+                    max_receiver_share: 1.5,
+                    ..StartExplorationConfig::default()
+                },
+                "max_receiver_share",
+            ),
+            (
+                StartExplorationConfig {
+                    starts_per_probe: 0,
+                    ..StartExplorationConfig::default()
+                },
+                "starts_per_probe",
+            ),
+            (
+                StartExplorationConfig {
+                    min_passed: 0,
+                    ..StartExplorationConfig::default()
+                },
+                "min_passed",
+            ),
+            (
+                StartExplorationConfig {
+                    retry_failed_after: Some(Duration::ZERO),
+                    ..StartExplorationConfig::default()
+                },
+                "retry_failed_after",
+            ),
+        ];
+        for (config, field) in cases {
+            assert_eq!(config.validate().unwrap_err().field(), field);
+        }
+    }
+}

@@ -5,7 +5,8 @@
 //! concurrent starts adds 1 % probability that the app is corrupted, which
 //! shows in its health only 2 minutes after its start ended (the February
 //! 2019 curve). One controller configuration for every S (it is never told
-//! S). For each S: the physical limit ⌈300/S⌉ × 20 s, the time until the
+//! S): adaptive start concurrency with exploration across receivers (a few
+//! probe receivers at 2× and 4× the class's level), both at their defaults. For each S: the physical limit ⌈300/S⌉ × 20 s, the time until the
 //! last host was drained and until the drain reported done (every moved
 //! app through its probation), their ratio to the limit, corrupted starts
 //! as a share of apps moved, and whether every corrupted app was repaired
@@ -13,6 +14,8 @@
 //!
 //! ```sh
 //! cargo run --release -p fleet-drain --example adaptive_drain
+//! ADAPTIVE_DRAIN_S=6,12 cargo run --release -p fleet-drain --example adaptive_drain  # other S
+//! ADAPTIVE_DRAIN_TRACE=1 cargo run --release -p fleet-drain --example adaptive_drain # limit changes
 //! ```
 
 use std::sync::Arc;
@@ -146,7 +149,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "| S | limit ⌈300/S⌉×20 s | last host drained | ratio | done (probation over) | ratio | corrupted / moved | late failures | repairs | all repaired before done | learned limit |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for safe in [2, 4, 8, 16] {
+    // `ADAPTIVE_DRAIN_S=6,12` runs other hidden safe concurrencies.
+    let safes: Vec<u32> = std::env::var("ADAPTIVE_DRAIN_S").map_or_else(
+        |_| vec![2, 4, 8, 16],
+        |list| {
+            list.split(',')
+                .filter_map(|s| s.trim().parse().ok())
+                .collect()
+        },
+    );
+    for safe in safes {
         let row = run(safe)?;
         let ratio = |d: Duration| d.as_secs_f64() / row.limit.as_secs_f64();
         println!(

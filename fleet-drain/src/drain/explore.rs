@@ -153,12 +153,21 @@ impl StartExplorationConfig {
         if index >= levels.saturating_mul(self.receivers_per_level as usize) {
             return None;
         }
-        let factor = *self.level_factors.get(index % levels.max(1))?;
+        let rank = index % levels.max(1);
+        let factor = *self.level_factors.get(rank)?;
         let mut level = ((f64::from(trusted) * factor).floor() as u32).max(trusted + 1);
-        level = level.min(max_limit);
-        if let Some(failed) = failed_at {
-            level = level.min(failed.saturating_sub(1));
+        if let Some(failed) = failed_at
+            && level >= failed
+        {
+            // Known to fail up there: spread the probes over the levels
+            // between the trusted and the failed one instead (the k-th of
+            // n at k/n of the way, the last just below the failed level),
+            // so the gap closes by bisection, not one level per cycle.
+            let gap = failed.saturating_sub(1).saturating_sub(trusted);
+            let step = (u64::from(gap) * (rank as u64 + 1)).div_ceil(levels.max(1) as u64);
+            level = trusted.saturating_add(u32::try_from(step).unwrap_or(u32::MAX));
         }
+        level = level.min(max_limit);
         (level > trusted).then_some(level)
     }
 }
@@ -179,6 +188,10 @@ mod tests {
         assert_eq!(config.probe_level(2, 4, None, 64), Some(8));
         assert_eq!(config.probe_level(3, 4, None, 64), Some(16));
         assert_eq!(config.probe_level(1, 4, Some(10), 64), Some(9));
+        // Both levels known to fail: spread between 4 and the failed 8.
+        assert_eq!(config.probe_level(0, 4, Some(8), 64), Some(6));
+        assert_eq!(config.probe_level(1, 4, Some(8), 64), Some(7));
+        assert_eq!(config.probe_level(2, 4, Some(6), 64), Some(5));
         assert_eq!(config.probe_level(1, 4, None, 12), Some(12));
         assert_eq!(config.probe_level(0, 4, Some(5), 64), None);
         assert_eq!(config.probe_level(4, 4, None, 64), None);

@@ -116,20 +116,21 @@ fn a_failed_level_decays_one_level_per_period_and_a_new_failure_resets_it() {
     let clock = ManualClock::new();
     let mut s = starts(&clock, &[]);
     let now = clock.now();
-    s.on_failure(HostId(0), now, 6);
+    s.on_failure(HostId(1), now, 6);
     assert_eq!(s.snapshot()[0].failed_at, Some(6));
-    assert_eq!(s.limit(HostId(0)), Some(5));
+    // The 4× probe just below the failed level.
+    assert_eq!(s.limit(HostId(1)), Some(5));
     clock.advance(ALMOST_DECAY);
     assert_eq!(s.snapshot()[0].failed_at, Some(6));
     clock.advance(Duration::from_secs(1));
     // The failed level itself may be probed again.
     assert_eq!(s.snapshot()[0].failed_at, Some(7));
-    assert_eq!(s.limit(HostId(0)), Some(6));
+    assert_eq!(s.limit(HostId(1)), Some(6));
     clock.advance(DECAY);
     assert_eq!(s.snapshot()[0].failed_at, Some(8));
-    assert_eq!(s.limit(HostId(0)), Some(7));
+    assert_eq!(s.limit(HostId(1)), Some(7));
     // Failing again there caps it again, for another full period.
-    s.on_failure(HostId(0), clock.now(), 7);
+    s.on_failure(HostId(1), clock.now(), 7);
     assert_eq!(s.snapshot()[0].failed_at, Some(7));
     clock.advance(ALMOST_DECAY);
     assert_eq!(s.snapshot()[0].failed_at, Some(7));

@@ -3,46 +3,59 @@
 //! higher levels at the same time, and failed levels are tried again after
 //! a while (decay). Configured by [`StartExplorationConfig`].
 //!
-//! # Why?
-//!
-//! A corrupted start can stay silent for minutes (the February 2019
-//! `node_modules` corruption surfaced through users): a level is known to
-//! be safe only once its starts passed probation, so growing one level at
-//! a time in time costs a probation per step. Exploring across receivers
-//! tests several levels in one probation: the class jumps to the highest
-//! level whose probe starts passed (`min_passed` of them, none failed), and
-//! a late failure at a probe level caps the class below it.
-//!
-//! # What bounds the cost?
-//!
-//! - At most `max_receiver_share` of a class's receivers probe (and at most
-//!   `receivers_per_level` per level);
-//! - each probe receiver runs at most `starts_per_probe` starts above the
-//!   trusted level per probe cycle (a probation plus a growth window, or
-//!   until the class's level or cap changes), then runs at the trusted
-//!   level until the cycle ends;
-//! - a probe level is below the lowest level that failed.
-//!
-//! # Decay
-//!
-//! A level at which a start failed caps the class (it is never confirmed,
-//! neither the trusted limit nor a probe reaches it). After
-//! `retry_failed_after` without a new failure at that level, the failure is
-//! forgotten: probes (and the trusted limit's confirmed growth) may try it
-//! again. A new failure there caps it again for another period.
+//! See [`StartExplorationConfig`] for why and how.
 
 use std::time::Duration;
 
 use resilience_core::ConfigError;
 use serde::{Deserialize, Serialize};
 
-/// Configuration of exploration across receivers (see the
-/// [module docs](self)); needs `DrainConfig::adaptive_starts` and
-/// `DrainConfig::probation`. `Default`: probes at 2× and 4× the trusted
-/// level, 2 receivers per level, at most 10 % of a class's receivers,
-/// 24 starts above the trusted level per probe receiver per cycle, a
-/// level trusted once 24 of its starts passed probation, failures forgotten
-/// after 10 minutes. Tuned with `examples/adaptive_drain.rs`.
+/// Configuration of exploration across receivers; needs
+/// `DrainConfig::adaptive_starts` and `DrainConfig::probation` (see also
+/// the [drain module docs](crate::drain)). `Default`: probes at 2× and 4×
+/// the class's level, 2 receivers per level, at most 10 % of a class's
+/// receivers, 48 starts above the class's level per probe receiver per
+/// cycle, a level trusted once 32 of its own starts passed probation, a
+/// failed level raised by one every 10 minutes without a failure there.
+/// Tuned with `examples/adaptive_drain.rs` (hidden safe concurrency 2 to
+/// 16, 100 receivers).
+///
+/// # Why?
+///
+/// A corrupted start can stay silent for minutes (the February 2019
+/// `node_modules` corruption surfaced through users): a level is known to
+/// be safe only once its starts passed probation, so growing one level at
+/// a time in time costs a probation per step. Exploring across receivers
+/// tests several levels in one probation: while most receivers of a class
+/// run at the class's level, a few probe receivers run higher; the class
+/// jumps to the highest level at which `min_passed` starts passed
+/// probation (starts *at* that level: a ramp's one lucky start per level
+/// proves nothing), and a failure at a probe level caps the class below
+/// it without cutting the class's level.
+///
+/// # What bounds the cost?
+///
+/// - At most `max_receiver_share` of a class's receivers probe (and at most
+///   `receivers_per_level` per level; levels take turns, so a small class
+///   still probes each);
+/// - each probe receiver runs at most `starts_per_probe` starts above the
+///   class's level per probe cycle (a probation plus a growth window,
+///   restarted when the class is promoted or its failed level changes),
+///   then runs at the class's level until the cycle ends;
+/// - a probe level is below the lowest failed level: probes whose level
+///   would reach it spread over the levels between the class's level and
+///   the failed one instead (the k-th of n at k/n of the way), so the gap
+///   closes by bisection rather than one level per cycle.
+///
+/// # Decay
+///
+/// The lowest level at which a start failed caps the class: neither the
+/// class's level nor a probe reaches it, and starts that passed at or
+/// above it stop counting as evidence. Every `retry_failed_after` without
+/// a new failure at that level, the cap rises by one level, so the failed
+/// level is probed again (by probes, a bounded cost); a new failure there
+/// caps it again for another full period. `None`: a failed level stays
+/// failed for the whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StartExplorationConfig {
@@ -56,11 +69,11 @@ pub struct StartExplorationConfig {
     /// Starts above the trusted level each probe receiver may run per
     /// probe cycle. >= 1.
     pub starts_per_probe: u32,
-    /// Starts at a level (or higher, below any failed level) that must
-    /// pass probation before the class trusts that level. >= 1.
+    /// Starts at a level that must pass probation (none failed at or
+    /// below it) before the class trusts that level. >= 1.
     pub min_passed: u32,
-    /// Forget a failed level after this long without a new failure there
-    /// (it may be probed again). `None`: never. > 0 if set.
+    /// Raise a failed level by one each time this passes without a new
+    /// failure there (it may be probed again). `None`: never. > 0 if set.
     #[serde(with = "humantime_serde::option")]
     pub retry_failed_after: Option<Duration>,
 }

@@ -585,6 +585,34 @@ mod tests {
     use super::*;
     use futures::executor::block_on;
 
+    #[test]
+    fn progress_keeps_the_last_learned_start_limit_of_each_class() {
+        let learned = |capacity, version: &str, limit| {
+            JournalRecord::StartLimitLearned(LearnedStartLimit {
+                capacity,
+                version: version.into(),
+                limit,
+                confirmed: limit,
+                failed_at: Some(limit + 1),
+            })
+        };
+        let records = [
+            learned(300, "v2", 4),
+            learned(100, "v2", 6),
+            learned(300, "v2", 8),
+        ];
+        let progress = DrainProgress::from_records(&records);
+        let limits: Vec<(u32, u32)> = progress
+            .start_limits
+            .iter()
+            .map(|l| (l.capacity, l.limit))
+            .collect();
+        assert_eq!(limits, [(100, 6), (300, 8)]);
+        // Tagged like every record.
+        let json = serde_json::to_string(&records[0]).unwrap_or_default();
+        assert!(json.contains(r#""type":"start_limit_learned""#), "{json}");
+    }
+
     fn records() -> Vec<JournalRecord> {
         vec![
             JournalRecord::DrainStarted {

@@ -5,7 +5,8 @@
 //! concurrent starts adds 1 % probability that the app is corrupted, which
 //! shows in its health only 2 minutes after its start ended (the February
 //! 2019 curve). One controller configuration for every S (it is never told
-//! S). For each S: the physical limit ⌈300/S⌉ × 20 s, the time until the
+//! S): adaptive start concurrency with exploration across receivers (a few
+//! probe receivers at 2× and 4× the class's level), both at their defaults. For each S: the physical limit ⌈300/S⌉ × 20 s, the time until the
 //! last host was drained and until the drain reported done (every moved
 //! app through its probation), their ratio to the limit, corrupted starts
 //! as a share of apps moved, and whether every corrupted app was repaired
@@ -13,16 +14,20 @@
 //!
 //! ```sh
 //! cargo run --release -p fleet-drain --example adaptive_drain
+//! ADAPTIVE_DRAIN_S=6,12 cargo run --release -p fleet-drain --example adaptive_drain  # other S
+//! ADAPTIVE_DRAIN_TRACE=1 cargo run --release -p fleet-drain --example adaptive_drain # limit changes
 //! ```
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleet_drain::drain::{AdaptiveStartsConfig, DrainConfig, DrainController};
+use fleet_drain::drain::{
+    AdaptiveStartsConfig, DrainConfig, DrainController, DrainEvent, StartExplorationConfig,
+};
 use fleet_drain::journal::MemoryJournal;
 use fleet_drain::plan::{Amount, DrainLimits};
 use fleet_drain::sim::{self, SilentFailures, SimConfig, SimFleet};
-use resilience_core::clock::ManualClock;
+use resilience_core::clock::{Clock, ManualClock};
 
 const HOSTS: u32 = 100;
 const APPS: u32 = 300;
@@ -40,6 +45,7 @@ fn controller_config() -> DrainConfig {
         },
         adaptive_starts: Some(AdaptiveStartsConfig::default()),
         probation: Some(Duration::from_secs(150)),
+        start_exploration: Some(StartExplorationConfig::default()),
         check_interval: Duration::from_secs(10),
         ..DrainConfig::default()
     };
@@ -91,12 +97,33 @@ fn run(safe: u32) -> Result<Row, Box<dyn std::error::Error>> {
         Box::new(MemoryJournal::new()),
         clock.clone(),
     )?;
+    if std::env::var_os("ADAPTIVE_DRAIN_TRACE").is_some() {
+        // The learned limit's changes, with the simulated time.
+        let t0 = clock.now();
+        let at = clock.clone();
+        controller.on_event(move |event| {
+            if let DrainEvent::StartLimitChanged { from, to, .. } = event {
+                let t = at.now().saturating_duration_since(t0).as_secs();
+                eprintln!("S={safe} t={t}s limit {from} -> {to}");
+            }
+        });
+    }
     let report = sim::run(&clock, controller.run(&old))??;
     let stats = fleet.stats();
     let learned = report
         .start_limits
         .iter()
-        .map(|l| format!("{} (confirmed {}, {} cuts)", l.limit, l.confirmed, l.cuts))
+        .map(|l| {
+            format!(
+                "{} (confirmed {}, failed at {}, {} cuts, {} promotions, {} probes)",
+                l.limit,
+                l.confirmed,
+                l.failed_at.map_or("-".to_owned(), |f| f.to_string()),
+                l.cuts,
+                l.promotions,
+                l.probes
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     Ok(Row {
@@ -122,7 +149,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "| S | limit ⌈300/S⌉×20 s | last host drained | ratio | done (probation over) | ratio | corrupted / moved | late failures | repairs | all repaired before done | learned limit |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for safe in [2, 4, 8, 16] {
+    // `ADAPTIVE_DRAIN_S=6,12` runs other hidden safe concurrencies.
+    let safes: Vec<u32> = std::env::var("ADAPTIVE_DRAIN_S").map_or_else(
+        |_| vec![2, 4, 8, 16],
+        |list| {
+            list.split(',')
+                .filter_map(|s| s.trim().parse().ok())
+                .collect()
+        },
+    );
+    for safe in safes {
         let row = run(safe)?;
         let ratio = |d: Duration| d.as_secs_f64() / row.limit.as_secs_f64();
         println!(

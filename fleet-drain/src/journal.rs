@@ -164,6 +164,26 @@ pub enum JournalRecord {
         /// Why.
         reason: String,
     },
+    /// A receiver class's learned start concurrency changed (adaptive
+    /// starts): a restarted controller resumes the class at it.
+    StartLimitLearned(LearnedStartLimit),
+}
+
+/// A receiver class's learned start concurrency, as journaled
+/// ([`JournalRecord::StartLimitLearned`]). The class is its receivers'
+/// capacity and version (`fleet_drain::drain::ReceiverClass`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LearnedStartLimit {
+    /// The class's receiver capacity.
+    pub capacity: u32,
+    /// The class's receiver version.
+    pub version: String,
+    /// Concurrent starts per receiver allowed.
+    pub limit: u32,
+    /// Highest concurrency known safe (passed probation).
+    pub confirmed: u32,
+    /// Lowest concurrency at which a start failed, if remembered.
+    pub failed_at: Option<u32>,
 }
 
 /// Durable, ordered storage of [`JournalRecord`]s.
@@ -512,6 +532,9 @@ pub struct DrainProgress {
     pub finished: bool,
     /// The abort reason, if it was aborted.
     pub aborted: Option<String>,
+    /// The last learned start concurrency of each receiver class, by
+    /// capacity and version.
+    pub start_limits: Vec<LearnedStartLimit>,
 }
 
 impl DrainProgress {
@@ -540,6 +563,12 @@ impl DrainProgress {
                 }
                 JournalRecord::Finished => progress.finished = true,
                 JournalRecord::Aborted { reason } => progress.aborted = Some(reason.clone()),
+                JournalRecord::StartLimitLearned(learned) => {
+                    progress.start_limits.retain(|l| {
+                        (l.capacity, &l.version) != (learned.capacity, &learned.version)
+                    });
+                    progress.start_limits.push(learned.clone());
+                }
             }
         }
         progress
@@ -555,6 +584,34 @@ impl DrainProgress {
 mod tests {
     use super::*;
     use futures::executor::block_on;
+
+    #[test]
+    fn progress_keeps_the_last_learned_start_limit_of_each_class() {
+        let learned = |capacity, version: &str, limit| {
+            JournalRecord::StartLimitLearned(LearnedStartLimit {
+                capacity,
+                version: version.into(),
+                limit,
+                confirmed: limit,
+                failed_at: Some(limit + 1),
+            })
+        };
+        let records = [
+            learned(300, "v2", 4),
+            learned(100, "v2", 6),
+            learned(300, "v2", 8),
+        ];
+        let progress = DrainProgress::from_records(&records);
+        let limits: Vec<(u32, u32)> = progress
+            .start_limits
+            .iter()
+            .map(|l| (l.capacity, l.limit))
+            .collect();
+        assert_eq!(limits, [(100, 6), (300, 8)]);
+        // Tagged like every record.
+        let json = serde_json::to_string(&records[0]).unwrap_or_default();
+        assert!(json.contains(r#""type":"start_limit_learned""#), "{json}");
+    }
 
     fn records() -> Vec<JournalRecord> {
         vec![

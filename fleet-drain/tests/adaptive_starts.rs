@@ -187,9 +187,14 @@ fn adaptive_starts_learn_a_hidden_limit_and_cut_on_late_failures() {
         visible_after: Duration::from_secs(60),
     };
     let s = scenario(quiet_sim(Some(silent)), 4, 40, 4, 60);
+    // (Explicitly 2: the default 4 is past this steep curve's safe 3, where
+    // every start above it corrupts half the time.)
     let config = DrainConfig {
         limits: limits(16, 600),
-        adaptive_starts: Some(AdaptiveStartsConfig::default()),
+        adaptive_starts: Some(AdaptiveStartsConfig {
+            initial_limit: 2,
+            ..AdaptiveStartsConfig::default()
+        }),
         probation: Some(Duration::from_secs(90)),
         ..DrainConfig::default()
     };

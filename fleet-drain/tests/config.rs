@@ -23,6 +23,17 @@ fn the_example_drain_toml_parses_and_validates() {
     assert_eq!(config.deadline, Some(Duration::from_secs(6 * 3600)));
     assert_eq!(config.retry.max, Duration::from_secs(120));
     assert_eq!(config.events.window, Duration::from_secs(60));
+    // New configs learn the start concurrency (with probes), below a ceiling.
+    assert_eq!(config.limits.max_concurrent_starts_per_host, 16);
+    assert_eq!(config.probation, Some(Duration::from_secs(150)));
+    assert_eq!(
+        config.adaptive_starts,
+        Some(fleet_drain::drain::AdaptiveStartsConfig::default())
+    );
+    assert_eq!(
+        config.start_exploration,
+        Some(fleet_drain::drain::StartExplorationConfig::default())
+    );
 }
 
 #[test]

@@ -33,7 +33,25 @@
 //!   its probation (a *late* failure), is a dropped sample
 //!   (`× backoff_ratio`), once per round trip: a failure of a start begun
 //!   before the last cut was started under the old limit and is already
-//!   accounted for.
+//!   accounted for. A failure above the trusted limit (a probe's, see
+//!   below) caps the class below it without cutting.
+//!
+//! # Exploration across receivers
+//!
+//! With `DrainConfig::start_exploration` (see [`StartExplorationConfig`]),
+//! a few receivers of each class probe higher levels while the rest run at
+//! the class's limit, and the class jumps to the highest level whose probe
+//! starts passed probation (`min_passed` of them at it or above, none
+//! failed); "confirmed" then needs `min_passed` passed starts too. A
+//! failed level is forgotten after `retry_failed_after` (decay) and may be
+//! probed again.
+//!
+//! # Resuming
+//!
+//! Every change of a class's learned limit is journaled
+//! ([`JournalRecord::StartLimitLearned`](crate::journal::JournalRecord::StartLimitLearned)):
+//! a restarted controller resumes each class at its learned limit, with its
+//! confirmed and failed levels, not from scratch.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -44,15 +62,21 @@ use resilience_core::limit::{AdaptiveLimit, AdaptiveLimitConfig, AimdConfig, Lim
 use resilience_core::{ConfigError, InstanceName, Named};
 use serde::{Deserialize, Serialize};
 
+use super::explore::StartExplorationConfig;
 use crate::fleet::{Host, HostId};
+use crate::journal::LearnedStartLimit;
 
 /// Configuration of adaptive start concurrency (see the
-/// [module docs](crate::drain)). `Default`: start at 2 concurrent starts per
+/// [module docs](crate::drain)). `Default`: start at 4 concurrent starts per
 /// receiver, between 1 and 64, +2 per 20 s window of successes, × 0.75 on
 /// a failure, growth confirmed (at most 1.5 × the highest concurrency
-/// whose starts passed probation, below the lowest that failed). Tuned with
-/// `examples/adaptive_drain.rs` (hidden safe concurrency 2 to 16, silent
-/// corruption shown 2 minutes late).
+/// whose starts passed probation — 1 × with
+/// [`StartExplorationConfig`], whose probes run ahead — below the lowest
+/// that failed). Tuned with `examples/adaptive_drain.rs` together with
+/// `StartExplorationConfig::default()` (hidden safe concurrency 2 to 16,
+/// silent corruption shown 2 minutes late): starting at 4 costs little
+/// where 2 is safe (the first late failures cut it within one probation)
+/// and saves a probation's worth of slow starts where 16 is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdaptiveStartsConfig {
@@ -82,7 +106,7 @@ pub struct AdaptiveStartsConfig {
 impl Default for AdaptiveStartsConfig {
     fn default() -> Self {
         AdaptiveStartsConfig {
-            initial_limit: 2,
+            initial_limit: 4,
             min_limit: 1,
             max_limit: 64,
             increase_by: 2,
@@ -165,6 +189,16 @@ pub struct ClassStartLimit {
     pub increases: u32,
     /// Times it was cut.
     pub cuts: u32,
+    /// Lowest concurrency at which a start failed (not yet forgotten): the
+    /// class stays below it.
+    #[serde(default)]
+    pub failed_at: Option<u32>,
+    /// Receivers of the class that probe higher levels.
+    #[serde(default)]
+    pub probes: usize,
+    /// Times the class jumped to a level its probes confirmed.
+    #[serde(default)]
+    pub promotions: u32,
 }
 
 #[derive(Debug)]
@@ -176,22 +210,61 @@ struct ClassState {
     last_cut: Option<Instant>,
     /// Per concurrency level: starts that passed probation.
     passed: BTreeMap<u32, u32>,
-    /// Lowest concurrency at which a start failed (immediately or late) in
-    /// this run: levels at or above it are never confirmed.
-    failed_at: Option<u32>,
-    receivers: usize,
+    /// Per concurrency level at which a start failed (immediately or
+    /// late): when one last failed there. The lowest remembered level caps
+    /// the class (see [`ClassState::failed_at`]).
+    failures: BTreeMap<u32, Instant>,
+    /// The class's receivers, in the order they were first seen (the
+    /// first ones probe).
+    members: Vec<HostId>,
+    /// When the current probe cycle began.
+    cycle_start: Instant,
+    /// Starts above the trusted level each probe receiver ran this cycle.
+    probe_used: HashMap<HostId, u32>,
     increases: u32,
     cuts: u32,
+    promotions: u32,
+    /// The failed level when last looked at (to notice decay).
+    last_cap: Option<u32>,
+    /// Changed since last journaled.
+    dirty: bool,
 }
 
 impl ClassState {
-    fn confirmed(&self) -> u32 {
+    /// The level the class stays below: the lowest level at which a start
+    /// failed, raised by one level per `retry_failed_after` since a start
+    /// last failed there (decay: the level above the cap may be probed
+    /// again, one level at a time).
+    fn failed_at(&self, now: Instant, decay: Option<Duration>) -> Option<u32> {
+        self.failures
+            .iter()
+            .map(|(&level, &at)| {
+                let periods = decay.map_or(0, |d| {
+                    let elapsed = now.saturating_duration_since(at).as_secs_f64();
+                    (elapsed / d.as_secs_f64()).floor() as u32
+                });
+                level.saturating_add(periods)
+            })
+            .min()
+    }
+
+    /// The highest level known safe (below the failed level): with
+    /// `min_passed`, the highest level at which at least `min_passed`
+    /// starts passed probation (a level's own starts: a few lucky starts
+    /// at many levels, as a receiver ramps up, prove none of them);
+    /// without, the highest level with a passed start.
+    fn confirmed(&self, failed_at: Option<u32>, min_passed: Option<u32>) -> u32 {
+        let needed = min_passed.unwrap_or(1);
         self.passed
-            .keys()
-            .copied()
-            .filter(|&c| self.failed_at.is_none_or(|f| c < f))
-            .max()
-            .unwrap_or(0)
+            .iter()
+            .rev()
+            .find(|(level, count)| failed_at.is_none_or(|f| **level < f) && **count >= needed)
+            .map_or(0, |(level, _)| *level)
+    }
+
+    fn new_cycle(&mut self, now: Instant) {
+        self.cycle_start = now;
+        self.probe_used.clear();
     }
 }
 
@@ -207,10 +280,16 @@ pub(super) struct LimitChange {
 #[derive(Debug)]
 pub(super) struct AdaptiveStarts {
     config: AdaptiveStartsConfig,
+    explore: Option<StartExplorationConfig>,
     confirm: bool,
+    /// A probe cycle: one probation plus one growth window.
+    cycle: Duration,
     clock: SharedClock,
     classes: HashMap<ReceiverClass, ClassState>,
     host_class: HashMap<HostId, ReceiverClass>,
+    /// Learned limits of an earlier run (from the journal), applied when
+    /// their class is first seen.
+    restored: HashMap<ReceiverClass, LearnedStartLimit>,
     /// The name of the per-class `AdaptiveLimit`s: the controller's name plus `.starts`.
     limit_name: Option<String>,
 }
@@ -222,19 +301,63 @@ fn feed(limit: &AdaptiveLimit, dropped: bool) {
     limit.record_outcome(Duration::ZERO, limit.current_limit(), dropped);
 }
 
+/// Grows `limit` with success samples as close to `target` as its steps
+/// allow, never above it.
+fn raise_to(limit: &AdaptiveLimit, target: usize, step: usize) {
+    while limit.current_limit().saturating_add(step) <= target {
+        let before = limit.current_limit();
+        feed(limit, false);
+        if limit.current_limit() <= before {
+            break;
+        }
+    }
+}
+
+/// Cuts `limit` until it is below `cap` (or at `min`).
+fn clamp_below(limit: &AdaptiveLimit, cap: Option<u32>, min: u32, step: usize) {
+    let Some(cap) = cap else {
+        return;
+    };
+    let cap = cap.saturating_sub(1).max(min) as usize;
+    let from = limit.current_limit();
+    while limit.current_limit() > cap {
+        let before = limit.current_limit();
+        feed(limit, true);
+        if limit.current_limit() >= before {
+            break;
+        }
+    }
+    // Back up to just below the cap if the cuts overshot (never above
+    // where the limit was).
+    raise_to(limit, cap.min(from), step);
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 impl AdaptiveStarts {
+    /// `probation`: the drain's probation window (growth is confirmed and
+    /// exploration works only with one).
     pub(super) fn new(
         config: AdaptiveStartsConfig,
-        probation: bool,
+        explore: Option<StartExplorationConfig>,
+        probation: Option<Duration>,
         clock: SharedClock,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        if let Some(explore) = &explore {
+            explore.validate()?;
+        }
         Ok(AdaptiveStarts {
-            confirm: config.confirm_growth && probation,
+            confirm: config.confirm_growth && probation.is_some(),
+            explore: explore.filter(|_| probation.is_some()),
+            cycle: probation.unwrap_or_default() + config.window,
             config,
             clock,
             classes: HashMap::new(),
             host_class: HashMap::new(),
+            restored: HashMap::new(),
             limit_name: None,
         })
     }
@@ -246,6 +369,28 @@ impl AdaptiveStarts {
             .is_named()
             .then(|| format!("{controller}.starts"))
             .filter(|name| InstanceName::new(name).is_ok());
+    }
+
+    /// Learned limits of an earlier run of this drain (from its journal):
+    /// a class first seen from now on starts at its learned limit, with its
+    /// confirmed level and failed level, instead of from scratch.
+    pub(super) fn restore(&mut self, learned: &[LearnedStartLimit]) {
+        for l in learned {
+            let class = ReceiverClass {
+                capacity: l.capacity,
+                version: l.version.clone(),
+            };
+            tracing::info!(%class, limit = l.limit, confirmed = l.confirmed, failed_at = ?l.failed_at, "resuming from a journaled start concurrency");
+            self.restored.insert(class, l.clone());
+        }
+    }
+
+    fn min_passed(&self) -> Option<u32> {
+        self.explore.as_ref().map(|e| e.min_passed)
+    }
+
+    fn forget_after(&self) -> Option<Duration> {
+        self.explore.as_ref().and_then(|e| e.retry_failed_after)
     }
 
     /// Makes `host` known as a receiver of its class.
@@ -267,24 +412,47 @@ impl AdaptiveStarts {
                 },
                 self.clock.clone(),
             )?;
-            self.classes.insert(
-                class.clone(),
-                ClassState {
-                    limit,
-                    window_start: self.clock.now(),
-                    busy_successes: 0,
-                    failures_in_window: 0,
-                    last_cut: None,
-                    passed: BTreeMap::new(),
-                    failed_at: None,
-                    receivers: 0,
-                    increases: 0,
-                    cuts: 0,
-                },
-            );
+            let now = self.clock.now();
+            let mut state = ClassState {
+                limit,
+                window_start: now,
+                busy_successes: 0,
+                failures_in_window: 0,
+                last_cut: None,
+                passed: BTreeMap::new(),
+                failures: BTreeMap::new(),
+                members: Vec::new(),
+                cycle_start: now,
+                probe_used: HashMap::new(),
+                increases: 0,
+                cuts: 0,
+                promotions: 0,
+                last_cap: None,
+                dirty: false,
+            };
+            if let Some(learned) = self.restored.remove(&class) {
+                // Evidence as strong as what earned it: the confirmed level
+                // counts as passed, the failed level as just failed (its
+                // decay starts again).
+                if learned.confirmed > 0 {
+                    state
+                        .passed
+                        .insert(learned.confirmed, self.min_passed().unwrap_or(1));
+                }
+                if let Some(failed) = learned.failed_at {
+                    state.failures.insert(failed, now);
+                    state.last_cap = Some(failed);
+                }
+                let target = learned.limit.max(self.config.min_limit) as usize;
+                if target < state.limit.current_limit() {
+                    feed(&state.limit, true);
+                }
+                raise_to(&state.limit, target, self.config.increase_by as usize);
+            }
+            self.classes.insert(class.clone(), state);
         }
         if let Some(state) = self.classes.get_mut(&class) {
-            state.receivers += 1;
+            state.members.push(host.id);
         }
         self.host_class.insert(host.id, class);
         Ok(())
@@ -296,10 +464,88 @@ impl AdaptiveStarts {
             .and_then(|class| self.classes.get(class))
     }
 
+    /// The level every receiver of the class runs at (probes aside): the
+    /// AIMD limit, below the failed level.
+    fn trusted(&self, state: &ClassState, now: Instant) -> u32 {
+        let limit = to_u32(state.limit.current_limit());
+        let capped = match state.failed_at(now, self.forget_after()) {
+            Some(failed) => limit.min(failed.saturating_sub(1)),
+            None => limit,
+        };
+        capped.max(self.config.min_limit)
+    }
+
+    /// The probe level `host` runs at now, if it probes and has starts
+    /// above the trusted level left this cycle.
+    fn probe_level(&self, state: &ClassState, host: HostId, now: Instant) -> Option<u32> {
+        let explore = self.explore.as_ref()?;
+        let index = state.members.iter().position(|&h| h == host)?;
+        if index >= explore.probes(state.members.len()) {
+            return None;
+        }
+        let used = state.probe_used.get(&host).copied().unwrap_or(0);
+        let cycle_over = now.saturating_duration_since(state.cycle_start) >= self.cycle;
+        if used >= explore.starts_per_probe && !cycle_over {
+            return None;
+        }
+        explore.probe_level(
+            index,
+            self.trusted(state, now),
+            state.failed_at(now, self.forget_after()),
+            self.config.max_limit,
+        )
+    }
+
     /// Concurrent starts `host` may run (`None`: not a known receiver).
     pub(super) fn limit(&self, host: HostId) -> Option<u32> {
-        self.state(host)
-            .map(|s| u32::try_from(s.limit.current_limit()).unwrap_or(u32::MAX))
+        let state = self.state(host)?;
+        let now = self.clock.now();
+        Some(
+            self.probe_level(state, host, now)
+                .unwrap_or_else(|| self.trusted(state, now)),
+        )
+    }
+
+    /// Forgets failures older than `retry_failed_after` and starts a new
+    /// probe cycle when the last one is over or the failed level changed.
+    fn refresh(&mut self, class: &ReceiverClass) {
+        let now = self.clock.now();
+        let forget_after = self.forget_after();
+        let cycle = self.cycle;
+        let Some(state) = self.classes.get_mut(class) else {
+            return;
+        };
+        let cap = state.failed_at(now, forget_after);
+        if cap != state.last_cap {
+            if cap > state.last_cap {
+                tracing::info!(%class, from = ?state.last_cap, to = ?cap, "failed start concurrency decayed; the level above may be probed again");
+            }
+            state.last_cap = cap;
+            state.new_cycle(now);
+            state.dirty = true;
+        }
+        if now.saturating_duration_since(state.cycle_start) >= cycle {
+            state.new_cycle(now);
+        }
+    }
+
+    /// A start on `host` began at `concurrency` (itself included).
+    pub(super) fn on_begin(&mut self, host: HostId, concurrency: u32) {
+        let Some(class) = self.host_class.get(&host).cloned() else {
+            return;
+        };
+        self.refresh(&class);
+        let now = self.clock.now();
+        let Some(state) = self.classes.get(&class) else {
+            return;
+        };
+        let trusted = self.trusted(state, now);
+        if concurrency > trusted
+            && self.probe_level(state, host, now).is_some()
+            && let Some(state) = self.classes.get_mut(&class)
+        {
+            *state.probe_used.entry(host).or_default() += 1;
+        }
     }
 
     /// A start on `host` that ran at `concurrency` (itself included)
@@ -311,27 +557,58 @@ impl AdaptiveStarts {
         if (concurrency as usize).saturating_mul(2) >= limit {
             state.busy_successes += 1;
         }
+        self.refresh(&class);
         self.grow(&class)
     }
 
-    /// A start on `host`, run at `concurrency`, passed its probation.
-    pub(super) fn on_confirmed(&mut self, host: HostId, concurrency: u32) {
-        if let Some(state) = self
-            .host_class
-            .get(&host)
-            .and_then(|class| self.classes.get_mut(class))
-        {
-            *state.passed.entry(concurrency).or_default() += 1;
+    /// A start on `host`, run at `concurrency`, passed its probation. With
+    /// exploration, the class jumps to the highest level now confirmed.
+    pub(super) fn on_confirmed(&mut self, host: HostId, concurrency: u32) -> Option<LimitChange> {
+        let class = self.host_class.get(&host)?.clone();
+        self.refresh(&class);
+        let state = self.classes.get_mut(&class)?;
+        *state.passed.entry(concurrency).or_default() += 1;
+        let min_passed = self.min_passed()?;
+        let step = self.config.increase_by as usize;
+        let now = self.clock.now();
+        let forget_after = self.forget_after();
+        let state = self.classes.get_mut(&class)?;
+        let failed_at = state.failed_at(now, forget_after);
+        let confirmed = state.confirmed(failed_at, Some(min_passed));
+        let from = to_u32(state.limit.current_limit());
+        if confirmed <= from {
+            return None;
         }
+        raise_to(&state.limit, confirmed as usize, step);
+        let to = to_u32(state.limit.current_limit());
+        if to == from {
+            return None;
+        }
+        state.promotions += 1;
+        state.dirty = true;
+        state.new_cycle(now);
+        // A fresh growth window at the new level.
+        state.window_start = now;
+        state.busy_successes = 0;
+        tracing::info!(%class, from, to, confirmed, "start concurrency confirmed by probes; class promoted");
+        Some(LimitChange { class, from, to })
     }
 
     /// Grows `class` by one step if a window of successes has passed.
     fn grow(&mut self, class: &ReceiverClass) -> Option<LimitChange> {
         let now = self.clock.now();
         let window = self.config.window;
-        let factor = self.config.growth_factor;
+        // With exploration the probes run ahead; the class grows only to
+        // what passed probation.
+        let factor = if self.explore.is_some() {
+            1.0
+        } else {
+            self.config.growth_factor
+        };
         let confirm = self.confirm;
         let initial = self.config.initial_limit;
+        let min_passed = self.min_passed();
+        let forget_after = self.forget_after();
         let state = self.classes.get_mut(class)?;
         if now.saturating_duration_since(state.window_start) < window {
             return None;
@@ -344,16 +621,17 @@ impl AdaptiveStarts {
             return None;
         }
         let from = state.limit.current_limit();
+        let failed_at = state.failed_at(now, forget_after);
         if confirm {
-            let confirmed = state.confirmed().max(initial);
-            let mut cap = (f64::from(confirmed) * factor).floor() as usize;
-            // Never grow back into a concurrency at which a start failed.
-            if let Some(failed) = state.failed_at {
-                cap = cap.min(failed.saturating_sub(1) as usize);
-            }
+            let confirmed = state.confirmed(failed_at, min_passed).max(initial);
+            let cap = (f64::from(confirmed) * factor).floor() as usize;
             if from >= cap {
                 return None;
             }
+        }
+        // Never grow back into a concurrency at which a start failed.
+        if failed_at.is_some_and(|f| from + 1 >= f as usize) {
+            return None;
         }
         feed(&state.limit, false);
         let to = state.limit.current_limit();
@@ -361,15 +639,17 @@ impl AdaptiveStarts {
             return None;
         }
         state.increases += 1;
+        state.dirty = true;
         Some(LimitChange {
             class: class.clone(),
-            from: u32::try_from(from).unwrap_or(u32::MAX),
-            to: u32::try_from(to).unwrap_or(u32::MAX),
+            from: to_u32(from),
+            to: to_u32(to),
         })
     }
 
     /// A start on `host` begun at `began`, at `concurrency`, failed (at
-    /// once or late). Cuts the limit once per round trip.
+    /// once or late). Caps the class below `concurrency`; cuts the limit
+    /// once per round trip.
     pub(super) fn on_failure(
         &mut self,
         host: HostId,
@@ -377,44 +657,107 @@ impl AdaptiveStarts {
         concurrency: u32,
     ) -> Option<LimitChange> {
         let class = self.host_class.get(&host)?.clone();
+        self.refresh(&class);
+        let now = self.clock.now();
+        let forget_after = self.forget_after();
         let state = self.classes.get_mut(&class)?;
         state.failures_in_window += 1;
-        state.failed_at = Some(state.failed_at.map_or(concurrency, |f| f.min(concurrency)));
-        if state.last_cut.is_some_and(|at| began < at) {
-            return None;
+        state.failures.insert(concurrency, now);
+        // Starts that passed at or above a failing level prove nothing
+        // (they were lucky): dropped, so that decay does not bring them back.
+        state.passed.retain(|&level, _| level < concurrency);
+        let cap = state.failed_at(now, forget_after);
+        if cap != state.last_cap {
+            state.last_cap = cap;
+            state.new_cycle(now);
+            state.dirty = true;
         }
         let from = state.limit.current_limit();
-        feed(&state.limit, true);
+        // A failure above the limit (a probe's) says nothing against the
+        // limit itself; one of a start begun before the last cut was
+        // started under the old limit and is already accounted for.
+        let cut = concurrency as usize <= from && state.last_cut.is_none_or(|at| began >= at);
+        if cut {
+            feed(&state.limit, true);
+            state.last_cut = Some(now);
+            state.window_start = now;
+            state.busy_successes = 0;
+            if state.limit.current_limit() != from {
+                state.cuts += 1;
+            }
+        }
+        // Whatever the cut, the limit ends below the failed level.
+        clamp_below(
+            &state.limit,
+            cap,
+            self.config.min_limit,
+            self.config.increase_by as usize,
+        );
         let to = state.limit.current_limit();
-        state.last_cut = Some(self.clock.now());
-        state.window_start = self.clock.now();
-        state.busy_successes = 0;
         if to == from {
             return None;
         }
-        state.cuts += 1;
+        state.dirty = true;
         Some(LimitChange {
             class,
-            from: u32::try_from(from).unwrap_or(u32::MAX),
-            to: u32::try_from(to).unwrap_or(u32::MAX),
+            from: to_u32(from),
+            to: to_u32(to),
         })
+    }
+
+    fn figures(&self, class: &ReceiverClass, s: &ClassState, now: Instant) -> ClassStartLimit {
+        let failed_at = s.failed_at(now, self.forget_after());
+        ClassStartLimit {
+            class: class.clone(),
+            limit: self.trusted(s, now),
+            confirmed: s.confirmed(failed_at, self.min_passed()),
+            receivers: s.members.len(),
+            increases: s.increases,
+            cuts: s.cuts,
+            failed_at,
+            probes: self
+                .explore
+                .as_ref()
+                .map_or(0, |e| e.probes(s.members.len())),
+            promotions: s.promotions,
+        }
     }
 
     /// Every class's figures, by class.
     pub(super) fn snapshot(&self) -> Vec<ClassStartLimit> {
+        let now = self.clock.now();
         let mut out: Vec<ClassStartLimit> = self
             .classes
             .iter()
-            .map(|(class, s)| ClassStartLimit {
-                class: class.clone(),
-                limit: u32::try_from(s.limit.current_limit()).unwrap_or(u32::MAX),
-                confirmed: s.confirmed(),
-                receivers: s.receivers,
-                increases: s.increases,
-                cuts: s.cuts,
-            })
+            .map(|(class, s)| self.figures(class, s, now))
             .collect();
         out.sort_by(|a, b| a.class.cmp(&b.class));
         out
+    }
+
+    /// The classes whose learned limit changed since the last call, to
+    /// journal.
+    pub(super) fn take_changed(&mut self) -> Vec<LearnedStartLimit> {
+        let now = self.clock.now();
+        let mut changed: Vec<LearnedStartLimit> = self
+            .classes
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(class, s)| {
+                let figures = self.figures(class, s, now);
+                LearnedStartLimit {
+                    capacity: class.capacity,
+                    version: class.version.clone(),
+                    limit: figures.limit,
+                    confirmed: figures.confirmed,
+                    failed_at: figures.failed_at,
+                }
+            })
+            .collect();
+        for state in self.classes.values_mut() {
+            state.dirty = false;
+        }
+        changed.sort_by(|a, b| (a.capacity, &a.version).cmp(&(b.capacity, &b.version)));
+        changed
     }
 }

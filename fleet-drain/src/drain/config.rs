@@ -8,6 +8,7 @@ use resilience_core::signal::EventAggregatorConfig;
 use serde::{Deserialize, Serialize};
 
 use super::adaptive::AdaptiveStartsConfig;
+use super::explore::StartExplorationConfig;
 use crate::health::HealthGateConfig;
 use crate::plan::DrainLimits;
 
@@ -62,6 +63,11 @@ pub struct DrainConfig {
     /// probation. Must be > 0 if set.
     #[serde(with = "humantime_serde::option")]
     pub probation: Option<Duration>,
+    /// With `adaptive_starts` and `probation`: a few receivers of each
+    /// class probe higher start concurrencies while the rest run at the
+    /// class's limit, and failed levels are retried after a while (see
+    /// [`StartExplorationConfig`]). `None` (default): no exploration.
+    pub start_exploration: Option<StartExplorationConfig>,
 }
 
 impl Default for DrainConfig {
@@ -87,6 +93,7 @@ impl Default for DrainConfig {
             receiver_max_failures_per_minute: None,
             adaptive_starts: None,
             probation: None,
+            start_exploration: None,
         }
     }
 }
@@ -134,6 +141,17 @@ impl DrainConfig {
                 "probation",
                 "must be greater than zero (omit it for no probation)",
             ));
+        }
+        if let Some(explore) = &self.start_exploration {
+            explore
+                .validate()
+                .map_err(|e| e.nested("start_exploration"))?;
+            if self.adaptive_starts.is_none() || self.probation.is_none() {
+                return Err(ConfigError::new(
+                    "start_exploration",
+                    "needs adaptive_starts and probation (probes are judged by starts that passed probation); set both or remove start_exploration",
+                ));
+            }
         }
         Ok(())
     }

@@ -147,8 +147,13 @@ impl DrainController {
         let (events, _) = broadcast::channel(1024);
         let adaptive = match &config.adaptive_starts {
             Some(adaptive) => Some(
-                AdaptiveStarts::new(adaptive.clone(), config.probation.is_some(), clock.clone())
-                    .map_err(|e| e.nested("adaptive_starts"))?,
+                AdaptiveStarts::new(
+                    adaptive.clone(),
+                    config.start_exploration.clone(),
+                    config.probation,
+                    clock.clone(),
+                )
+                .map_err(|e| e.nested("adaptive_starts"))?,
             ),
             None => None,
         };
@@ -652,6 +657,11 @@ impl DrainController {
             targets: targets.len(),
             resumed,
         });
+        if let Some(adaptive) = self.adaptive.as_mut()
+            && !progress.start_limits.is_empty()
+        {
+            adaptive.restore(&progress.start_limits);
+        }
         let mut pacer = StartPacer::new(self.config.limits.max_starts_per_host_per_minute);
         // Targets the fleet shows draining that the journal does not know
         // (its tail was lost): adopt them rather than start them again.
@@ -782,6 +792,7 @@ impl DrainController {
                     let allowed = pacer.next_allowed(item.to, now).max(item.not_before);
                     if allowed <= now && pacer.in_progress(item.to) < self.start_cap(item.to) {
                         item.concurrency = pacer.record(item.to, now);
+                        self.began(item.to, item.concurrency);
                         item.began = now;
                         in_flight.push(self.start(item));
                     } else {
@@ -812,6 +823,7 @@ impl DrainController {
                             break;
                         };
                         item.concurrency = pacer.record(host, now);
+                        self.began(host, item.concurrency);
                         item.began = now;
                         unavailable += 1;
                         in_flight.push(self.start(item));
@@ -979,7 +991,7 @@ impl DrainController {
         state: &mut RunState,
     ) -> Result<(), DrainError> {
         if self.probation.is_empty() {
-            return Ok(());
+            return self.journal_start_limits().await;
         }
         let apps = self.with_retry(|f| f.apps()).await?;
         let by_id: HashMap<AppId, (HostId, AppState)> =
@@ -999,16 +1011,39 @@ impl DrainController {
                 }
                 // Moved or restarted by someone else: no longer ours.
                 Some((host, AppState::Running)) if host == entry.host && now >= entry.until => {
-                    if let Some(adaptive) = self.adaptive.as_mut() {
-                        adaptive.on_confirmed(entry.host, entry.concurrency);
-                    }
+                    let change = self
+                        .adaptive
+                        .as_mut()
+                        .and_then(|a| a.on_confirmed(entry.host, entry.concurrency));
+                    self.limit_changed(change);
                 }
                 Some((host, _)) if host == entry.host => keep.push_back(entry),
                 _ => {}
             }
         }
         self.probation = keep;
+        self.journal_start_limits().await
+    }
+
+    /// Journals the learned start limits that changed since last time.
+    async fn journal_start_limits(&mut self) -> Result<(), DrainError> {
+        let changed = self
+            .adaptive
+            .as_mut()
+            .map(AdaptiveStarts::take_changed)
+            .unwrap_or_default();
+        for learned in changed {
+            self.journal_append(&JournalRecord::StartLimitLearned(learned))
+                .await?;
+        }
         Ok(())
+    }
+
+    /// A start on `host` began at `concurrency` (itself included).
+    fn began(&mut self, host: HostId, concurrency: u32) {
+        if let Some(adaptive) = self.adaptive.as_mut() {
+            adaptive.on_begin(host, concurrency);
+        }
     }
 
     fn late_failure(
@@ -1146,6 +1181,7 @@ impl DrainController {
         mut state: RunState,
     ) -> Result<DrainReport, DrainError> {
         self.close_wave(&mut state);
+        self.journal_start_limits().await?;
         self.journal_append(&JournalRecord::Finished).await?;
         state.report.elapsed = self.clock.now().saturating_duration_since(started);
         state.report.peak_starts_per_host_per_minute = pacer.peak;

@@ -72,6 +72,9 @@ mod adaptive;
 mod config;
 mod controller;
 mod events;
+mod explore;
+#[cfg(test)]
+mod explore_tests;
 mod pacer;
 mod report;
 #[cfg(test)]
@@ -82,4 +85,5 @@ pub use adaptive::{AdaptiveStartsConfig, ClassStartLimit, ReceiverClass};
 pub use config::DrainConfig;
 pub use controller::DrainController;
 pub use events::DrainEvent;
+pub use explore::StartExplorationConfig;
 pub use report::{DrainReport, WaveReport};

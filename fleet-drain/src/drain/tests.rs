@@ -123,12 +123,14 @@ fn pacer_spreads_starts_and_counts_them_in_progress() {
 fn adaptive(clock: &ManualClock, probation: bool) -> super::adaptive::AdaptiveStarts {
     let mut starts = super::adaptive::AdaptiveStarts::new(
         AdaptiveStartsConfig {
+            initial_limit: 2,
             increase_by: 1,
             backoff_ratio: 0.5,
             growth_factor: 2.0,
             ..AdaptiveStartsConfig::default()
         },
-        probation,
+        None,
+        probation.then_some(Duration::from_secs(150)),
         clock.clone().into_shared(),
     )
     .unwrap();

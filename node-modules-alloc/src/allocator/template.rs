@@ -186,9 +186,11 @@ impl Allocator {
             Some(pending(marker)),
         );
         let problem = match cloned {
+            // Every file was checked as it was placed (`lstat`: type, size, mode, mtime).
+            Ok(Built::Done(stats)) => return Ok(Some(stats)),
             // Files changed through a hardlink are re-hashed: intact content gets its metadata
             // back, modified content is never handed out (the template is rebuilt below).
-            Ok(Built::Done(stats)) => match check_staged(store, &plan.manifest, staging)? {
+            Ok(Built::Differs(stats)) => match check_staged(store, &plan.manifest, staging)? {
                 Staged::Intact => return Ok(Some(stats)),
                 Staged::Restored(files) => {
                     self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);

@@ -1,19 +1,27 @@
 //! Laying a whole tree out from its manifest, never through a link.
 //!
 //! The manifest is first checked on its own ([`Manifest::check_layout`]): plain relative paths,
-//! no entry below another one, symlinks resolving inside the tree. Then, walking the sorted
-//! entries with a stack of open directories ([`DirWalker`]):
+//! no entry below another one, symlinks resolving inside the tree. Then:
 //!
-//! 1. every directory is created with `mkdirat` and opened with `O_NOFOLLOW` from its parent's
-//!    descriptor, every file is placed relative to its directory's descriptor ([`place`]);
-//! 2. symlinks are created last, once every file and directory exists — so even a manifest
-//!    that slipped past the check cannot have a file written through one of its own links (the
-//!    link's path is a real directory by then, and `symlinkat` fails);
-//! 3. each directory, once left, and each copied or cloned file is handed to the sync queue
-//!    ([`SyncQueue`]: one `syncfs` at the end, or background fsyncs of every descriptor), which
-//!    is drained before returning. The completion marker is written under a temporary name
-//!    before that barrier ([`PendingMarker`]) and renamed into place by the caller after its
-//!    checks: a marker never appears before the whole tree is durable.
+//! 1. the regular files, in manifest (path) order, are split into contiguous slices, one per
+//!    worker thread (one per core, at most 8, at least 256 files each: `crate::parallel`).
+//!    Each worker walks its slice with its own stack of open directories ([`DirWalker`]): every
+//!    directory is created with `mkdirat` (an `EEXIST` from a neighbouring worker is fine) and
+//!    opened with `O_NOFOLLOW` from its parent's descriptor, every file is placed relative to
+//!    its directory's descriptor ([`place`]). When cloning a template, each placed file is
+//!    `lstat`ed right away and compared with its entry (type, size, mode, mtime), which spares
+//!    a second walk of the tree when everything matches ([`Built::Done`]);
+//! 2. symlinks are created last, once every worker is done and every file and directory
+//!    exists — so even a manifest that slipped past the check cannot have a file written
+//!    through one of its own links (the link's path is a real directory by then, and
+//!    `symlinkat` fails);
+//! 3. each directory, once a worker leaves it, and each copied or cloned file is handed to the
+//!    sync queue ([`SyncQueue`]: one `syncfs` at the end, or background fsyncs of every
+//!    descriptor), which is drained before returning. A directory shared by two workers is
+//!    handed over by each, after its own entries: every entry is covered by a later sync. The
+//!    completion marker is written under a temporary name before that barrier
+//!    ([`PendingMarker`]) and renamed into place by the caller after its checks: a marker
+//!    never appears before the whole tree is durable.
 //!
 //! When the source is another tree (a template), it is walked the same way: a template damaged
 //! into holding a symlink where a directory was is reported as damaged, never followed.
@@ -36,6 +44,7 @@ use crate::config::LinkMode;
 use crate::error::{Error, Result};
 use crate::fsutil::{join_rel, open_dir};
 use crate::manifest::{Manifest, ManifestEntry};
+use crate::parallel::{run_slices, workers_for};
 use crate::store::Store;
 
 /// The outcome of laying a tree out from another tree.
@@ -138,7 +147,7 @@ fn build(
     check: Check,
     ops: &Ops<'_>,
 ) -> Result<Built> {
-    let workers = workers_for(manifest.files());
+    let workers = workers_for(manifest.files(), MIN_FILES_PER_WORKER);
     build_with(manifest, dest, mode, source, marker, check, ops, workers)
 }
 
@@ -207,7 +216,7 @@ struct Job<'a> {
     dest: &'a Path,
     /// `dest`, open.
     root: &'a OwnedFd,
-    /// How many threads place the files (see [`workers_for`]).
+    /// How many threads place the files.
     workers: usize,
     mode: LinkMode,
     source: Source<'a>,
@@ -217,22 +226,8 @@ struct Job<'a> {
     ops: &'a Ops<'a>,
 }
 
-/// Files per worker below which a tree is laid out by fewer workers: starting a thread costs
-/// about as much as linking a few dozen files.
+/// Files per worker below which a tree is laid out by fewer workers.
 const MIN_FILES_PER_WORKER: usize = 256;
-/// At most this many workers place files, whatever the number of cores: beyond it they
-/// mostly wait for each other on the filesystem's locks.
-const MAX_WORKERS: usize = 8;
-
-/// How many workers lay `files` files out: one per core, at most [`MAX_WORKERS`], each with at
-/// least [`MIN_FILES_PER_WORKER`] files.
-fn workers_for(files: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    cores
-        .min(MAX_WORKERS)
-        .min(files / MIN_FILES_PER_WORKER)
-        .max(1)
-}
 
 /// The outcome of one worker.
 enum Part {
@@ -253,38 +248,9 @@ fn lay_out(manifest: &Manifest, job: &Job<'_>, queue: &SyncQueue<'_>) -> Result<
         .iter()
         .filter(|e| matches!(e, ManifestEntry::File { .. }))
         .collect();
-    let per_worker = files.len().div_ceil(job.workers.max(1)).max(1);
     let cancel = AtomicBool::new(false);
-    let cancel = &cancel;
-    let parts = std::thread::scope(|scope| {
-        let mut chunks = files.chunks(per_worker);
-        let first = chunks.next().unwrap_or_default();
-        let mut handles = Vec::new();
-        let mut inline = Vec::new();
-        for chunk in chunks {
-            let spawned = std::thread::Builder::new()
-                .name("nma-link".to_owned())
-                .spawn_scoped(scope, move || place_files(chunk, job, queue, cancel));
-            match spawned {
-                Ok(handle) => handles.push(handle),
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot start a link worker; linking in line");
-                    inline.push(chunk);
-                }
-            }
-        }
-        let mut parts = vec![place_files(first, job, queue, cancel)];
-        for chunk in inline {
-            parts.push(place_files(chunk, job, queue, cancel));
-        }
-        for handle in handles {
-            parts.push(handle.join().unwrap_or_else(|_| {
-                Err(Error::io("link worker panicked", job.dest)(
-                    io::Error::other("a link worker panicked"),
-                ))
-            }));
-        }
-        parts
+    let parts = run_slices(&files, job.workers, "nma-link", |slice| {
+        place_files(slice, job, queue, &cancel)
     });
     let mut stats = TreeStats::default();
     let mut differs = 0;

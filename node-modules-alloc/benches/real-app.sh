@@ -154,12 +154,16 @@ RSS_OURS=$(/usr/bin/time -f %M "$BIN" --store "$STORE" allocate --lockfile "$LOC
 d=$(bun_dir "mem-bun")
 RSS_BUN=$( (cd "$d" && /usr/bin/time -f %M "$BUN" install --frozen-lockfile --ignore-scripts --silent 2>&1 >/dev/null) | tail -n 1)
 
+d=$(fresh "mode-ours")
+PLACED=$("$BIN" --json --store "$STORE" allocate --lockfile "$LOCK" --app-dir "$d" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const p=JSON.parse(s).placed;console.log(`hardlinks ${p.hardlinks}, reflinks ${p.reflinks}, copies ${p.copies}, symlinks ${p.symlinks}`)})')
+
 M_OURS=$(median "${ours[@]}"); M_BUN=$(median "${bun[@]}"); M_COLD=$(median "${cold[@]}"); M_PNPM=$(median "${pnpm[@]}"); M_NPM=$(median "${npmci[@]}"); M_CPAL=$(median "${cpal[@]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 
 echo
 echo "app: $PACKAGES packages; files: ours $(files "$WORK/runs/ours-1/node_modules"), npm ci $(files "$WORK/runs/npm-1/node_modules"), pnpm $(files "$WORK/runs/pnpm-1/node_modules") (incl. .pnpm)"
 echo "bun $BUN_REPORTED ($BUN_LOCK), pnpm $PNPM_REPORTED, npm $(npm --version), node $(node --version)"
+echo "ours: link mode auto, placed: $PLACED; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "import of the npm cache into our store: ${IMPORT_S}s; first allocation (template build): ${FIRST_S}s"
 printf '%-46s %10s %12s %8s\n' "sequential, fresh app dir (median of $RUNS)" "seconds" "ours / it" "goal"
 printf '%-46s %10s %12s %8s\n' "node-modules-alloc allocate (template warm)" "$M_OURS" "-" "-"

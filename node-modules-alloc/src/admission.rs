@@ -24,10 +24,11 @@
 //!   does not either.
 //! * A caller finding no free slot takes a free queue place (non-blocking) or is shed at once
 //!   with [`Error::Overloaded`]. A queued caller polls the slots with jittered exponential
-//!   backoff ([`Backoff`], 5 ms growing to 200 ms) until its deadline, measured on the
-//!   allocator's injected [`Clock`], then is shed. The order across processes is not FIFO
-//!   (`flock` cannot wait for "any of N"); inside a process, the in-process limit in front of
-//!   this one keeps FIFO order.
+//!   backoff ([`Backoff`], 2 ms growing to 20 ms: a materialization holds its slot for tens of
+//!   milliseconds, and a slot left free while every waiter sleeps is lost time) until its
+//!   deadline, measured on the allocator's injected [`Clock`], then is shed. The order across
+//!   processes is not FIFO (`flock` cannot wait for "any of N"); inside a process, the
+//!   in-process limit in front of this one keeps FIFO order.
 //! * Every admission runs under `admission.lock`: it scans the slots, takes a free one, checks
 //!   free space *minus what the holders of the other slots reserved*, and writes its own
 //!   reservation before the next admission can look. So two processes never admit against
@@ -409,8 +410,8 @@ impl Held {
 
 fn poll_backoff() -> BackoffConfig {
     BackoffConfig {
-        base: Duration::from_millis(5),
-        max: Duration::from_millis(200),
+        base: Duration::from_millis(2),
+        max: Duration::from_millis(20),
         factor: 2.0,
         jitter: Jitter::Equal,
         max_attempts: None,

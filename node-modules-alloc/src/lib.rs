@@ -107,6 +107,7 @@ pub mod lockfile;
 mod locks;
 pub mod manifest;
 pub mod materialize;
+mod parallel;
 mod repair;
 pub mod store;
 pub mod sweep;

@@ -21,7 +21,12 @@ use crate::manifest::{Manifest, ManifestEntry, Plan};
 use crate::materialize::{
     Built, Staged, TreeStats, build_from_store, check_staged, clone_tree, quick_check,
 };
+use crate::parallel::{run_slices, workers_for};
 use crate::store::StoreReport;
+
+/// Contents (a digest, with both its variants) per re-hashing worker, at least: a content is
+/// one `open` and a few KiB of hashing, so smaller jobs are not worth a thread.
+const MIN_CONTENTS_PER_WORKER: usize = 64;
 
 impl Allocator {
     /// [`Self::ensure_template`], once per template at a time in this process (across
@@ -134,14 +139,36 @@ impl Allocator {
                 needed.insert((digest.clone(), *exec));
             }
         }
-        let mut bad = BTreeSet::new();
+        // Both variants of one content in the same slice: an executable variant is made from
+        // the other one, and a corrupt one is quarantined before its sibling is looked at.
+        let mut groups: Vec<Vec<(&str, bool)>> = Vec::new();
         for (digest, exec) in &needed {
-            if store.ensure_variant(digest, *exec).is_err() || !store.verify_file(digest, *exec)? {
-                store.quarantine(digest, *exec)?;
-                bad.insert(digest.clone());
-            } else {
-                store.restore_mode(digest, *exec)?;
+            match groups.last_mut() {
+                Some(group) if group.first().is_some_and(|(d, _)| d == digest) => {
+                    group.push((digest, *exec));
+                }
+                _ => groups.push(vec![(digest, *exec)]),
             }
+        }
+        let workers = workers_for(groups.len(), MIN_CONTENTS_PER_WORKER);
+        tracing::debug!(name = %self.inner.name, contents = groups.len(), workers, "re-hashing store files");
+        let slices = run_slices(&groups, workers, "nma-verify", |slice| {
+            let mut bad = Vec::new();
+            for (digest, exec) in slice.iter().flatten() {
+                if store.ensure_variant(digest, *exec).is_err()
+                    || !store.verify_file(digest, *exec)?
+                {
+                    store.quarantine(digest, *exec)?;
+                    bad.push((*digest).to_owned());
+                } else {
+                    store.restore_mode(digest, *exec)?;
+                }
+            }
+            Ok::<_, Error>(bad)
+        });
+        let mut bad = BTreeSet::new();
+        for slice in slices {
+            bad.extend(slice?);
         }
         if bad.is_empty() {
             return Ok(());
@@ -186,9 +213,11 @@ impl Allocator {
             Some(pending(marker)),
         );
         let problem = match cloned {
+            // Every file was checked as it was placed (`lstat`: type, size, mode, mtime).
+            Ok(Built::Done(stats)) => return Ok(Some(stats)),
             // Files changed through a hardlink are re-hashed: intact content gets its metadata
             // back, modified content is never handed out (the template is rebuilt below).
-            Ok(Built::Done(stats)) => match check_staged(store, &plan.manifest, staging)? {
+            Ok(Built::Differs(stats)) => match check_staged(store, &plan.manifest, staging)? {
                 Staged::Intact => return Ok(Some(stats)),
                 Staged::Restored(files) => {
                     self.inner.gauges.rebuilt.fetch_add(1, Ordering::Relaxed);

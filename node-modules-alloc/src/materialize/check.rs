@@ -80,28 +80,10 @@ fn mismatches(manifest: &Manifest, root: &Path, limit: usize) -> Vec<Mismatch> {
         let kind = FileType::from_raw_mode(stat.st_mode);
         match entry {
             ManifestEntry::File { size, exec, .. } => {
-                if kind != FileType::RegularFile {
-                    out.push(mismatch(format!("{path} is not a regular file"), None));
-                    continue;
-                }
-                let inode = Some((stat.st_dev, stat.st_ino));
-                let mode = stat.st_mode & 0o7777;
-                let expected = if *exec { 0o555 } else { 0o444 };
-                if u64::try_from(stat.st_size).ok() != Some(*size) {
-                    out.push(mismatch(
-                        format!("{path} differs from the manifest (size)"),
-                        inode,
-                    ));
-                } else if mode != expected {
-                    out.push(mismatch(
-                        format!("{path} differs from the manifest (mode {mode:o})"),
-                        inode,
-                    ));
-                } else if stat.st_mtime != CONTENT_MTIME_SECS || stat.st_mtime_nsec != 0 {
-                    out.push(mismatch(
-                        format!("{path} was modified (its mtime is not the published one)"),
-                        inode,
-                    ));
+                if let Some(problem) = file_problem(&stat, *size, *exec) {
+                    let inode =
+                        (problem != FileProblem::NotRegular).then_some((stat.st_dev, stat.st_ino));
+                    out.push(mismatch(problem.describe(path), inode));
                 }
             }
             ManifestEntry::Symlink { target, .. } => {
@@ -118,6 +100,49 @@ fn mismatches(manifest: &Manifest, root: &Path, limit: usize) -> Vec<Mismatch> {
         }
     }
     out
+}
+
+/// How a regular file of a tree differs from its manifest entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FileProblem {
+    /// Not a regular file.
+    NotRegular,
+    /// Another size.
+    Size,
+    /// Another mode than 0444/0555 (the mode found).
+    Mode(u32),
+    /// Not the published mtime: the file was written to.
+    Mtime,
+}
+
+impl FileProblem {
+    fn describe(self, path: &str) -> String {
+        match self {
+            Self::NotRegular => format!("{path} is not a regular file"),
+            Self::Size => format!("{path} differs from the manifest (size)"),
+            Self::Mode(mode) => format!("{path} differs from the manifest (mode {mode:o})"),
+            Self::Mtime => format!("{path} was modified (its mtime is not the published one)"),
+        }
+    }
+}
+
+/// Compares what `lstat` found at a file's place with the file's manifest entry: a regular
+/// file with the `size`, mode 0444 (0555 with `exec`) and mtime of published content.
+pub(super) fn file_problem(stat: &rustix::fs::Stat, size: u64, exec: bool) -> Option<FileProblem> {
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Some(FileProblem::NotRegular);
+    }
+    let mode = stat.st_mode & 0o7777;
+    let expected = if exec { 0o555 } else { 0o444 };
+    if u64::try_from(stat.st_size).ok() != Some(size) {
+        Some(FileProblem::Size)
+    } else if mode != expected {
+        Some(FileProblem::Mode(mode))
+    } else if stat.st_mtime != CONTENT_MTIME_SECS || stat.st_mtime_nsec != 0 {
+        Some(FileProblem::Mtime)
+    } else {
+        None
+    }
 }
 
 /// Cheap structural check of a tree against its manifest: every entry exists with the right

@@ -75,6 +75,14 @@ pub struct TreeStats {
 }
 
 impl TreeStats {
+    fn add(&mut self, other: &Self) {
+        self.files += other.files;
+        self.hardlinks += other.hardlinks;
+        self.reflinks += other.reflinks;
+        self.copies += other.copies;
+        self.symlinks += other.symlinks;
+    }
+
     fn count(&mut self, placed: Placed) {
         self.files += 1;
         match placed {

@@ -10,8 +10,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-step() { printf '\n==> %s\n' "$*" >&2; }
 started=$(date +%s)
+# Each step with the seconds since the start, so a slow CI run shows where its time went.
+step() { printf '\n==> [%5d s] %s\n' "$(( $(date +%s) - started ))" "$*" >&2; }
 
 # fleet-drain's `etcd` feature builds etcd-client (its build script runs
 # protoc) and its tests need a real etcd: install both when missing, start a

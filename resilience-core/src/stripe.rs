@@ -34,7 +34,13 @@ pub(crate) fn stripe_count() -> usize {
 /// power-of-two slice, from [`stripe_count`]).
 #[allow(clippy::indexing_slicing)] // masked by `len - 1` of a non-empty power-of-two slice
 pub(crate) fn pick<T>(stripes: &[Padded<T>]) -> &T {
-    &stripes[thread_index() & (stripes.len() - 1)].0
+    &stripes[index(stripes.len())].0
+}
+
+/// The calling thread's stripe among `len` (a power of two, from
+/// [`stripe_count`]).
+pub(crate) fn index(len: usize) -> usize {
+    thread_index() & len.saturating_sub(1)
 }
 
 /// A small per-thread number.

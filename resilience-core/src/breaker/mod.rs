@@ -116,6 +116,8 @@ use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard};
 use tally::Tally;
 use window::Window;
 
+use crate::stripe::{self, Padded};
+
 /// How many state changes a [`CircuitBreaker::subscribe`] receiver buffers.
 pub const EVENT_CAPACITY: usize = 64;
 
@@ -134,6 +136,26 @@ fn pack(epoch: u64, state: BreakerState) -> u64 {
 #[derive(Clone)]
 pub struct CircuitBreaker {
     inner: Arc<Inner>,
+    /// What permits hold (see [`Cell`]); one per stripe.
+    cells: Box<[Arc<Padded<Cell>>]>,
+}
+
+/// The reference to the breaker a permit keeps. Cloning the breaker's one
+/// `Arc` for every permit made every thread write the same reference count
+/// twice per call; each cell has its own count on its own cache line, and a
+/// thread clones the cell of its stripe.
+struct Cell {
+    inner: Arc<Inner>,
+}
+
+fn cells(inner: &Arc<Inner>) -> Box<[Arc<Padded<Cell>>]> {
+    (0..stripe::stripe_count())
+        .map(|_| {
+            Arc::new(Padded(Cell {
+                inner: Arc::clone(inner),
+            }))
+        })
+        .collect()
 }
 
 // # Memory ordering
@@ -346,6 +368,9 @@ impl CircuitBreaker {
     /// (and logs a warning), since the clones share it.
     #[must_use]
     pub fn named(mut self, name: InstanceName) -> Self {
+        // Without clones or permits, this handle's cells hold the only other
+        // references to `inner`.
+        self.cells = Box::default();
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             let state = BreakerState::from_bits(inner.word.load(Ordering::Acquire) & STATE_MASK);
             inner.obs = BreakerObs::register(&name, state);
@@ -357,6 +382,7 @@ impl CircuitBreaker {
                 "CircuitBreaker::named on a breaker that has clones: the name is unchanged; name it before cloning"
             );
         }
+        self.cells = cells(&self.inner);
         self
     }
 
@@ -406,35 +432,49 @@ impl CircuitBreaker {
         let origin_coarse = clock.now_coarse_nanos();
         let window = Window::new(config.window);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        Ok(CircuitBreaker {
-            inner: Arc::new(Inner {
-                word: AtomicU64::new(pack(0, BreakerState::Closed)),
-                slow_call_duration: config.slow_call_duration,
-                clock_on_record: config.slow_call_duration.is_some() || window.needs_clock(),
-                coarse: coarse_enough(&config),
-                origin: now,
-                origin_coarse,
-                bucket_nanos: window.bucket_nanos(),
-                tally: Tally::new(tally::LOCKED),
-                clock,
-                config,
-                events,
-                core: Mutex::new(Core {
-                    state: BreakerState::Closed,
-                    epoch: 0,
-                    window,
-                    consecutive_failures: 0,
-                    open_until: now,
-                    open_wait,
-                    probes_in_flight: 0,
-                    probe_successes: 0,
-                    counters: Counters::default(),
-                    tally_epoch: 0,
-                }),
-                obs: BreakerObs::register(&name, BreakerState::Closed),
-                name,
+        let inner = Arc::new(Inner {
+            word: AtomicU64::new(pack(0, BreakerState::Closed)),
+            slow_call_duration: config.slow_call_duration,
+            clock_on_record: config.slow_call_duration.is_some() || window.needs_clock(),
+            coarse: coarse_enough(&config),
+            origin: now,
+            origin_coarse,
+            bucket_nanos: window.bucket_nanos(),
+            tally: Tally::new(tally::LOCKED),
+            clock,
+            config,
+            events,
+            core: Mutex::new(Core {
+                state: BreakerState::Closed,
+                epoch: 0,
+                window,
+                consecutive_failures: 0,
+                open_until: now,
+                open_wait,
+                probes_in_flight: 0,
+                probe_successes: 0,
+                counters: Counters::default(),
+                tally_epoch: 0,
             }),
+            obs: BreakerObs::register(&name, BreakerState::Closed),
+            name,
+        });
+        Ok(CircuitBreaker {
+            cells: cells(&inner),
+            inner,
         })
+    }
+
+    /// A permit's reference to the breaker: the calling thread's cell.
+    fn cell(&self) -> Arc<Padded<Cell>> {
+        match self.cells.get(stripe::index(self.cells.len())) {
+            Some(cell) => Arc::clone(cell),
+            // Unreachable (`cells` is never empty), but a fresh cell is
+            // always a correct one.
+            None => Arc::new(Padded(Cell {
+                inner: Arc::clone(&self.inner),
+            })),
+        }
     }
 
     /// The configuration.
@@ -456,7 +496,7 @@ impl CircuitBreaker {
                 .inner
                 .slow_call_duration
                 .map(|_| self.inner.call_nanos());
-            return Ok(BreakerPermit::new(self.clone(), word >> 2, false, started));
+            return Ok(BreakerPermit::new(self.cell(), word >> 2, false, started));
         }
         self.acquire_contended()
     }
@@ -486,15 +526,13 @@ impl CircuitBreaker {
             );
         }
         let result = match core.state {
-            BreakerState::Closed => {
-                Ok(BreakerPermit::new(self.clone(), core.epoch, false, started))
-            }
+            BreakerState::Closed => Ok(BreakerPermit::new(self.cell(), core.epoch, false, started)),
             BreakerState::HalfOpen
                 if core.probes_in_flight.saturating_add(core.probe_successes)
                     < self.inner.config.half_open_probes =>
             {
                 core.probes_in_flight += 1;
-                Ok(BreakerPermit::new(self.clone(), core.epoch, true, started))
+                Ok(BreakerPermit::new(self.cell(), core.epoch, true, started))
             }
             BreakerState::HalfOpen | BreakerState::Open => {
                 core.counters.rejections += 1;
@@ -601,8 +639,7 @@ impl CircuitBreaker {
     }
 
     /// Completes a permit (`outcome` `None`: dropped without a record).
-    fn complete(&self, permit: &BreakerPermit, outcome: Option<Outcome>) {
-        let inner = &*self.inner;
+    fn complete(inner: &Inner, permit: &BreakerPermit, outcome: Option<Outcome>) {
         let now = if outcome.is_some() && inner.clock_on_record {
             Some(inner.call_nanos())
         } else {
@@ -907,7 +944,7 @@ impl fmt::Debug for CircuitBreaker {
 /// half-open probe slot and counts as neither success nor failure.
 #[must_use = "a permit is for one call: record its outcome (dropping it counts as cancelled)"]
 pub struct BreakerPermit {
-    breaker: Option<CircuitBreaker>,
+    cell: Option<Arc<Padded<Cell>>>,
     epoch: u64,
     probe: bool,
     /// [`Inner::call_nanos`] at acquire, when slow calls are tracked.
@@ -915,9 +952,9 @@ pub struct BreakerPermit {
 }
 
 impl BreakerPermit {
-    fn new(breaker: CircuitBreaker, epoch: u64, probe: bool, started: Option<u64>) -> Self {
+    fn new(cell: Arc<Padded<Cell>>, epoch: u64, probe: bool, started: Option<u64>) -> Self {
         BreakerPermit {
-            breaker: Some(breaker),
+            cell: Some(cell),
             epoch,
             probe,
             started,
@@ -931,8 +968,8 @@ impl BreakerPermit {
 
     /// Records how the call ended.
     pub fn record(mut self, outcome: Outcome) {
-        if let Some(breaker) = self.breaker.take() {
-            breaker.complete(&self, Some(outcome));
+        if let Some(cell) = self.cell.take() {
+            CircuitBreaker::complete(&cell.0.inner, &self, Some(outcome));
         }
     }
 
@@ -955,8 +992,8 @@ impl BreakerPermit {
 
 impl Drop for BreakerPermit {
     fn drop(&mut self) {
-        if let Some(breaker) = self.breaker.take() {
-            breaker.complete(self, None);
+        if let Some(cell) = self.cell.take() {
+            CircuitBreaker::complete(&cell.0.inner, self, None);
         }
     }
 }

@@ -298,7 +298,27 @@ impl RetryBudget {
     /// Records one original request: adds `retry_ratio` of a token for the
     /// next `ttl`. Call it for every first attempt, whatever its outcome.
     pub fn deposit(&self) {
-        self.deposit_many(1);
+        let now = self.now_nanos();
+        let mut slot = now >> self.shift;
+        let stripe = self.stripe();
+        loop {
+            let word = stripe.word.load(Ordering::Acquire);
+            if word & FROZEN != 0 || !tag_matches(word, slot) || count(word) >= FLUSH_AT {
+                slot = self.advance(now, slot, count(word) >= FLUSH_AT);
+                continue;
+            }
+            // A compare-exchange rather than `fetch_add`: it can never land
+            // on a word the slow path has frozen in the meantime. The stripe
+            // is (nearly) private to this thread, so it rarely fails.
+            if stripe
+                .word
+                .compare_exchange(word, word + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.metrics.deposits.inc();
+                return;
+            }
+        }
     }
 
     /// Records `n` original requests at once, as `n` calls to
@@ -318,9 +338,7 @@ impl RetryBudget {
             }
             // Never past the flush mark, so the 32-bit count cannot wrap.
             let add = left.min(FLUSH_AT - pending);
-            // A compare-exchange rather than `fetch_add`: it can never land
-            // on a word the slow path has frozen in the meantime. The stripe
-            // is (nearly) private to this thread, so it rarely fails.
+            // A compare-exchange, as in `deposit`.
             if stripe
                 .word
                 .compare_exchange(word, word + add, Ordering::AcqRel, Ordering::Acquire)

@@ -37,26 +37,28 @@ where
     std::thread::scope(|scope| {
         let mut slices = items.chunks(per_worker);
         let first = slices.next().unwrap_or_default();
-        let mut started = Vec::new();
-        let mut inline = Vec::new();
+        // In slice order: a started thread, or a slice to work on in line.
+        let mut rest = Vec::new();
         for slice in slices {
             match std::thread::Builder::new()
                 .name(name.to_owned())
                 .spawn_scoped(scope, move || work(slice))
             {
-                Ok(handle) => started.push(handle),
+                Ok(handle) => rest.push(Ok(handle)),
                 Err(e) => {
                     tracing::debug!(error = %e, worker = name, "cannot start a worker; working in line");
-                    inline.push(slice);
+                    rest.push(Err(slice));
                 }
             }
         }
         let mut results = vec![work(first)];
-        results.extend(inline.into_iter().map(work));
-        for handle in started {
-            match handle.join() {
-                Ok(result) => results.push(result),
-                Err(panic) => std::panic::resume_unwind(panic),
+        for next in rest {
+            match next {
+                Ok(handle) => match handle.join() {
+                    Ok(result) => results.push(result),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(slice) => results.push(work(slice)),
             }
         }
         results

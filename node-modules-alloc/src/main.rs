@@ -89,7 +89,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Allocate APP_DIR/node_modules for a package-lock.json (v2/v3).
+    /// Allocate APP_DIR/node_modules for a package-lock.json (v1, v2 or v3).
     Allocate {
         /// The lockfile.
         #[arg(long, value_name = "FILE")]

@@ -388,3 +388,58 @@ fn a_required_package_that_does_not_fit_is_an_error_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn a_v1_lockfile_allocates_and_its_scripts_are_found_in_the_store() {
+    // v1 carries no hasInstallScript: the store's package.json is what finds the script.
+    let a = Pkg::new("a", "1.0.0")
+        .file("cli.js", b"#!/usr/bin/env node\n", 0o644)
+        .bin("a-cli", "cli.js");
+    let b = Pkg::new("b", "2.0.0");
+    let post = Pkg::new("post", "3.0.0").json("scripts", json!({"postinstall": "node x.js"}));
+    let dir = tempfile::tempdir().unwrap();
+    write_tarballs(&dir.path().join("tarballs"), &[&a, &b, &post]);
+    Store::open(dir.path().join("store"))
+        .unwrap()
+        .import_path(dir.path().join("tarballs"))
+        .unwrap();
+    let lock = dir.path().join("package-lock.json");
+    let v1 = |with_post: bool| {
+        let mut deps = json!({
+            "a": {"version": "1.0.0", "integrity": a.integrity(), "requires": {"b": "^2.0.0"},
+                  "dependencies": {"b": {"version": "2.0.0", "integrity": b.integrity()}}},
+        });
+        if with_post {
+            deps["post"] = json!({"version": "3.0.0", "integrity": post.integrity()});
+        }
+        json!({"name": "app", "version": "1.0.0", "lockfileVersion": 1, "requires": true, "dependencies": deps})
+            .to_string()
+    };
+    let app = dir.path().join("app");
+    let allocator = || {
+        let store = Store::open(dir.path().join("store")).unwrap();
+        Allocator::new(
+            store,
+            config(IgnoreScripts::default(), PlatformConfig::default()),
+        )
+        .unwrap()
+    };
+    fs::write(&lock, v1(false)).unwrap();
+    let allocation = rt().block_on(allocator().allocate(&lock, &app)).unwrap();
+    assert_eq!(allocation.packages, 2);
+    assert!(app.join("node_modules/a/node_modules/b/index.js").exists());
+    // The bin comes from the store's package.json (v1 has no `bin`).
+    assert!(app.join("node_modules/.bin/a-cli").exists());
+
+    fs::write(&lock, v1(true)).unwrap();
+    let err = rt()
+        .block_on(allocator().allocate(&lock, &app))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::BuildRequired { packages } if packages.len() == 1 && packages[0].path == "node_modules/post"),
+        "{err}"
+    );
+    // The tree published before is untouched.
+    assert!(!app.join("node_modules/post").exists());
+    assert!(app.join("node_modules/a/index.js").exists());
+}

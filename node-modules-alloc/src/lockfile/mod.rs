@@ -1,9 +1,10 @@
-//! `package-lock.json` v2 and v3 reader.
+//! `package-lock.json` v2 and v3 reader, and v1 (read-only, mapped onto the same model: see
+//! the `v1` module).
 //!
 //! The lockfile is the allocation request: every entry of its `packages` map is an install
 //! path (`node_modules/a/node_modules/@scope/b`) with the tarball integrity that must end up
 //! there, plus its `bin` entries. Only what is needed to build the tree is read, strictly: an
-//! unsupported feature (`link: true` workspaces, lockfile v1) is an error naming the path in
+//! unsupported feature (`link: true` workspaces, `file:` links in v1) is an error naming the path in
 //! the lockfile, never a silently incomplete `node_modules`.
 //!
 //! ```
@@ -36,6 +37,8 @@ use crate::bins::{normalize_bin_target, validate_bin_name};
 use crate::error::{Error, Result, UnfitPackage};
 use crate::integrity::Integrity;
 use crate::platform::Platform;
+
+mod v1;
 
 /// One package to install.
 #[allow(clippy::struct_excessive_bools)] // mirrors the lockfile's independent flags
@@ -112,7 +115,7 @@ impl Default for Selection {
     }
 }
 
-/// A parsed `package-lock.json` (v2 or v3).
+/// A parsed `package-lock.json` (v1, v2 or v3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lockfile {
     file: PathBuf,
@@ -313,11 +316,22 @@ impl Lockfile {
         let raw: RawLock = serde_json::from_str(text)
             .map_err(|e| err("(document)".to_owned(), format!("invalid JSON: {e}")))?;
         let version = raw.lockfile_version.unwrap_or(0);
+        if version == 1 {
+            let raw: v1::RawLockV1 = serde_json::from_str(text)
+                .map_err(|e| err("dependencies".to_owned(), format!("invalid: {e}")))?;
+            let packages = v1::packages(raw.dependencies.unwrap_or_default())
+                .map_err(|(location, reason)| err(location, reason))?;
+            return Ok(Self {
+                file,
+                version,
+                packages,
+            });
+        }
         if !(2..=3).contains(&version) {
             return Err(err(
                 "lockfileVersion".to_owned(),
                 format!(
-                    "version {version} is not supported (need 2 or 3; run `npm install --lockfile-version 3`)"
+                    "version {version} is not supported (need 1, 2 or 3; run `npm install --lockfile-version 3`)"
                 ),
             ));
         }
@@ -350,7 +364,7 @@ impl Lockfile {
         &self.file
     }
 
-    /// `lockfileVersion` (2 or 3).
+    /// `lockfileVersion` (1, 2 or 3).
     pub fn version(&self) -> u64 {
         self.version
     }
@@ -460,9 +474,8 @@ mod tests {
     }
 
     #[test]
-    fn refuses_v1_missing_integrity_and_bad_paths() {
-        let err =
-            Lockfile::parse("x", r#"{"lockfileVersion": 1, "dependencies": {}}"#).unwrap_err();
+    fn refuses_unknown_versions_missing_integrity_and_bad_paths() {
+        let err = Lockfile::parse("x", r#"{"lockfileVersion": 4, "packages": {}}"#).unwrap_err();
         assert!(err.to_string().contains("lockfileVersion"), "{err}");
         let err = Lockfile::parse("x", &lock(r#""node_modules/a": {"version": "1.0.0"}"#, 3))
             .unwrap_err();

@@ -24,7 +24,7 @@ use std::io::Read as _;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BuildNeed, BuildReason, Error, Result};
-use crate::import::package_json::parse_lifecycle;
+use crate::import::package_json::{Lifecycle, parse_lifecycle};
 use crate::lockfile::LockedPackage;
 use crate::store::{IndexEntry, PackageIndex, Store};
 
@@ -73,17 +73,17 @@ impl IgnoreScripts {
     }
 }
 
-/// Why `pkg` (resolved to `index` in `store`) needs a build, or `None`.
+/// Why `pkg` (resolved to `index`, whose `package.json` declares `lifecycle`) needs a build,
+/// or `None`.
 pub(crate) fn build_need(
-    store: &Store,
     pkg: &LockedPackage,
     index: &PackageIndex,
+    lifecycle: &Lifecycle,
 ) -> Option<BuildNeed> {
     let mut reasons = Vec::new();
     if pkg.has_install_script {
         reasons.push(BuildReason::LockfileFlag);
     }
-    let lifecycle = package_json(store, pkg, index).unwrap_or_default();
     let mut install_script = false;
     for (stage, command) in &lifecycle.scripts {
         install_script |= *stage != "postinstall";
@@ -107,13 +107,17 @@ pub(crate) fn build_need(
     })
 }
 
-/// The lifecycle part of the package's `package.json` in the store, or `None` (with a
-/// warning) when it has none or it cannot be read.
-fn package_json(
+/// What the package's `package.json` in the store declares for installing it (scripts,
+/// `gypfile`, `os`/`cpu`/`libc`); empty (with a warning) when it cannot be read.
+pub(crate) fn read_package_json(
     store: &Store,
     pkg: &LockedPackage,
     index: &PackageIndex,
-) -> Option<crate::import::package_json::Lifecycle> {
+) -> Lifecycle {
+    read_lifecycle(store, pkg, index).unwrap_or_default()
+}
+
+fn read_lifecycle(store: &Store, pkg: &LockedPackage, index: &PackageIndex) -> Option<Lifecycle> {
     let (digest, size, exec) = index.entries.iter().find_map(|e| match e {
         IndexEntry::File {
             path,

@@ -18,10 +18,10 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{BuildNeed, Error, MissingPackage, Result};
+use crate::error::{BuildNeed, Error, MissingPackage, Result, UnfitPackage};
 use crate::fsutil::atomic_write;
 use crate::integrity::sha512_hex;
-use crate::lifecycle::build_need;
+use crate::lifecycle::{build_need, read_package_json};
 use crate::lockfile::{Lockfile, Selection};
 use crate::platform::Platform;
 use crate::store::{IndexEntry, Store};
@@ -229,12 +229,8 @@ impl Manifest {
             location: format!("packages[{package:?}]"),
             reason,
         };
+        let mut unfit = Vec::new();
         for pkg in lockfile.select_on(selection, platform) {
-            canonical.push((
-                pkg.path.clone(),
-                pkg.integrity.to_string(),
-                pkg.bins.clone(),
-            ));
             let Some(index) = store.read_index(&pkg.integrity)? else {
                 missing.push(MissingPackage {
                     path: pkg.path.clone(),
@@ -242,12 +238,39 @@ impl Manifest {
                 });
                 continue;
             };
+            // The package's own `os`/`cpu`/`libc` count too: a v1 lockfile carries none.
+            let declared = read_package_json(store, pkg, &index);
+            if let Some(reason) = platform.mismatch(&declared.os, &declared.cpu, &declared.libc) {
+                if pkg.is_optional() {
+                    tracing::debug!(package = %pkg.path, reason = %reason, "optional package skipped: its package.json excludes the platform");
+                } else {
+                    unfit.push(UnfitPackage {
+                        name: pkg.name.clone(),
+                        version: pkg.version.clone(),
+                        path: pkg.path.clone(),
+                        reason: format!("{reason} (in its package.json)"),
+                    });
+                }
+                continue;
+            }
+            canonical.push((
+                pkg.path.clone(),
+                pkg.integrity.to_string(),
+                pkg.bins.clone(),
+            ));
             tree.add_package(pkg, &index)
                 .map_err(|reason| refuse(&pkg.path, reason))?;
-            builds.extend(build_need(store, pkg, &index));
+            builds.extend(build_need(pkg, &index, &declared));
         }
         if !missing.is_empty() {
             return Err(Error::MissingPackages { missing });
+        }
+        if !unfit.is_empty() {
+            tracing::warn!(platform = %platform, packages = unfit.len(), "tree refused: required packages do not fit the platform");
+            return Err(Error::PlatformMismatch {
+                platform: platform.to_string(),
+                packages: unfit,
+            });
         }
         tree.check().map_err(|(package, reason)| {
             tracing::warn!(package = %package, reason = %reason, "tree refused: packages laid out together are unsafe");

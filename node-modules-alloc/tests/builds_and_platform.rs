@@ -443,3 +443,65 @@ fn a_v1_lockfile_allocates_and_its_scripts_are_found_in_the_store() {
     assert!(!app.join("node_modules/post").exists());
     assert!(app.join("node_modules/a/index.js").exists());
 }
+
+#[test]
+fn restrictions_in_the_stores_package_json_filter_v1_optional_packages() {
+    // npm 6's chokidar -> fsevents: optional, darwin only, with an install script. A v1
+    // lockfile says none of that: the package's own package.json does.
+    let chokidar = Pkg::new("chokidar", "2.1.8");
+    let fsevents = Pkg::new("fsevents", "1.2.13")
+        .json("os", json!(["darwin"]))
+        .json("scripts", json!({"install": "node install.js"}));
+    let mac_only = Pkg::new("mac-only", "1.0.0").json("os", json!("darwin"));
+    let dir = tempfile::tempdir().unwrap();
+    write_tarballs(
+        &dir.path().join("tarballs"),
+        &[&chokidar, &fsevents, &mac_only],
+    );
+    Store::open(dir.path().join("store"))
+        .unwrap()
+        .import_path(dir.path().join("tarballs"))
+        .unwrap();
+    let lock = dir.path().join("package-lock.json");
+    let v1 = |required_mac_only: bool| {
+        let mut deps = json!({
+            "chokidar": {"version": "2.1.8", "integrity": chokidar.integrity()},
+            "fsevents": {"version": "1.2.13", "integrity": fsevents.integrity(), "optional": true},
+        });
+        if required_mac_only {
+            deps["mac-only"] = json!({"version": "1.0.0", "integrity": mac_only.integrity()});
+        }
+        json!({"lockfileVersion": 1, "dependencies": deps}).to_string()
+    };
+    let app = dir.path().join("app");
+    let allocate = |platform: PlatformConfig| {
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let allocator = Allocator::new(store, config(IgnoreScripts::default(), platform)).unwrap();
+        rt().block_on(allocator.allocate(&lock, &app))
+    };
+    fs::write(&lock, v1(false)).unwrap();
+    let allocation = allocate(platform(Libc::Glibc)).unwrap();
+    assert_eq!(allocation.packages, 1);
+    assert!(!app.join("node_modules/fsevents").exists());
+    // On macOS it is installed, so its install script refuses the tree.
+    let darwin = PlatformConfig {
+        os: Some("darwin".to_owned()),
+        cpu: Some("arm64".to_owned()),
+        libc: None,
+    };
+    let err = allocate(darwin).unwrap_err();
+    assert!(
+        matches!(&err, Error::BuildRequired { packages } if packages[0].name == "fsevents"),
+        "{err}"
+    );
+    // A required package whose package.json excludes the platform is an error naming it.
+    fs::write(&lock, v1(true)).unwrap();
+    let err = allocate(platform(Libc::Glibc)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(&err, Error::PlatformMismatch { packages, .. } if packages.len() == 1)
+            && text.contains("mac-only@1.0.0 at node_modules/mac-only: os")
+            && text.contains("in its package.json"),
+        "{text}"
+    );
+}

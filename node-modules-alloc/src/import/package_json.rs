@@ -357,6 +357,12 @@ pub(crate) struct Lifecycle {
     pub(crate) scripts: Vec<(&'static str, String)>,
     /// `gypfile`, when a boolean (`false` turns off npm's implicit `node-gyp rebuild`).
     pub(crate) gypfile: Option<bool>,
+    /// `os`, `cpu` and `libc` restrictions (strings of a list, or one string).
+    pub(crate) os: Vec<String>,
+    /// See `os`.
+    pub(crate) cpu: Vec<String>,
+    /// See `os`.
+    pub(crate) libc: Vec<String>,
 }
 
 /// The lifecycle stages that run at install time, in order.
@@ -374,6 +380,9 @@ pub(crate) fn parse_lifecycle(bytes: &[u8]) -> Result<Lifecycle, serde_json::Err
     Ok(Lifecycle {
         scripts,
         gypfile: raw.gypfile.0,
+        os: raw.os.0,
+        cpu: raw.cpu.0,
+        libc: raw.libc.0,
     })
 }
 
@@ -381,6 +390,58 @@ pub(crate) fn parse_lifecycle(bytes: &[u8]) -> Result<Lifecycle, serde_json::Err
 struct RawLifecycle {
     scripts: RawScripts,
     gypfile: LooseBool,
+    os: LooseList,
+    cpu: LooseList,
+    libc: LooseList,
+}
+
+/// A list of strings (non-strings skipped), one string, or empty for any other value.
+#[derive(Default)]
+struct LooseList(Vec<String>);
+
+impl<'de> de::Deserialize<'de> for LooseList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LooseList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LooseList, E> {
+                Ok(LooseList(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LooseList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<LooseString>()? {
+                    out.extend(item.0);
+                }
+                Ok(LooseList(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LooseList, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LooseList::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<LooseList, E> {
+                Ok(LooseList::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<LooseList, E> {
+                Ok(LooseList::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<LooseList, E> {
+                Ok(LooseList::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<LooseList, E> {
+                Ok(LooseList::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<LooseList, E> {
+                Ok(LooseList::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<LooseList, E> {
+                Ok(LooseList::default())
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
 }
 
 /// `scripts`: the three install stages, when strings (the last of duplicate keys wins).
@@ -481,6 +542,9 @@ impl<'de> de::Deserialize<'de> for RawLifecycle {
                     match key.as_str() {
                         "scripts" => out.scripts = map.next_value::<RawScripts>()?,
                         "gypfile" => out.gypfile = map.next_value::<LooseBool>()?,
+                        "os" => out.os = map.next_value::<LooseList>()?,
+                        "cpu" => out.cpu = map.next_value::<LooseList>()?,
+                        "libc" => out.libc = map.next_value::<LooseList>()?,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -622,6 +686,11 @@ mod tests {
         assert_eq!(lc.gypfile, None);
         let lc = parse_lifecycle(br#"{"scripts":"install","scripts":{"install":"a"}}"#).unwrap();
         assert_eq!(lc.scripts, [("install", "a".to_owned())]);
+        let lc =
+            parse_lifecycle(br#"{"os":["darwin",5,"!win32"],"cpu":"x64","libc":{"a":1}}"#).unwrap();
+        assert_eq!(lc.os, ["darwin", "!win32"]);
+        assert_eq!(lc.cpu, ["x64"]);
+        assert!(lc.libc.is_empty());
         assert!(parse_lifecycle(b"[1]").is_err());
         assert!(parse_lifecycle(b"{\"scripts\":").is_err());
         let deep = format!(

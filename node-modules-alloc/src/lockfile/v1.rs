@@ -12,10 +12,10 @@
 //! to be read; and the install paths of all packages together are bounded
 //! ([`MAX_TOTAL_PATH_BYTES`]), so a small file cannot expand into huge paths.
 //!
-//! What v1 does not carry: `bin` (the store's `package.json` provides bins),
-//! `hasInstallScript` (the store's `package.json` is checked for scripts anyway) and
-//! `os`/`cpu`/`libc`: an optional v1 package is installed whatever the platform (npm 6 tried
-//! and skipped it on failure). Use a v2/v3 lockfile for platform-specific optional packages.
+//! What v1 does not carry: `bin`, `hasInstallScript` and `os`/`cpu`/`libc`. The allocator
+//! reads all three from the package's own `package.json` in the store anyway (bins at import,
+//! scripts and platform restrictions when planning the tree), so a v1 optional package that
+//! excludes the platform is left out as with v2.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

@@ -143,6 +143,87 @@ pub struct MissingPackage {
     pub integrity: String,
 }
 
+/// Why a package needs a build (a lifecycle script) that the allocator does not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildReason {
+    /// The lockfile marks the package `hasInstallScript: true`.
+    LockfileFlag,
+    /// The package's `package.json` (in the store) declares this lifecycle script.
+    Script {
+        /// `preinstall`, `install` or `postinstall`.
+        stage: &'static str,
+        /// The command, cut to 80 bytes for messages.
+        command: String,
+    },
+    /// The package ships a `binding.gyp` and no `install`/`preinstall` script: npm runs
+    /// `node-gyp rebuild` for it.
+    BindingGyp,
+}
+
+impl std::fmt::Display for BuildReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::LockfileFlag => f.write_str("hasInstallScript in the lockfile"),
+            Self::Script { stage, command } => write!(f, "{stage} script {command:?}"),
+            Self::BindingGyp => f.write_str("binding.gyp (node-gyp rebuild)"),
+        }
+    }
+}
+
+/// A package of a tree that needs a build the allocator does not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildNeed {
+    /// The package name (the lockfile's).
+    pub name: String,
+    /// Its version, when the lockfile or its `package.json` gives one.
+    pub version: Option<String>,
+    /// The install path in the lockfile (`node_modules/a/node_modules/b`).
+    pub path: String,
+    /// Every reason found, in the order above.
+    pub reasons: Vec<BuildReason>,
+}
+
+impl std::fmt::Display for BuildNeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.name)?;
+        if let Some(version) = &self.version {
+            write!(f, "@{version}")?;
+        }
+        write!(f, " at {} (", self.path)?;
+        for (i, reason) in self.reasons.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{reason}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A required (not optional) package whose `os`, `cpu` or `libc` excludes this platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfitPackage {
+    /// The package name.
+    pub name: String,
+    /// Its version, when the lockfile gives one.
+    pub version: Option<String>,
+    /// The install path in the lockfile.
+    pub path: String,
+    /// Which restriction excludes the platform (`libc ["musl"] excludes glibc`).
+    pub reason: String,
+}
+
+impl std::fmt::Display for UnfitPackage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.name)?;
+        if let Some(version) = &self.version {
+            write!(f, "@{version}")?;
+        }
+        write!(f, " at {}: {}", self.path, self.reason)
+    }
+}
+
 /// An error of the store, the importer, the lockfile reader or the allocator.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -205,6 +286,25 @@ pub enum Error {
         /// All missing packages, in lockfile order.
         missing: Vec<MissingPackage>,
     },
+    /// Packages of the tree need a build (`preinstall`/`install`/`postinstall` script, or
+    /// `node-gyp rebuild` for a `binding.gyp`) that the allocator does not run: the tree would
+    /// look complete and fail at `require` time, so nothing is published. Every such package is
+    /// listed; a package known to work without its build can be allowed with
+    /// [`IgnoreScripts`](crate::allocator::IgnoreScripts).
+    #[error("{} package(s) need a build that node-modules-alloc does not run, nothing was published: {}; if a package works without its build, allow it with --ignore-scripts NAME (config ignore_scripts)", packages.len(), join(packages))]
+    BuildRequired {
+        /// Every package needing a build, in lockfile order.
+        packages: Vec<BuildNeed>,
+    },
+    /// Required packages of the lockfile do not fit this platform (`os`, `cpu`, `libc`):
+    /// every one is listed.
+    #[error("{} required package(s) do not fit this platform ({platform}): {}", packages.len(), join(packages))]
+    PlatformMismatch {
+        /// The platform allocated for (`linux x64 glibc`).
+        platform: String,
+        /// Every required package that does not fit, in lockfile order.
+        packages: Vec<UnfitPackage>,
+    },
     /// The free-space guard refused the work.
     #[error("not enough free space on {path}: {available} bytes available, {required} required")]
     InsufficientSpace {
@@ -255,6 +355,14 @@ fn format_missing(missing: &[MissingPackage]) -> String {
     missing
         .iter()
         .map(|m| format!("{} ({})", m.path, m.integrity))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -284,6 +284,22 @@ pub fn check_lockfile(data: &[u8]) -> Result<(), Violation> {
                 include_dev,
                 include_optional,
             };
+            // Every platform: required packages that do not fit are listed, never selected away.
+            for platform in fuzz_platforms() {
+                let kept = lockfile.select_on(&selection, &platform).count();
+                let unfit = lockfile.unfit_required(&selection, &platform).len();
+                let required = lockfile
+                    .packages()
+                    .iter()
+                    .filter(|p| !p.is_optional())
+                    .count();
+                if unfit > required || kept > lockfile.packages().len() {
+                    return Err(violation(
+                        T,
+                        format!("{unfit} unfit of {required} required, {kept} kept"),
+                    ));
+                }
+            }
             for pkg in lockfile.select(&selection) {
                 let path = &pkg.path;
                 if !path.starts_with("node_modules/") {
@@ -300,6 +316,24 @@ pub fn check_lockfile(data: &[u8]) -> Result<(), Violation> {
         }
     }
     Ok(())
+}
+
+fn fuzz_platforms() -> [crate::platform::Platform; 3] {
+    use crate::platform::{Libc, Platform};
+    let linux = |libc| Platform {
+        os: "linux".to_owned(),
+        cpu: "x64".to_owned(),
+        libc,
+    };
+    [
+        linux(Some(Libc::Glibc)),
+        linux(Some(Libc::Musl)),
+        Platform {
+            os: "darwin".to_owned(),
+            cpu: "arm64".to_owned(),
+            libc: None,
+        },
+    ]
 }
 
 /// `integrity`: a parsed [`Integrity`] prints to a string that parses back to an equal value,
@@ -341,6 +375,18 @@ pub fn check_integrity(data: &[u8]) -> Result<(), Violation> {
 /// (no `/`, `\`, NUL, not `.` or `..`) and a target that is not absolute and does not climb
 /// out of the package with `..`.
 pub fn check_package_json_bins(data: &[u8]) -> Result<(), Violation> {
+    // The lifecycle reader sees the same bytes: it keeps only non-empty install-stage scripts.
+    if let Ok(lifecycle) = crate::import::package_json::parse_lifecycle(data)
+        && let Some((stage, command)) = lifecycle.scripts.iter().find(|(stage, command)| {
+            !crate::import::package_json::INSTALL_STAGES.contains(stage)
+                || command.trim().is_empty()
+        })
+    {
+        return Err(violation(
+            "package_json_bins",
+            format!("lifecycle script {stage:?} -> {command:?} kept"),
+        ));
+    }
     match package_json_bins(data) {
         Some(bins) => check_bins("package_json_bins", &bins),
         None => Ok(()),

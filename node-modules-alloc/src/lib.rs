@@ -8,7 +8,8 @@
 //!   integrity, atomic writes, read-only files, `verify` by re-hashing, quarantine.
 //! * [`import`]: `.tgz` files, directories of them and npm caches (`_cacache`), integrity
 //!   verified, hostile entries (absolute paths, `..`, escaping links, devices, bombs) refused.
-//! * [`lockfile`]: `package-lock.json` v2/v3.
+//! * [`lockfile`]: `package-lock.json` v2/v3 (and v1, read-only); [`platform`]: `os`/`cpu`/`libc` filtering (libc
+//!   detected once); [`lifecycle`]: trees needing a build the allocator does not run are refused.
 //! * [`manifest`] and [`materialize`]: the tree description and hardlink → reflink → copy.
 //! * [`allocator`]: single-flight templates, a [`ConcurrencyLimit`](resilience_core::limit::ConcurrencyLimit)
 //!   with a bounded queue in front of a store-wide one (slot lock files shared by every
@@ -103,15 +104,17 @@ mod fsutil;
 pub mod fuzzing;
 pub mod import;
 pub mod integrity;
+pub mod lifecycle;
 pub mod lockfile;
 mod locks;
 pub mod manifest;
 pub mod materialize;
 mod parallel;
+pub mod platform;
 mod repair;
 pub mod store;
 pub mod sweep;
 mod tree_check;
 mod work;
 
-pub use error::{Error, MissingPackage, Rejection, Result};
+pub use error::{BuildNeed, BuildReason, Error, MissingPackage, Rejection, Result, UnfitPackage};

@@ -25,13 +25,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use node_modules_alloc::Error;
 use node_modules_alloc::allocator::{
     Allocation, Allocator, AllocatorConfig, Outcome, VerifyReport,
 };
 use node_modules_alloc::config::LinkMode;
 use node_modules_alloc::import::ImportSummary;
+use node_modules_alloc::platform::Libc;
 use node_modules_alloc::store::Store;
+use node_modules_alloc::{BuildNeed, Error};
 use serde_json::{Value, json};
 
 /// Success.
@@ -88,7 +89,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Allocate APP_DIR/node_modules for a package-lock.json (v2/v3).
+    /// Allocate APP_DIR/node_modules for a package-lock.json (v1, v2 or v3).
     Allocate {
         /// The lockfile.
         #[arg(long, value_name = "FILE")]
@@ -113,6 +114,8 @@ enum Command {
         /// (default 256).
         #[arg(long, value_name = "N")]
         max_queued: Option<usize>,
+        #[command(flatten)]
+        tree: TreeArgs,
     },
     /// Verify APP_DIR/node_modules by re-hashing every file; exit 3 on problems.
     Verify {
@@ -126,6 +129,8 @@ enum Command {
         /// (default APP_DIR/package-lock.json).
         #[arg(long, value_name = "FILE")]
         lockfile: Option<PathBuf>,
+        #[command(flatten)]
+        tree: TreeArgs,
     },
     /// Remove templates, unreferenced content and leftovers from the store.
     Gc,
@@ -139,6 +144,40 @@ impl Command {
             Self::Verify { .. } => "verify",
             Self::Gc => "gc",
         }
+    }
+}
+
+/// What `allocate` and `verify --repair` may install: builds to skip, the platform.
+// Doc comments are the `--help` text: plain words, no Markdown backticks.
+#[allow(clippy::doc_markdown)]
+#[derive(clap::Args, Debug, Default)]
+struct TreeArgs {
+    /// Install this package without the build it needs (lifecycle scripts or binding.gyp,
+    /// never run by the allocator) instead of refusing the tree; repeat for several. Without
+    /// NAME: every package (each one skipped is printed on stderr).
+    #[arg(long, value_name = "NAME", num_args = 0..=1, action = clap::ArgAction::Append)]
+    ignore_scripts: Option<Vec<String>>,
+    /// Filter packages for this os instead of this system's (linux, darwin, win32, ...).
+    #[arg(long, value_name = "OS")]
+    os: Option<String>,
+    /// Filter packages for this cpu instead of this system's (x64, arm64, ...).
+    #[arg(long, value_name = "CPU")]
+    cpu: Option<String>,
+    /// Filter packages for this libc instead of the detected one (glibc or musl).
+    #[arg(long, value_name = "LIBC")]
+    libc: Option<Libc>,
+}
+
+impl TreeArgs {
+    fn apply(self, config: &mut AllocatorConfig) {
+        match self.ignore_scripts {
+            Some(names) if names.is_empty() => config.ignore_scripts.all = true,
+            Some(names) => config.ignore_scripts.packages = names,
+            None => {}
+        }
+        config.platform.os = self.os;
+        config.platform.cpu = self.cpu;
+        config.platform.libc = self.libc;
     }
 }
 
@@ -214,6 +253,41 @@ fn describe(error: &Error) -> (u8, &'static str, String, Option<u64>) {
         _ => (EXIT_ERROR, "error"),
     };
     (code, outcome, line, retry_after)
+}
+
+/// Packages needing a build, for JSON (`build_required`, `ignored_scripts`).
+fn builds_json(needs: &[BuildNeed]) -> Value {
+    needs
+        .iter()
+        .map(|n| {
+            json!({
+                "name": n.name,
+                "version": n.version,
+                "path": n.path,
+                "reasons": n.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
+/// The JSON keys an error carries besides its message: the packages it lists.
+fn error_fields(error: &Error) -> Value {
+    match error {
+        Error::BuildRequired { packages } => json!({ "build_required": builds_json(packages) }),
+        Error::PlatformMismatch { platform, packages } => json!({
+            "platform": platform,
+            "platform_mismatch": packages
+                .iter()
+                .map(|p| json!({
+                    "name": p.name,
+                    "version": p.version,
+                    "path": p.path,
+                    "reason": p.reason,
+                }))
+                .collect::<Vec<_>>(),
+        }),
+        _ => json!({}),
+    }
 }
 
 /// The one JSON object of a command that failed before or while running.
@@ -292,6 +366,7 @@ fn main() -> ExitCode {
             if let Some(n) = retry_after {
                 merge(&mut object, json!({ "retry_after_seconds": n }));
             }
+            merge(&mut object, error_fields(&e));
             (code, object)
         }
     };
@@ -378,6 +453,7 @@ fn run(cli: Cli, store_dir: &Path, out: Output, open_store: &mut Duration) -> Re
             min_free_bytes,
             max_concurrent,
             max_queued,
+            tree,
         } => {
             let mut config = AllocatorConfig {
                 link_mode: cli.link_mode,
@@ -394,6 +470,7 @@ fn run(cli: Cli, store_dir: &Path, out: Output, open_store: &mut Duration) -> Re
             if let Some(n) = max_queued {
                 config.limit.max_queued = n;
             }
+            tree.apply(&mut config);
             let allocator = Allocator::new(store, config)?;
             let spinner = out.spinner(format!(
                 "allocating {}",
@@ -415,11 +492,13 @@ fn run(cli: Cli, store_dir: &Path, out: Output, open_store: &mut Duration) -> Re
             app_dir,
             repair,
             lockfile,
+            tree,
         } => {
-            let config = AllocatorConfig {
+            let mut config = AllocatorConfig {
                 link_mode: cli.link_mode,
                 ..AllocatorConfig::default()
             };
+            tree.apply(&mut config);
             let allocator = Allocator::new(store, config)?;
             let spinner = out.spinner(format!(
                 "verifying {}",
@@ -503,6 +582,20 @@ fn allocated(
         allocation.files,
         link_mode
     ));
+    if !allocation.ignored_scripts.is_empty() && !out.quiet {
+        eprintln!(
+            "node-modules-alloc: warning: {} package(s) installed without the build they need (--ignore-scripts): {}",
+            allocation.ignored_scripts.len(),
+            one_line(
+                &allocation
+                    .ignored_scripts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        );
+    }
     let stats = allocation.stats;
     Done {
         code: EXIT_OK,
@@ -520,6 +613,7 @@ fn allocated(
             "packages": allocation.packages,
             "files": allocation.files,
             "link_mode": link_mode.to_string(),
+            "ignored_scripts": builds_json(&allocation.ignored_scripts),
             "placed": {
                 "files": stats.files,
                 "hardlinks": stats.hardlinks,

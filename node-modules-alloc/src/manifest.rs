@@ -18,10 +18,12 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, MissingPackage, Result};
+use crate::error::{BuildNeed, Error, MissingPackage, Result, UnfitPackage};
 use crate::fsutil::atomic_write;
 use crate::integrity::sha512_hex;
+use crate::lifecycle::{build_need, read_package_json};
 use crate::lockfile::{Lockfile, Selection};
+use crate::platform::Platform;
 use crate::store::{IndexEntry, Store};
 use crate::tree_check::{self, Item, Violation};
 
@@ -77,6 +79,10 @@ pub struct Plan {
     pub lockfile_digest: String,
     /// Packages installed.
     pub packages: usize,
+    /// Packages of the tree that need a build the allocator does not run (lifecycle scripts,
+    /// `binding.gyp`), in lockfile order: the allocator refuses the tree unless
+    /// [`IgnoreScripts`](crate::allocator::IgnoreScripts) allows each.
+    pub builds: Vec<BuildNeed>,
 }
 
 impl Manifest {
@@ -190,7 +196,31 @@ impl Manifest {
     /// symlink, a symlink resolving (through the tree's other symlinks) outside the package that
     /// ships it (a `.bin` link: outside the package that declared the bin), a package entry
     /// where another package's bin link goes.
+    ///
+    /// Packages are filtered for this platform ([`Platform::current`]): see [`Manifest::plan_on`].
     pub fn plan(store: &Store, lockfile: &Lockfile, selection: &Selection) -> Result<Plan> {
+        Self::plan_on(store, lockfile, selection, Platform::current())
+    }
+
+    /// [`Manifest::plan`] for `platform`: optional packages whose `os`/`cpu`/`libc` exclude it
+    /// are left out, and a required package that does not fit fails with
+    /// [`Error::PlatformMismatch`] listing every such package (before the store is read).
+    /// [`Plan::builds`] lists the packages that need a build.
+    pub fn plan_on(
+        store: &Store,
+        lockfile: &Lockfile,
+        selection: &Selection,
+        platform: &Platform,
+    ) -> Result<Plan> {
+        let unfit = lockfile.unfit_required(selection, platform);
+        if !unfit.is_empty() {
+            tracing::warn!(platform = %platform, packages = unfit.len(), "tree refused: required packages do not fit the platform");
+            return Err(Error::PlatformMismatch {
+                platform: platform.to_string(),
+                packages: unfit,
+            });
+        }
+        let mut builds = Vec::new();
         let mut tree = Assembly::default();
         let mut missing = Vec::new();
         let mut canonical = Vec::new();
@@ -199,12 +229,8 @@ impl Manifest {
             location: format!("packages[{package:?}]"),
             reason,
         };
-        for pkg in lockfile.select(selection) {
-            canonical.push((
-                pkg.path.clone(),
-                pkg.integrity.to_string(),
-                pkg.bins.clone(),
-            ));
+        let mut unfit = Vec::new();
+        for pkg in lockfile.select_on(selection, platform) {
             let Some(index) = store.read_index(&pkg.integrity)? else {
                 missing.push(MissingPackage {
                     path: pkg.path.clone(),
@@ -212,11 +238,39 @@ impl Manifest {
                 });
                 continue;
             };
+            // The package's own `os`/`cpu`/`libc` count too: a v1 lockfile carries none.
+            let declared = read_package_json(store, pkg, &index);
+            if let Some(reason) = platform.mismatch(&declared.os, &declared.cpu, &declared.libc) {
+                if pkg.is_optional() {
+                    tracing::debug!(package = %pkg.path, reason = %reason, "optional package skipped: its package.json excludes the platform");
+                } else {
+                    unfit.push(UnfitPackage {
+                        name: pkg.name.clone(),
+                        version: pkg.version.clone(),
+                        path: pkg.path.clone(),
+                        reason: format!("{reason} (in its package.json)"),
+                    });
+                }
+                continue;
+            }
+            canonical.push((
+                pkg.path.clone(),
+                pkg.integrity.to_string(),
+                pkg.bins.clone(),
+            ));
             tree.add_package(pkg, &index)
                 .map_err(|reason| refuse(&pkg.path, reason))?;
+            builds.extend(build_need(pkg, &index, &declared));
         }
         if !missing.is_empty() {
             return Err(Error::MissingPackages { missing });
+        }
+        if !unfit.is_empty() {
+            tracing::warn!(platform = %platform, packages = unfit.len(), "tree refused: required packages do not fit the platform");
+            return Err(Error::PlatformMismatch {
+                platform: platform.to_string(),
+                packages: unfit,
+            });
         }
         tree.check().map_err(|(package, reason)| {
             tracing::warn!(package = %package, reason = %reason, "tree refused: packages laid out together are unsafe");
@@ -233,6 +287,7 @@ impl Manifest {
             manifest,
             lockfile_digest,
             packages,
+            builds,
         })
     }
 }

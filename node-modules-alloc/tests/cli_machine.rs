@@ -398,3 +398,80 @@ fn verbose_logs_debug_events_with_the_allocation_span() {
     // The human summary stays on stdout.
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("materialized "));
 }
+
+#[test]
+fn a_tree_needing_a_build_is_refused_in_json_and_allowed_by_ignore_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = Pkg::new("a", "1.0.0");
+    let native = Pkg::new("bcrypt", "5.1.1").file("binding.gyp", b"{}\n", 0o644);
+    let tarballs = dir.path().join("t");
+    write_tarballs(&tarballs, &[&plain, &native]);
+    let lock = dir.path().join("package-lock.json");
+    fs::write(
+        &lock,
+        lockfile(&[
+            entry("node_modules/a", &plain),
+            entry("node_modules/bcrypt", &native),
+        ]),
+    )
+    .unwrap();
+    let f = Fixture {
+        store: dir.path().join("store"),
+        app: dir.path().join("app"),
+        tarballs,
+        lock,
+        _dir: dir,
+    };
+    assert!(
+        run(&["--store", s(&f.store), "import", s(&f.tarballs)])
+            .status
+            .success()
+    );
+
+    let out = run(&allocate_args(&f, &["--json"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json(&out);
+    assert_keys(&v, COMMON);
+    assert_eq!(v["outcome"], "error");
+    assert_eq!(v["build_required"][0]["name"], "bcrypt");
+    assert_eq!(v["build_required"][0]["version"], "5.1.1");
+    assert_eq!(v["build_required"][0]["path"], "node_modules/bcrypt");
+    assert_eq!(
+        v["build_required"][0]["reasons"][0],
+        "binding.gyp (node-gyp rebuild)"
+    );
+    assert_eq!(v["build_required"].as_array().unwrap().len(), 1);
+    assert!(stderr(&out).contains("bcrypt@5.1.1 at node_modules/bcrypt"));
+    assert!(!f.app.join("node_modules").exists());
+
+    // Another name does not help.
+    let out = run(&allocate_args(&f, &["--ignore-scripts", "a"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    let out = run(&allocate_args(
+        &f,
+        &["--json", "--ignore-scripts", "bcrypt"],
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["ignored_scripts"][0]["path"], "node_modules/bcrypt");
+    assert!(
+        stderr(&out).contains("warning: 1 package(s) installed without the build"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(f.app.join("node_modules/bcrypt/binding.gyp").exists());
+
+    // Without a name: every package; `-q` silences the warning.
+    let out = run(&allocate_args(&f, &["--ignore-scripts", "-q"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let out = run(&allocate_args(&f, &["--ignore-scripts"]));
+    assert!(stderr(&out).contains("bcrypt@5.1.1"), "{}", stderr(&out));
+
+    // Platform flags are validated like any value.
+    let out = run(&allocate_args(&f, &["--libc", "uclibc"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = run(&allocate_args(&f, &["--ignore-scripts", "--os", "Linux!"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

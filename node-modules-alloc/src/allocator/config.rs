@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::LinkMode;
 use crate::error::Result;
+use crate::lifecycle::IgnoreScripts;
 use crate::lockfile::Selection;
+use crate::platform::PlatformConfig;
 use crate::sweep::SweepConfig;
 
 /// Allocator configuration.
@@ -35,6 +37,13 @@ pub struct AllocatorConfig {
     /// When allocations sweep leftover scratch from the store. Default: at most once a
     /// minute, entries at least an hour old.
     pub sweep: SweepConfig,
+    /// Packages installed without the build they need (lifecycle scripts, `binding.gyp`),
+    /// which the allocator never runs. Default: none — a tree with such a package is refused
+    /// ([`Error::BuildRequired`](crate::Error::BuildRequired)).
+    pub ignore_scripts: IgnoreScripts,
+    /// Overrides of the detected platform (`os`, `cpu`, `libc`) that packages are filtered
+    /// for. Default: none (this system's).
+    pub platform: PlatformConfig,
 }
 
 impl Default for AllocatorConfig {
@@ -50,6 +59,8 @@ impl Default for AllocatorConfig {
             min_free_bytes: 512 << 20,
             selection: Selection::default(),
             sweep: SweepConfig::default(),
+            ignore_scripts: IgnoreScripts::default(),
+            platform: PlatformConfig::default(),
         }
     }
 }
@@ -58,7 +69,9 @@ impl AllocatorConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.limit.validate().map_err(|e| e.nested("limit"))?;
-        self.sweep.validate().map_err(|e| e.nested("sweep"))
+        self.sweep.validate().map_err(|e| e.nested("sweep"))?;
+        self.ignore_scripts.validate()?;
+        self.platform.validate().map_err(|e| e.nested("platform"))
     }
 }
 
@@ -87,5 +100,28 @@ mod tests {
         let err = config.validate().unwrap_err();
         assert!(err.to_string().contains("limit"), "{err}");
         assert!(Allocator::new(store, config).is_err());
+    }
+
+    #[test]
+    fn scripts_and_platform_are_read_and_validated() {
+        let config: AllocatorConfig = serde_json::from_str(
+            r#"{"ignore_scripts": {"packages": ["bcrypt"]}, "platform": {"libc": "musl"}}"#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.ignore_scripts.packages, ["bcrypt"]);
+        assert!(!config.ignore_scripts.all);
+        let bad: AllocatorConfig =
+            serde_json::from_str(r#"{"ignore_scripts": {"packages": [""]}}"#).unwrap();
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ignore_scripts")
+        );
+        let bad: AllocatorConfig =
+            serde_json::from_str(r#"{"platform": {"cpu": "X 64"}}"#).unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("platform"));
+        assert!(serde_json::from_str::<AllocatorConfig>(r#"{"ignore_scripts": true}"#).is_err());
     }
 }

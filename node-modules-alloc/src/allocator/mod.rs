@@ -89,9 +89,11 @@ use tracing::Instrument as _;
 
 use crate::error::{Error, Result};
 use crate::fsutil::touch;
+use crate::lifecycle::enforce;
 use crate::lockfile::Lockfile;
 use crate::manifest::{Manifest, Plan};
 use crate::materialize::TreeStats;
+use crate::platform::Platform;
 use crate::store::Store;
 
 mod admit;
@@ -105,6 +107,8 @@ mod stats;
 mod template;
 mod verify;
 
+pub use crate::lifecycle::IgnoreScripts;
+pub use crate::platform::PlatformConfig;
 pub use admit::{FreeSpace, StatvfsFreeSpace};
 pub use config::AllocatorConfig;
 pub use marker::MARKER;
@@ -350,7 +354,7 @@ impl Allocator {
             // Registered before the store is read: a gc through any clone of this handle now
             // refuses to run until the allocation is over.
             let work = this.inner.store.work();
-            let plan = Manifest::plan(&this.inner.store, &lockfile, &this.inner.config.selection)?;
+            let plan = this.plan(&lockfile)?;
             this.inner.store.sweep_if_due(&this.inner.config.sweep);
             Ok((work, plan))
         })
@@ -483,7 +487,32 @@ impl Allocator {
             files: plan.manifest.files(),
             outcome,
             stats,
+            // The allocation passed `enforce`: every build left in the plan was ignored.
+            ignored_scripts: plan.builds.clone(),
         }
+    }
+
+    /// Resolves `lockfile` for the configured platform and refuses it when a package needs a
+    /// build that [`IgnoreScripts`] does not allow — before anything is written or an existing
+    /// tree reused: such a tree would look complete and fail at `require` time.
+    fn plan(&self, lockfile: &Lockfile) -> Result<Plan> {
+        let plan = Manifest::plan_on(
+            &self.inner.store,
+            lockfile,
+            &self.inner.config.selection,
+            &self.platform(),
+        )?;
+        enforce(
+            &plan.builds,
+            &self.inner.config.ignore_scripts,
+            &self.inner.name,
+        )?;
+        Ok(plan)
+    }
+
+    /// The platform packages are filtered for: this system's, with the configured overrides.
+    fn platform(&self) -> Platform {
+        Platform::current().with_overrides(&self.inner.config.platform)
     }
 }
 

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::error::BuildNeed;
 use crate::materialize::TreeStats;
 use crate::store::StoreReport;
 
@@ -47,6 +48,10 @@ pub struct Allocation {
     pub outcome: Outcome,
     /// How files were placed in the app (zero when reused).
     pub stats: TreeStats,
+    /// Packages that need a build the allocator does not run, installed without it because
+    /// [`IgnoreScripts`](super::IgnoreScripts) allowed it (empty otherwise: such a tree is
+    /// refused with [`Error::BuildRequired`](crate::Error::BuildRequired)).
+    pub ignored_scripts: Vec<BuildNeed>,
 }
 
 /// Problems found by [`Allocator::verify`](super::Allocator::verify).

@@ -174,8 +174,10 @@ impl Allocator {
         let plan = match manifest {
             Some(manifest) => {
                 let digest = manifest.digest();
+                // Published by an allocation that already passed the build check.
                 Plan {
                     packages: 0,
+                    builds: Vec::new(),
                     lockfile_digest: read_marker(&nm)
                         .and_then(|m| m.lockfile)
                         .unwrap_or_default(),
@@ -185,7 +187,7 @@ impl Allocator {
             }
             None if lockfile.exists() => {
                 let parsed = Lockfile::from_path(&lockfile)?;
-                Manifest::plan(store, &parsed, &self.inner.config.selection)?
+                self.plan(&parsed)?
             }
             None => {
                 if fs::symlink_metadata(&nm).is_err() && report.problems.len() > 1 {

@@ -349,6 +349,214 @@ impl<'de> de::Deserialize<'de> for RawPackageJson {
     }
 }
 
+/// The build a `package.json` asks for: its `preinstall`, `install` and `postinstall` scripts
+/// and `gypfile` (read the same lenient way: other fields skipped, wrong types ignored).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Lifecycle {
+    /// `(stage, command)` of every lifecycle script present as a non-empty string, in run order.
+    pub(crate) scripts: Vec<(&'static str, String)>,
+    /// `gypfile`, when a boolean (`false` turns off npm's implicit `node-gyp rebuild`).
+    pub(crate) gypfile: Option<bool>,
+    /// `os`, `cpu` and `libc` restrictions (strings of a list, or one string).
+    pub(crate) os: Vec<String>,
+    /// See `os`.
+    pub(crate) cpu: Vec<String>,
+    /// See `os`.
+    pub(crate) libc: Vec<String>,
+}
+
+/// The lifecycle stages that run at install time, in order.
+pub(crate) const INSTALL_STAGES: [&str; 3] = ["preinstall", "install", "postinstall"];
+
+/// Reads the lifecycle scripts and `gypfile` from `package.json` bytes.
+pub(crate) fn parse_lifecycle(bytes: &[u8]) -> Result<Lifecycle, serde_json::Error> {
+    let raw: RawLifecycle = serde_json::from_slice(bytes)?;
+    let mut scripts = Vec::new();
+    for (stage, command) in INSTALL_STAGES.into_iter().zip(raw.scripts.0) {
+        if let Some(command) = command.filter(|c| !c.trim().is_empty()) {
+            scripts.push((stage, command));
+        }
+    }
+    Ok(Lifecycle {
+        scripts,
+        gypfile: raw.gypfile.0,
+        os: raw.os.0,
+        cpu: raw.cpu.0,
+        libc: raw.libc.0,
+    })
+}
+
+#[derive(Default)]
+struct RawLifecycle {
+    scripts: RawScripts,
+    gypfile: LooseBool,
+    os: LooseList,
+    cpu: LooseList,
+    libc: LooseList,
+}
+
+/// A list of strings (non-strings skipped), one string, or empty for any other value.
+#[derive(Default)]
+struct LooseList(Vec<String>);
+
+impl<'de> de::Deserialize<'de> for LooseList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LooseList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LooseList, E> {
+                Ok(LooseList(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LooseList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<LooseString>()? {
+                    out.extend(item.0);
+                }
+                Ok(LooseList(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LooseList, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LooseList::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<LooseList, E> {
+                Ok(LooseList::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<LooseList, E> {
+                Ok(LooseList::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<LooseList, E> {
+                Ok(LooseList::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<LooseList, E> {
+                Ok(LooseList::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<LooseList, E> {
+                Ok(LooseList::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<LooseList, E> {
+                Ok(LooseList::default())
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// `scripts`: the three install stages, when strings (the last of duplicate keys wins).
+#[derive(Default)]
+struct RawScripts([Option<String>; 3]);
+
+/// A boolean, or `None` for any other value.
+#[derive(Default)]
+struct LooseBool(Option<bool>);
+
+impl<'de> de::Deserialize<'de> for LooseBool {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LooseBool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<LooseBool, E> {
+                Ok(LooseBool(Some(v)))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<LooseBool, E> {
+                Ok(LooseBool(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LooseBool, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LooseBool(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<LooseBool, E> {
+                Ok(LooseBool(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<LooseBool, E> {
+                Ok(LooseBool(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<LooseBool, E> {
+                Ok(LooseBool(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<LooseBool, E> {
+                Ok(LooseBool(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<LooseBool, E> {
+                Ok(LooseBool(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LooseBool, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(LooseBool(None))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for RawScripts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawScripts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of scripts")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawScripts, A::Error> {
+                let mut out = RawScripts::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let slot = INSTALL_STAGES
+                        .iter()
+                        .position(|s| *s == key)
+                        .and_then(|i| out.0.get_mut(i));
+                    match slot {
+                        Some(slot) => *slot = map.next_value::<LooseString>()?.0,
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<RawScripts, E> {
+                Ok(RawScripts::default())
+            }
+            accept_other_values!(RawScripts::default());
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for RawLifecycle {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawLifecycle;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a package.json object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawLifecycle, A::Error> {
+                // Duplicate keys: the last one wins, as with JSON.parse.
+                let mut out = RawLifecycle::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "scripts" => out.scripts = map.next_value::<RawScripts>()?,
+                        "gypfile" => out.gypfile = map.next_value::<LooseBool>()?,
+                        "os" => out.os = map.next_value::<LooseList>()?,
+                        "cpu" => out.cpu = map.next_value::<LooseList>()?,
+                        "libc" => out.libc = map.next_value::<LooseList>()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,5 +662,42 @@ mod tests {
         let deep = format!("{{\"x\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
         // serde_json's recursion limit or its iterative skipping: either way no stack overflow.
         let _ = parse_package_json_bins(deep.as_bytes());
+    }
+
+    #[test]
+    fn lifecycle_scripts_and_gypfile_are_read_leniently() {
+        let lc = parse_lifecycle(
+            br#"{"name":"n","scripts":{"test":"jest","postinstall":"node build.js",
+                "install":"node-gyp rebuild","preinstall":"  ","prepare":"tsc"},"gypfile":false}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            lc.scripts,
+            [
+                ("install", "node-gyp rebuild".to_owned()),
+                ("postinstall", "node build.js".to_owned())
+            ]
+        );
+        assert_eq!(lc.gypfile, Some(false));
+        let lc =
+            parse_lifecycle(br#"{"scripts":{"install":5,"postinstall":["x"]},"gypfile":"yes"}"#)
+                .unwrap();
+        assert!(lc.scripts.is_empty());
+        assert_eq!(lc.gypfile, None);
+        let lc = parse_lifecycle(br#"{"scripts":"install","scripts":{"install":"a"}}"#).unwrap();
+        assert_eq!(lc.scripts, [("install", "a".to_owned())]);
+        let lc =
+            parse_lifecycle(br#"{"os":["darwin",5,"!win32"],"cpu":"x64","libc":{"a":1}}"#).unwrap();
+        assert_eq!(lc.os, ["darwin", "!win32"]);
+        assert_eq!(lc.cpu, ["x64"]);
+        assert!(lc.libc.is_empty());
+        assert!(parse_lifecycle(b"[1]").is_err());
+        assert!(parse_lifecycle(b"{\"scripts\":").is_err());
+        let deep = format!(
+            "{{\"scripts\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let _ = parse_lifecycle(deep.as_bytes());
     }
 }

@@ -165,6 +165,8 @@ pub struct Pkg {
     pub version: String,
     pub files: Vec<(String, Vec<u8>, u32)>,
     pub bins: BTreeMap<String, String>,
+    /// Extra top-level fields of its `package.json` (`scripts`, `gypfile`, ...).
+    pub json: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Pkg {
@@ -178,7 +180,14 @@ impl Pkg {
                 0o644,
             )],
             bins: BTreeMap::new(),
+            json: serde_json::Map::new(),
         }
+    }
+
+    /// Sets a top-level field of its `package.json`.
+    pub fn json(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.json.insert(key.to_owned(), value);
+        self
     }
 
     pub fn file(mut self, path: &str, content: &[u8], mode: u32) -> Self {
@@ -195,6 +204,9 @@ impl Pkg {
         let mut json = serde_json::json!({ "name": self.name, "version": self.version });
         if !self.bins.is_empty() {
             json["bin"] = serde_json::to_value(&self.bins).unwrap();
+        }
+        for (key, value) in &self.json {
+            json[key] = value.clone();
         }
         serde_json::to_vec_pretty(&json).unwrap()
     }

@@ -1,9 +1,10 @@
-//! `package-lock.json` v2 and v3 reader.
+//! `package-lock.json` v2 and v3 reader, and v1 (read-only, mapped onto the same model: see
+//! the `v1` module).
 //!
 //! The lockfile is the allocation request: every entry of its `packages` map is an install
 //! path (`node_modules/a/node_modules/@scope/b`) with the tarball integrity that must end up
 //! there, plus its `bin` entries. Only what is needed to build the tree is read, strictly: an
-//! unsupported feature (`link: true` workspaces, lockfile v1) is an error naming the path in
+//! unsupported feature (`link: true` workspaces, `file:` links in v1) is an error naming the path in
 //! the lockfile, never a silently incomplete `node_modules`.
 //!
 //! ```
@@ -33,8 +34,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::bins::{normalize_bin_target, validate_bin_name};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, UnfitPackage};
 use crate::integrity::Integrity;
+use crate::platform::Platform;
+
+mod v1;
 
 /// One package to install.
 #[allow(clippy::struct_excessive_bools)] // mirrors the lockfile's independent flags
@@ -62,35 +66,34 @@ pub struct LockedPackage {
     pub os: Vec<String>,
     /// `cpu` restriction.
     pub cpu: Vec<String>,
+    /// `libc` restriction (`["glibc"]`, `["musl"]`).
+    pub libc: Vec<String>,
+    /// `hasInstallScript`: npm found `preinstall`/`install`/`postinstall` scripts (or a
+    /// `binding.gyp`) in the package.
+    pub has_install_script: bool,
 }
 
 impl LockedPackage {
-    /// Whether the package's `os`/`cpu` restrictions allow the current platform.
+    /// Whether the package's `os`/`cpu`/`libc` restrictions allow the current platform
+    /// ([`Platform::current`]).
     pub fn platform_matches(&self) -> bool {
-        let os = match std::env::consts::OS {
-            "macos" => "darwin",
-            "windows" => "win32",
-            other => other,
-        };
-        let cpu = match std::env::consts::ARCH {
-            "x86_64" => "x64",
-            "aarch64" => "arm64",
-            "x86" => "ia32",
-            other => other,
-        };
-        allowed(&self.os, os) && allowed(&self.cpu, cpu)
+        self.fits(Platform::current())
     }
-}
 
-fn allowed(list: &[String], value: &str) -> bool {
-    if list.is_empty() {
-        return true;
+    /// Whether the package's `os`/`cpu`/`libc` restrictions allow `platform`.
+    pub fn fits(&self, platform: &Platform) -> bool {
+        self.unfit_reason(platform).is_none()
     }
-    if list.iter().any(|v| v.strip_prefix('!') == Some(value)) {
-        return false;
+
+    /// Why the package's restrictions exclude `platform` (`None` when it fits).
+    pub fn unfit_reason(&self, platform: &Platform) -> Option<String> {
+        platform.mismatch(&self.os, &self.cpu, &self.libc)
     }
-    let positives: Vec<&String> = list.iter().filter(|v| !v.starts_with('!')).collect();
-    positives.is_empty() || positives.iter().any(|v| *v == value)
+
+    /// Optional for this install (`optional` or `devOptional`): skipped when it does not fit.
+    pub fn is_optional(&self) -> bool {
+        self.optional || self.dev_optional
+    }
 }
 
 /// Which packages of a lockfile to install.
@@ -112,7 +115,7 @@ impl Default for Selection {
     }
 }
 
-/// A parsed `package-lock.json` (v2 or v3).
+/// A parsed `package-lock.json` (v1, v2 or v3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lockfile {
     file: PathBuf,
@@ -148,8 +151,32 @@ struct RawPackage {
     #[serde(default)]
     in_bundle: bool,
     bin: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "string_or_list")]
     os: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "string_or_list")]
     cpu: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "string_or_list")]
+    libc: Option<Vec<String>>,
+    #[serde(default)]
+    has_install_script: bool,
+}
+
+/// A platform restriction: a list of strings, or one string (npm accepts both).
+fn string_or_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(
+        Option::<OneOrMany>::deserialize(deserializer)?.map(|v| match v {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }),
+    )
 }
 
 /// Splits `node_modules/a/node_modules/@s/b` into package names, validating each.
@@ -264,6 +291,8 @@ fn parse_entry(
         peer: pkg.peer,
         os: pkg.os.unwrap_or_default(),
         cpu: pkg.cpu.unwrap_or_default(),
+        libc: pkg.libc.unwrap_or_default(),
+        has_install_script: pkg.has_install_script,
     }))
 }
 
@@ -287,11 +316,22 @@ impl Lockfile {
         let raw: RawLock = serde_json::from_str(text)
             .map_err(|e| err("(document)".to_owned(), format!("invalid JSON: {e}")))?;
         let version = raw.lockfile_version.unwrap_or(0);
+        if version == 1 {
+            let raw: v1::RawLockV1 = serde_json::from_str(text)
+                .map_err(|e| err("dependencies".to_owned(), format!("invalid: {e}")))?;
+            let packages = v1::packages(raw.dependencies.unwrap_or_default())
+                .map_err(|(location, reason)| err(location, reason))?;
+            return Ok(Self {
+                file,
+                version,
+                packages,
+            });
+        }
         if !(2..=3).contains(&version) {
             return Err(err(
                 "lockfileVersion".to_owned(),
                 format!(
-                    "version {version} is not supported (need 2 or 3; run `npm install --lockfile-version 3`)"
+                    "version {version} is not supported (need 1, 2 or 3; run `npm install --lockfile-version 3`)"
                 ),
             ));
         }
@@ -324,7 +364,7 @@ impl Lockfile {
         &self.file
     }
 
-    /// `lockfileVersion` (2 or 3).
+    /// `lockfileVersion` (1, 2 or 3).
     pub fn version(&self) -> u64 {
         self.version
     }
@@ -334,24 +374,54 @@ impl Lockfile {
         &self.packages
     }
 
-    /// The packages to install under `selection`.
+    /// The packages to install under `selection` on this platform ([`Platform::current`]).
     pub fn select<'a>(
         &'a self,
         selection: &'a Selection,
     ) -> impl Iterator<Item = &'a LockedPackage> + 'a {
-        self.packages.iter().filter(move |p| {
-            if p.dev && !selection.include_dev {
-                return false;
-            }
-            if p.optional && !selection.include_optional {
-                return false;
-            }
-            if p.dev_optional && !(selection.include_dev || selection.include_optional) {
-                return false;
-            }
-            !(p.optional || p.dev_optional) || p.platform_matches()
-        })
+        self.select_on(selection, Platform::current())
     }
+
+    /// The packages to install under `selection` on `platform`: optional packages whose
+    /// `os`/`cpu`/`libc` exclude it are skipped. Required packages are kept whatever their
+    /// restrictions: [`Lockfile::unfit_required`] lists those that do not fit.
+    pub fn select_on<'a>(
+        &'a self,
+        selection: &'a Selection,
+        platform: &'a Platform,
+    ) -> impl Iterator<Item = &'a LockedPackage> + 'a {
+        self.packages
+            .iter()
+            .filter(move |p| selected(p, *selection) && (!p.is_optional() || p.fits(platform)))
+    }
+
+    /// The required (not optional) packages selected by `selection` that do not fit
+    /// `platform`, each with the reason: such a tree cannot work on it.
+    pub fn unfit_required(&self, selection: &Selection, platform: &Platform) -> Vec<UnfitPackage> {
+        self.packages
+            .iter()
+            .filter(|p| selected(p, *selection) && !p.is_optional())
+            .filter_map(|p| {
+                p.unfit_reason(platform).map(|reason| UnfitPackage {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    path: p.path.clone(),
+                    reason,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Whether `selection` keeps `p` (dev and optional flags only, not the platform).
+fn selected(p: &LockedPackage, selection: Selection) -> bool {
+    if p.dev && !selection.include_dev {
+        return false;
+    }
+    if p.optional && !selection.include_optional {
+        return false;
+    }
+    !(p.dev_optional && !(selection.include_dev || selection.include_optional))
 }
 
 #[cfg(test)]
@@ -404,9 +474,8 @@ mod tests {
     }
 
     #[test]
-    fn refuses_v1_missing_integrity_and_bad_paths() {
-        let err =
-            Lockfile::parse("x", r#"{"lockfileVersion": 1, "dependencies": {}}"#).unwrap_err();
+    fn refuses_unknown_versions_missing_integrity_and_bad_paths() {
+        let err = Lockfile::parse("x", r#"{"lockfileVersion": 4, "packages": {}}"#).unwrap_err();
         assert!(err.to_string().contains("lockfileVersion"), "{err}");
         let err = Lockfile::parse("x", &lock(r#""node_modules/a": {"version": "1.0.0"}"#, 3))
             .unwrap_err();
@@ -453,5 +522,114 @@ mod tests {
         );
         let lockfile = Lockfile::parse("x", &text).unwrap();
         assert_eq!(lockfile.select(&Selection::default()).count(), 0);
+    }
+
+    fn glibc_x64() -> Platform {
+        Platform {
+            os: "linux".to_owned(),
+            cpu: "x64".to_owned(),
+            libc: Some(crate::platform::Libc::Glibc),
+        }
+    }
+
+    #[test]
+    fn optional_packages_are_filtered_by_libc() {
+        let text = lock(
+            &format!(
+                r#""node_modules/@img/sharp-linux-x64": {{"version": "0.33.5", "integrity": "{SRI}", "optional": true, "os": ["linux"], "cpu": ["x64"], "libc": ["glibc"]}},
+                   "node_modules/@img/sharp-linuxmusl-x64": {{"version": "0.33.5", "integrity": "{SRI}", "optional": true, "os": ["linux"], "cpu": ["x64"], "libc": ["musl"]}},
+                   "node_modules/sharp": {{"version": "0.33.5", "integrity": "{SRI}", "hasInstallScript": true}}"#
+            ),
+            3,
+        );
+        let lockfile = Lockfile::parse("x", &text).unwrap();
+        let selection = Selection::default();
+        let glibc = glibc_x64();
+        let picked: Vec<&str> = lockfile
+            .select_on(&selection, &glibc)
+            .map(|p| p.path.as_str())
+            .collect();
+        assert_eq!(
+            picked,
+            ["node_modules/@img/sharp-linux-x64", "node_modules/sharp"]
+        );
+        let musl = Platform {
+            libc: Some(crate::platform::Libc::Musl),
+            ..glibc_x64()
+        };
+        let picked: Vec<&str> = lockfile
+            .select_on(&selection, &musl)
+            .map(|p| p.path.as_str())
+            .collect();
+        assert_eq!(
+            picked,
+            [
+                "node_modules/@img/sharp-linuxmusl-x64",
+                "node_modules/sharp"
+            ]
+        );
+        let unknown = Platform {
+            libc: None,
+            ..glibc_x64()
+        };
+        assert_eq!(lockfile.select_on(&selection, &unknown).count(), 1);
+        assert!(lockfile.unfit_required(&selection, &glibc).is_empty());
+        assert!(lockfile.packages()[2].has_install_script);
+        assert!(!lockfile.packages()[0].has_install_script);
+    }
+
+    #[test]
+    fn required_packages_that_do_not_fit_are_listed() {
+        let text = lock(
+            &format!(
+                r#""node_modules/musl-only": {{"version": "1.0.0", "integrity": "{SRI}", "libc": ["musl"]}},
+                   "node_modules/mac-only": {{"version": "2.0.0", "integrity": "{SRI}", "os": ["darwin"], "dev": true}},
+                   "node_modules/arm-only": {{"integrity": "{SRI}", "cpu": ["arm64"], "devOptional": true}},
+                   "node_modules/fine": {{"integrity": "{SRI}", "os": ["linux"]}}"#
+            ),
+            3,
+        );
+        let lockfile = Lockfile::parse("x", &text).unwrap();
+        let glibc = glibc_x64();
+        let unfit = lockfile.unfit_required(&Selection::default(), &glibc);
+        let named: Vec<String> = unfit.iter().map(ToString::to_string).collect();
+        assert_eq!(named.len(), 2, "{named:?}");
+        assert!(
+            named[0].starts_with("mac-only@2.0.0 at node_modules/mac-only: os"),
+            "{named:?}"
+        );
+        assert!(
+            named[1].starts_with("musl-only@1.0.0 at node_modules/musl-only: libc"),
+            "{named:?}"
+        );
+        // A dev package not installed is not required.
+        let no_dev = Selection {
+            include_dev: false,
+            ..Selection::default()
+        };
+        assert_eq!(lockfile.unfit_required(&no_dev, &glibc).len(), 1);
+        // Required packages stay selected (the caller refuses them); the optional one is skipped.
+        assert_eq!(lockfile.select_on(&Selection::default(), &glibc).count(), 3);
+    }
+
+    #[test]
+    fn platform_fields_are_lists_or_one_string_else_errors_naming_the_entry() {
+        let text = lock(
+            &format!(r#""node_modules/a": {{"integrity": "{SRI}", "libc": "glibc"}}"#),
+            3,
+        );
+        let lockfile = Lockfile::parse("x", &text).unwrap();
+        assert_eq!(lockfile.packages()[0].libc, ["glibc"]);
+        let text = lock(
+            &format!(r#""node_modules/a": {{"integrity": "{SRI}", "libc": [1]}}"#),
+            3,
+        );
+        let err = Lockfile::parse("x", &text).unwrap_err().to_string();
+        assert!(err.contains("node_modules/a"), "{err}");
+        let text = lock(
+            &format!(r#""node_modules/a": {{"integrity": "{SRI}", "hasInstallScript": "yes"}}"#),
+            3,
+        );
+        assert!(Lockfile::parse("x", &text).is_err());
     }
 }

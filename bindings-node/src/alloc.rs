@@ -179,6 +179,8 @@ pub fn code_of(err: &AllocError) -> &'static str {
         AllocError::Overloaded { .. } => codes::OVERLOADED,
         AllocError::CorruptStore { .. } | AllocError::Malformed { .. } => codes::STORE_CORRUPT,
         AllocError::StoreBusy { .. } => codes::STORE_BUSY,
+        AllocError::BuildRequired { .. } => codes::BUILD_REQUIRED,
+        AllocError::PlatformMismatch { .. } => codes::PLATFORM_MISMATCH,
         AllocError::Config(_) => INVALID_ARG,
         _ => codes::ALLOC_FAILED,
     }
@@ -490,5 +492,14 @@ mod tests {
         assert_eq!(f.retry_after_ms, Some(250.0));
         let busy = AllocError::StoreBusy { path: "/s".into() };
         assert_eq!(code_of(&busy), "ERR_BREAKWATER_STORE_BUSY");
+        let build = AllocError::BuildRequired {
+            packages: Vec::new(),
+        };
+        assert_eq!(code_of(&build), "ERR_BREAKWATER_BUILD_REQUIRED");
+        let unfit = AllocError::PlatformMismatch {
+            platform: "linux x64 glibc".into(),
+            packages: Vec::new(),
+        };
+        assert_eq!(code_of(&unfit), "ERR_BREAKWATER_PLATFORM_MISMATCH");
     }
 }

@@ -29,6 +29,10 @@ pub const PACKAGES_MISSING: &str = "ERR_BREAKWATER_PACKAGES_MISSING";
 pub const NO_SPACE: &str = "ERR_BREAKWATER_NO_SPACE";
 /// Allocator: damaged store content.
 pub const STORE_CORRUPT: &str = "ERR_BREAKWATER_STORE_CORRUPT";
+/// Allocator: packages need a build (install scripts, `binding.gyp`) it does not run.
+pub const BUILD_REQUIRED: &str = "ERR_BREAKWATER_BUILD_REQUIRED";
+/// Allocator: required packages do not fit this platform (`os`, `cpu`, `libc`).
+pub const PLATFORM_MISMATCH: &str = "ERR_BREAKWATER_PLATFORM_MISMATCH";
 /// Allocator: another process holds the store.
 pub const STORE_BUSY: &str = "ERR_BREAKWATER_STORE_BUSY";
 /// Load shed by a limit or the allocator's queue (with `retryAfterMs`).
@@ -61,6 +65,8 @@ pub const CODES: &[(&str, &str)] = &[
     ("NO_SPACE", NO_SPACE),
     ("STORE_CORRUPT", STORE_CORRUPT),
     ("STORE_BUSY", STORE_BUSY),
+    ("BUILD_REQUIRED", BUILD_REQUIRED),
+    ("PLATFORM_MISMATCH", PLATFORM_MISMATCH),
     ("NATIVE_MISSING", "ERR_BREAKWATER_NATIVE_MISSING"),
 ];
 

@@ -1,5 +1,6 @@
-//! `package-lock.json` v2 and v3 reader, and v1 (read-only, mapped onto the same model: see
-//! the `v1` module).
+//! `package-lock.json` v2 and v3 reader, v1 (read-only, mapped onto the same model: see
+//! the `v1` module), and `pnpm-lock.yaml` v9 (its graph laid out as a hoisted tree: see the
+//! `pnpm` and `hoist` modules).
 //!
 //! The lockfile is the allocation request: every entry of its `packages` map is an install
 //! path (`node_modules/a/node_modules/@scope/b`) with the tarball integrity that must end up
@@ -38,6 +39,8 @@ use crate::error::{Error, Result, UnfitPackage};
 use crate::integrity::Integrity;
 use crate::platform::Platform;
 
+mod hoist;
+mod pnpm;
 mod v1;
 
 /// One package to install.
@@ -205,6 +208,16 @@ fn install_names(path: &str) -> Option<Vec<String>> {
     (!names.is_empty()).then_some(names)
 }
 
+/// A package name: `name` or `@scope/name`, each part a valid folder name.
+fn valid_package_name(name: &str) -> bool {
+    match name.strip_prefix('@') {
+        Some(scoped) => scoped.split_once('/').is_some_and(|(scope, rest)| {
+            valid_name_part(scope) && valid_name_part(rest) && !rest.contains('/')
+        }),
+        None => valid_name_part(name) && !name.contains('/'),
+    }
+}
+
 fn valid_name_part(part: &str) -> bool {
     !part.is_empty()
         && part != "."
@@ -305,7 +318,9 @@ impl Lockfile {
         Self::parse(path, &text)
     }
 
-    /// Parses lockfile text; `file` is used in error messages.
+    /// Parses lockfile text; `file` is used in error messages, and its name picks the format:
+    /// `pnpm-lock.yaml` (or any `.yaml`/`.yml` file) is read as a pnpm v9 lockfile, anything
+    /// else as a `package-lock.json` (`npm-shrinkwrap.json`).
     pub fn parse(file: impl AsRef<Path>, text: &str) -> Result<Self> {
         let file = file.as_ref().to_path_buf();
         let err = |location: String, reason: String| Error::Lockfile {
@@ -313,6 +328,15 @@ impl Lockfile {
             location,
             reason,
         };
+        if is_pnpm_lockfile(&file) {
+            let packages =
+                pnpm::packages(text).map_err(|(location, reason)| err(location, reason))?;
+            return Ok(Self {
+                file,
+                version: PNPM_VERSION,
+                packages,
+            });
+        }
         let raw: RawLock = serde_json::from_str(text)
             .map_err(|e| err("(document)".to_owned(), format!("invalid JSON: {e}")))?;
         let version = raw.lockfile_version.unwrap_or(0);
@@ -364,7 +388,7 @@ impl Lockfile {
         &self.file
     }
 
-    /// `lockfileVersion` (1, 2 or 3).
+    /// `lockfileVersion`: 1, 2 or 3 for `package-lock.json`, 9 for `pnpm-lock.yaml`.
     pub fn version(&self) -> u64 {
         self.version
     }
@@ -411,6 +435,26 @@ impl Lockfile {
             })
             .collect()
     }
+}
+
+/// The lockfile of the app in `app_dir`: `package-lock.json`, else `npm-shrinkwrap.json`, else
+/// `pnpm-lock.yaml` (the first that exists; `package-lock.json` when none does).
+pub fn default_lockfile(app_dir: &Path) -> PathBuf {
+    ["package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml"]
+        .iter()
+        .map(|name| app_dir.join(name))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| app_dir.join("package-lock.json"))
+}
+
+/// [`Lockfile::version`] of a `pnpm-lock.yaml`.
+const PNPM_VERSION: u64 = 9;
+
+/// Whether `file` names a pnpm lockfile (`pnpm-lock.yaml`, or any YAML file).
+fn is_pnpm_lockfile(file: &Path) -> bool {
+    file.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
 }
 
 /// Whether `selection` keeps `p` (dev and optional flags only, not the platform).

@@ -286,6 +286,21 @@ pub fn check_lockfile(data: &[u8]) -> Result<(), Violation> {
 
 fn check_parsed_lockfile(lockfile: &Lockfile) -> Result<(), Violation> {
     const T: &str = "lockfile";
+    // Workspace links: at the top of node_modules, to a folder that cannot leave the app.
+    for link in lockfile.links() {
+        if !link.path.starts_with("node_modules/") || relative_path_problem(&link.path).is_some() {
+            return Err(violation(
+                T,
+                format!("link path {:?} is not a top-level install path", link.path),
+            ));
+        }
+        if let Some(problem) = relative_path_problem(&link.target) {
+            return Err(violation(
+                T,
+                format!("link target {:?} {problem}", link.target),
+            ));
+        }
+    }
     for include_dev in [false, true] {
         for include_optional in [false, true] {
             let selection = Selection {

@@ -139,12 +139,30 @@ fn unsupported_and_hostile_lockfiles_are_refused_naming_the_place() {
             "patchedDependencies",
         ),
         (
-            ok.replace("  .:\n", "  packages/x:\n    dependencies: {}\n  .:\n"),
-            "importers[\"packages/x\"]",
+            ok.replace("  .:\n", "  ../x:\n    dependencies: {}\n  .:\n"),
+            "importers[\"../x\"]",
         ),
         (
-            ok.replace("version: '1.0.0'", "version: 'link:packages/a'"),
-            "workspace link",
+            ok.replace("version: '1.0.0'", "version: 'link:../outside'"),
+            "must stay inside the app",
+        ),
+        (
+            // A workspace needing another version of a package the app has at the top.
+            ok.replace(
+                "  .:\n",
+                "  packages/x:\n    dependencies:\n      a: {specifier: '2', version: 2.0.0}\n  .:\n",
+            )
+            .replace("\nsnapshots:\n", "  'a@2.0.0':\n    resolution: {integrity: SRI}\n\nsnapshots:\n")
+            .replace("integrity: SRI", &format!("integrity: {SRI}")),
+            "workspace \"packages/x\"",
+        ),
+        (
+            // A link between workspaces that the app does not link.
+            ok.replace(
+                "  .:\n",
+                "  packages/x:\n    dependencies:\n      y: {specifier: 'workspace:*', version: 'link:../y'}\n  .:\n",
+            ),
+            "not linked in the app's node_modules",
         ),
         (
             ok.replace("version: '1.0.0'", "version: 'file:../a'"),

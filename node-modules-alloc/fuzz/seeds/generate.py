@@ -113,7 +113,16 @@ def lockfile():
         })),
         ("valid-v2.json", lock(2, {"node_modules/left-pad": {"version": "1.3.0", "integrity": SRI}})),
         ("invalid-v1.json", json.dumps({"lockfileVersion": 1, "dependencies": {}})),
-        ("invalid-link.json", lock(3, {"node_modules/ws": {"resolved": "packages/ws", "link": True}})),
+        ("valid-workspaces.json", lock(3, {
+            "node_modules/ws": {"resolved": "packages/ws", "link": True},
+            "packages/ws": {"name": "ws", "version": "1.0.0"},
+            "node_modules/a": {"integrity": SRI},
+        })),
+        ("invalid-link.json", lock(3, {"node_modules/ws": {"resolved": "../outside", "link": True}})),
+        ("invalid-workspace-node-modules.json", lock(3, {
+            "node_modules/ws": {"resolved": "packages/ws", "link": True},
+            "packages/ws/node_modules/a": {"integrity": SRI},
+        })),
         ("invalid-path.json", lock(3, {"node_modules/a/../../etc": {"integrity": SRI}})),
         ("invalid-bin-name.json", lock(3, {"node_modules/a": {"integrity": SRI, "bin": {"../x": "a.js"}}})),
         ("invalid-missing-integrity.json", lock(3, {"node_modules/a": {"version": "1.0.0"}})),
@@ -124,6 +133,7 @@ def lockfile():
         ("valid-pnpm-v9.yaml", (HERE.parent.parent / "tests/fixtures/pnpm-app/pnpm-lock.yaml").read_text()),
         ("pnpm-nested.yaml", PNPM_NESTED.replace("SRI", SRI)),
         ("pnpm-cycle.yaml", PNPM_CYCLE.replace("SRI", SRI)),
+        ("pnpm-workspaces.yaml", PNPM_WORKSPACES.replace("SRI", SRI)),
     ]
 
 
@@ -146,6 +156,21 @@ snapshots:
   b@1.0.0: {}
   b@2.0.0: {}
   c@1.0.0: {}
+"""
+
+PNPM_WORKSPACES = """lockfileVersion: '9.0'
+importers:
+  .:
+    dependencies:
+      web: {specifier: 'workspace:*', version: 'link:packages/web'}
+  packages/web:
+    dependencies:
+      a: {specifier: '1', version: 1.0.0}
+      web: {specifier: 'workspace:*', version: 'link:.'}
+packages:
+  a@1.0.0: {resolution: {integrity: SRI}}
+snapshots:
+  a@1.0.0: {}
 """
 
 PNPM_CYCLE = """lockfileVersion: '9.0'

@@ -187,7 +187,7 @@ impl Allocator {
             }
             None if lockfile.exists() => {
                 let parsed = Lockfile::from_path(&lockfile)?;
-                self.plan(&parsed)?
+                self.plan_for(&parsed, app_dir)?
             }
             None => {
                 if fs::symlink_metadata(&nm).is_err() && report.problems.len() > 1 {

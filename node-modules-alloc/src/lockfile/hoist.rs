@@ -94,10 +94,21 @@ struct Tree<'g> {
     folders: Vec<Folder>,
     /// Resolutions by dependency name.
     resolutions: BTreeMap<String, Vec<Resolution>>,
+    /// Workspace links in the app's `node_modules`: name → folder.
+    links: BTreeMap<String, String>,
 }
 
-/// The install paths of the app whose direct dependencies are `roots`.
-pub(super) fn layout(graph: &Graph, roots: &[Edge]) -> Result<Vec<LockedPackage>, String> {
+/// The install paths of the app whose direct dependencies are `roots`. `links` (name →
+/// workspace folder) occupy the app's `node_modules/<name>`; `workspaces` are the dependencies
+/// of each workspace folder (by folder), which Node resolves from the app's `node_modules`:
+/// they must be placed there (a conflict is an error: a workspace's own `node_modules` is not
+/// supported).
+pub(super) fn layout(
+    graph: &Graph,
+    roots: &[Edge],
+    links: &BTreeMap<String, String>,
+    workspaces: &[(String, Vec<Edge>)],
+) -> Result<Vec<LockedPackage>, String> {
     let max_installs = graph
         .nodes
         .len()
@@ -117,13 +128,44 @@ pub(super) fn layout(graph: &Graph, roots: &[Edge]) -> Result<Vec<LockedPackage>
             resolved: BTreeMap::new(),
         }],
         resolutions: BTreeMap::new(),
+        links: links.clone(),
     };
-    let mut queue = VecDeque::from([0usize]);
+    for name in links.keys() {
+        let id = tree.folders.len();
+        tree.folders.push(Folder {
+            package: None,
+            name: name.clone(),
+            parent: 0,
+            depth: 1,
+            children: BTreeMap::new(),
+            size: 1,
+            resolved: BTreeMap::new(),
+        });
+        if let Some(root) = tree.folders.first_mut() {
+            root.children.insert(name.clone(), id);
+            root.size += 1;
+        }
+    }
+    let mut queue = VecDeque::new();
+    for edge in roots {
+        queue.extend(tree.resolve(0, edge)?);
+    }
+    for (folder, edges) in workspaces {
+        for edge in edges {
+            let placed = tree
+                .resolve(0, edge)
+                .map_err(|e| format!("workspace {folder:?}: {e}"))?;
+            queue.extend(placed);
+        }
+    }
     while let Some(folder) = queue.pop_front() {
-        let edges: &[Edge] = match tree.folders.get(folder).and_then(|f| f.package) {
-            None => roots,
-            Some(package) => graph.nodes.get(package).map_or(&[], |n| n.edges.as_slice()),
+        let Some(package) = tree.folders.get(folder).and_then(|f| f.package) else {
+            continue;
         };
+        let edges = graph
+            .nodes
+            .get(package)
+            .map_or(&[][..], |n| n.edges.as_slice());
         for edge in edges {
             if let Some(placed) = tree.resolve(folder, edge)? {
                 queue.push_back(placed);
@@ -191,6 +233,14 @@ impl Tree<'_> {
         }
         let limit = found.unwrap_or(chain.len());
         if limit == 0 {
+            if from == 0
+                && let Some(folder) = self.links.get(&edge.name)
+            {
+                return Err(format!(
+                    "dependency {:?} ({target_key}) conflicts with the workspace link node_modules/{} -> {folder}",
+                    edge.name, edge.name
+                ));
+            }
             return Err(format!(
                 "two different packages are declared as dependency {:?} of the same package",
                 edge.name

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::hoist::{self, Edge, EdgeKind, Graph, Node};
-use super::{LockedPackage, string_or_list, valid_package_name};
+use super::{LockedLink, LockedPackage, string_or_list, valid_package_name, workspace_target};
 use crate::integrity::Integrity;
 
 /// Where an error is: the lockfile location and what is wrong with it.
@@ -116,8 +116,9 @@ struct RawSnapshot {
     optional_dependencies: BTreeMap<String, String>,
 }
 
-/// Parses a `pnpm-lock.yaml` and lays its root importer out as hoisted install paths.
-pub(super) fn packages(text: &str) -> Result<Vec<LockedPackage>, Problem> {
+/// Parses a `pnpm-lock.yaml` and lays its importers out as hoisted install paths, with the
+/// root importer's `link:` dependencies as workspace links.
+pub(super) fn packages(text: &str) -> Result<(Vec<LockedPackage>, Vec<LockedLink>), Problem> {
     // The parser's own budgets (aliases, depth, scalar bytes) stay on; the node and event
     // caps are raised to fit lockfiles of the largest real apps (~200,000 packages at most).
     let options = serde_saphyr::options! {
@@ -152,52 +153,127 @@ pub(super) fn packages(text: &str) -> Result<Vec<LockedPackage>, Problem> {
             "patched dependencies are not supported (the patches would not be applied); install this app with pnpm".to_owned(),
         ));
     }
-    if let Some(other) = raw.importers.keys().find(|k| k.as_str() != ".") {
-        return Err((
-            format!("importers[{other:?}]"),
-            "pnpm workspaces (importers other than \".\") are not supported".to_owned(),
-        ));
-    }
     let mut roots = Vec::new();
-    if let Some(root) = raw.importers.get(".") {
-        for (deps, kind, group) in [
-            (&root.dependencies, EdgeKind::Prod, "dependencies"),
-            (&root.dev_dependencies, EdgeKind::Dev, "devDependencies"),
+    let mut workspace_links = Vec::new();
+    let mut links: BTreeMap<String, String> = BTreeMap::new();
+    let mut locked_links = Vec::new();
+    let mut workspace_roots = Vec::new();
+    for (importer, deps) in &raw.importers {
+        let root = importer == ".";
+        let importer_dir = if root {
+            String::new()
+        } else {
+            workspace_target(importer)
+                .map_err(|reason| (format!("importers[{importer:?}]"), reason))?
+        };
+        let mut edges = Vec::new();
+        for (group, kind, list) in [
+            ("dependencies", EdgeKind::Prod, &deps.dependencies),
+            ("devDependencies", EdgeKind::Dev, &deps.dev_dependencies),
             (
-                &root.optional_dependencies,
-                EdgeKind::Optional,
                 "optionalDependencies",
+                EdgeKind::Optional,
+                &deps.optional_dependencies,
             ),
         ] {
-            for (name, dep) in deps {
-                let loc = format!("importers[\".\"].{group}[{name:?}]");
-                roots.push((name.as_str(), dep.version.as_str(), kind, loc));
+            for (name, dep) in list {
+                let loc = format!("importers[{importer:?}].{group}[{name:?}]");
+                if let Some(path) = dep.version.strip_prefix("link:") {
+                    let target = join_workspace(&importer_dir, path)
+                        .and_then(|t| workspace_target(&t))
+                        .map_err(|reason| (loc.clone(), reason))?;
+                    if !valid_package_name(name) {
+                        return Err((loc, format!("invalid dependency name {name:?}")));
+                    }
+                    if root {
+                        links.insert(name.clone(), target.clone());
+                        locked_links.push(LockedLink {
+                            path: format!("node_modules/{name}"),
+                            target,
+                            dev: kind == EdgeKind::Dev,
+                            optional: kind == EdgeKind::Optional,
+                        });
+                    } else {
+                        // Resolved from the workspace folder, Node finds the app's links.
+                        workspace_links.push((loc, name.clone(), target));
+                    }
+                    continue;
+                }
+                edges.push((name.clone(), dep.version.clone(), kind, loc));
             }
         }
+        if root {
+            roots = edges;
+        } else {
+            workspace_roots.push((importer_dir, edges));
+        }
     }
-    let (graph, roots) = build_graph(&raw, roots)?;
-    hoist::layout(&graph, &roots).map_err(|reason| ("importers[\".\"]".to_owned(), reason))
+    for (loc, name, target) in &workspace_links {
+        if links.get(name) != Some(target) {
+            return Err((
+                loc.clone(),
+                format!(
+                    "the workspace link {name:?} -> {target} is not linked in the app's node_modules (a workspace's own node_modules is not supported)"
+                ),
+            ));
+        }
+    }
+    let (graph, roots, workspaces) = build_graph(&raw, roots, workspace_roots)?;
+    let packages = hoist::layout(&graph, &roots, &links, &workspaces)
+        .map_err(|reason| ("importers".to_owned(), reason))?;
+    Ok((packages, locked_links))
+}
+
+/// `dir` joined with a relative `path` (`packages/a` + `../b` = `packages/b`); an error when
+/// it would leave the app.
+fn join_workspace(dir: &str, path: &str) -> Result<String, String> {
+    let mut parts: Vec<&str> = dir.split('/').filter(|p| !p.is_empty()).collect();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(format!(
+                        "workspace folder {path:?} (from {dir:?}) must stay inside the app"
+                    ));
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    Ok(parts.join("/"))
 }
 
 /// At most this many package instances (snapshots) in one lockfile.
 const MAX_NODES: usize = 200_000;
 
 /// Every snapshot reachable from `roots` (breadth first), as graph nodes with their edges.
+type ImporterEdges = Vec<(String, String, EdgeKind, String)>;
+
+#[allow(clippy::type_complexity)]
 fn build_graph(
     raw: &RawPnpmLock,
-    roots: Vec<(&str, &str, EdgeKind, String)>,
-) -> Result<(Graph, Vec<Edge>), Problem> {
+    roots: ImporterEdges,
+    workspaces: Vec<(String, ImporterEdges)>,
+) -> Result<(Graph, Vec<Edge>, Vec<(String, Vec<Edge>)>), Problem> {
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     let mut keys: Vec<String> = Vec::new();
-    let mut root_edges = Vec::new();
-    for (name, reference, kind, loc) in roots {
-        let target = dependency_key(name, reference, &loc)?;
-        let target = intern(target, &mut keys, &mut index)?;
-        root_edges.push(Edge {
-            name: name.to_owned(),
-            target,
-            kind,
-        });
+    let importer_edges = |list: ImporterEdges,
+                          keys: &mut Vec<String>,
+                          index: &mut BTreeMap<String, usize>|
+     -> Result<Vec<Edge>, Problem> {
+        let mut edges = Vec::new();
+        for (name, reference, kind, loc) in list {
+            let target = dependency_key(&name, &reference, &loc)?;
+            let target = intern(target, keys, index)?;
+            edges.push(Edge { name, target, kind });
+        }
+        Ok(edges)
+    };
+    let root_edges = importer_edges(roots, &mut keys, &mut index)?;
+    let mut workspace_edges = Vec::new();
+    for (folder, list) in workspaces {
+        workspace_edges.push((folder, importer_edges(list, &mut keys, &mut index)?));
     }
     let mut graph = Graph::default();
     let empty = RawSnapshot::default(); // `name@1.0.0: {}` or a bare `name@1.0.0:`
@@ -246,7 +322,7 @@ fn build_graph(
         }
         graph.nodes.push(node);
     }
-    Ok((graph, root_edges))
+    Ok((graph, root_edges, workspace_edges))
 }
 
 /// The id of snapshot `key`, added to `keys` when new.

@@ -19,6 +19,7 @@
 //! | [`drain`] | [`drain::DrainController`]: runs waves to completion, pacing starts per receiver, pausing/resuming/aborting on health, journaled, with events |
 //! | [`rollout`] | [`rollout::Rollout`]: canary, waves, bake, start without traffic, traffic shifts, automatic rollback |
 //! | [`journal`] | [`journal::Journal`] and the append-only, checksummed [`journal::FileJournal`]: a restarted controller resumes |
+//! | `http` (feature `http`) | `http::HttpFleet`: the fleet of a platform that implements the JSON-over-HTTP contract of `docs/http-contract.md` |
 //! | `etcd` (feature `etcd`) | several controllers on one fleet: leader election on a lease with fencing, a fleet-wide disruption budget, the journal in etcd |
 //!
 //! Time, backoff and alert signals come from `resilience-core`
@@ -88,6 +89,9 @@ mod error;
 pub mod etcd;
 pub mod fleet;
 pub mod health;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod ids;
 pub mod journal;
 mod naming;

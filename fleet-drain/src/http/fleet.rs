@@ -1,0 +1,384 @@
+//! [`HttpFleet`]: the [`Fleet`] of a platform that implements the HTTP contract.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use resilience_core::ConfigError;
+use resilience_core::clock::{SharedClock, SystemClock};
+use resilience_core::retry::RetryStats;
+
+use super::client::Client;
+use super::config::HttpFleetConfig;
+use super::errors::CallError;
+use super::wire::{WireApp, WireHost, is_valid_name};
+use crate::error::FleetError;
+use crate::fleet::{App, Fleet, FleetSnapshot, Host};
+use crate::ids::{AppId, AppState, HostId, HostState};
+
+/// A fleet run by a platform that implements the JSON-over-HTTP contract of
+/// `docs/http-contract.md`.
+///
+/// Host and app names are mapped to ids the first time they are seen; the
+/// mapping of this handle is stable for its life.
+#[derive(Debug)]
+pub struct HttpFleet {
+    client: Client,
+    names: Mutex<Names>,
+}
+
+/// The platform's names and the ids given to them.
+#[derive(Debug, Default)]
+struct Names {
+    hosts: Table,
+    apps: Table,
+    /// The last host seen by id (capacity and state for error messages).
+    last_hosts: HashMap<HostId, WireHost>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Table {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.ids.insert(name.to_owned(), id);
+        self.names.push(name.to_owned());
+        id
+    }
+
+    fn known(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    fn name(&self, id: u32) -> Option<&str> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.names.get(i))
+            .map(String::as_str)
+    }
+}
+
+impl HttpFleet {
+    /// An adapter for the platform `config` describes (validated: an invalid
+    /// config is an error naming the field). Needs a tokio runtime when
+    /// called.
+    pub fn from_config(config: &HttpFleetConfig) -> Result<Self, ConfigError> {
+        Self::with_clock(config, SharedClock::new(SystemClock))
+    }
+
+    /// Like [`HttpFleet::from_config`], with the retry budget, backoff and
+    /// `Retry-After` waits on `clock` (a `ManualClock` in tests). Network
+    /// timeouts (`connect_timeout`, `request_timeout`, `migrate_timeout`)
+    /// run on tokio's timer.
+    pub fn with_clock(config: &HttpFleetConfig, clock: SharedClock) -> Result<Self, ConfigError> {
+        Ok(HttpFleet {
+            client: Client::new(config, clock)?,
+            names: Mutex::new(Names::default()),
+        })
+    }
+
+    /// The platform's base URL.
+    pub fn url(&self) -> String {
+        self.client.url()
+    }
+
+    /// Counters of the adapter's retry policy (calls, attempts, retries).
+    pub fn retry_stats(&self) -> RetryStats {
+        self.client.policy().stats()
+    }
+
+    /// The platform's name of a host this adapter has seen.
+    pub fn host_name(&self, id: HostId) -> Option<String> {
+        self.with_names(|n| n.hosts.name(id.0).map(str::to_owned))
+    }
+
+    /// The platform's name of an app this adapter has seen.
+    pub fn app_name(&self, id: AppId) -> Option<String> {
+        self.with_names(|n| n.apps.name(id.0).map(str::to_owned))
+    }
+
+    /// The id of a host name this adapter has seen.
+    pub fn host_id(&self, name: &str) -> Option<HostId> {
+        self.with_names(|n| n.hosts.known(name).map(HostId))
+    }
+
+    /// The id of an app name this adapter has seen.
+    pub fn app_id(&self, name: &str) -> Option<AppId> {
+        self.with_names(|n| n.apps.known(name).map(AppId))
+    }
+
+    fn with_names<T>(&self, f: impl FnOnce(&mut Names) -> T) -> T {
+        let mut names = self
+            .names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut names)
+    }
+
+    fn host_name_or_err(&self, id: HostId) -> Result<String, FleetError> {
+        self.host_name(id).ok_or(FleetError::UnknownHost(id))
+    }
+
+    fn app_name_or_err(&self, id: AppId) -> Result<String, FleetError> {
+        self.app_name(id).ok_or(FleetError::UnknownApp(id))
+    }
+
+    fn bad(&self, endpoint: &str, reason: String) -> FleetError {
+        FleetError::BadResponse {
+            endpoint: format!("{endpoint} at {}", self.url()),
+            reason,
+        }
+    }
+
+    fn to_hosts(&self, wire: Vec<WireHost>) -> Result<Vec<Host>, FleetError> {
+        let mut seen = HashSet::with_capacity(wire.len());
+        for host in &wire {
+            if !is_valid_name(&host.name) {
+                return Err(self.bad(
+                    "GET /v1/hosts",
+                    format!("host name `{}` is not a valid name of the contract ([A-Za-z0-9._:-], 1 to 253 bytes)", host.name.escape_debug()),
+                ));
+            }
+            if !seen.insert(host.name.as_str()) {
+                return Err(self.bad(
+                    "GET /v1/hosts",
+                    format!("host `{}` is listed twice", host.name),
+                ));
+            }
+        }
+        Ok(self.with_names(|names| {
+            wire.into_iter()
+                .map(|w| {
+                    let id = HostId(names.hosts.id(&w.name));
+                    let host = Host {
+                        id,
+                        capacity: w.capacity,
+                        state: w.state,
+                        version: w.version.clone(),
+                    };
+                    names.last_hosts.insert(id, w);
+                    host
+                })
+                .collect()
+        }))
+    }
+
+    fn to_app(&self, endpoint: &str, w: &WireApp) -> Result<App, FleetError> {
+        if !is_valid_name(&w.name) {
+            return Err(self.bad(
+                endpoint,
+                format!(
+                    "app name `{}` is not a valid name of the contract",
+                    w.name.escape_debug()
+                ),
+            ));
+        }
+        let host = self.host_id(&w.host).ok_or_else(|| {
+            self.bad(
+                endpoint,
+                format!(
+                    "app `{}` is on host `{}`, which GET /v1/hosts does not list",
+                    w.name,
+                    w.host.escape_debug()
+                ),
+            )
+        })?;
+        let id = self.with_names(|n| AppId(n.apps.id(&w.name)));
+        Ok(App {
+            id,
+            host,
+            state: w.state,
+        })
+    }
+
+    /// A refusal of a call on `host` and/or `app` as the fleet error the
+    /// contract maps its code to.
+    fn refused(
+        &self,
+        error: CallError,
+        host: Option<(HostId, HostState)>,
+        app: Option<AppId>,
+    ) -> FleetError {
+        let CallError::Refused {
+            endpoint,
+            code,
+            message,
+            ..
+        } = &error
+        else {
+            return error.into_fleet_error();
+        };
+        let last = |id: HostId| self.with_names(|n| n.last_hosts.get(&id).cloned());
+        match (code.as_str(), host, app) {
+            ("unknown_host", Some((id, _)), _) => FleetError::UnknownHost(id),
+            ("unknown_app", _, Some(id)) => FleetError::UnknownApp(id),
+            ("busy", _, Some(id)) => FleetError::Busy { app: id },
+            ("start_failed", Some((host, _)), Some(app)) => FleetError::StartFailed {
+                app,
+                host,
+                reason: message.clone(),
+            },
+            ("no_capacity", Some((id, _)), _) => FleetError::NoCapacity {
+                host: id,
+                capacity: last(id).map_or(0, |h| h.capacity),
+            },
+            ("not_accepting", Some((id, _)), _) => FleetError::NotAccepting {
+                host: id,
+                state: last(id).map_or(HostState::Cordoned, |h| h.state),
+            },
+            ("invalid_transition", Some((id, to)), _) => FleetError::InvalidTransition {
+                host: id,
+                from: last(id).map_or(to, |h| h.state),
+                to,
+                hint: format!(": {message}"),
+            },
+            ("invalid_request" | "request_id_conflict", _, _) => {
+                FleetError::InvalidArgument(format!("{endpoint}: {code}: {message}"))
+            }
+            _ => error.into_fleet_error(),
+        }
+    }
+}
+
+#[async_trait]
+impl Fleet for HttpFleet {
+    async fn hosts(&self) -> Result<Vec<Host>, FleetError> {
+        let wire = self
+            .client
+            .hosts()
+            .await
+            .map_err(CallError::into_fleet_error)?;
+        self.to_hosts(wire)
+    }
+
+    async fn apps(&self) -> Result<Vec<App>, FleetError> {
+        let wire = self
+            .client
+            .apps()
+            .await
+            .map_err(CallError::into_fleet_error)?;
+        // Apps may sit on hosts this handle has not listed yet.
+        if wire.iter().any(|a| self.host_id(&a.host).is_none()) {
+            self.hosts().await?;
+        }
+        let mut seen = HashSet::with_capacity(wire.len());
+        wire.iter()
+            .map(|w| {
+                if !seen.insert(w.name.as_str()) {
+                    return Err(
+                        self.bad("GET /v1/apps", format!("app `{}` is listed twice", w.name))
+                    );
+                }
+                self.to_app("GET /v1/apps", w)
+            })
+            .collect()
+    }
+
+    async fn snapshot(&self) -> Result<FleetSnapshot, FleetError> {
+        let hosts = self.hosts().await?;
+        let apps = self.apps().await?;
+        FleetSnapshot::new(hosts, apps)
+    }
+
+    async fn set_host_state(&self, host: HostId, state: HostState) -> Result<(), FleetError> {
+        let name = self.host_name_or_err(host)?;
+        let endpoint = format!("PUT /v1/hosts/{name}/state");
+        let answer = self
+            .client
+            .set_host_state(&name, state)
+            .await
+            .map_err(|e| self.refused(e, Some((host, state)), None))?;
+        if answer.name != name || answer.state != state {
+            return Err(self.bad(
+                &endpoint,
+                format!(
+                    "answered host `{}` in state {} for host `{name}` set to {state}",
+                    answer.name, answer.state
+                ),
+            ));
+        }
+        tracing::info!(host = %name, state = %state, "host state set");
+        self.with_names(|n| n.last_hosts.insert(host, answer));
+        Ok(())
+    }
+
+    async fn migrate(&self, app: AppId, to: HostId) -> Result<(), FleetError> {
+        let app_name = self.app_name_or_err(app)?;
+        let host_name = self.host_name_or_err(to)?;
+        let endpoint = format!("POST /v1/apps/{app_name}/migrate");
+        let answer = self
+            .client
+            .migrate(&app_name, &host_name)
+            .await
+            .map_err(|e| self.refused(e, Some((to, HostState::Active)), Some(app)))?;
+        if answer.name != app_name || answer.host != host_name {
+            return Err(self.bad(
+                &endpoint,
+                format!(
+                    "answered app `{}` on host `{}` for app `{app_name}` migrated to `{host_name}`",
+                    answer.name, answer.host
+                ),
+            ));
+        }
+        match answer.state {
+            AppState::Running => {
+                tracing::info!(app = %app_name, to = %host_name, "app migrated");
+                Ok(())
+            }
+            other => Err(self.bad(
+                &endpoint,
+                format!(
+                    "answered 200 with state {other}; a successful migrate answers `running` \
+                     and a failed start 422 `start_failed`"
+                ),
+            )),
+        }
+    }
+
+    async fn start_version(
+        &self,
+        host: HostId,
+        version: &str,
+        _traffic: bool,
+    ) -> Result<(), FleetError> {
+        Err(FleetError::InvalidArgument(format!(
+            "the HTTP contract v1 has no rollouts: cannot start version `{version}` on {host}"
+        )))
+    }
+
+    async fn stop_version(&self, host: HostId, version: &str) -> Result<(), FleetError> {
+        Err(FleetError::InvalidArgument(format!(
+            "the HTTP contract v1 has no rollouts: cannot stop version `{version}` on {host}"
+        )))
+    }
+
+    async fn shift_traffic(&self, version: &str, _percent: f64) -> Result<(), FleetError> {
+        Err(FleetError::InvalidArgument(format!(
+            "the HTTP contract v1 has no rollouts: cannot shift traffic to `{version}`"
+        )))
+    }
+
+    async fn app_health(&self, app: AppId) -> Result<AppState, FleetError> {
+        let name = self.app_name_or_err(app)?;
+        let endpoint = format!("GET /v1/apps/{name}");
+        let answer = self
+            .client
+            .app(&name)
+            .await
+            .map_err(|e| self.refused(e, None, Some(app)))?;
+        if answer.name != name {
+            return Err(self.bad(
+                &endpoint,
+                format!("answered app `{}` for app `{name}`", answer.name),
+            ));
+        }
+        Ok(answer.state)
+    }
+}

@@ -72,6 +72,11 @@ pub enum FleetError {
     /// A value passed to the fleet is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The adapter does not support this operation (e.g.
+    /// [`DrainFleet::evict`](crate::fleet::DrainFleet::evict) on an adapter
+    /// that places apps itself); not retryable.
+    #[error("unsupported by this fleet adapter: {0}")]
+    Unsupported(String),
     /// The fleet's backend could not be reached or answered with an error;
     /// worth retrying with backoff.
     #[error("fleet backend unavailable: {0}")]

@@ -12,7 +12,8 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`fleet`] | the [`Fleet`] trait the controller acts on: hosts, apps, cordon, migrate, versions, health |
+//! | [`fleet`] | the traits the controller acts on: [`DrainFleet`] (hosts, apps, cordon, migrate or evict, health), [`RolloutFleet`] (versions, traffic), [`Fleet`] (both) |
+//! | [`adapters`] | the guide to writing an adapter for your platform, with a complete example |
 //! | `sim` (feature `sim`) | `sim::SimFleet`, an in-memory fleet whose app starts fail more often the more run at once on a host; a simulated-time driver; the naive baseline drain |
 //! | [`plan`] | [`plan::DrainLimits`] and the [`plan::Planner`]: the next wave and a receiver for every app, never over a limit |
 //! | [`health`] | [`health::FleetHealth`] figures and the [`health::HealthGate`] (thresholds with hysteresis) |
@@ -82,6 +83,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod adapters;
 pub mod drain;
 mod error;
 #[cfg(feature = "etcd")]
@@ -103,4 +105,7 @@ pub mod sim;
 mod telemetry;
 
 pub use error::{DrainError, FleetError, JournalError, PlanError, RolloutError};
-pub use fleet::{App, AppId, AppState, Fleet, FleetSnapshot, Host, HostId, HostState};
+pub use fleet::{
+    App, AppId, AppState, DrainFleet, Fleet, FleetSnapshot, Host, HostId, HostState, Placement,
+    RolloutFleet,
+};

@@ -28,7 +28,7 @@ use super::work::{
     Batch, Callback, Probation, StartFuture, Work, first_starts, remaining_targets, repairs,
 };
 use crate::error::{DrainError, JournalError};
-use crate::fleet::{AppId, AppState, Fleet, FleetError, FleetSnapshot, HostId, HostState};
+use crate::fleet::{AppId, AppState, DrainFleet, FleetError, FleetSnapshot, HostId, HostState};
 use crate::health::{FleetHealth, GateVerdict, HealthGate};
 use crate::journal::{DrainProgress, Journal, JournalRecord};
 use crate::naming::{sub_name, unrecorded};
@@ -39,7 +39,7 @@ use crate::telemetry::{DrainMetrics, Held, StartOutcome};
 pub struct DrainController {
     config: DrainConfig,
     planner: Planner,
-    fleet: Arc<dyn Fleet>,
+    fleet: Arc<dyn DrainFleet>,
     journal: Box<dyn Journal>,
     clock: SharedClock,
     gate: HealthGate,
@@ -108,7 +108,7 @@ impl DrainController {
     /// A controller on the system clock.
     pub fn new(
         config: DrainConfig,
-        fleet: Arc<dyn Fleet>,
+        fleet: Arc<dyn DrainFleet>,
         journal: Box<dyn Journal>,
     ) -> Result<Self, ConfigError> {
         Self::with_clock(config, fleet, journal, SharedClock::system())
@@ -117,7 +117,7 @@ impl DrainController {
     /// A controller whose waits and windows use `clock`.
     pub fn with_clock(
         config: DrainConfig,
-        fleet: Arc<dyn Fleet>,
+        fleet: Arc<dyn DrainFleet>,
         journal: Box<dyn Journal>,
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
@@ -344,7 +344,7 @@ impl DrainController {
     async fn with_retry<T, F>(&self, op: F) -> Result<T, DrainError>
     where
         F: for<'a> Fn(
-            &'a dyn Fleet,
+            &'a dyn DrainFleet,
         ) -> Pin<Box<dyn Future<Output = Result<T, FleetError>> + Send + 'a>>,
     {
         let fleet = self.fleet.as_ref();

@@ -258,3 +258,26 @@ fn invalid_adaptive_configs_name_the_field() {
         assert_eq!(config.validate().unwrap_err().field(), field);
     }
 }
+
+/// The controller takes any drain-capable fleet: a concrete one, the
+/// combined `dyn Fleet` (upcast) or a `dyn DrainFleet`.
+#[test]
+fn controller_accepts_every_fleet_handle() {
+    use crate::fleet::{DrainFleet, Fleet};
+    use crate::journal::MemoryJournal;
+    use crate::sim::{SimConfig, SimFleet};
+    use std::sync::Arc;
+
+    let sim = SimFleet::new(SimConfig::default()).unwrap();
+    let concrete: Arc<SimFleet> = Arc::new(sim.clone());
+    let combined: Arc<dyn Fleet> = Arc::new(sim.clone());
+    let drain_only: Arc<dyn DrainFleet> = Arc::new(sim);
+    for fleet in [concrete as Arc<dyn DrainFleet>, combined, drain_only] {
+        DrainController::new(
+            DrainConfig::default(),
+            fleet,
+            Box::new(MemoryJournal::new()),
+        )
+        .unwrap();
+    }
+}

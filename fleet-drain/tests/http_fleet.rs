@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use fleet_drain::fleet::DrainFleet;
 use fleet_drain::http::wire::{
     AppList, ErrorBody, HostList, MigrateRequest, SetStateRequest, WireApp, WireHost,
 };
 use fleet_drain::http::{HttpFleet, HttpFleetConfig};
-use fleet_drain::{AppState, Fleet, FleetError, HostState};
+use fleet_drain::{AppState, FleetError, HostState};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;

@@ -1,4 +1,4 @@
-//! [`HttpFleet`]: the [`Fleet`] of a platform that implements the HTTP contract.
+//! [`HttpFleet`]: the [`DrainFleet`] of a platform that implements the HTTP contract.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -13,11 +13,13 @@ use super::config::HttpFleetConfig;
 use super::errors::CallError;
 use super::wire::{WireApp, WireHost, is_valid_name};
 use crate::error::FleetError;
-use crate::fleet::{App, Fleet, FleetSnapshot, Host};
+use crate::fleet::{App, DrainFleet, FleetSnapshot, Host};
 use crate::ids::{AppId, AppState, HostId, HostState};
 
 /// A fleet run by a platform that implements the JSON-over-HTTP contract of
-/// `docs/http-contract.md`.
+/// `docs/http-contract.md`. A drain-only adapter: the controller places
+/// apps ([`Placement::Controller`](crate::fleet::Placement), the default)
+/// and the contract has no rollouts.
 ///
 /// Host and app names are mapped to ids the first time they are seen; the
 /// mapping of this handle is stable for its life.
@@ -248,7 +250,7 @@ impl HttpFleet {
 }
 
 #[async_trait]
-impl Fleet for HttpFleet {
+impl DrainFleet for HttpFleet {
     async fn hosts(&self) -> Result<Vec<Host>, FleetError> {
         let wire = self
             .client
@@ -340,29 +342,6 @@ impl Fleet for HttpFleet {
                 ),
             )),
         }
-    }
-
-    async fn start_version(
-        &self,
-        host: HostId,
-        version: &str,
-        _traffic: bool,
-    ) -> Result<(), FleetError> {
-        Err(FleetError::InvalidArgument(format!(
-            "the HTTP contract v1 has no rollouts: cannot start version `{version}` on {host}"
-        )))
-    }
-
-    async fn stop_version(&self, host: HostId, version: &str) -> Result<(), FleetError> {
-        Err(FleetError::InvalidArgument(format!(
-            "the HTTP contract v1 has no rollouts: cannot stop version `{version}` on {host}"
-        )))
-    }
-
-    async fn shift_traffic(&self, version: &str, _percent: f64) -> Result<(), FleetError> {
-        Err(FleetError::InvalidArgument(format!(
-            "the HTTP contract v1 has no rollouts: cannot shift traffic to `{version}`"
-        )))
     }
 
     async fn app_health(&self, app: AppId) -> Result<AppState, FleetError> {

@@ -1,4 +1,4 @@
-//! A [`Fleet`](crate::fleet::Fleet) over HTTP: [`HttpFleet`] drains any
+//! A [`DrainFleet`](crate::fleet::DrainFleet) over HTTP: [`HttpFleet`] drains any
 //! platform that implements the small JSON contract of
 //! [`docs/http-contract.md`](https://github.com/breakwater-rs/breakwater/blob/main/fleet-drain/docs/http-contract.md)
 //! (list hosts, list apps, set a host's state, migrate an app and wait, an
@@ -14,7 +14,7 @@
 //! naming the call and what is wrong.
 //!
 //! ```no_run
-//! use fleet_drain::fleet::Fleet;
+//! use fleet_drain::fleet::DrainFleet;
 //! use fleet_drain::http::{HttpFleet, HttpFleetConfig};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

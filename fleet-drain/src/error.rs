@@ -272,3 +272,61 @@ pub enum RolloutError {
     #[error("rollout deadline exceeded; rolled back")]
     DeadlineExceeded,
 }
+
+/// A name that cannot be mapped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The name is empty.
+    #[error("{kind} name is empty: the platform must name every {kind}")]
+    Empty {
+        /// `host` or `app`.
+        kind: &'static str,
+    },
+    /// The name is too long.
+    #[error(
+        "{kind} name `{prefix}…` is {len} bytes long; names are at most {max} bytes: shorten it on the platform side"
+    )]
+    TooLong {
+        /// `host` or `app`.
+        kind: &'static str,
+        /// Its first characters.
+        prefix: String,
+        /// Its length in bytes.
+        len: usize,
+        /// [`MAX_NAME_LEN`](crate::names::MAX_NAME_LEN).
+        max: usize,
+    },
+    /// The name holds a control character.
+    #[error(
+        "{kind} name {name:?} holds a control character at byte {position}: names must be printable"
+    )]
+    ControlCharacter {
+        /// `host` or `app`.
+        kind: &'static str,
+        /// The name, escaped.
+        name: String,
+        /// Byte offset of the character.
+        position: usize,
+    },
+    /// The journal maps one name to two ids, or one id to two names.
+    #[error(
+        "the journal maps {kind} `{name}` and id {id} inconsistently (already {existing}): the journal does not belong to this fleet or was edited"
+    )]
+    Conflict {
+        /// `host` or `app`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// The id.
+        id: u32,
+        /// What it was mapped to before.
+        existing: String,
+    },
+    /// Every id of this kind is taken.
+    #[error("no {kind} id left: more than {} {kind}s were named", u32::MAX)]
+    Exhausted {
+        /// `host` or `app`.
+        kind: &'static str,
+    },
+}

@@ -83,7 +83,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use crate::error::JournalError;
-use crate::fleet::HostId;
+use crate::fleet::{AppId, HostId};
 
 /// Journals this process holds the lock of: canonical path -> (the locked
 /// handle, how many `FileJournal`s share it).
@@ -167,6 +167,16 @@ pub enum JournalRecord {
     /// A receiver class's learned start concurrency changed (adaptive
     /// starts): a restarted controller resumes the class at it.
     StartLimitLearned(LearnedStartLimit),
+    /// Adapter names given ids since the last such record
+    /// ([`NameMap`](crate::names::NameMap)): journaled before any record
+    /// using the ids, so a restarted controller maps the same names to the
+    /// same ids. Journals written before this record existed have none.
+    NamesAssigned {
+        /// New host ids and their names.
+        hosts: Vec<(HostId, String)>,
+        /// New app ids and their names.
+        apps: Vec<(AppId, String)>,
+    },
 }
 
 /// A receiver class's learned start concurrency, as journaled
@@ -569,6 +579,8 @@ impl DrainProgress {
                     });
                     progress.start_limits.push(learned.clone());
                 }
+                // Read by `NameMap::from_records`.
+                JournalRecord::NamesAssigned { .. } => {}
             }
         }
         progress

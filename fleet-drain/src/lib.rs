@@ -19,6 +19,7 @@
 //! | [`health`] | [`health::FleetHealth`] figures and the [`health::HealthGate`] (thresholds with hysteresis) |
 //! | [`drain`] | [`drain::DrainController`]: runs waves to completion, pacing starts per receiver, pausing/resuming/aborting on health, journaled, with events |
 //! | [`rollout`] | [`rollout::Rollout`]: canary, waves, bake, start without traffic, traffic shifts, automatic rollback |
+//! | [`names`] | [`names::NameMap`]: an adapter's host and app names ↔ ids, assigned on first sight, journaled so restarts keep them |
 //! | [`journal`] | [`journal::Journal`] and the append-only, checksummed [`journal::FileJournal`]: a restarted controller resumes |
 //! | `http` (feature `http`) | `http::HttpFleet`: the fleet of a platform that implements the JSON-over-HTTP contract of `docs/http-contract.md` |
 //! | `etcd` (feature `etcd`) | several controllers on one fleet: leader election on a lease with fencing, a fleet-wide disruption budget, the journal in etcd |
@@ -96,6 +97,7 @@ pub mod health;
 pub mod http;
 mod ids;
 pub mod journal;
+pub mod names;
 mod naming;
 pub mod plan;
 pub mod rollout;
@@ -104,7 +106,7 @@ pub mod rollout;
 pub mod sim;
 mod telemetry;
 
-pub use error::{DrainError, FleetError, JournalError, PlanError, RolloutError};
+pub use error::{DrainError, FleetError, JournalError, NameError, PlanError, RolloutError};
 pub use fleet::{
     App, AppId, AppState, DrainFleet, Fleet, FleetSnapshot, Host, HostId, HostState, Placement,
     RolloutFleet,

@@ -31,6 +31,7 @@ use crate::error::{DrainError, JournalError};
 use crate::fleet::{AppId, AppState, DrainFleet, FleetError, FleetSnapshot, HostId, HostState};
 use crate::health::{FleetHealth, GateVerdict, HealthGate};
 use crate::journal::{DrainProgress, Journal, JournalRecord};
+use crate::names::NameMap;
 use crate::naming::{sub_name, unrecorded};
 use crate::plan::{DrainPlan, Planner};
 use crate::telemetry::{DrainMetrics, Held, StartOutcome};
@@ -60,6 +61,9 @@ pub struct DrainController {
     /// The instance name (events' `name` field, metrics' `name` label).
     name: InstanceName,
     metrics: DrainMetrics,
+    /// The adapter's names, whose new assignments are journaled before
+    /// every record of the controller's.
+    names: Option<NameMap>,
 }
 
 impl fmt::Debug for DrainController {
@@ -176,6 +180,7 @@ impl DrainController {
             excluded: HashSet::new(),
             name: InstanceName::unnamed(),
             metrics: DrainMetrics::new(&InstanceName::unnamed()),
+            names: None,
         })
     }
 
@@ -226,8 +231,25 @@ impl DrainController {
         &self.name
     }
 
-    /// Appends to the journal, counting the outcome.
+    /// Journals the adapter's name assignments ([`NameMap`]) before each
+    /// of the controller's records, so every id in the journal has its
+    /// name journaled first and a restarted controller (given
+    /// [`NameMap::from_records`] of the same journal) maps names to the
+    /// same ids.
+    #[must_use]
+    pub fn with_names(mut self, names: NameMap) -> Self {
+        self.names = Some(names);
+        self
+    }
+
+    /// Appends to the journal (after any pending name assignments),
+    /// counting the outcome.
     async fn journal_append(&mut self, record: &JournalRecord) -> Result<(), JournalError> {
+        if let Some(names) = self.names.as_ref().filter(|n| n.has_pending()) {
+            let persisted = names.persist(self.journal.as_mut()).await;
+            self.metrics.journal_append(persisted.is_ok());
+            persisted?;
+        }
         let result = self.journal.append(record).await;
         self.metrics.journal_append(result.is_ok());
         result

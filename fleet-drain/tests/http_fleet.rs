@@ -655,3 +655,23 @@ fn config_reads_human_durations_and_refuses_invalid_values() {
         assert_eq!(err.field(), field, "{text}");
     }
 }
+
+/// The adapter maps names through the `NameMap` it is given (the one a
+/// restarted controller restores from its journal), and shares it.
+#[tokio::test]
+async fn ids_come_from_the_name_map_given() {
+    let (fake, _platform) = Fake::platform(two_hosts()).await;
+    let names = fleet_drain::names::NameMap::new();
+    let preset = names.host_id("new-1").unwrap();
+    let app = names.app_id("app-b").unwrap();
+    let (fleet, _clock) = adapter(&fake.url);
+    let fleet = fleet.with_names(names.clone());
+    let snapshot = fleet.snapshot().await.unwrap();
+    assert_eq!(fleet.host_id("new-1"), Some(preset));
+    assert_eq!(snapshot.apps_on(fleet.host_id("old-1").unwrap()).len(), 2);
+    assert!(snapshot.apps().any(|a| a.id == app));
+    // Names first seen by the adapter land in the shared map, to journal.
+    assert!(names.find_host("old-1").is_some());
+    assert!(fleet.names().find_app("app-a").is_some());
+    assert!(names.has_pending());
+}

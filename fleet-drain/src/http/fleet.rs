@@ -1,7 +1,7 @@
 //! [`HttpFleet`]: the [`DrainFleet`] of a platform that implements the HTTP contract.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 use resilience_core::ConfigError;
@@ -15,56 +15,25 @@ use super::wire::{WireApp, WireHost, is_valid_name};
 use crate::error::FleetError;
 use crate::fleet::{App, DrainFleet, FleetSnapshot, Host};
 use crate::ids::{AppId, AppState, HostId, HostState};
+use crate::names::NameMap;
 
 /// A fleet run by a platform that implements the JSON-over-HTTP contract of
 /// `docs/http-contract.md`. A drain-only adapter: the controller places
 /// apps ([`Placement::Controller`](crate::fleet::Placement), the default)
 /// and the contract has no rollouts.
 ///
-/// Host and app names are mapped to ids the first time they are seen; the
-/// mapping of this handle is stable for its life.
+/// Host and app names are mapped to ids through a [`NameMap`] (assigned on
+/// first sight). Give it the map restored from the drain's journal
+/// ([`HttpFleet::with_names`]) and hand the same map to the controller
+/// (`DrainController::with_names`), so the ids stay the same across
+/// controller restarts.
 #[derive(Debug)]
 pub struct HttpFleet {
     client: Client,
-    names: Mutex<Names>,
-}
-
-/// The platform's names and the ids given to them.
-#[derive(Debug, Default)]
-struct Names {
-    hosts: Table,
-    apps: Table,
-    /// The last host seen by id (capacity and state for error messages).
-    last_hosts: HashMap<HostId, WireHost>,
-}
-
-#[derive(Debug, Default)]
-struct Table {
-    ids: HashMap<String, u32>,
-    names: Vec<String>,
-}
-
-impl Table {
-    fn id(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
-        }
-        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        self.ids.insert(name.to_owned(), id);
-        self.names.push(name.to_owned());
-        id
-    }
-
-    fn known(&self, name: &str) -> Option<u32> {
-        self.ids.get(name).copied()
-    }
-
-    fn name(&self, id: u32) -> Option<&str> {
-        usize::try_from(id)
-            .ok()
-            .and_then(|i| self.names.get(i))
-            .map(String::as_str)
-    }
+    names: NameMap,
+    /// The last answer seen per host (capacity and state for error
+    /// messages).
+    last_hosts: Mutex<HashMap<HostId, WireHost>>,
 }
 
 impl HttpFleet {
@@ -82,8 +51,22 @@ impl HttpFleet {
     pub fn with_clock(config: &HttpFleetConfig, clock: SharedClock) -> Result<Self, ConfigError> {
         Ok(HttpFleet {
             client: Client::new(config, clock)?,
-            names: Mutex::new(Names::default()),
+            names: NameMap::new(),
+            last_hosts: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Uses `names` (e.g. `NameMap::from_records` of the drain's journal)
+    /// to map the platform's names to ids.
+    #[must_use]
+    pub fn with_names(mut self, names: NameMap) -> Self {
+        self.names = names;
+        self
+    }
+
+    /// The map of names to ids this adapter uses (a shared handle).
+    pub fn names(&self) -> NameMap {
+        self.names.clone()
     }
 
     /// The platform's base URL.
@@ -98,30 +81,37 @@ impl HttpFleet {
 
     /// The platform's name of a host this adapter has seen.
     pub fn host_name(&self, id: HostId) -> Option<String> {
-        self.with_names(|n| n.hosts.name(id.0).map(str::to_owned))
+        self.names.host_name(id)
     }
 
     /// The platform's name of an app this adapter has seen.
     pub fn app_name(&self, id: AppId) -> Option<String> {
-        self.with_names(|n| n.apps.name(id.0).map(str::to_owned))
+        self.names.app_name(id)
     }
 
     /// The id of a host name this adapter has seen.
     pub fn host_id(&self, name: &str) -> Option<HostId> {
-        self.with_names(|n| n.hosts.known(name).map(HostId))
+        self.names.find_host(name)
     }
 
     /// The id of an app name this adapter has seen.
     pub fn app_id(&self, name: &str) -> Option<AppId> {
-        self.with_names(|n| n.apps.known(name).map(AppId))
+        self.names.find_app(name)
     }
 
-    fn with_names<T>(&self, f: impl FnOnce(&mut Names) -> T) -> T {
-        let mut names = self
-            .names
+    fn last_host(&self, id: HostId) -> Option<WireHost> {
+        self.last_hosts
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut names)
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    fn remember_host(&self, id: HostId, host: WireHost) {
+        self.last_hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, host);
     }
 
     fn host_name_or_err(&self, id: HostId) -> Result<String, FleetError> {
@@ -155,21 +145,22 @@ impl HttpFleet {
                 ));
             }
         }
-        Ok(self.with_names(|names| {
-            wire.into_iter()
-                .map(|w| {
-                    let id = HostId(names.hosts.id(&w.name));
-                    let host = Host {
-                        id,
-                        capacity: w.capacity,
-                        state: w.state,
-                        version: w.version.clone(),
-                    };
-                    names.last_hosts.insert(id, w);
-                    host
-                })
-                .collect()
-        }))
+        wire.into_iter()
+            .map(|w| {
+                let id = self
+                    .names
+                    .host_id(&w.name)
+                    .map_err(|e| self.bad("GET /v1/hosts", e.to_string()))?;
+                let host = Host {
+                    id,
+                    capacity: w.capacity,
+                    state: w.state,
+                    version: w.version.clone(),
+                };
+                self.remember_host(id, w);
+                Ok(host)
+            })
+            .collect()
     }
 
     fn to_app(&self, endpoint: &str, w: &WireApp) -> Result<App, FleetError> {
@@ -192,7 +183,10 @@ impl HttpFleet {
                 ),
             )
         })?;
-        let id = self.with_names(|n| AppId(n.apps.id(&w.name)));
+        let id = self
+            .names
+            .app_id(&w.name)
+            .map_err(|e| self.bad(endpoint, e.to_string()))?;
         Ok(App {
             id,
             host,
@@ -217,7 +211,7 @@ impl HttpFleet {
         else {
             return error.into_fleet_error();
         };
-        let last = |id: HostId| self.with_names(|n| n.last_hosts.get(&id).cloned());
+        let last = |id: HostId| self.last_host(id);
         match (code.as_str(), host, app) {
             ("unknown_host", Some((id, _)), _) => FleetError::UnknownHost(id),
             ("unknown_app", _, Some(id)) => FleetError::UnknownApp(id),
@@ -307,7 +301,7 @@ impl DrainFleet for HttpFleet {
             ));
         }
         tracing::info!(host = %name, state = %state, "host state set");
-        self.with_names(|n| n.last_hosts.insert(host, answer));
+        self.remember_host(host, answer);
         Ok(())
     }
 

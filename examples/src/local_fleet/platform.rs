@@ -284,7 +284,7 @@ impl Platform {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn host_view(&self, host: &Host) -> HostView {
+    fn host_view(host: &Host) -> HostView {
         HostView {
             name: host.name.clone(),
             capacity: host.capacity,
@@ -317,7 +317,7 @@ impl Platform {
     /// Every host.
     pub fn hosts(&self) -> Vec<HostView> {
         let state = self.state();
-        state.hosts.iter().map(|h| self.host_view(h)).collect()
+        state.hosts.iter().map(Self::host_view).collect()
     }
 
     /// Every app (a process that exited is reported `failed`).
@@ -382,7 +382,7 @@ impl Platform {
             tracing::info!(host = name, from = %host.state, to = %to, "host state changed");
         }
         host.state = to;
-        let view = self.host_view(host);
+        let view = Self::host_view(host);
         let draining = state
             .hosts
             .iter()
@@ -552,7 +552,7 @@ impl Platform {
             return (Err(unknown_app(app)), None);
         };
         let old = entry.process.take();
-        entry.host = to.to_owned();
+        to.clone_into(&mut entry.host);
         entry.busy = false;
         let outcome = match result {
             Ok(process) => {

@@ -81,14 +81,14 @@ async fn route(
     segments: &[&str],
     body: &[u8],
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    for name in segments.get(2).iter() {
-        if !is_valid_name(name) {
-            return Err(ApiError::new(
-                400,
-                "invalid_request",
-                format!("`{}` is not a valid name", name.escape_debug()),
-            ));
-        }
+    if let Some(name) = segments.get(2)
+        && !is_valid_name(name)
+    {
+        return Err(ApiError::new(
+            400,
+            "invalid_request",
+            format!("`{}` is not a valid name", name.escape_debug()),
+        ));
     }
     match (method, segments) {
         (&Method::GET, ["v1", "hosts"]) => Ok(json(

@@ -10,67 +10,16 @@
 // One scenario on one fleet (booting it costs seconds), step by step.
 #![allow(clippy::too_many_lines, clippy::similar_names)]
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use fleet_drain::fleet::DrainFleet;
 use fleet_drain::http::{HttpFleet, HttpFleetConfig};
 use fleet_drain::{AppState, FleetError, HostState};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-/// Starts `local-fleet` and returns it with its base URL.
-async fn local_fleet(dir: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_local-fleet"))
-        .args(["--listen", "127.0.0.1:0", "--dir"])
-        .arg(dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines
-        .next_line()
-        .await
-        .unwrap()
-        .expect("local-fleet exited before listening");
-    let url = line
-        .strip_prefix("listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (child, url)
-}
-
-/// A one-shot HTTP/1.0 request: (status, body).
-async fn request(url: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let authority = url.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(authority).await.unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
-}
-
-async fn app_port(url: &str, app: &str) -> u16 {
-    let (status, body) = request(url, "GET", &format!("/v1/apps/{app}"), "").await;
-    assert_eq!(status, 200, "{body}");
-    u16::try_from(body["port"].as_u64().unwrap()).unwrap()
-}
+mod support;
+use support::{app_port, local_fleet, request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_fleet_implements_the_contract_with_real_processes() {
@@ -188,8 +137,7 @@ async fn local_fleet_implements_the_contract_with_real_processes() {
             .collect()
     };
     assert_eq!(ports.len(), 6);
-    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap()).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    support::terminate(&child);
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .unwrap()

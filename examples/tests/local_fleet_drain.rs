@@ -172,3 +172,93 @@ async fn four_hosts_of_real_node_apps_drain_onto_four_receivers_within_limits() 
         .unwrap();
     assert!(status.success());
 }
+
+/// A receiver where every start fails (a real `node` exiting with 1): the
+/// gate pauses on the start failures, the receiver is excluded, and the
+/// drain completes on the other three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_whose_starts_fail_is_excluded_and_the_drain_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url) = local_fleet(
+        dir.path(),
+        &[
+            "--hosts",
+            "4",
+            "--receivers",
+            "4",
+            "--apps-per-host",
+            "10",
+            "--fail-start",
+            "*@new-1",
+        ],
+    )
+    .await;
+    let fleet = Arc::new(HttpFleet::from_config(&HttpFleetConfig::new(&url)).unwrap());
+    fleet.snapshot().await.unwrap();
+    let targets: Vec<_> = (1..=4)
+        .map(|i| fleet.host_id(&format!("old-{i}")).unwrap())
+        .collect();
+    let bad = fleet.host_id("new-1").unwrap();
+    let config: DrainConfig = serde_json::from_value(serde_json::json!({
+        "check_interval": "500ms",
+        "failure_window": "5s",
+        "receiver_max_failures_per_minute": 1.0,
+        "limits": {
+            "max_draining_hosts": 2,
+            "max_unavailable": 10,
+            "max_starts_per_host_per_minute": 600,
+            "max_concurrent_starts_per_host": 2,
+            "min_free_capacity": 0
+        },
+        "gate": {
+            "pause_above_failures_per_minute": 1.0,
+            "resume_below_failures_per_minute": 0.5,
+            "abort_above_failures_per_minute": 1000.0,
+            "fire_after": 1,
+            "clear_after": 1
+        },
+        "retry": { "base": "100ms", "max": "1s" }
+    }))
+    .unwrap();
+    let mut controller = DrainController::new(
+        config,
+        Arc::clone(&fleet) as Arc<dyn DrainFleet>,
+        Box::new(MemoryJournal::new()),
+    )
+    .unwrap()
+    .with_names(fleet.names());
+    let report = controller.run(&targets).await.unwrap();
+    eprintln!("{report:?}");
+
+    assert_eq!(report.hosts_drained, 4, "{report:?}");
+    assert!(report.failed_starts >= 1, "{report:?}");
+    assert!(report.pauses >= 1, "the gate never paused: {report:?}");
+    let (_, platform_stats) = request(&url, "GET", "/local/stats", "").await;
+    assert!(
+        platform_stats["failed_starts"]["new-1"].as_u64().unwrap() >= 1,
+        "{platform_stats}"
+    );
+    let snapshot = fleet.snapshot().await.unwrap();
+    assert_eq!(snapshot.total_apps(), 40);
+    assert!(
+        snapshot.apps_on(bad).is_empty(),
+        "apps left on the failing receiver"
+    );
+    for app in snapshot.apps() {
+        let name = fleet.app_name(app.id).unwrap();
+        let host = fleet.host_name(app.host).unwrap();
+        assert!(host.starts_with("new-"), "{name} is on {host}");
+        assert_eq!(
+            fleet.app_health(app.id).await.unwrap(),
+            AppState::Running,
+            "{name}"
+        );
+    }
+    support::terminate(&child);
+    let mut child = child;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}

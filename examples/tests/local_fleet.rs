@@ -119,6 +119,21 @@ async fn local_fleet_implements_the_contract_with_real_processes() {
     assert_eq!(stats["starts"]["app-003"], 2, "{stats}"); // boot + one migrate
     assert_eq!(stats["failed_starts"]["new-1"], 1, "{stats}");
 
+    // A start that cannot finish within the client's wait is answered as
+    // failed before the wait runs out; a normal migrate then recovers it.
+    let (status, answer) = request(
+        &url,
+        "POST",
+        "/v1/apps/app-005/migrate",
+        r#"{"to":"new-2","request_id":"short-wait","timeout_ms":1}"#,
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["error"]["code"], "start_failed");
+    let a5 = fleet.app_id("app-005").unwrap();
+    assert_eq!(fleet.app_health(a5).await.unwrap(), AppState::Failed);
+    fleet.migrate(a5, new2).await.unwrap();
+
     // old-1 is empty now: it can be drained.
     fleet
         .set_host_state(old1, HostState::Drained)

@@ -256,7 +256,8 @@ impl Platform {
             let limit = Arc::clone(&limit);
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                let result = platform.run_migration(&app, &host).await;
+                let budget = platform.inner.spec.start_timeout * 2;
+                let result = platform.run_migration(&app, &host, budget).await;
                 (app, host, result)
             });
         }
@@ -498,8 +499,12 @@ impl Platform {
         let platform = self.clone();
         let app = app.to_owned();
         let to = request.to.clone();
+        // Answer within the client's wait (with a margin for the answer).
+        let budget = (self.inner.spec.start_timeout * 2).min(Duration::from_millis(
+            request.timeout_ms.saturating_mul(9) / 10,
+        ));
         tokio::spawn(async move {
-            let result = platform.run_migration(&app, &to).await;
+            let result = platform.run_migration(&app, &to, budget).await;
             let _ = tx.send(Some(result));
         });
         Ok(rx)
@@ -507,8 +512,8 @@ impl Platform {
 
     /// Allocates `node_modules` on `to`, starts the app there, waits for
     /// `/healthz`, then stops its previous process. The app must be marked
-    /// busy by the caller.
-    async fn run_migration(&self, app: &str, to: &str) -> Outcome {
+    /// busy by the caller. A start not healthy within `budget` failed.
+    async fn run_migration(&self, app: &str, to: &str, budget: Duration) -> Outcome {
         let started = std::time::Instant::now();
         let allocator = {
             let mut state = self.state();
@@ -527,7 +532,7 @@ impl Platform {
             *peak = (*peak).max(starting);
             allocator
         };
-        let result = self.start_on(&allocator, app, to).await;
+        let result = self.start_on(&allocator, app, to, budget).await;
         let (outcome, old) = self.finish(app, to, result, started);
         if let Some(old) = old {
             old.stop(STOP_GRACE).await;
@@ -578,8 +583,10 @@ impl Platform {
         allocator: &Allocator,
         app: &str,
         to: &str,
+        budget: Duration,
     ) -> Result<AppProcess, String> {
         let spec = &self.inner.spec;
+        let deadline = tokio::time::Instant::now() + budget;
         let dir = self.app_dir(to, app);
         self.inner
             .fixtures
@@ -593,19 +600,20 @@ impl Platform {
         if spec.fails(app, to) {
             env.push(("BW_FAIL_START", "1"));
         }
-        let process = AppProcess::start(&spec.node, &dir, &env, spec.start_timeout)
+        let port_wait = spec
+            .start_timeout
+            .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        let process = AppProcess::start(&spec.node, &dir, &env, port_wait)
             .await
             .map_err(|e| e.to_string())?;
-        let deadline = tokio::time::Instant::now() + spec.start_timeout;
         loop {
             if probe::healthz(process.port(), PROBE_TIMEOUT).await {
                 return Ok(process);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!(
-                    "no 200 from GET /healthz on port {} within {:?}",
+                    "no 200 from GET /healthz on port {} within the start's {budget:?}",
                     process.port(),
-                    spec.start_timeout
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -106,6 +106,18 @@ struct App {
     state: AppState,
     process: Option<AppProcess>,
     busy: bool,
+    /// While a migrate runs: its destination. The app is then reported on
+    /// it in state `starting` (its old process still serves), so a
+    /// restarted controller sees the move in progress and waits for it
+    /// instead of starting the app a second time.
+    moving_to: Option<String>,
+}
+
+impl App {
+    /// Where the app is reported: its destination while it moves.
+    fn placed_on(&self) -> &str {
+        self.moving_to.as_deref().unwrap_or(&self.host)
+    }
 }
 
 type Outcome = Result<AppView, ApiError>;
@@ -230,6 +242,7 @@ impl Platform {
                         state: AppState::Stopped,
                         process: None,
                         busy: true,
+                        moving_to: None,
                     },
                 );
                 placements.push((app, format!("old-{h}")));
@@ -296,12 +309,17 @@ impl Platform {
     }
 
     fn app_view(&self, name: &str, app: &App) -> AppView {
+        let host = app.placed_on();
         AppView {
             name: name.to_owned(),
-            host: app.host.clone(),
-            state: app.state,
+            host: host.to_owned(),
+            state: if app.moving_to.is_some() {
+                AppState::Starting
+            } else {
+                app.state
+            },
             port: app.process.as_ref().map(AppProcess::port),
-            dir: self.app_dir(&app.host, name),
+            dir: self.app_dir(host, name),
         }
     }
 
@@ -366,7 +384,11 @@ impl Platform {
     /// Sets a host's state (`drained` only when it runs no app).
     pub fn set_host_state(&self, name: &str, to: HostState) -> Result<HostView, ApiError> {
         let mut state = self.state();
-        let running = state.apps.values().filter(|a| a.host == name).count();
+        let running = state
+            .apps
+            .values()
+            .filter(|a| a.host == name || a.placed_on() == name)
+            .count();
         let host = state
             .hosts
             .iter_mut()
@@ -449,7 +471,7 @@ impl Platform {
         let on_to = state
             .apps
             .iter()
-            .filter(|(n, a)| a.host == request.to && n.as_str() != app)
+            .filter(|(n, a)| a.placed_on() == request.to && n.as_str() != app)
             .count();
         let current = state.apps.get(app).ok_or_else(|| unknown_app(app))?;
         let host = state
@@ -481,6 +503,7 @@ impl Platform {
         }
         if let Some(current) = state.apps.get_mut(app) {
             current.busy = true;
+            current.moving_to = Some(request.to.clone());
         }
         let (tx, rx) = watch::channel(None);
         state.requests.insert(
@@ -559,6 +582,7 @@ impl Platform {
         let old = entry.process.take();
         to.clone_into(&mut entry.host);
         entry.busy = false;
+        entry.moving_to = None;
         let outcome = match result {
             Ok(process) => {
                 entry.state = AppState::Running;

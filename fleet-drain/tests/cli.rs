@@ -377,3 +377,28 @@ fn usage_and_config_errors_have_their_exit_codes() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("fleet-drain: config: "), "{err}");
 }
+
+/// The example file in the repository plans (its state and journal go
+/// next to a copy of it).
+#[test]
+fn the_example_config_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fleet-drain-sim.toml");
+    std::fs::write(&config, include_str!("../examples/fleet-drain-sim.toml")).unwrap();
+    let out = Command::new(BIN)
+        .args(["plan", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("plan: 6 hosts to drain"), "{text}");
+    // 25 % of 48 apps unavailable at once: one host of 8 per wave.
+    assert!(text.contains("wave 1: drain old-0 (8 apps) -> new-0=2"), "{text}");
+    assert!(text.contains("6 waves in all"), "{text}");
+}

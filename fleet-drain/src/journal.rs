@@ -360,6 +360,37 @@ impl FileJournal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Reads the good records of the journal at `path` without locking,
+    /// truncating or creating anything: for tools that inspect the journal
+    /// of a controller running in another process (`fleet-drain status`).
+    /// A torn final frame (a write in progress) is left out.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Io`] if the file cannot be read (including when it
+    /// does not exist), [`JournalError::Corrupt`] for a bad record with good
+    /// ones after it.
+    pub fn read(path: impl AsRef<Path>) -> Result<Vec<JournalRecord>, JournalError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (records, good_len, problem) = decode(&bytes);
+        if let Some(reason) = problem
+            && let Some(next_good) = next_good_frame(&bytes, good_len)
+        {
+            return Err(JournalError::Corrupt {
+                path: path.to_path_buf(),
+                offset: good_len as u64,
+                next_good: next_good as u64,
+                reason,
+                good_records: records.len(),
+            });
+        }
+        Ok(records)
+    }
 }
 
 /// Encodes one frame.

@@ -142,38 +142,14 @@ async fn fleet_drain_run_drains_real_node_apps_and_resumes_after_sigkill() {
     )
     .await;
     let config = dir.path().join("drain.toml");
+    // The documented example file, pointed at this agent and this directory.
+    let template = include_str!("../../fleet-drain/examples/fleet-drain-local.toml");
+    assert!(template.contains(r#"url = "http://127.0.0.1:7070""#));
     std::fs::write(
         &config,
-        format!(
-            r#"
-targets = ["old-1", "old-2", "old-3", "old-4"]
-check_interval = "500ms"
-failure_window = "10s"
-deadline = "10m"
-
-[limits]
-max_draining_hosts = 2
-max_unavailable = 10
-max_starts_per_host_per_minute = 600
-max_concurrent_starts_per_host = 2
-min_free_capacity = 0
-
-[retry]
-base = "100ms"
-max = "1s"
-
-[adapter]
-kind = "http"
-url = "{url}"
-request_timeout = "10s"
-migrate_timeout = "60s"
-
-[journal]
-file = "drain.journal"
-
-[control]
-progress_interval = "1s"
-"#
+        template.replace(
+            r#"url = "http://127.0.0.1:7070""#,
+            &format!(r#"url = "{url}""#),
         ),
     )
     .unwrap();

@@ -399,6 +399,9 @@ fn the_example_config_plans() {
     );
     assert!(text.contains("plan: 6 hosts to drain"), "{text}");
     // 25 % of 48 apps unavailable at once: one host of 8 per wave.
-    assert!(text.contains("wave 1: drain old-0 (8 apps) -> new-0=2"), "{text}");
+    assert!(
+        text.contains("wave 1: drain old-0 (8 apps) -> new-0=2"),
+        "{text}"
+    );
     assert!(text.contains("6 waves in all"), "{text}");
 }

@@ -675,3 +675,61 @@ async fn ids_come_from_the_name_map_given() {
     assert!(fleet.names().find_app("app-a").is_some());
     assert!(names.has_pending());
 }
+
+/// A migrate that fails for want of an answer (every attempt lost) leaves
+/// its outcome unknown: the controller's next migrate of the same app to
+/// the same host reuses the request id, and the platform, which did the
+/// work the first time, answers without starting the app again.
+#[tokio::test]
+async fn a_migrate_repeated_after_unknown_outcome_reuses_its_request_id() {
+    let platform = Arc::new(Mutex::new(two_hosts()));
+    let state = Arc::clone(&platform);
+    let posts = Arc::new(Mutex::new(0_u32));
+    let counter = Arc::clone(&posts);
+    let fake = Fake::start(move |req| {
+        let reply = state.lock().unwrap().handle(req);
+        if req.method == "POST" {
+            let mut n = counter.lock().unwrap();
+            *n += 1;
+            // Every attempt of the first migrate is lost behind a proxy.
+            if *n <= 4 {
+                return raw(502, "bad gateway");
+            }
+        }
+        reply
+    })
+    .await;
+    let (fleet, _clock) = adapter(&fake.url);
+    fleet.snapshot().await.unwrap();
+    let app = fleet.app_id("app-a").unwrap();
+    let new = fleet.host_id("new-1").unwrap();
+    let old = fleet.host_id("old-1").unwrap();
+
+    let err = fleet.migrate(app, new).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    fleet.migrate(app, new).await.unwrap();
+    let ids: Vec<String> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST")
+        .map(|s| {
+            serde_json::from_slice::<MigrateRequest>(&s.body)
+                .unwrap()
+                .request_id
+        })
+        .collect();
+    assert_eq!(ids.len(), 5);
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(platform.lock().unwrap().starts["app-a"], 1);
+
+    // Settled: the next migrate (back to old-1) is a new operation.
+    fleet.migrate(app, old).await.unwrap();
+    let last = fake
+        .seen()
+        .into_iter()
+        .rfind(|s| s.method == "POST")
+        .unwrap();
+    let last: MigrateRequest = serde_json::from_slice(&last.body).unwrap();
+    assert_ne!(last.request_id, ids[0]);
+    assert_eq!(platform.lock().unwrap().starts["app-a"], 2);
+}

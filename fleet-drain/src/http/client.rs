@@ -116,12 +116,17 @@ impl Client {
         self.call(call).await
     }
 
-    /// `POST /v1/apps/{app}/migrate` with a fresh `request_id`, the same on
-    /// every retry of this call.
-    pub(crate) async fn migrate(&self, app: &str, to: &str) -> Result<WireApp, CallError> {
+    /// `POST /v1/apps/{app}/migrate` with `request_id`, the same on every
+    /// retry of this call.
+    pub(crate) async fn migrate(
+        &self,
+        app: &str,
+        to: &str,
+        request_id: &str,
+    ) -> Result<WireApp, CallError> {
         let request = MigrateRequest {
             to: to.to_owned(),
-            request_id: request_id(),
+            request_id: request_id.to_owned(),
             timeout_ms: u64::try_from(self.migrate_timeout.as_millis()).unwrap_or(u64::MAX),
         };
         tracing::debug!(app, to, request_id = %request.request_id, "migrate requested");
@@ -299,7 +304,7 @@ fn json<T: Serialize>(value: &T) -> Bytes {
 }
 
 /// 32 random hex digits: unique per logical migration.
-fn request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 

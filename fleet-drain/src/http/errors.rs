@@ -62,6 +62,18 @@ impl Retryable for CallError {
 }
 
 impl CallError {
+    /// Whether the platform may have executed the call anyway (no answer,
+    /// or a transient failure that might come from a proxy in front of it).
+    pub(crate) fn outcome_unknown(&self) -> bool {
+        match self {
+            CallError::Exhausted { last, .. } => last.outcome_unknown(),
+            CallError::Connection { .. }
+            | CallError::Timeout { .. }
+            | CallError::Transient { .. } => true,
+            CallError::Refused { .. } | CallError::BadResponse { .. } => false,
+        }
+    }
+
     /// The fleet error for a call whose failure has no better, call-specific
     /// mapping.
     pub(crate) fn into_fleet_error(self) -> FleetError {

@@ -8,7 +8,7 @@ use resilience_core::ConfigError;
 use resilience_core::clock::{SharedClock, SystemClock};
 use resilience_core::retry::RetryStats;
 
-use super::client::Client;
+use super::client::{Client, new_request_id};
 use super::config::HttpFleetConfig;
 use super::errors::CallError;
 use super::wire::{WireApp, WireHost, is_valid_name};
@@ -34,6 +34,12 @@ pub struct HttpFleet {
     /// The last answer seen per host (capacity and state for error
     /// messages).
     last_hosts: Mutex<HashMap<HostId, WireHost>>,
+    /// Request ids of migrates whose outcome is unknown (the platform
+    /// could not be reached or did not answer, even after retries): the
+    /// controller's next migrate of the same app to the same host reuses
+    /// it, so the platform answers the first operation's outcome instead
+    /// of starting the app again.
+    unsettled: Mutex<HashMap<(AppId, HostId), String>>,
 }
 
 impl HttpFleet {
@@ -53,6 +59,7 @@ impl HttpFleet {
             client: Client::new(config, clock)?,
             names: NameMap::new(),
             last_hosts: Mutex::new(HashMap::new()),
+            unsettled: Mutex::new(HashMap::new()),
         })
     }
 
@@ -309,11 +316,29 @@ impl DrainFleet for HttpFleet {
         let app_name = self.app_name_or_err(app)?;
         let host_name = self.host_name_or_err(to)?;
         let endpoint = format!("POST /v1/apps/{app_name}/migrate");
-        let answer = self
+        let request_id = self
+            .unsettled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(app, to))
+            .unwrap_or_else(new_request_id);
+        let answer = match self
             .client
-            .migrate(&app_name, &host_name)
+            .migrate(&app_name, &host_name, &request_id)
             .await
-            .map_err(|e| self.refused(e, Some((to, HostState::Active)), Some(app)))?;
+        {
+            Ok(answer) => answer,
+            Err(error) => {
+                if error.outcome_unknown() {
+                    tracing::info!(app = %app_name, to = %host_name, request_id, "migrate outcome unknown: the next migrate to the same host reuses its request_id");
+                    self.unsettled
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert((app, to), request_id);
+                }
+                return Err(self.refused(error, Some((to, HostState::Active)), Some(app)));
+            }
+        };
         if answer.name != app_name || answer.host != host_name {
             return Err(self.bad(
                 &endpoint,

@@ -72,10 +72,25 @@ pub enum FleetError {
     /// A value passed to the fleet is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The adapter does not support this operation (e.g.
+    /// [`DrainFleet::evict`](crate::fleet::DrainFleet::evict) on an adapter
+    /// that places apps itself); not retryable.
+    #[error("unsupported by this fleet adapter: {0}")]
+    Unsupported(String),
     /// The fleet's backend could not be reached or answered with an error;
     /// worth retrying with backoff.
     #[error("fleet backend unavailable: {0}")]
     Unavailable(String),
+    /// The fleet's backend answered something that breaks its contract
+    /// (garbage JSON, missing fields, an unexpected status): retrying cannot
+    /// help, the backend (or the adapter's configuration) must be fixed.
+    #[error("the fleet backend's answer to {endpoint} breaks its contract: {reason}")]
+    BadResponse {
+        /// The call, e.g. `GET /v1/hosts`.
+        endpoint: String,
+        /// What is wrong with the answer, and what to fix.
+        reason: String,
+    },
 }
 
 impl FleetError {
@@ -256,4 +271,62 @@ pub enum RolloutError {
     /// The rollout's deadline passed (the rollout was rolled back).
     #[error("rollout deadline exceeded; rolled back")]
     DeadlineExceeded,
+}
+
+/// A name that cannot be mapped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The name is empty.
+    #[error("{kind} name is empty: the platform must name every {kind}")]
+    Empty {
+        /// `host` or `app`.
+        kind: &'static str,
+    },
+    /// The name is too long.
+    #[error(
+        "{kind} name `{prefix}…` is {len} bytes long; names are at most {max} bytes: shorten it on the platform side"
+    )]
+    TooLong {
+        /// `host` or `app`.
+        kind: &'static str,
+        /// Its first characters.
+        prefix: String,
+        /// Its length in bytes.
+        len: usize,
+        /// [`MAX_NAME_LEN`](crate::names::MAX_NAME_LEN).
+        max: usize,
+    },
+    /// The name holds a control character.
+    #[error(
+        "{kind} name {name:?} holds a control character at byte {position}: names must be printable"
+    )]
+    ControlCharacter {
+        /// `host` or `app`.
+        kind: &'static str,
+        /// The name, escaped.
+        name: String,
+        /// Byte offset of the character.
+        position: usize,
+    },
+    /// The journal maps one name to two ids, or one id to two names.
+    #[error(
+        "the journal maps {kind} `{name}` and id {id} inconsistently (already {existing}): the journal does not belong to this fleet or was edited"
+    )]
+    Conflict {
+        /// `host` or `app`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// The id.
+        id: u32,
+        /// What it was mapped to before.
+        existing: String,
+    },
+    /// Every id of this kind is taken.
+    #[error("no {kind} id left: more than {} {kind}s were named", u32::MAX)]
+    Exhausted {
+        /// `host` or `app`.
+        kind: &'static str,
+    },
 }

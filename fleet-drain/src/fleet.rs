@@ -1,15 +1,19 @@
-//! The world a drain controller acts on: hosts, apps and the [`Fleet`] trait.
+//! The world a drain controller acts on: hosts, apps and the fleet traits
+//! ([`DrainFleet`], [`RolloutFleet`], and [`Fleet`], both together).
 //!
 //! # Why a trait?
 //!
 //! The decisions a drain gets wrong (how many hosts at once, where the apps
 //! go, when to pause) do not depend on *how* an app is moved. The
 //! controller, the planner and the rollout therefore talk to a small async
-//! [`Fleet`] trait: list hosts and apps, change a host's state
-//! (cordon/uncordon, draining, drained), migrate an app, start or stop a
-//! version, report an app's health. `sim::SimFleet` (feature `sim`) implements it in
-//! memory for tests and simulations; an orchestrator adapter implements it in
-//! production.
+//! traits: [`DrainFleet`] lists hosts and apps, changes a host's state
+//! (cordon/uncordon, draining, drained), moves an app (placed by the
+//! controller, or by the platform: [`Placement`]) and reports an app's
+//! health; [`RolloutFleet`] adds starting and stopping versions and
+//! shifting traffic. [`Fleet`] is both. `sim::SimFleet` (feature `sim`)
+//! implements them in memory for tests and simulations; an orchestrator
+//! adapter implements [`DrainFleet`] (and [`RolloutFleet`] if it runs
+//! rollouts) in production: see the adapters guide ([`crate::adapters`]).
 //!
 //! Operations fail with a typed [`FleetError`]; callers retry the
 //! [retryable](FleetError::is_retryable) ones with a
@@ -18,7 +22,7 @@
 //! # Example
 //!
 //! ```
-//! use fleet_drain::fleet::{AppState, Fleet, HostState};
+//! use fleet_drain::fleet::{AppState, DrainFleet, HostState};
 //! use fleet_drain::sim::{self, SimConfig, SimFleet};
 //! use resilience_core::clock::ManualClock;
 //!
@@ -70,14 +74,44 @@ pub struct App {
     pub state: AppState,
 }
 
-/// The operations a drain controller or a rollout needs from a fleet.
+/// Who picks the host an evicted app starts on.
+///
+/// See [`DrainFleet::placement`] and the adapters guide
+/// ([`crate::adapters`]) for what the controller does in each mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// The controller picks a receiver for every app and calls
+    /// [`DrainFleet::migrate`] (the default).
+    #[default]
+    Controller,
+    /// The platform's scheduler picks (Kubernetes eviction, Nomad drain):
+    /// the controller calls [`DrainFleet::evict`] and watches where the app
+    /// lands.
+    Platform,
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Placement::Controller => "controller",
+            Placement::Platform => "platform",
+        })
+    }
+}
+
+/// What a drain controller needs from a fleet: list hosts and apps, change
+/// a host's state, move an app, read an app's health.
+///
+/// A drain-only adapter implements this trait alone; the adapters guide
+/// ([`crate::adapters`]) walks through one.
 ///
 /// Implementations must be cancel-safe: a controller may be dropped in the
 /// middle of any call (a crash), and a restarted controller must find the
-/// fleet in a state it can read back with [`Fleet::hosts`] and
-/// [`Fleet::apps`].
+/// fleet in a state it can read back with [`DrainFleet::hosts`] and
+/// [`DrainFleet::apps`].
 #[async_trait]
-pub trait Fleet: Send + Sync {
+pub trait DrainFleet: Send + Sync {
     /// Every host.
     async fn hosts(&self) -> Result<Vec<Host>, FleetError>;
 
@@ -108,8 +142,41 @@ pub trait Fleet: Send + Sync {
     /// Starts `app` on host `to` (stopping it where it ran before) and
     /// resolves once the start has succeeded or failed. Migrating an app to
     /// the host it is already on restarts it there (a retry).
+    ///
+    /// Called only with [`Placement::Controller`].
     async fn migrate(&self, app: AppId, to: HostId) -> Result<(), FleetError>;
 
+    /// The current state of one app.
+    async fn app_health(&self, app: AppId) -> Result<AppState, FleetError>;
+
+    /// Who picks the receiver of a moved app. Default:
+    /// [`Placement::Controller`] (the controller calls
+    /// [`DrainFleet::migrate`]).
+    fn placement(&self) -> Placement {
+        Placement::Controller
+    }
+
+    /// With [`Placement::Platform`]: asks the platform to move `app` off
+    /// its host (or to restart it, if it is failed on an active host) and
+    /// resolves once the platform has *placed* it, with the host its start
+    /// began on. The controller then follows the start through
+    /// [`DrainFleet::app_health`] ([`AppState::Starting`] until it ends).
+    /// A start the platform reports failed at once is
+    /// [`FleetError::StartFailed`] naming that host.
+    ///
+    /// Default: [`FleetError::Unsupported`] (a controller-placed adapter
+    /// never receives this call).
+    async fn evict(&self, app: AppId) -> Result<HostId, FleetError> {
+        Err(FleetError::Unsupported(format!(
+            "evicting {app}: this adapter places apps itself (placement = controller); implement `DrainFleet::evict` and return `Placement::Platform` from `placement` to let the platform choose receivers"
+        )))
+    }
+}
+
+/// What a rollout needs on top of [`DrainFleet`]: start and stop versions,
+/// shift traffic.
+#[async_trait]
+pub trait RolloutFleet: DrainFleet {
     /// Makes `host` run `version`, with or without receiving traffic.
     async fn start_version(
         &self,
@@ -124,10 +191,15 @@ pub trait Fleet: Send + Sync {
     /// Sends `percent` (0..=100) of the traffic to the hosts running
     /// `version`.
     async fn shift_traffic(&self, version: &str, percent: f64) -> Result<(), FleetError>;
-
-    /// The current state of one app.
-    async fn app_health(&self, app: AppId) -> Result<AppState, FleetError>;
 }
+
+/// Every capability: [`DrainFleet`] and [`RolloutFleet`]. Implemented for
+/// every type implementing both, so `Arc<dyn Fleet>` works wherever an
+/// `Arc<dyn DrainFleet>` or `Arc<dyn RolloutFleet>` is expected (trait
+/// upcasting).
+pub trait Fleet: DrainFleet + RolloutFleet {}
+
+impl<T: DrainFleet + RolloutFleet + ?Sized> Fleet for T {}
 
 /// Hosts and their apps, indexed by host: the input of planning and health
 /// aggregation.

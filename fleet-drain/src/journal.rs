@@ -83,7 +83,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use crate::error::JournalError;
-use crate::fleet::HostId;
+use crate::fleet::{AppId, HostId};
 
 /// Journals this process holds the lock of: canonical path -> (the locked
 /// handle, how many `FileJournal`s share it).
@@ -167,6 +167,16 @@ pub enum JournalRecord {
     /// A receiver class's learned start concurrency changed (adaptive
     /// starts): a restarted controller resumes the class at it.
     StartLimitLearned(LearnedStartLimit),
+    /// Adapter names given ids since the last such record
+    /// ([`NameMap`](crate::names::NameMap)): journaled before any record
+    /// using the ids, so a restarted controller maps the same names to the
+    /// same ids. Journals written before this record existed have none.
+    NamesAssigned {
+        /// New host ids and their names.
+        hosts: Vec<(HostId, String)>,
+        /// New app ids and their names.
+        apps: Vec<(AppId, String)>,
+    },
 }
 
 /// A receiver class's learned start concurrency, as journaled
@@ -349,6 +359,37 @@ impl FileJournal {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Reads the good records of the journal at `path` without locking,
+    /// truncating or creating anything: for tools that inspect the journal
+    /// of a controller running in another process (`fleet-drain status`).
+    /// A torn final frame (a write in progress) is left out.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Io`] if the file cannot be read (including when it
+    /// does not exist), [`JournalError::Corrupt`] for a bad record with good
+    /// ones after it.
+    pub fn read(path: impl AsRef<Path>) -> Result<Vec<JournalRecord>, JournalError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (records, good_len, problem) = decode(&bytes);
+        if let Some(reason) = problem
+            && let Some(next_good) = next_good_frame(&bytes, good_len)
+        {
+            return Err(JournalError::Corrupt {
+                path: path.to_path_buf(),
+                offset: good_len as u64,
+                next_good: next_good as u64,
+                reason,
+                good_records: records.len(),
+            });
+        }
+        Ok(records)
     }
 }
 
@@ -569,6 +610,8 @@ impl DrainProgress {
                     });
                     progress.start_limits.push(learned.clone());
                 }
+                // Read by `NameMap::from_records`.
+                JournalRecord::NamesAssigned { .. } => {}
             }
         }
         progress

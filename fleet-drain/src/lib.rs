@@ -12,13 +12,16 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`fleet`] | the [`Fleet`] trait the controller acts on: hosts, apps, cordon, migrate, versions, health |
+//! | [`fleet`] | the traits the controller acts on: [`DrainFleet`] (hosts, apps, cordon, migrate or evict, health), [`RolloutFleet`] (versions, traffic), [`Fleet`] (both) |
+//! | [`adapters`] | the guide to writing an adapter for your platform, with a complete example |
 //! | `sim` (feature `sim`) | `sim::SimFleet`, an in-memory fleet whose app starts fail more often the more run at once on a host; a simulated-time driver; the naive baseline drain |
 //! | [`plan`] | [`plan::DrainLimits`] and the [`plan::Planner`]: the next wave and a receiver for every app, never over a limit |
 //! | [`health`] | [`health::FleetHealth`] figures and the [`health::HealthGate`] (thresholds with hysteresis) |
 //! | [`drain`] | [`drain::DrainController`]: runs waves to completion, pacing starts per receiver, pausing/resuming/aborting on health, journaled, with events |
 //! | [`rollout`] | [`rollout::Rollout`]: canary, waves, bake, start without traffic, traffic shifts, automatic rollback |
+//! | [`names`] | [`names::NameMap`]: an adapter's host and app names ↔ ids, assigned on first sight, journaled so restarts keep them |
 //! | [`journal`] | [`journal::Journal`] and the append-only, checksummed [`journal::FileJournal`]: a restarted controller resumes |
+//! | `http` (feature `http`) | `http::HttpFleet`: the fleet of a platform that implements the JSON-over-HTTP contract of `docs/http-contract.md` |
 //! | `etcd` (feature `etcd`) | several controllers on one fleet: leader election on a lease with fencing, a fleet-wide disruption budget, the journal in etcd |
 //!
 //! Time, backoff and alert signals come from `resilience-core`
@@ -81,6 +84,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod adapters;
 pub mod drain;
 mod error;
 #[cfg(feature = "etcd")]
@@ -88,8 +92,12 @@ mod error;
 pub mod etcd;
 pub mod fleet;
 pub mod health;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod ids;
 pub mod journal;
+pub mod names;
 mod naming;
 pub mod plan;
 pub mod rollout;
@@ -98,5 +106,8 @@ pub mod rollout;
 pub mod sim;
 mod telemetry;
 
-pub use error::{DrainError, FleetError, JournalError, PlanError, RolloutError};
-pub use fleet::{App, AppId, AppState, Fleet, FleetSnapshot, Host, HostId, HostState};
+pub use error::{DrainError, FleetError, JournalError, NameError, PlanError, RolloutError};
+pub use fleet::{
+    App, AppId, AppState, DrainFleet, Fleet, FleetSnapshot, Host, HostId, HostState, Placement,
+    RolloutFleet,
+};

@@ -59,7 +59,7 @@ use resilience_core::{ConfigError, InstanceName};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RolloutError;
-use crate::fleet::{Fleet, FleetError, HostId};
+use crate::fleet::{FleetError, HostId, RolloutFleet};
 use crate::health::{FleetHealth, GateVerdict, HealthGate, HealthGateConfig};
 use crate::telemetry::{Held, RolloutMetrics, StepKind};
 use tracing::Instrument;
@@ -231,7 +231,7 @@ pub struct RolloutReport {
 /// Runs a staged rollout over a set of hosts. See the [module docs](self).
 pub struct Rollout {
     config: RolloutConfig,
-    fleet: Arc<dyn Fleet>,
+    fleet: Arc<dyn RolloutFleet>,
     hosts: Vec<HostId>,
     clock: SharedClock,
     gate: HealthGate,
@@ -260,7 +260,7 @@ impl Rollout {
     /// system clock.
     pub fn new(
         config: RolloutConfig,
-        fleet: Arc<dyn Fleet>,
+        fleet: Arc<dyn RolloutFleet>,
         hosts: Vec<HostId>,
     ) -> Result<Self, ConfigError> {
         Self::with_clock(config, fleet, hosts, SharedClock::system())
@@ -269,7 +269,7 @@ impl Rollout {
     /// Like [`Rollout::new`] on `clock`.
     pub fn with_clock(
         config: RolloutConfig,
-        fleet: Arc<dyn Fleet>,
+        fleet: Arc<dyn RolloutFleet>,
         hosts: Vec<HostId>,
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
@@ -341,7 +341,9 @@ impl Rollout {
 
     async fn retry<'s, F>(&'s self, op: F) -> Result<(), FleetError>
     where
-        F: Fn(&'s dyn Fleet) -> Pin<Box<dyn Future<Output = Result<(), FleetError>> + Send + 's>>,
+        F: Fn(
+            &'s dyn RolloutFleet,
+        ) -> Pin<Box<dyn Future<Output = Result<(), FleetError>> + Send + 's>>,
     {
         let mut backoff = Backoff::with_seed(self.config.retry.clone(), 0)
             .map_err(|e| FleetError::InvalidArgument(e.to_string()))?;

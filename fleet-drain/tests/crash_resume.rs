@@ -228,7 +228,7 @@ fn a_journal_of_another_drain_is_refused() {
 #[test]
 fn a_resumed_controller_restarts_its_predecessors_leftovers_before_gating() {
     use fleet_drain::drain::DrainEvent;
-    use fleet_drain::fleet::{AppState, Fleet};
+    use fleet_drain::fleet::{AppState, DrainFleet};
     use fleet_drain::health::HealthGateConfig;
 
     assert_eq!(config().gate, HealthGateConfig::default());

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use fleet_drain::drain::DrainController;
 use fleet_drain::etcd::{BudgetLimits, CoordinationVerdict};
-use fleet_drain::fleet::{Fleet, HostState};
+use fleet_drain::fleet::{DrainFleet, HostState};
 use fleet_drain::journal::{DrainProgress, Journal};
 use support::{TTL, World, connect, drain_config, endpoints, unique_prefix, wait_for};
 

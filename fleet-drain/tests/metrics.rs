@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fleet_drain::drain::{AdaptiveStartsConfig, DrainConfig, DrainController};
-use fleet_drain::fleet::{App, AppId, AppState, Fleet, Host, HostId, HostState};
+use fleet_drain::fleet::{
+    App, AppId, AppState, DrainFleet, Fleet, Host, HostId, HostState, RolloutFleet,
+};
 use fleet_drain::journal::{Journal, JournalRecord, MemoryJournal};
 use fleet_drain::plan::{Amount, DrainLimits};
 use fleet_drain::rollout::{Rollout, RolloutConfig, RolloutStep};
@@ -83,7 +85,7 @@ struct RefusesFirstStart {
 }
 
 #[async_trait]
-impl Fleet for RefusesFirstStart {
+impl DrainFleet for RefusesFirstStart {
     async fn hosts(&self) -> Result<Vec<Host>, FleetError> {
         self.inner.hosts().await
     }
@@ -99,6 +101,13 @@ impl Fleet for RefusesFirstStart {
         }
         self.inner.migrate(app, to).await
     }
+    async fn app_health(&self, app: AppId) -> Result<AppState, FleetError> {
+        self.inner.app_health(app).await
+    }
+}
+
+#[async_trait]
+impl RolloutFleet for RefusesFirstStart {
     async fn start_version(&self, host: HostId, v: &str, traffic: bool) -> Result<(), FleetError> {
         self.inner.start_version(host, v, traffic).await
     }
@@ -107,9 +116,6 @@ impl Fleet for RefusesFirstStart {
     }
     async fn shift_traffic(&self, version: &str, percent: f64) -> Result<(), FleetError> {
         self.inner.shift_traffic(version, percent).await
-    }
-    async fn app_health(&self, app: AppId) -> Result<AppState, FleetError> {
-        self.inner.app_health(app).await
     }
 }
 

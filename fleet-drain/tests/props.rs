@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use fleet_drain::PlanError;
 use fleet_drain::drain::{DrainConfig, DrainController};
-use fleet_drain::fleet::{App, AppId, AppState, Fleet, FleetSnapshot, Host, HostId, HostState};
+use fleet_drain::fleet::{
+    App, AppId, AppState, DrainFleet, FleetSnapshot, Host, HostId, HostState,
+};
 use fleet_drain::journal::MemoryJournal;
 use fleet_drain::plan::{Amount, DrainLimits, Planner};
 use fleet_drain::sim::{self, SimConfig};

@@ -25,12 +25,16 @@ use super::events::DrainEvent;
 use super::pacer::{START_WINDOW, StartPacer};
 use super::report::{DrainReport, WaveReport};
 use super::work::{
-    Batch, Callback, Probation, StartFuture, Work, first_starts, remaining_targets, repairs,
+    Batch, Callback, Probation, StartFuture, StartStep, Work, first_starts, platform_receivers,
+    remaining_targets, repairs,
 };
 use crate::error::{DrainError, JournalError};
-use crate::fleet::{AppId, AppState, Fleet, FleetError, FleetSnapshot, HostId, HostState};
+use crate::fleet::{
+    AppId, AppState, DrainFleet, FleetError, FleetSnapshot, HostId, HostState, Placement,
+};
 use crate::health::{FleetHealth, GateVerdict, HealthGate};
 use crate::journal::{DrainProgress, Journal, JournalRecord};
+use crate::names::NameMap;
 use crate::naming::{sub_name, unrecorded};
 use crate::plan::{DrainPlan, Planner};
 use crate::telemetry::{DrainMetrics, Held, StartOutcome};
@@ -39,7 +43,7 @@ use crate::telemetry::{DrainMetrics, Held, StartOutcome};
 pub struct DrainController {
     config: DrainConfig,
     planner: Planner,
-    fleet: Arc<dyn Fleet>,
+    fleet: Arc<dyn DrainFleet>,
     journal: Box<dyn Journal>,
     clock: SharedClock,
     gate: HealthGate,
@@ -60,6 +64,9 @@ pub struct DrainController {
     /// The instance name (events' `name` field, metrics' `name` label).
     name: InstanceName,
     metrics: DrainMetrics,
+    /// The adapter's names, whose new assignments are journaled before
+    /// every record of the controller's.
+    names: Option<NameMap>,
 }
 
 impl fmt::Debug for DrainController {
@@ -108,7 +115,7 @@ impl DrainController {
     /// A controller on the system clock.
     pub fn new(
         config: DrainConfig,
-        fleet: Arc<dyn Fleet>,
+        fleet: Arc<dyn DrainFleet>,
         journal: Box<dyn Journal>,
     ) -> Result<Self, ConfigError> {
         Self::with_clock(config, fleet, journal, SharedClock::system())
@@ -117,7 +124,7 @@ impl DrainController {
     /// A controller whose waits and windows use `clock`.
     pub fn with_clock(
         config: DrainConfig,
-        fleet: Arc<dyn Fleet>,
+        fleet: Arc<dyn DrainFleet>,
         journal: Box<dyn Journal>,
         clock: impl Clock,
     ) -> Result<Self, ConfigError> {
@@ -176,6 +183,7 @@ impl DrainController {
             excluded: HashSet::new(),
             name: InstanceName::unnamed(),
             metrics: DrainMetrics::new(&InstanceName::unnamed()),
+            names: None,
         })
     }
 
@@ -226,8 +234,25 @@ impl DrainController {
         &self.name
     }
 
-    /// Appends to the journal, counting the outcome.
+    /// Journals the adapter's name assignments ([`NameMap`]) before each
+    /// of the controller's records, so every id in the journal has its
+    /// name journaled first and a restarted controller (given
+    /// [`NameMap::from_records`] of the same journal) maps names to the
+    /// same ids.
+    #[must_use]
+    pub fn with_names(mut self, names: NameMap) -> Self {
+        self.names = Some(names);
+        self
+    }
+
+    /// Appends to the journal (after any pending name assignments),
+    /// counting the outcome.
     async fn journal_append(&mut self, record: &JournalRecord) -> Result<(), JournalError> {
+        if let Some(names) = self.names.as_ref().filter(|n| n.has_pending()) {
+            let persisted = names.persist(self.journal.as_mut()).await;
+            self.metrics.journal_append(persisted.is_ok());
+            persisted?;
+        }
         let result = self.journal.append(record).await;
         self.metrics.journal_append(result.is_ok());
         result
@@ -344,7 +369,7 @@ impl DrainController {
     async fn with_retry<T, F>(&self, op: F) -> Result<T, DrainError>
     where
         F: for<'a> Fn(
-            &'a dyn Fleet,
+            &'a dyn DrainFleet,
         ) -> Pin<Box<dyn Future<Output = Result<T, FleetError>> + Send + 'a>>,
     {
         let fleet = self.fleet.as_ref();
@@ -494,6 +519,7 @@ impl DrainController {
                     gated: false,
                     sources: HashMap::new(),
                     await_probation: false,
+                    receivers: platform_receivers(&snapshot, &target_set),
                 };
                 self.execute(repairs, batch, &mut pacer, &mut progress, &mut state)
                     .await?;
@@ -516,6 +542,7 @@ impl DrainController {
                     gated: false,
                     sources: HashMap::new(),
                     await_probation: true,
+                    receivers: platform_receivers(&snapshot, &target_set),
                 };
                 self.execute(
                     VecDeque::new(),
@@ -578,15 +605,30 @@ impl DrainController {
                 .iter()
                 .map(|&h| (h, snapshot.apps_on(h).len()))
                 .collect();
+            let receivers = platform_receivers(&snapshot, &target_set);
+            if self.platform_placement()
+                && let Some(adaptive) = self.adaptive.as_mut()
+            {
+                // The platform may start apps on any of them.
+                for &receiver in &receivers {
+                    if let Some(host) = snapshot.host(receiver) {
+                        adaptive.register(host)?;
+                    }
+                }
+            }
             let batch = Batch {
                 sources,
+                receivers,
                 await_probation: false,
                 budget: usize::try_from(plan.unavailable_budget()).unwrap_or(usize::MAX),
                 started,
                 remaining: remaining.len(),
+                // Re-planning around failing receivers needs the
+                // controller to pick them.
                 plan: self
                     .config
                     .receiver_max_failures_per_minute
+                    .filter(|_| !self.platform_placement())
                     .map(|_| (plan, snapshot)),
                 gated: true,
             };
@@ -754,9 +796,18 @@ impl DrainController {
         let mut redirect: HashMap<AppId, HostId> = HashMap::new();
         // First starts queue per receiver (in plan order); retries wait in
         // a small list with their backoff deadlines.
+        let platform = self.platform_placement();
         let mut fresh: BTreeMap<HostId, VecDeque<Work>> = BTreeMap::new();
+        // Platform placement: one queue, in plan order (the receiver is the
+        // platform's pick), and the evictions not yet placed.
+        let mut queue: VecDeque<Work> = VecDeque::new();
+        let mut placing = 0_usize;
         for item in work {
-            fresh.entry(item.to).or_default().push_back(item);
+            if platform {
+                queue.push_back(item);
+            } else {
+                fresh.entry(item.to).or_default().push_back(item);
+            }
         }
         let mut retries: Vec<Work> = Vec::new();
         let mut in_flight: FuturesUnordered<StartFuture> = FuturesUnordered::new();
@@ -784,7 +835,55 @@ impl DrainController {
                 )?;
             }
             let mut wake = next_check;
-            if !replan {
+            if platform && !replan {
+                let mut unavailable = in_flight.len() + retries.len();
+                // Retries first (they restore health: not paused), then
+                // first moves; each only while every receiver has room.
+                retries.sort_by_key(|w| w.not_before);
+                let mut waiting = Vec::with_capacity(retries.len());
+                for mut item in retries.drain(..) {
+                    if item.not_before > now {
+                        wake = wake.min(item.not_before);
+                        waiting.push(item);
+                        continue;
+                    }
+                    let (admit, at) = self.platform_admits(&batch.receivers, pacer, placing, now);
+                    if let Some(at) = at {
+                        wake = wake.min(at);
+                    }
+                    if !admit {
+                        waiting.push(item);
+                        continue;
+                    }
+                    placing += 1;
+                    item.began = now;
+                    in_flight.push(self.evict(item));
+                }
+                retries = waiting;
+                while let Some(front) = queue.front() {
+                    if (paused && !front.repair) || unavailable >= budget {
+                        break;
+                    }
+                    if front.not_before > now {
+                        wake = wake.min(front.not_before);
+                        break;
+                    }
+                    let (admit, at) = self.platform_admits(&batch.receivers, pacer, placing, now);
+                    if let Some(at) = at {
+                        wake = wake.min(at);
+                    }
+                    if !admit {
+                        break;
+                    }
+                    let Some(mut item) = queue.pop_front() else {
+                        break;
+                    };
+                    placing += 1;
+                    unavailable += 1;
+                    item.began = now;
+                    in_flight.push(self.evict(item));
+                }
+            } else if !replan {
                 let mut unavailable = in_flight.len() + retries.len();
                 // Retries restore health: they go on while paused.
                 let mut waiting = Vec::with_capacity(retries.len());
@@ -835,7 +934,7 @@ impl DrainController {
             self.metrics.busiest_receiver(pacer.peak);
             let probation_pending = batch.await_probation && !self.probation.is_empty();
             if in_flight.is_empty()
-                && ((fresh.is_empty() && retries.is_empty()) || replan)
+                && ((fresh.is_empty() && queue.is_empty() && retries.is_empty()) || replan)
                 && !probation_pending
             {
                 return Ok(());
@@ -858,8 +957,35 @@ impl DrainController {
                 continue;
             }
             match futures::future::select(in_flight.next(), sleep).await {
-                Either::Left((Some((item, result)), _)) => {
-                    pacer.finished(item.to);
+                Either::Left((Some((mut item, step)), _)) => {
+                    let result = match step {
+                        StartStep::Placed(Ok(host)) => {
+                            // Landed: from now on the start counts against
+                            // `host`'s limits; follow it to its end.
+                            placing = placing.saturating_sub(1);
+                            let now = self.clock.now();
+                            item.to = host;
+                            item.concurrency = pacer.record(host, now);
+                            self.began(host, item.concurrency);
+                            tracing::debug!(name = %self.name, app = %item.app, %host, concurrency = item.concurrency, "platform placed an evicted app");
+                            in_flight.push(self.watch(item));
+                            continue;
+                        }
+                        StartStep::Placed(Err(error)) => {
+                            placing = placing.saturating_sub(1);
+                            if let FleetError::StartFailed { host, .. } = &error {
+                                item.to = *host;
+                            } else if !error.is_retryable() {
+                                tracing::error!(name = %self.name, app = %item.app, %error, "the platform refused an eviction");
+                                return Err(error.into());
+                            }
+                            Err(error)
+                        }
+                        StartStep::Ended(result) => {
+                            pacer.finished(item.to);
+                            result
+                        }
+                    };
                     self.metrics.apps_moving(in_flight.len());
                     let moved_from = item.from.filter(|_| result.is_ok() && !item.repair);
                     if let Some(mut retry) = self.on_start_result(item, result, state)? {
@@ -884,6 +1010,83 @@ impl DrainController {
                 Either::Right(((), _)) => timer = None,
             }
         }
+    }
+
+    /// Whether the fleet places apps itself ([`Placement::Platform`]).
+    fn platform_placement(&self) -> bool {
+        self.fleet.placement() == Placement::Platform
+    }
+
+    /// Platform placement: whether one more eviction may begin now, and
+    /// when to look again if not.
+    ///
+    /// The rule: with `placing` evictions not yet placed, one more begins
+    /// only if *every* receiver could take all of them plus this one
+    /// without going over its limits — `placing + 1 <= cap(r) -
+    /// in_progress(r)` (concurrent starts) and `placing + 1 <=` the starts
+    /// left in its sliding minute, for every receiver `r`. Whatever host the
+    /// platform picks among them, no limit is exceeded; a start counts
+    /// against its host from the moment it is placed. No receivers: wait.
+    fn platform_admits(
+        &self,
+        receivers: &[HostId],
+        pacer: &mut StartPacer,
+        placing: usize,
+        now: Instant,
+    ) -> (bool, Option<Instant>) {
+        if let Some(until) = pacer.blocked_until.filter(|u| *u > now) {
+            return (false, Some(until));
+        }
+        if receivers.is_empty() {
+            return (false, None);
+        }
+        let mut room = usize::MAX;
+        let mut frees: Option<Instant> = None;
+        for &host in receivers {
+            let concurrent = self.start_cap(host).saturating_sub(pacer.in_progress(host));
+            let (window, at) = pacer.window_room(host, now);
+            room = room.min(concurrent as usize).min(window);
+            if let Some(at) = at {
+                frees = Some(frees.map_or(at, |f| f.min(at)));
+            }
+        }
+        (placing < room, frees)
+    }
+
+    /// Platform placement: asks the platform to move (or restart) the app.
+    fn evict(&self, mut item: Work) -> StartFuture {
+        item.attempt += 1;
+        let fleet = Arc::clone(&self.fleet);
+        Box::pin(async move {
+            let placed = fleet.evict(item.app).await;
+            (item, StartStep::Placed(placed))
+        })
+    }
+
+    /// Platform placement: follows a placed start through the app's health
+    /// (every `check_interval`) until it leaves [`AppState::Starting`].
+    fn watch(&self, item: Work) -> StartFuture {
+        let fleet = Arc::clone(&self.fleet);
+        let clock = self.clock.clone();
+        let every = self.config.check_interval;
+        Box::pin(async move {
+            let (app, host) = (item.app, item.to);
+            loop {
+                clock.sleep(every).await;
+                let result = match fleet.app_health(app).await {
+                    Ok(AppState::Starting) => continue,
+                    Err(error) if error.is_retryable() => continue,
+                    Ok(AppState::Running) => Ok(()),
+                    Ok(state) => Err(FleetError::StartFailed {
+                        app,
+                        host,
+                        reason: format!("the app is {state} after the platform started it"),
+                    }),
+                    Err(error) => Err(error),
+                };
+                return (item, StartStep::Ended(result));
+            }
+        })
     }
 
     /// Concurrent starts `host` may run now: the fixed limit, or the
@@ -1303,7 +1506,7 @@ impl DrainController {
         let fleet = Arc::clone(&self.fleet);
         Box::pin(async move {
             let result = fleet.migrate(item.app, item.to).await;
-            (item, result)
+            (item, StartStep::Ended(result))
         })
     }
 }

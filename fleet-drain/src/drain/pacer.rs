@@ -68,6 +68,29 @@ impl StartPacer {
         at
     }
 
+    /// Platform placement: how many more starts `host` may receive within
+    /// the per-minute window now (the spacing does not apply: the platform
+    /// picks when each start lands), and when the next window slot frees
+    /// if none is left.
+    pub(super) fn window_room(&mut self, host: HostId, now: Instant) -> (usize, Option<Instant>) {
+        let Some(log) = self.starts.get_mut(&host) else {
+            return (self.limit, None);
+        };
+        while log
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= START_WINDOW)
+        {
+            log.pop_front();
+        }
+        let room = self.limit.saturating_sub(log.len());
+        let frees = if room == 0 {
+            log.front().map(|t| *t + START_WINDOW)
+        } else {
+            None
+        };
+        (room, frees)
+    }
+
     /// Starts in progress on `host`.
     pub(super) fn in_progress(&self, host: HostId) -> u32 {
         self.in_progress.get(&host).copied().unwrap_or(0)

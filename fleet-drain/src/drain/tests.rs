@@ -258,3 +258,73 @@ fn invalid_adaptive_configs_name_the_field() {
         assert_eq!(config.validate().unwrap_err().field(), field);
     }
 }
+
+/// The controller takes any drain-capable fleet: a concrete one, the
+/// combined `dyn Fleet` (upcast) or a `dyn DrainFleet`.
+#[test]
+fn controller_accepts_every_fleet_handle() {
+    use crate::fleet::{DrainFleet, Fleet};
+    use crate::journal::MemoryJournal;
+    use crate::sim::{SimConfig, SimFleet};
+    use std::sync::Arc;
+
+    let sim = SimFleet::new(SimConfig::default()).unwrap();
+    let concrete: Arc<SimFleet> = Arc::new(sim.clone());
+    let combined: Arc<dyn Fleet> = Arc::new(sim.clone());
+    let drain_only: Arc<dyn DrainFleet> = Arc::new(sim);
+    for fleet in [concrete as Arc<dyn DrainFleet>, combined, drain_only] {
+        DrainController::new(
+            DrainConfig::default(),
+            fleet,
+            Box::new(MemoryJournal::new()),
+        )
+        .unwrap();
+    }
+}
+
+/// Names assigned by an adapter are journaled before the first record that
+/// uses their ids, and read back by a restarted controller.
+#[test]
+fn names_are_journaled_before_the_ids_they_map() {
+    use crate::journal::{JournalRecord, MemoryJournal};
+    use crate::names::NameMap;
+    use crate::sim::{self, SimConfig, SimFleet};
+
+    let clock = ManualClock::new();
+    let fleet = SimFleet::with_clock(SimConfig::default(), clock.clone()).unwrap();
+    let old = fleet.add_host(4, "v1");
+    fleet.add_host(8, "v1");
+    fleet.add_apps(old, 2).unwrap();
+    // The adapter names the sim's hosts (ids from 0, in creation order).
+    let names = NameMap::new();
+    assert_eq!(names.host_id("old").unwrap(), old);
+    names.host_id("new").unwrap();
+    let journal = MemoryJournal::new();
+    let mut config = DrainConfig::default();
+    config.limits.max_unavailable = crate::plan::Amount::Count(2);
+    let mut controller = DrainController::with_clock(
+        config,
+        Arc::new(fleet),
+        Box::new(journal.clone()),
+        clock.clone(),
+    )
+    .unwrap()
+    .with_names(names.clone());
+    let report = sim::run(&clock, controller.run(&[old])).unwrap().unwrap();
+    assert_eq!(report.hosts_drained, 1);
+    let records = journal.snapshot();
+    assert!(matches!(
+        records.first(),
+        Some(JournalRecord::NamesAssigned { hosts, .. }) if hosts.len() == 2
+    ));
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| matches!(r, JournalRecord::NamesAssigned { .. }))
+            .count(),
+        1
+    );
+    assert!(!names.has_pending());
+    let restored = NameMap::from_records(&records).unwrap();
+    assert_eq!(restored.find_host("old"), Some(old));
+}

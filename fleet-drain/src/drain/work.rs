@@ -14,7 +14,17 @@ use crate::journal::DrainProgress;
 use crate::plan::DrainPlan;
 
 pub(super) type Callback = Box<dyn Fn(&DrainEvent) + Send + Sync>;
-pub(super) type StartFuture = Pin<Box<dyn Future<Output = (Work, Result<(), FleetError>)> + Send>>;
+pub(super) type StartFuture = Pin<Box<dyn Future<Output = (Work, StartStep)> + Send>>;
+
+/// What an in-flight start reports.
+#[derive(Debug)]
+pub(super) enum StartStep {
+    /// Platform placement: the platform placed the evicted app (on the
+    /// returned host; its start goes on there) or refused to.
+    Placed(Result<HostId, FleetError>),
+    /// The start ended (succeeded or failed).
+    Ended(Result<(), FleetError>),
+}
 
 /// One app start to do.
 #[derive(Debug)]
@@ -60,6 +70,9 @@ pub(super) struct Batch {
     pub(super) sources: HashMap<HostId, usize>,
     /// Return only once every moved app passed its probation.
     pub(super) await_probation: bool,
+    /// Platform placement: the hosts the platform may start an app on
+    /// (active, not drained here), each held to its limits.
+    pub(super) receivers: Vec<HostId>,
 }
 
 /// A moved app on probation.
@@ -124,6 +137,22 @@ pub(super) fn repairs(
             backoff: None,
             not_before: now,
         })
+        .collect()
+}
+
+/// Platform placement: the hosts the platform may start an evicted app on,
+/// as far as the controller can tell: every active host that is not a
+/// target (full ones too: a failed app restarts in place). Every one of
+/// them is held to its per-receiver limits.
+pub(super) fn platform_receivers(
+    snapshot: &FleetSnapshot,
+    targets: &HashSet<HostId>,
+) -> Vec<HostId> {
+    snapshot
+        .hosts()
+        .iter()
+        .filter(|h| h.state.accepts_apps() && !targets.contains(&h.id))
+        .map(|h| h.id)
         .collect()
 }
 

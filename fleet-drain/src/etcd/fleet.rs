@@ -11,7 +11,8 @@ use super::error::EtcdError;
 use super::leader::LeaderCtx;
 use super::slots::{DisruptionSlots, SlotRequest};
 use crate::fleet::{
-    App, AppId, AppState, Fleet, FleetError, FleetSnapshot, Host, HostId, HostState,
+    App, AppId, AppState, DrainFleet, Fleet, FleetError, FleetSnapshot, Host, HostId, HostState,
+    Placement, RolloutFleet,
 };
 
 /// Wraps the real [`Fleet`] of a leading controller:
@@ -140,7 +141,7 @@ impl CoordinatedFleet {
 }
 
 #[async_trait]
-impl Fleet for CoordinatedFleet {
+impl DrainFleet for CoordinatedFleet {
     async fn hosts(&self) -> Result<Vec<Host>, FleetError> {
         self.gate().await?;
         self.inner.hosts().await
@@ -215,6 +216,25 @@ impl Fleet for CoordinatedFleet {
         result
     }
 
+    async fn app_health(&self, app: AppId) -> Result<AppState, FleetError> {
+        self.gate().await?;
+        self.inner.app_health(app).await
+    }
+
+    fn placement(&self) -> Placement {
+        self.inner.placement()
+    }
+
+    async fn evict(&self, app: AppId) -> Result<HostId, FleetError> {
+        // The platform picks the receiver: no start slot can be reserved
+        // ahead; the controller's own per-receiver limits still hold.
+        self.fence().await?;
+        self.inner.evict(app).await
+    }
+}
+
+#[async_trait]
+impl RolloutFleet for CoordinatedFleet {
     async fn start_version(
         &self,
         host: HostId,
@@ -233,10 +253,5 @@ impl Fleet for CoordinatedFleet {
     async fn shift_traffic(&self, version: &str, percent: f64) -> Result<(), FleetError> {
         self.fence().await?;
         self.inner.shift_traffic(version, percent).await
-    }
-
-    async fn app_health(&self, app: AppId) -> Result<AppState, FleetError> {
-        self.gate().await?;
-        self.inner.app_health(app).await
     }
 }

@@ -58,7 +58,7 @@
 //! use std::sync::Arc;
 //! use fleet_drain::drain::{DrainConfig, DrainController};
 //! use fleet_drain::etcd::{EtcdConfig, EtcdCoordinator};
-//! use fleet_drain::fleet::Fleet;
+//! use fleet_drain::fleet::{DrainFleet, Fleet, RolloutFleet};
 //! use fleet_drain::sim::{SimConfig, SimFleet};
 //!
 //! let config: EtcdConfig = toml::from_str(r#"

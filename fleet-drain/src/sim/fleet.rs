@@ -15,7 +15,9 @@ use resilience_core::clock::{Clock, SharedClock};
 use serde::{Deserialize, Serialize};
 
 use super::host_model::SimConfig;
-use crate::fleet::{App, AppId, AppState, Fleet, FleetError, Host, HostId, HostState};
+use crate::fleet::{
+    App, AppId, AppState, DrainFleet, FleetError, Host, HostId, HostState, Placement, RolloutFleet,
+};
 
 /// What happened in a simulation so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +83,8 @@ struct SimState {
     pending: BinaryHeap<Reverse<PendingStart>>,
     /// How long a silent corruption stays hidden.
     visible_after: Duration,
+    /// Who picks receivers ([`SimFleet::set_placement`]).
+    placement: Placement,
 }
 
 impl SimState {
@@ -109,7 +113,7 @@ impl SimState {
     }
 }
 
-/// An in-memory [`Fleet`] with the start-concurrency host model described
+/// An in-memory [`Fleet`](crate::fleet::Fleet) with the start-concurrency host model described
 /// in the [module docs](crate::sim). Cheap to clone (shared state).
 ///
 /// Host ids are `0..n` in creation order; app ids likewise.
@@ -146,6 +150,7 @@ impl SimFleet {
                 stats: SimStats::default(),
                 pending: BinaryHeap::new(),
                 visible_after,
+                placement: Placement::Controller,
                 timers: HashMap::new(),
             })),
         })
@@ -306,9 +311,18 @@ impl SimFleet {
     }
 
     /// The traffic share last set for `version` with
-    /// [`Fleet::shift_traffic`].
+    /// [`RolloutFleet::shift_traffic`].
     pub fn traffic(&self, version: &str) -> Option<f64> {
         self.lock().traffic.get(version).copied()
+    }
+
+    /// Who picks receivers: [`Placement::Controller`] (default; the
+    /// controller calls `migrate`) or [`Placement::Platform`] (the
+    /// controller calls `evict` and this fleet picks the active host with
+    /// the fewest apps, like a scheduler spreading by allocation, regardless
+    /// of the starts already in progress there).
+    pub fn set_placement(&self, placement: Placement) {
+        self.lock().placement = placement;
     }
 
     /// Counters of the simulation so far.
@@ -519,7 +533,7 @@ impl Drop for StartGuard<'_> {
 }
 
 #[async_trait]
-impl Fleet for SimFleet {
+impl DrainFleet for SimFleet {
     async fn hosts(&self) -> Result<Vec<Host>, FleetError> {
         Ok(self.hosts_now())
     }
@@ -592,6 +606,62 @@ impl Fleet for SimFleet {
         }
     }
 
+    async fn app_health(&self, app: AppId) -> Result<AppState, FleetError> {
+        let state = self.lock();
+        let entry = state
+            .apps
+            .get(app.0 as usize)
+            .ok_or(FleetError::UnknownApp(app))?;
+        Ok(state.app_state(*entry, self.clock.now()))
+    }
+
+    fn placement(&self) -> Placement {
+        self.lock().placement
+    }
+
+    /// The platform's choice ([`Placement::Platform`]): the active host
+    /// with the fewest apps (lowest id on ties), which may already have
+    /// starts in progress; the app's own host when it is active (a restart
+    /// in place). The start completes on the clock like a migration's.
+    async fn evict(&self, app: AppId) -> Result<HostId, FleetError> {
+        let to = {
+            let state = self.lock();
+            if state.placement != Placement::Platform {
+                return Err(FleetError::Unsupported(format!(
+                    "evicting {app}: this SimFleet places apps by the controller; call `SimFleet::set_placement(Placement::Platform)` first"
+                )));
+            }
+            let current = state
+                .apps
+                .get(app.0 as usize)
+                .ok_or(FleetError::UnknownApp(app))?
+                .host;
+            let own = state
+                .hosts
+                .get(current as usize)
+                .filter(|h| h.host.state.accepts_apps())
+                .map(|h| h.host.id);
+            own.or_else(|| {
+                state
+                    .hosts
+                    .iter()
+                    .filter(|h| h.host.state.accepts_apps() && h.load < h.host.capacity)
+                    .min_by_key(|h| (h.load, h.host.id))
+                    .map(|h| h.host.id)
+            })
+            .ok_or_else(|| {
+                FleetError::Unavailable(format!(
+                    "no active host with room for {app}: the platform cannot place it"
+                ))
+            })?
+        };
+        self.begin_start(app, to)?;
+        Ok(to)
+    }
+}
+
+#[async_trait]
+impl RolloutFleet for SimFleet {
     async fn start_version(
         &self,
         host: HostId,
@@ -639,14 +709,5 @@ impl Fleet for SimFleet {
             }
         }
         Ok(())
-    }
-
-    async fn app_health(&self, app: AppId) -> Result<AppState, FleetError> {
-        let state = self.lock();
-        let entry = state
-            .apps
-            .get(app.0 as usize)
-            .ok_or(FleetError::UnknownApp(app))?;
-        Ok(state.app_state(*entry, self.clock.now()))
     }
 }

@@ -30,7 +30,7 @@
 //! # Example
 //!
 //! ```
-//! use fleet_drain::fleet::Fleet;
+//! use fleet_drain::fleet::{DrainFleet, Fleet, RolloutFleet};
 //! use fleet_drain::sim::{self, SimConfig, SimFleet};
 //! use resilience_core::clock::ManualClock;
 //! use std::time::Duration;

@@ -11,7 +11,7 @@ use resilience_core::ConfigError;
 use resilience_core::clock::Clock;
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::{Fleet, FleetError, Host, HostId, HostState};
+use crate::fleet::{DrainFleet, FleetError, Host, HostId, HostState};
 
 /// Parameters of the naive, capacity-gated drain of February 2019 (the
 /// baseline, not a recommendation). `Default`: 30 hosts at a time, drain
@@ -87,7 +87,7 @@ pub struct NaiveDrainReport {
 /// receiver capacity use is below the gate. No health gate, no per-host
 /// start limit — the February 2019 procedure.
 pub async fn naive_drain(
-    fleet: &dyn Fleet,
+    fleet: &dyn DrainFleet,
     clock: &dyn Clock,
     targets: &[HostId],
     config: &NaiveDrainConfig,

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::*;
-use crate::fleet::{AppState, Fleet, FleetError, HostState};
+use crate::fleet::{AppState, DrainFleet, FleetError, HostState, RolloutFleet};
 
 fn fleet(config: SimConfig) -> (ManualClock, SimFleet) {
     let clock = ManualClock::new();

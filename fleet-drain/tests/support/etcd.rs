@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use fleet_drain::drain::{DrainConfig, DrainController, DrainReport};
 use fleet_drain::etcd::{BudgetLimits, EtcdConfig, EtcdCoordinator, Leadership};
-use fleet_drain::fleet::{App, AppId, AppState, Fleet, FleetError, Host, HostId, HostState};
+use fleet_drain::fleet::{
+    App, AppId, AppState, DrainFleet, Fleet, FleetError, Host, HostId, HostState, RolloutFleet,
+};
 use fleet_drain::plan::Amount;
 use fleet_drain::sim::{SimConfig, SimFleet};
 use resilience_core::clock::{Clock, Sleep};
@@ -136,7 +138,7 @@ impl CheckedFleet {
 }
 
 #[async_trait]
-impl Fleet for CheckedFleet {
+impl DrainFleet for CheckedFleet {
     async fn hosts(&self) -> Result<Vec<Host>, FleetError> {
         self.sim.hosts().await
     }
@@ -177,6 +179,13 @@ impl Fleet for CheckedFleet {
         let _done = Done(self, to);
         self.sim.migrate(app, to).await
     }
+    async fn app_health(&self, app: AppId) -> Result<AppState, FleetError> {
+        self.sim.app_health(app).await
+    }
+}
+
+#[async_trait]
+impl RolloutFleet for CheckedFleet {
     async fn start_version(
         &self,
         host: HostId,
@@ -190,9 +199,6 @@ impl Fleet for CheckedFleet {
     }
     async fn shift_traffic(&self, version: &str, percent: f64) -> Result<(), FleetError> {
         self.sim.shift_traffic(version, percent).await
-    }
-    async fn app_health(&self, app: AppId) -> Result<AppState, FleetError> {
-        self.sim.app_health(app).await
     }
 }
 

@@ -84,7 +84,7 @@ pub fn collect(
 
 /// Every app is on an active host, running, and every old host is drained.
 pub fn assert_fully_drained(s: &Scenario) {
-    use fleet_drain::fleet::{AppState, Fleet, HostState};
+    use fleet_drain::fleet::{AppState, DrainFleet, HostState};
     let (hosts, apps) = fleet_drain::sim::run(&s.clock, async {
         (
             s.fleet.hosts().await.unwrap(),

@@ -36,7 +36,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use fleet_drain::fleet::{App, AppId, AppState, Fleet, FleetError, Host, HostId, HostState};
+use fleet_drain::fleet::{
+    App, AppId, AppState, DrainFleet, FleetError, Host, HostId, HostState, RolloutFleet,
+};
 use fleet_drain::sim::SimFleet;
 use resilience_core::clock::{Clock, ManualClock};
 use resilience_core::limit::{ConcurrencyLimit, ConcurrencyLimitConfig};
@@ -279,9 +281,9 @@ impl AllocFleet {
     }
 }
 
-// `Fleet` is an `async_trait`; its methods are written out desugared here
+// `DrainFleet` and `RolloutFleet` are `async_trait`s; their methods are written out desugared here
 // (the examples crate does not depend on `async-trait`).
-impl Fleet for AllocFleet {
+impl DrainFleet for AllocFleet {
     fn hosts<'life0, 'async_trait>(
         &'life0 self,
     ) -> BoxFuture<'async_trait, Result<Vec<Host>, FleetError>>
@@ -340,6 +342,22 @@ impl Fleet for AllocFleet {
         Box::pin(self.allocate_and_start(app, to))
     }
 
+    fn app_health<'life0, 'async_trait>(
+        &'life0 self,
+        app: AppId,
+    ) -> BoxFuture<'async_trait, Result<AppState, FleetError>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            let state = self.inner.app_health(app).await?;
+            Ok(self.visible_state(app.0, state, self.clock.now()))
+        })
+    }
+}
+
+impl RolloutFleet for AllocFleet {
     fn start_version<'life0, 'life1, 'async_trait>(
         &'life0 self,
         host: HostId,
@@ -378,20 +396,6 @@ impl Fleet for AllocFleet {
         Self: 'async_trait,
     {
         self.inner.shift_traffic(version, percent)
-    }
-
-    fn app_health<'life0, 'async_trait>(
-        &'life0 self,
-        app: AppId,
-    ) -> BoxFuture<'async_trait, Result<AppState, FleetError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let state = self.inner.app_health(app).await?;
-            Ok(self.visible_state(app.0, state, self.clock.now()))
-        })
     }
 }
 

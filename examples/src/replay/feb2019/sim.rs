@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleet_drain::drain::DrainController;
-use fleet_drain::fleet::{AppId, Fleet, HostId, HostState};
+use fleet_drain::fleet::{AppId, DrainFleet, Fleet, HostId, HostState};
 use fleet_drain::journal::MemoryJournal;
 use fleet_drain::sim::{self, SimConfig, SimFleet};
 use resilience_core::InstanceName;

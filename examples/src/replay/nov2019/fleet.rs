@@ -16,7 +16,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use fleet_drain::RolloutError;
-use fleet_drain::fleet::{App, AppId, AppState, Fleet, FleetError, Host, HostId, HostState};
+use fleet_drain::fleet::{
+    App, AppId, AppState, DrainFleet, FleetError, Host, HostId, HostState, RolloutFleet,
+};
 use fleet_drain::rollout::{Rollout, RolloutConfig, RolloutReport, RolloutStep};
 use futures::task::noop_waker_ref;
 use resilience_core::InstanceName;
@@ -93,7 +95,7 @@ fn id(i: usize) -> u32 {
 
 // `Fleet` is declared with `async_trait`; these are the signatures it
 // expands to, written out so the examples need no macro crate.
-impl Fleet for SimFleet {
+impl DrainFleet for SimFleet {
     fn hosts<'s, 'a>(&'s self) -> FleetFuture<'a, Vec<Host>>
     where
         's: 'a,
@@ -151,6 +153,20 @@ impl Fleet for SimFleet {
         )))
     }
 
+    fn app_health<'s, 'a>(&'s self, app: AppId) -> FleetFuture<'a, AppState>
+    where
+        's: 'a,
+        Self: 'a,
+    {
+        let state = usize::try_from(app.0)
+            .ok()
+            .and_then(|i| self.with(|v| v.states.get(i).copied()))
+            .ok_or(FleetError::UnknownApp(app));
+        ready(state)
+    }
+}
+
+impl RolloutFleet for SimFleet {
     fn start_version<'s, 'v, 'a>(
         &'s self,
         host: HostId,
@@ -208,18 +224,6 @@ impl Fleet for SimFleet {
         Self: 'a,
     {
         ready(Ok(()))
-    }
-
-    fn app_health<'s, 'a>(&'s self, app: AppId) -> FleetFuture<'a, AppState>
-    where
-        's: 'a,
-        Self: 'a,
-    {
-        let state = usize::try_from(app.0)
-            .ok()
-            .and_then(|i| self.with(|v| v.states.get(i).copied()))
-            .ok_or(FleetError::UnknownApp(app));
-        ready(state)
     }
 }
 

@@ -203,10 +203,16 @@ pub struct BreakwaterPolicy {
     pub backoff_max_ms: u64,
     /// Cap on a server's Retry-After hint, milliseconds.
     pub max_retry_after_ms: u64,
+    /// Servers: which limit sheds load. `fixed`: a `ConcurrencyLimit` of
+    /// `shed_max_concurrent` plus a queue of `shed_queue`; `aimd` or
+    /// `gradient2`: an `AdaptiveLimit` that starts at `shed_max_concurrent`
+    /// and moves with the latency it measures (see [`ShedAlgorithm`]).
+    pub shed_algorithm: ShedAlgorithm,
     /// Servers: requests a server admits at once before queueing
-    /// (`ConcurrencyLimit::max_concurrent`). Written blind: a Node.js API
-    /// process has one event loop and overlaps a few database round trips;
-    /// the real number of workers is part of the hidden world.
+    /// (`ConcurrencyLimit::max_concurrent`; the adaptive limits' initial
+    /// limit). Written blind: a Node.js API process has one event loop and
+    /// overlaps a few database round trips; the real number of workers is
+    /// part of the hidden world.
     pub shed_max_concurrent: usize,
     /// Servers: requests queued behind the admitted ones before shedding
     /// with a fast 503 (`ConcurrencyLimit::max_queued`).
@@ -215,6 +221,13 @@ pub struct BreakwaterPolicy {
     /// (visible) attempt timeout: a request that waits longer is shed,
     /// since its proxy would give up on it anyway.
     pub shed_queue_timeout_share: f64,
+    /// Servers: memory guard. A server refuses a request with a fast 503
+    /// when admitting it would take the memory it holds above this share of
+    /// its own memory limit. The server reads both at run time (heap in use
+    /// and the heap's limit, as Node's `v8.getHeapStatistics()` does, or an
+    /// overload manager's heap monitor): the operator writes only the share,
+    /// never the limit. A round 90 %.
+    pub shed_memory_share: f64,
     /// Servers: a restarted server's traffic ramps up over this many seconds
     /// (`SlowStart`; the library's default, 30 s).
     pub slow_start_s: u64,
@@ -239,9 +252,11 @@ impl Default for BreakwaterPolicy {
             backoff_base_ms: 50,
             backoff_max_ms: 2_000,
             max_retry_after_ms: 1_000,
+            shed_algorithm: ShedAlgorithm::Aimd,
             shed_max_concurrent: 4,
             shed_queue: 4,
             shed_queue_timeout_share: 0.25,
+            shed_memory_share: 0.9,
             slow_start_s: 30,
             breaker_failure_rate: 0.5,
             breaker_open_ms: 2_000,
@@ -249,6 +264,21 @@ impl Default for BreakwaterPolicy {
             throttle_window_s: 120,
         }
     }
+}
+
+/// How a Breakwater server limits its concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShedAlgorithm {
+    /// A fixed `ConcurrencyLimit` (`shed_max_concurrent` + `shed_queue`).
+    Fixed,
+    /// An `AdaptiveLimit` with AIMD: +1 per fast success while busy, ×0.9
+    /// on a success slower than the queue timeout (`shed_queue_timeout_share`
+    /// of the proxies' attempt timeout). No queue in front of it.
+    Aimd,
+    /// An `AdaptiveLimit` with Gradient2 (library defaults): shrinks as the
+    /// latency rises above its long-term average. No queue in front of it.
+    Gradient2,
 }
 
 /// The operators' fix of the report: at `fix_at_s` the load balancer stops
@@ -470,6 +500,13 @@ impl Nov2019Params {
                 && b.shed_queue_timeout_share <= 1.0,
             "nov.shed_queue_timeout_share",
             format!("must be in (0, 1], got {}", b.shed_queue_timeout_share),
+        )?;
+        ensure(
+            b.shed_memory_share.is_finite()
+                && b.shed_memory_share > 0.0
+                && b.shed_memory_share <= 1.0,
+            "nov.shed_memory_share",
+            format!("must be in (0, 1], got {}", b.shed_memory_share),
         )?;
         ensure(
             (1..=3_600).contains(&b.slow_start_s),

@@ -228,9 +228,14 @@ pub struct BreakwaterPolicy {
     /// overload manager's heap monitor): the operator writes only the share,
     /// never the limit. A round 90 %.
     pub shed_memory_share: f64,
+    /// Servers: whether the memory guard is on (`false` for what-ifs: the
+    /// adaptive limit alone).
+    pub shed_memory_guard: bool,
     /// Servers: a restarted server's traffic ramps up over this many seconds
     /// (`SlowStart`; the library's default, 30 s).
     pub slow_start_s: u64,
+    /// Where the slow-start ramp acts (see [`SlowStartAt`]).
+    pub slow_start_at: SlowStartAt,
     /// Failure rate over the window at which a proxy's breaker for one
     /// server opens (ablation only).
     pub breaker_failure_rate: f64,
@@ -257,7 +262,9 @@ impl Default for BreakwaterPolicy {
             shed_queue: 4,
             shed_queue_timeout_share: 0.25,
             shed_memory_share: 0.9,
+            shed_memory_guard: true,
             slow_start_s: 30,
+            slow_start_at: SlowStartAt::Balancer,
             breaker_failure_rate: 0.5,
             breaker_open_ms: 2_000,
             throttle_k: 2.0,
@@ -279,6 +286,23 @@ pub enum ShedAlgorithm {
     /// An `AdaptiveLimit` with Gradient2 (library defaults): shrinks as the
     /// latency rises above its long-term average. No queue in front of it.
     Gradient2,
+}
+
+/// Where a restarted server's slow-start ramp (`SlowStart::admit_fraction`)
+/// acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowStartAt {
+    /// The proxies pick servers in proportion to their ramp, as a load
+    /// balancer's slow start does (Envoy's `slow_start_config`): a new
+    /// server gets a smaller share *relative to the others*, so when every
+    /// server restarts at once (a revert) each still gets its full share
+    /// and nothing is refused.
+    Balancer,
+    /// The server itself refuses (503, Retry-After 1 s) the share of the
+    /// requests its ramp does not admit yet, whatever the other servers do
+    /// (the first version).
+    Server,
 }
 
 /// The operators' fix of the report: at `fix_at_s` the load balancer stops

@@ -18,7 +18,7 @@ use resilience_core::retry::RetryConfig;
 use resilience_core::throttle::AdaptiveThrottleConfig;
 use serde::Serialize;
 
-use super::params::{BreakwaterPolicy, NaivePolicy, Setup, ShedAlgorithm};
+use super::params::{BreakwaterPolicy, NaivePolicy, Setup, ShedAlgorithm, SlowStartAt};
 use crate::replay::error::ReplayError;
 
 /// The mechanisms a policy turns on. Naive proxies retry failures at once up
@@ -178,6 +178,9 @@ pub struct SideConfig {
     pub restart: Option<RestartBackoffConfig>,
     /// Each server's slow start after a boot.
     pub slow_start: Option<SlowStartConfig>,
+    /// Where the slow start acts: the proxies' choice of server (`balancer`)
+    /// or the server's admission (`server`).
+    pub slow_start_at: SlowStartAt,
 }
 
 /// The configuration of a side with mechanisms `m`: from the setup and the
@@ -314,8 +317,10 @@ pub fn side_config(
         deadline: m.deadline,
         limit,
         adaptive_limit,
-        memory_guard_share: m.load_shedding.then_some(bw.shed_memory_share),
+        memory_guard_share: (m.load_shedding && bw.shed_memory_guard)
+            .then_some(bw.shed_memory_share),
         restart,
         slow_start,
+        slow_start_at: bw.slow_start_at,
     })
 }

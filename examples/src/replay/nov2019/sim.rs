@@ -46,7 +46,7 @@ use resilience_core::retry::{ErrorClass, RetryDecision, RetryErrorKind, RetryPol
 use resilience_core::throttle::AdaptiveThrottle;
 
 use super::fleet::{Command, StagedDeploy};
-use super::params::Nov2019Params;
+use super::params::{Nov2019Params, SlowStartAt};
 use super::policy::{Mechanisms, Side, SideConfig, side_config};
 use super::report::{Counters, Nov2019Outcome, Timeline};
 use crate::replay::error::ReplayError;
@@ -604,6 +604,10 @@ impl<'p> Sim<'p> {
                     break;
                 }
             }
+        } else if self.config.slow_start.is_some()
+            && self.config.slow_start_at == SlowStartAt::Balancer
+        {
+            chosen = Some((self.pick_by_slow_start(), None));
         } else {
             chosen = Some((start, None));
         }
@@ -633,6 +637,24 @@ impl<'p> Sim<'p> {
             .push(self.now + net, Ev::AtServer { attempt, server });
         self.q
             .push(self.now + timeout.max(1), Ev::AttemptTimeout(attempt));
+    }
+
+    /// A load balancer's slow start: each server is picked in proportion to
+    /// its ramp (`SlowStart::admit_fraction`, 1 once warm), so a restarted
+    /// server gets less traffic than its warm peers and the same as peers
+    /// that restarted with it. The proxies learn of a restart from the
+    /// server's health check.
+    fn pick_by_slow_start(&mut self) -> usize {
+        let weight = |s: &Server| s.slow_start.as_ref().map_or(1.0, SlowStart::admit_fraction);
+        let total: f64 = self.servers.iter().map(weight).sum();
+        let mut draw = self.rng.f64() * total;
+        for (i, server) in self.servers.iter().enumerate() {
+            draw -= weight(server);
+            if draw < 0.0 {
+                return i;
+            }
+        }
+        self.servers.len().saturating_sub(1)
     }
 
     fn respond(&mut self, attempt: Key, ok: bool, retry_after: Micros) {
@@ -678,6 +700,7 @@ impl<'p> Sim<'p> {
         }
         let server = &mut self.servers[s];
         if let Some(slow) = &server.slow_start
+            && self.config.slow_start_at == SlowStartAt::Server
             && !slow.should_admit(&mut self.rng)
         {
             self.c.shed += 1;

@@ -203,10 +203,11 @@ pub struct BreakwaterPolicy {
     pub backoff_max_ms: u64,
     /// Cap on a server's Retry-After hint, milliseconds.
     pub max_retry_after_ms: u64,
-    /// Servers: which limit sheds load. `fixed`: a `ConcurrencyLimit` of
-    /// `shed_max_concurrent` plus a queue of `shed_queue`; `aimd` or
-    /// `gradient2`: an `AdaptiveLimit` that starts at `shed_max_concurrent`
-    /// and moves with the latency it measures (see [`ShedAlgorithm`]).
+    /// Servers: which limit sheds load. `fixed` (the default, the first
+    /// version's): a `ConcurrencyLimit` of `shed_max_concurrent` plus a queue
+    /// of `shed_queue`; `aimd` or `gradient2`: an `AdaptiveLimit` that starts
+    /// at `shed_max_concurrent` and moves with the latency it measures (see
+    /// [`ShedAlgorithm`]; what-ifs in the README).
     pub shed_algorithm: ShedAlgorithm,
     /// Servers: requests a server admits at once before queueing
     /// (`ConcurrencyLimit::max_concurrent`; the adaptive limits' initial
@@ -257,7 +258,7 @@ impl Default for BreakwaterPolicy {
             backoff_base_ms: 50,
             backoff_max_ms: 2_000,
             max_retry_after_ms: 1_000,
-            shed_algorithm: ShedAlgorithm::Aimd,
+            shed_algorithm: ShedAlgorithm::Fixed,
             shed_max_concurrent: 4,
             shed_queue: 4,
             shed_queue_timeout_share: 0.25,

@@ -13,9 +13,14 @@
 //! `ManualClock` that follows simulated time: the proxies' retries are the
 //! library's one retry engine (`RetryPolicy::start_run` → `RetryRun`, with
 //! its `RetryBudget`, jittered `Backoff`, Retry-After cap and deadline),
-//! `CircuitBreaker`, `AdaptiveThrottle`, `ConcurrencyLimit` (load shedding),
-//! `RestartBackoff` and `SlowStart`; the staged side's release goes out
-//! through fleet-drain's `Rollout` (see [`super::fleet`]).
+//! `CircuitBreaker`, `AdaptiveThrottle`, `ConcurrencyLimit` or
+//! `AdaptiveLimit` (load shedding), `RestartBackoff` and `SlowStart` (its
+//! ramp weighting the proxies' choice of server, or refusing at the
+//! server); the staged side's release goes out through fleet-drain's
+//! `Rollout` (see [`super::fleet`]). The servers' memory guard is the
+//! simulation's own: one comparison of the memory a server holds with a
+//! share of its limit, both read by the server at run time (no library type
+//! reads a heap).
 //!
 //! The simulation reads the hidden [`World`](super::params::World); the
 //! sides' configurations come from [`super::policy::side_config`], which

@@ -252,11 +252,44 @@ pub fn side_config(
         half_open_probes: 2,
         ..BreakerConfig::default()
     });
+    let (limit, adaptive_limit) = server_limits(setup, bw, m)?;
+    let restart = m.restart_backoff.then(|| RestartBackoffConfig {
+        jitter: Jitter::Equal,
+        ..RestartBackoffConfig::default()
+    });
+    let slow_start = m.slow_start.then(|| SlowStartConfig {
+        duration: Duration::from_secs(bw.slow_start_s.max(1)),
+        ..SlowStartConfig::default()
+    });
+    Ok(SideConfig {
+        retry,
+        budget,
+        throttle,
+        breaker,
+        deadline: m.deadline,
+        limit,
+        adaptive_limit,
+        memory_guard_share: (m.load_shedding && bw.shed_memory_guard)
+            .then_some(bw.shed_memory_share),
+        restart,
+        slow_start,
+        slow_start_at: bw.slow_start_at,
+    })
+}
+
+/// Each server's concurrency limit with mechanisms `m`: a fixed
+/// `ConcurrencyLimit` or an `AdaptiveLimit` (`shed_algorithm`), or none
+/// without load shedding.
+fn server_limits(
+    setup: &Setup,
+    bw: &BreakwaterPolicy,
+    m: Mechanisms,
+) -> Result<(Option<ConcurrencyLimitConfig>, Option<AdaptiveLimitConfig>), ReplayError> {
     let queue_timeout = Duration::from_secs_f64(
         setup.attempt_timeout_ms as f64 / 1_000.0 * bw.shed_queue_timeout_share,
     );
     let queue_timeout = queue_timeout.max(Duration::from_millis(1));
-    let (limit, adaptive_limit) = match (m.load_shedding, bw.shed_algorithm) {
+    let limits = match (m.load_shedding, bw.shed_algorithm) {
         (false, _) => (None, None),
         (true, ShedAlgorithm::Fixed) => (
             Some(ConcurrencyLimitConfig {
@@ -301,26 +334,5 @@ pub fn side_config(
             (None, Some(config))
         }
     };
-    let restart = m.restart_backoff.then(|| RestartBackoffConfig {
-        jitter: Jitter::Equal,
-        ..RestartBackoffConfig::default()
-    });
-    let slow_start = m.slow_start.then(|| SlowStartConfig {
-        duration: Duration::from_secs(bw.slow_start_s.max(1)),
-        ..SlowStartConfig::default()
-    });
-    Ok(SideConfig {
-        retry,
-        budget,
-        throttle,
-        breaker,
-        deadline: m.deadline,
-        limit,
-        adaptive_limit,
-        memory_guard_share: (m.load_shedding && bw.shed_memory_guard)
-            .then_some(bw.shed_memory_share),
-        restart,
-        slow_start,
-        slow_start_at: bw.slow_start_at,
-    })
+    Ok(limits)
 }

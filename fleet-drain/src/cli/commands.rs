@@ -165,6 +165,15 @@ pub(super) async fn run(config: CliConfig) -> Result<u8, CliError> {
     }
     let adapter = Arc::new(Adapter::build(&config.adapter, &records)?);
     let targets = adapter.resolve(&config.targets).await?;
+    // The recorder goes in before the controller registers its series.
+    let _metrics = match &config.metrics {
+        Some(metrics) => {
+            let endpoint = super::metrics::serve(metrics.listen).await?;
+            println!("metrics: http://{}/metrics", endpoint.address);
+            Some(endpoint)
+        }
+        None => None,
+    };
     let control = Control::new();
     let fleet: Arc<dyn DrainFleet> = Arc::new(Pausable {
         inner: Arc::clone(&adapter.fleet),

@@ -191,6 +191,8 @@ export interface AllocationOut {
   reflinks: number
   /** Files copied into the app. */
   copies: number
+  /** Packages whose build was skipped under `ignoreScripts` (`name@version at path`). */
+  ignoredScripts: Array<string>
 }
 
 /** Options of `new Allocator(...)`, type-checked by the JS wrapper. */
@@ -209,6 +211,18 @@ export interface AllocatorOptions {
   noQueueTimeout?: boolean
   /** Refuse work below this many free bytes (default 512 MiB; 0 disables). */
   minFreeBytes?: number
+  /** Builds that may be skipped (`all`, or package names); checked by the JS wrapper. */
+  ignoreScripts?: IgnoreScriptsInput
+  /** Install `dev` packages (default true). */
+  includeDev?: boolean
+  /** Install `optional` packages that fit the platform (default true). */
+  includeOptional?: boolean
+  /** The `os` optional packages are filtered for (default this system's). */
+  os?: string
+  /** The `cpu` optional packages are filtered for (default this system's). */
+  cpu?: string
+  /** `'glibc' | 'musl'` (default detected). */
+  libc?: string
 }
 
 /** Counters of an allocator. */
@@ -462,6 +476,14 @@ export interface HysteresisStats {
   streak: number
   /** NaN samples ignored. */
   ignored: number
+}
+
+/** `ignoreScripts`: `true` skips every build, or the names whose build may be skipped. */
+export interface IgnoreScriptsInput {
+  /** Skip every build. */
+  all: boolean
+  /** Package names whose build may be skipped. */
+  packages: Array<string>
 }
 
 /** One imported package. */

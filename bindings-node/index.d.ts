@@ -458,6 +458,22 @@ export interface AllocatorOptions {
   queueTimeoutMs?: number | null;
   /** Refuse work below this many free bytes; 0 disables. Default 512 MiB. */
   minFreeBytes?: number;
+  /**
+   * Trees needing a build the allocator does not run (install scripts, `binding.gyp`) are
+   * refused with ERR_BREAKWATER_BUILD_REQUIRED. `true` skips every such build, a list skips
+   * the named packages' builds; skipped builds are listed in `Allocation.ignoredScripts`.
+   */
+  ignoreScripts?: boolean | string[];
+  /** Install `dev` packages. Default true. */
+  includeDev?: boolean;
+  /** Install `optional` packages that fit the platform. Default true. */
+  includeOptional?: boolean;
+  /** The `os` optional packages are filtered for. Default: this system's. */
+  os?: string;
+  /** The `cpu` optional packages are filtered for. Default: this system's. */
+  cpu?: string;
+  /** The libc optional packages are filtered for. Default: detected. */
+  libc?: 'glibc' | 'musl';
 }
 
 export interface Allocation {
@@ -470,6 +486,8 @@ export interface Allocation {
   hardlinks: number;
   reflinks: number;
   copies: number;
+  /** Packages whose build was skipped under `ignoreScripts` (`name@version at path (reasons)`). */
+  ignoredScripts: string[];
 }
 
 export interface ImportedPackage {

@@ -7,7 +7,10 @@ const native = require('./native');
 const v = require('./validate');
 const { codedError, rangeError } = require('./errors');
 
-const KEYS = ['storeDir', 'linkMode', 'maxConcurrent', 'maxQueued', 'queueTimeoutMs', 'minFreeBytes'];
+const KEYS = [
+  'storeDir', 'linkMode', 'maxConcurrent', 'maxQueued', 'queueTimeoutMs', 'minFreeBytes',
+  'ignoreScripts', 'includeDev', 'includeOptional', 'os', 'cpu', 'libc',
+];
 const LINK_MODES = ['auto', 'hardlink', 'reflink', 'copy'];
 
 function unwrap(result) {
@@ -20,6 +23,16 @@ function unwrap(result) {
     throw codedError(code, message, extra);
   }
   return result.ok;
+}
+
+// `true`/`false`, or the names of the packages whose build may be skipped.
+function ignoreScripts(value) {
+  if (value === undefined || typeof value === 'boolean') return { all: value === true, packages: [] };
+  if (!Array.isArray(value)) {
+    throw v.typeError(`\`ignoreScripts\` must be a boolean or an array of package names, got ${v.describe(value)}`);
+  }
+  value.forEach((name, i) => v.string(`ignoreScripts[${i}]`, name, { optional: false }));
+  return { all: false, packages: value };
 }
 
 function path(name, value) {
@@ -50,12 +63,19 @@ class Allocator {
         o.queueTimeoutMs === null ? undefined : v.number('queueTimeoutMs', o.queueTimeoutMs, { min: 0, max: Number.MAX_SAFE_INTEGER }),
       noQueueTimeout: o.queueTimeoutMs === null,
       minFreeBytes: v.number('minFreeBytes', o.minFreeBytes, { min: 0, max: Number.MAX_SAFE_INTEGER, integer: true }),
+      ignoreScripts: ignoreScripts(o.ignoreScripts),
+      includeDev: v.boolean('includeDev', o.includeDev),
+      includeOptional: v.boolean('includeOptional', o.includeOptional),
+      os: v.string('os', o.os),
+      cpu: v.string('cpu', o.cpu),
+      libc: v.string('libc', o.libc, { oneOf: ['glibc', 'musl'] }),
     };
     this.#native = new native.NativeAllocator(checked);
   }
 
   /**
-   * Allocates `appDir/node_modules` for `lockfile` (package-lock.json v2/v3).
+   * Allocates `appDir/node_modules` for `lockfile` (package-lock.json v1/v2/v3,
+   * or pnpm-lock.yaml v9).
    * Resolves with `{ nodeModules, outcome, packages, files, ... }`.
    */
   async allocate(options) {

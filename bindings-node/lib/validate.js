@@ -77,7 +77,7 @@ function boolean(name, value, { optional = true } = {}) {
   return value;
 }
 
-module.exports = { options, knownKeys, number, string, func, instance, boolean, describe };
+module.exports = { options, knownKeys, number, string, func, instance, boolean, describe, typeError };
 
 /** An optional AbortSignal (anything with a boolean `aborted` and addEventListener). */
 function signal(name, value) {

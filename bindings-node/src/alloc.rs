@@ -19,6 +19,8 @@ use napi_derive::napi;
 use node_modules_alloc::Error as AllocError;
 use node_modules_alloc::allocator::{Allocation, Allocator, AllocatorConfig, Outcome};
 use node_modules_alloc::config::LinkMode;
+use node_modules_alloc::lifecycle::IgnoreScripts;
+use node_modules_alloc::platform::Libc;
 use node_modules_alloc::store::Store;
 
 use crate::codes;
@@ -44,6 +46,28 @@ pub struct AllocatorOptions {
     pub no_queue_timeout: Option<bool>,
     /// Refuse work below this many free bytes (default 512 MiB; 0 disables).
     pub min_free_bytes: Option<f64>,
+    /// Builds that may be skipped (`all`, or package names); checked by the JS wrapper.
+    pub ignore_scripts: Option<IgnoreScriptsInput>,
+    /// Install `dev` packages (default true).
+    pub include_dev: Option<bool>,
+    /// Install `optional` packages that fit the platform (default true).
+    pub include_optional: Option<bool>,
+    /// The `os` optional packages are filtered for (default this system's).
+    pub os: Option<String>,
+    /// The `cpu` optional packages are filtered for (default this system's).
+    pub cpu: Option<String>,
+    /// `'glibc' | 'musl'` (default detected).
+    pub libc: Option<String>,
+}
+
+/// `ignoreScripts`: `true` skips every build, or the names whose build may be skipped.
+#[napi(object)]
+#[derive(Debug, Clone, Default)]
+pub struct IgnoreScriptsInput {
+    /// Skip every build.
+    pub all: bool,
+    /// Package names whose build may be skipped.
+    pub packages: Vec<String>,
 }
 
 /// Why an async operation failed.
@@ -84,6 +108,8 @@ pub struct AllocationOut {
     pub reflinks: f64,
     /// Files copied into the app.
     pub copies: f64,
+    /// Packages whose build was skipped under `ignoreScripts` (`name@version at path`).
+    pub ignored_scripts: Vec<String>,
 }
 
 /// `allocate`'s tagged result.
@@ -259,9 +285,36 @@ pub fn allocator_config(options: &AllocatorOptions) -> BwResult<AllocatorConfig>
     if let Some(bytes) = options.min_free_bytes {
         config.min_free_bytes = whole_usize("minFreeBytes", bytes)? as u64;
     }
+    if let Some(ignore) = &options.ignore_scripts {
+        config.ignore_scripts = IgnoreScripts {
+            all: ignore.all,
+            packages: ignore.packages.clone(),
+        };
+    }
+    if let Some(dev) = options.include_dev {
+        config.selection.include_dev = dev;
+    }
+    if let Some(optional) = options.include_optional {
+        config.selection.include_optional = optional;
+    }
+    config.platform.os.clone_from(&options.os);
+    config.platform.cpu.clone_from(&options.cpu);
+    if let Some(libc) = &options.libc {
+        config.platform.libc =
+            Some(Libc::from_str(libc).map_err(|e| BwError::range(format!("`libc`: {e}")))?);
+    }
     config.validate().map_err(|e| {
         // The JS options are flat: `limit.max_concurrent` is `maxConcurrent`.
-        let field = e.field().trim_start_matches("limit.");
+        // So are `platform.os` (`os`) and `ignore_scripts.*` (`ignoreScripts`).
+        let field = e
+            .field()
+            .trim_start_matches("limit.")
+            .trim_start_matches("platform.");
+        let field = if field.starts_with("ignore_scripts") {
+            "ignore_scripts"
+        } else {
+            field
+        };
         let name = if MS_FIELDS.contains(&e.field()) {
             format!("{}Ms", crate::error::camel_case(field))
         } else {
@@ -287,6 +340,7 @@ fn allocation(a: &Allocation) -> AllocationOut {
         .to_owned(),
         hardlinks: a.stats.hardlinks as f64,
         reflinks: a.stats.reflinks as f64,
+        ignored_scripts: a.ignored_scripts.iter().map(ToString::to_string).collect(),
         copies: a.stats.copies as f64,
     }
 }

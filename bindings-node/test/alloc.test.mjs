@@ -148,3 +148,49 @@ test('invalid allocator arguments are TypeErrors or RangeErrors naming the optio
   await assert.rejects(allocator.import([1]), { name: 'TypeError', code: codes.INVALID_ARG });
   await assert.rejects(allocator.verify({ appDir: 'x', repair: 'yes' }), { name: 'TypeError', code: codes.INVALID_ARG });
 });
+
+test('ignoreScripts, platform and selection options reach the allocator', async (t) => {
+  const ws = workspace(t);
+  const native = {
+    version: '1.0.0',
+    files: {
+      'package/package.json': JSON.stringify({ name: 'native', version: '1.0.0', scripts: { install: 'node-gyp rebuild' } }),
+      'package/index.js': 'module.exports = 1;\n',
+    },
+  };
+  const bytes = tgz(native.files);
+  writeFileSync(join(ws.tarballs, 'native-1.0.0.tgz'), bytes);
+  const lockfile = prepare(ws, ['left-pad'], {
+    'node_modules/native': { version: '1.0.0', integrity: integrity(bytes), hasInstallScript: true, dev: true },
+  });
+  const storeDir = join(ws.dir, 'store');
+  const strict = new Allocator({ storeDir, minFreeBytes: 0 });
+  await strict.import(ws.tarballs);
+  await assert.rejects(strict.allocate({ lockfile, appDir: join(ws.dir, 'a') }), { code: codes.BUILD_REQUIRED });
+
+  const lenient = new Allocator({ storeDir, minFreeBytes: 0, ignoreScripts: ['native'] });
+  const done = await lenient.allocate({ lockfile, appDir: join(ws.dir, 'b') });
+  assert.deepEqual(done.ignoredScripts.length, 1);
+  assert.match(done.ignoredScripts[0], /^native@1\.0\.0 at node_modules\/native/);
+
+  // Without dev packages the build is not needed at all.
+  const prod = new Allocator({ storeDir, minFreeBytes: 0, includeDev: false });
+  const lean = await prod.allocate({ lockfile, appDir: join(ws.dir, 'c') });
+  assert.equal(lean.packages, 1);
+  assert.deepEqual(lean.ignoredScripts, []);
+
+  // A platform that does not fit a required package.
+  const musl = join(ws.dir, 'musl');
+  mkdirSync(musl);
+  const only = prepare({ dir: musl, tarballs: ws.tarballs }, ['left-pad']);
+  const lock = JSON.parse(readFileSync(only, 'utf8'));
+  lock.packages['node_modules/left-pad'].libc = ['musl'];
+  writeFileSync(only, JSON.stringify(lock));
+  const glibc = new Allocator({ storeDir, minFreeBytes: 0, os: 'linux', cpu: 'x64', libc: 'glibc' });
+  await assert.rejects(glibc.allocate({ lockfile: only, appDir: join(musl, 'app') }), { code: codes.PLATFORM_MISMATCH });
+
+  assertInvalid(() => new Allocator({ storeDir, libc: 'bionic' }), RangeError, 'libc');
+  assertInvalid(() => new Allocator({ storeDir, ignoreScripts: 'all' }), TypeError, 'ignoreScripts');
+  assertInvalid(() => new Allocator({ storeDir, ignoreScripts: [1] }), TypeError, 'ignoreScripts[0]');
+  assertInvalid(() => new Allocator({ storeDir, os: 'Linux!' }), RangeError, 'os');
+});

@@ -22,4 +22,5 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod local_fleet;
 pub mod replay;

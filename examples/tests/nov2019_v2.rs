@@ -239,3 +239,74 @@ fn the_report_has_every_side_limits_and_ratios() {
 fn report_table(report: &nov2019::Nov2019Report) -> String {
     nov2019::table::render(report, 1)
 }
+
+#[test]
+fn breakwater_servers_do_not_run_out_of_memory_whatever_the_hidden_memory() {
+    // The same (blind) configuration in worlds with less or more memory and
+    // a heavier or lighter bad release: the servers' memory guard refuses
+    // what would not fit, so no server crashes, where naive servers do.
+    for world in [
+        ["nov.memory_limit=50", "nov.bad_memory_factor=8"],
+        ["nov.memory_limit=30", "nov.bad_memory_factor=8"],
+        ["nov.memory_limit=50", "nov.bad_memory_factor=12"],
+        ["nov.memory_limit=100", "nov.bad_memory_factor=4"],
+    ] {
+        let mut assignments = SHORT.to_vec();
+        assignments.extend(world);
+        let p = params(&assignments);
+        let bw = run(&p, Side::Breakwater, Mechanisms::BREAKWATER);
+        assert_eq!(bw.crashes, 0, "{world:?}: {bw:?}");
+        let naive = run(&p, Side::Naive, Mechanisms::NAIVE);
+        assert!(naive.crashes > 0, "{world:?}: naive servers crash");
+        if p.world.memory_limit / p.world.bad_memory_factor < 10.0 {
+            assert!(bw.memory_shed > 0, "{world:?}: the guard refused requests");
+        }
+    }
+}
+
+#[test]
+fn the_server_limit_is_fixed_by_default_and_adaptive_on_request_with_no_queue_in_front() {
+    let config = Nov2019Params::default().breakwater_config().unwrap();
+    assert!(config.adaptive_limit.is_none());
+    assert_eq!(config.limit.unwrap().max_queued, 4);
+    assert!(
+        config
+            .memory_guard_share
+            .is_some_and(|s| s > 0.0 && s <= 1.0)
+    );
+    for (name, aimd) in [("aimd", true), ("gradient2", false)] {
+        let assignment = format!("nov.shed_algorithm={name}");
+        let config = params(&[assignment.as_str()]).breakwater_config().unwrap();
+        assert!(config.limit.is_none(), "{name}: no fixed limit");
+        let adaptive = config.adaptive_limit.expect("an adaptive limit");
+        assert_eq!(adaptive.max_queued, 0, "{name}");
+        assert_eq!(
+            matches!(
+                adaptive.algorithm,
+                resilience_core::limit::LimitAlgorithm::Aimd(_)
+            ),
+            aimd,
+            "{name}"
+        );
+    }
+    let unguarded = params(&["nov.shed_memory_guard=false"])
+        .breakwater_config()
+        .unwrap();
+    assert_eq!(unguarded.memory_guard_share, None);
+}
+
+#[test]
+fn an_adaptive_server_limit_runs_and_the_guard_still_prevents_crashes() {
+    for name in ["aimd", "gradient2"] {
+        let assignment = format!("nov.shed_algorithm={name}");
+        let mut assignments = SHORT.to_vec();
+        assignments.push(assignment.as_str());
+        let p = params(&assignments);
+        let bw = run(&p, Side::Breakwater, Mechanisms::BREAKWATER);
+        assert_eq!(bw.crashes, 0, "{name}: {bw:?}");
+        assert!(
+            bw.shed > 0,
+            "{name}: the limit or the guard refused requests"
+        );
+    }
+}

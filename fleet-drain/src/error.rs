@@ -81,6 +81,16 @@ pub enum FleetError {
     /// worth retrying with backoff.
     #[error("fleet backend unavailable: {0}")]
     Unavailable(String),
+    /// The fleet's backend answered something that breaks its contract
+    /// (garbage JSON, missing fields, an unexpected status): retrying cannot
+    /// help, the backend (or the adapter's configuration) must be fixed.
+    #[error("the fleet backend's answer to {endpoint} breaks its contract: {reason}")]
+    BadResponse {
+        /// The call, e.g. `GET /v1/hosts`.
+        endpoint: String,
+        /// What is wrong with the answer, and what to fix.
+        reason: String,
+    },
 }
 
 impl FleetError {

@@ -21,6 +21,7 @@
 //! | [`rollout`] | [`rollout::Rollout`]: canary, waves, bake, start without traffic, traffic shifts, automatic rollback |
 //! | [`names`] | [`names::NameMap`]: an adapter's host and app names ↔ ids, assigned on first sight, journaled so restarts keep them |
 //! | [`journal`] | [`journal::Journal`] and the append-only, checksummed [`journal::FileJournal`]: a restarted controller resumes |
+//! | `http` (feature `http`) | `http::HttpFleet`: the fleet of a platform that implements the JSON-over-HTTP contract of `docs/http-contract.md` |
 //! | `etcd` (feature `etcd`) | several controllers on one fleet: leader election on a lease with fencing, a fleet-wide disruption budget, the journal in etcd |
 //!
 //! Time, backoff and alert signals come from `resilience-core`
@@ -91,6 +92,9 @@ mod error;
 pub mod etcd;
 pub mod fleet;
 pub mod health;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod ids;
 pub mod journal;
 pub mod names;

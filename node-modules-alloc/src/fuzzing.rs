@@ -269,15 +269,38 @@ pub fn check_import_tarball(store: &Store, data: &[u8]) -> Result<(), Violation>
     }
 }
 
-/// `lockfile`: [`Lockfile::parse`] and [`Lockfile::select`] with every [`Selection`]: a
+/// `lockfile`: [`Lockfile::parse`] (as `package-lock.json` and as `pnpm-lock.yaml`) and
+/// [`Lockfile::select`] with every [`Selection`]: a
 /// selected package is an install path `node_modules/...` without `..`, empty or `.`
 /// components, and its bins are safe.
 pub fn check_lockfile(data: &[u8]) -> Result<(), Violation> {
-    const T: &str = "lockfile";
     let text = String::from_utf8_lossy(data);
-    let Ok(lockfile) = Lockfile::parse("package-lock.json", &text) else {
-        return Ok(());
-    };
+    // Each input is read as both formats: JSON text is also YAML, and the seeds hold both.
+    for file in ["package-lock.json", "pnpm-lock.yaml"] {
+        if let Ok(lockfile) = Lockfile::parse(file, &text) {
+            check_parsed_lockfile(&lockfile)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_parsed_lockfile(lockfile: &Lockfile) -> Result<(), Violation> {
+    const T: &str = "lockfile";
+    // Workspace links: at the top of node_modules, to a folder that cannot leave the app.
+    for link in lockfile.links() {
+        if !link.path.starts_with("node_modules/") || relative_path_problem(&link.path).is_some() {
+            return Err(violation(
+                T,
+                format!("link path {:?} is not a top-level install path", link.path),
+            ));
+        }
+        if let Some(problem) = relative_path_problem(&link.target) {
+            return Err(violation(
+                T,
+                format!("link target {:?} {problem}", link.target),
+            ));
+        }
+    }
     for include_dev in [false, true] {
         for include_optional in [false, true] {
             let selection = Selection {

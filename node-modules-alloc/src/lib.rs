@@ -8,7 +8,7 @@
 //!   integrity, atomic writes, read-only files, `verify` by re-hashing, quarantine.
 //! * [`import`]: `.tgz` files, directories of them and npm caches (`_cacache`), integrity
 //!   verified, hostile entries (absolute paths, `..`, escaping links, devices, bombs) refused.
-//! * [`lockfile`]: `package-lock.json` v2/v3 (and v1, read-only); [`platform`]: `os`/`cpu`/`libc` filtering (libc
+//! * [`lockfile`]: `package-lock.json` v2/v3 (and v1, read-only) and `pnpm-lock.yaml` v9 (laid out hoisted); [`platform`]: `os`/`cpu`/`libc` filtering (libc
 //!   detected once); [`lifecycle`]: trees needing a build the allocator does not run are refused.
 //! * [`manifest`] and [`materialize`]: the tree description and hardlink → reflink → copy.
 //! * [`allocator`]: single-flight templates, a [`ConcurrencyLimit`](resilience_core::limit::ConcurrencyLimit)
@@ -116,5 +116,6 @@ pub mod store;
 pub mod sweep;
 mod tree_check;
 mod work;
+mod workspaces;
 
 pub use error::{BuildNeed, BuildReason, Error, MissingPackage, Rejection, Result, UnfitPackage};

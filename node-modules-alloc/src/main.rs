@@ -89,7 +89,7 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Allocate APP_DIR/node_modules for a package-lock.json (v1, v2 or v3).
+    /// Allocate APP_DIR/node_modules for a package-lock.json (v1, v2 or v3) or a pnpm-lock.yaml (v9).
     Allocate {
         /// The lockfile.
         #[arg(long, value_name = "FILE")]
@@ -126,7 +126,7 @@ enum Command {
         #[arg(long)]
         repair: bool,
         /// Lockfile to rebuild from when the tree's marker is unusable
-        /// (default APP_DIR/package-lock.json).
+        /// (default APP_DIR/package-lock.json, else npm-shrinkwrap.json, else pnpm-lock.yaml).
         #[arg(long, value_name = "FILE")]
         lockfile: Option<PathBuf>,
         #[command(flatten)]

@@ -262,6 +262,12 @@ impl Manifest {
                 .map_err(|reason| refuse(&pkg.path, reason))?;
             builds.extend(build_need(pkg, &index, &declared));
         }
+        let mut links = Vec::new();
+        for link in lockfile.select_links(selection) {
+            tree.add_link(link)
+                .map_err(|reason| refuse(&link.path, reason))?;
+            links.push((link.path.clone(), link.target.clone()));
+        }
         if !missing.is_empty() {
             return Err(Error::MissingPackages { missing });
         }
@@ -280,8 +286,14 @@ impl Manifest {
         let manifest = Self {
             entries: tree.entries.into_values().map(|o| o.entry).collect(),
         };
-        let lockfile_digest =
-            sha512_hex(&serde_json::to_vec(&(canonical, selection)).unwrap_or_default());
+        // Without links the digest is what it was before workspaces were supported, so existing
+        // templates stay valid.
+        let canonical = if links.is_empty() {
+            serde_json::to_vec(&(canonical, selection))
+        } else {
+            serde_json::to_vec(&(canonical, links, selection))
+        };
+        let lockfile_digest = sha512_hex(&canonical.unwrap_or_default());
         Ok(Plan {
             digest: manifest.digest(),
             manifest,
@@ -338,6 +350,7 @@ impl Assembly {
                 entry: item,
                 owner,
                 bin: false,
+                external: false,
             };
             if let Some(existing) = self.entries.insert(path.clone(), shipped) {
                 return Err(format!(
@@ -398,8 +411,42 @@ impl Assembly {
                     entry: symlink,
                     owner,
                     bin: true,
+                    external: false,
                 },
             );
+        }
+        Ok(())
+    }
+
+    /// Adds a workspace link: `node_modules/<name>` → the app's folder (`../packages/a`).
+    fn add_link(&mut self, link: &crate::lockfile::LockedLink) -> std::result::Result<(), String> {
+        let rel = link
+            .path
+            .strip_prefix("node_modules/")
+            .unwrap_or(&link.path);
+        let target = format!("{}{}", "../".repeat(rel.split('/').count()), link.target);
+        if !is_workspace_link_target(rel, &target) {
+            return Err(format!(
+                "workspace link {rel:?} -> {:?} is not a top-level link into the app",
+                link.target
+            ));
+        }
+        let owner = self.packages.len();
+        self.packages.push((link.path.clone(), rel.to_owned()));
+        let entry = Owned {
+            entry: ManifestEntry::Symlink {
+                path: rel.to_owned(),
+                target,
+            },
+            owner,
+            bin: false,
+            external: true,
+        };
+        if let Some(existing) = self.entries.insert(rel.to_owned(), entry) {
+            return Err(format!(
+                "workspace link {rel} conflicts with an entry of package {}",
+                self.package_path(existing.owner)
+            ));
         }
         Ok(())
     }
@@ -416,6 +463,34 @@ struct Owned {
     entry: ManifestEntry,
     owner: usize,
     bin: bool,
+    /// A workspace link (to a folder of the app, outside the tree).
+    external: bool,
+}
+
+impl Owned {
+    fn item(&self) -> Item<'_> {
+        Item {
+            owner: Some(self.owner),
+            external: self.external,
+            ..item(&self.entry)
+        }
+    }
+}
+
+/// Whether a symlink at `path` (relative to `node_modules`) pointing at `target` is a workspace
+/// link: at the top of the tree (`name` or `@scope/name`), climbing exactly out of
+/// `node_modules` (`../` or `../../`) into plain components.
+fn is_workspace_link_target(path: &str, target: &str) -> bool {
+    let depth = path.split('/').count();
+    let up = "../".repeat(depth);
+    let top_level = depth == 1 || (depth == 2 && path.starts_with('@'));
+    top_level
+        && target.strip_prefix(&up).is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .split('/')
+                    .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'))
+        })
 }
 
 fn item(entry: &ManifestEntry) -> Item<'_> {
@@ -424,11 +499,16 @@ fn item(entry: &ManifestEntry) -> Item<'_> {
             path,
             link: None,
             owner: None,
+            external: false,
         },
         ManifestEntry::Symlink { path, target } => Item {
             path,
             link: Some(target),
             owner: None,
+            // A laid-out manifest has no ownership: a workspace link's `../` target is allowed
+            // when the manifest is planned (see `Assembly::add_link`), and recognized here by
+            // leaving the tree.
+            external: is_workspace_link_target(path, target),
         },
     }
 }
@@ -440,13 +520,7 @@ fn check_merged_tree(
     packages: &[(String, String)],
 ) -> std::result::Result<(), (String, String)> {
     let list: Vec<&Owned> = entries.values().collect();
-    let items: Vec<Item<'_>> = list
-        .iter()
-        .map(|o| Item {
-            owner: Some(o.owner),
-            ..item(&o.entry)
-        })
-        .collect();
+    let items: Vec<Item<'_>> = list.iter().map(|o| o.item()).collect();
     let roots: Vec<&str> = packages.iter().map(|(_, rel)| rel.as_str()).collect();
     let Err(violation) = tree_check::check(&items, Some(&roots)) else {
         return Ok(());

@@ -36,6 +36,10 @@ pub(crate) struct Item<'a> {
     pub(crate) link: Option<&'a str>,
     /// Index of the package that ships the entry (or declared the bin), when known.
     pub(crate) owner: Option<usize>,
+    /// A workspace link: it points outside the tree on purpose (to a folder of the app, checked
+    /// by the allocator), so its own target is not resolved here. Entries below it and links
+    /// through it are still refused.
+    pub(crate) external: bool,
 }
 
 /// Why a tree is refused. Indexes refer to the items (and package roots) given to [`check`].
@@ -150,6 +154,9 @@ pub(crate) fn check(items: &[Item<'_>], roots: Option<&[&str]>) -> Result<(), Vi
     }
     for (i, item) in items.iter().enumerate() {
         let Some(target) = item.link else { continue };
+        if item.external {
+            continue;
+        }
         let (resolved, via) = resolve(items, &links, i, item.path, target)?;
         let Some(roots) = roots else { continue };
         // The deepest package root containing the resolved path owns it.
@@ -259,6 +266,7 @@ mod tests {
             path,
             link: None,
             owner: Some(owner),
+            external: false,
         }
     }
 
@@ -267,6 +275,7 @@ mod tests {
             path,
             link: Some(target),
             owner: Some(owner),
+            external: false,
         }
     }
 

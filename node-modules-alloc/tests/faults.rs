@@ -280,7 +280,7 @@ fn cli_exit_codes_and_one_line_errors() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_line(&out).contains("nope.json"));
-    // A `link: true` entry: exit 1 naming the lockfile path.
+    // A workspace link whose folder the app lacks: exit 1 naming the lockfile path.
     let lock = dir.path().join("package-lock.json");
     fs::write(&lock, r#"{"lockfileVersion":3,"packages":{"":{},"node_modules/ws":{"resolved":"packages/ws","link":true}}}"#).unwrap();
     let out = run(&[

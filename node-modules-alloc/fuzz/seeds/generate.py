@@ -113,12 +113,82 @@ def lockfile():
         })),
         ("valid-v2.json", lock(2, {"node_modules/left-pad": {"version": "1.3.0", "integrity": SRI}})),
         ("invalid-v1.json", json.dumps({"lockfileVersion": 1, "dependencies": {}})),
-        ("invalid-link.json", lock(3, {"node_modules/ws": {"resolved": "packages/ws", "link": True}})),
+        ("valid-workspaces.json", lock(3, {
+            "node_modules/ws": {"resolved": "packages/ws", "link": True},
+            "packages/ws": {"name": "ws", "version": "1.0.0"},
+            "node_modules/a": {"integrity": SRI},
+        })),
+        ("invalid-link.json", lock(3, {"node_modules/ws": {"resolved": "../outside", "link": True}})),
+        ("invalid-workspace-node-modules.json", lock(3, {
+            "node_modules/ws": {"resolved": "packages/ws", "link": True},
+            "packages/ws/node_modules/a": {"integrity": SRI},
+        })),
         ("invalid-path.json", lock(3, {"node_modules/a/../../etc": {"integrity": SRI}})),
         ("invalid-bin-name.json", lock(3, {"node_modules/a": {"integrity": SRI, "bin": {"../x": "a.js"}}})),
         ("invalid-missing-integrity.json", lock(3, {"node_modules/a": {"version": "1.0.0"}})),
         ("invalid-not-json.txt", "{\"lockfileVersion\": 3, "),
+        # pnpm-lock.yaml v9: a real one (pnpm 9 wrote it for tests/fixtures/pnpm-app), nesting,
+        # an alias, platform fields, and a cycle of conflicting versions (an error).
+        ("v1-nested.json", V1_NESTED),
+        ("valid-pnpm-v9.yaml", (HERE.parent.parent / "tests/fixtures/pnpm-app/pnpm-lock.yaml").read_text()),
+        ("pnpm-nested.yaml", PNPM_NESTED.replace("SRI", SRI)),
+        ("pnpm-cycle.yaml", PNPM_CYCLE.replace("SRI", SRI)),
+        ("pnpm-workspaces.yaml", PNPM_WORKSPACES.replace("SRI", SRI)),
     ]
+
+
+V1_NESTED = """{"lockfileVersion": 1, "requires": true, "dependencies": {"a": {"version": "1.0.0", "integrity": "sha1-qUqP5cyxm6YcTAhz05Hph5gvu9M=", "dependencies": {"@s/b": {"version": "npm:@r/b@2.0.0", "integrity": "sha1-qUqP5cyxm6YcTAhz05Hph5gvu9M=", "optional": true}, "c": {"version": "1.0.0", "bundled": true}}}}}"""
+
+PNPM_NESTED = """lockfileVersion: '9.0'
+importers:
+  .:
+    dependencies:
+      a: {specifier: '1', version: 1.0.0}
+      b: {specifier: '2', version: 2.0.0}
+      al: {specifier: 'npm:c@1', version: c@1.0.0}
+packages:
+  a@1.0.0: {resolution: {integrity: SRI}, os: [linux], libc: [glibc]}
+  b@1.0.0: {resolution: {integrity: SRI}}
+  b@2.0.0: {resolution: {integrity: SRI}}
+  c@1.0.0: {resolution: {integrity: SRI}}
+snapshots:
+  a@1.0.0: {dependencies: {b: 1.0.0}, optionalDependencies: {c: 1.0.0}}
+  b@1.0.0: {}
+  b@2.0.0: {}
+  c@1.0.0: {}
+"""
+
+PNPM_WORKSPACES = """lockfileVersion: '9.0'
+importers:
+  .:
+    dependencies:
+      web: {specifier: 'workspace:*', version: 'link:packages/web'}
+  packages/web:
+    dependencies:
+      a: {specifier: '1', version: 1.0.0}
+      web: {specifier: 'workspace:*', version: 'link:.'}
+packages:
+  a@1.0.0: {resolution: {integrity: SRI}}
+snapshots:
+  a@1.0.0: {}
+"""
+
+PNPM_CYCLE = """lockfileVersion: '9.0'
+importers:
+  .:
+    dependencies:
+      a: {specifier: '1', version: 1.0.0}
+packages:
+  a@1.0.0: {resolution: {integrity: SRI}}
+  a@2.0.0: {resolution: {integrity: SRI}}
+  b@1.0.0: {resolution: {integrity: SRI}}
+  b@2.0.0: {resolution: {integrity: SRI}}
+snapshots:
+  a@1.0.0: {dependencies: {b: 1.0.0}}
+  b@1.0.0: {dependencies: {a: 2.0.0}}
+  a@2.0.0: {dependencies: {b: 2.0.0}}
+  b@2.0.0: {dependencies: {a: 1.0.0}}
+"""
 
 
 def integrity():

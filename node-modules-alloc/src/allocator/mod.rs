@@ -350,11 +350,12 @@ impl Allocator {
 
     async fn allocate_inner(&self, lockfile: Lockfile, app_dir: PathBuf) -> Result<Allocation> {
         let this = self.clone();
+        let dir = app_dir.clone();
         let (_work, plan) = blocking(move || {
             // Registered before the store is read: a gc through any clone of this handle now
             // refuses to run until the allocation is over.
             let work = this.inner.store.work();
-            let plan = this.plan(&lockfile)?;
+            let plan = this.plan_for(&lockfile, &dir)?;
             this.inner.store.sweep_if_due(&this.inner.config.sweep);
             Ok((work, plan))
         })
@@ -495,6 +496,13 @@ impl Allocator {
     /// Resolves `lockfile` for the configured platform and refuses it when a package needs a
     /// build that [`IgnoreScripts`] does not allow — before anything is written or an existing
     /// tree reused: such a tree would look complete and fail at `require` time.
+    /// [`Self::plan`], and the lockfile's workspace folders checked in `app_dir`.
+    fn plan_for(&self, lockfile: &Lockfile, app_dir: &Path) -> Result<Plan> {
+        let plan = self.plan(lockfile)?;
+        crate::workspaces::check(lockfile, self.inner.config.selection, app_dir)?;
+        Ok(plan)
+    }
+
     fn plan(&self, lockfile: &Lockfile) -> Result<Plan> {
         let plan = Manifest::plan_on(
             &self.inner.store,

@@ -119,7 +119,7 @@ impl Allocator {
                 .push(format!("stale staging directory {}", stale.display()));
         }
         let nm = app_dir.join("node_modules");
-        let lockfile = lockfile.unwrap_or_else(|| app_dir.join("package-lock.json"));
+        let lockfile = lockfile.unwrap_or_else(|| crate::lockfile::default_lockfile(app_dir));
         let mut manifest = None;
         let mut bad_digests = BTreeSet::new();
         if fs::symlink_metadata(&nm).is_err() {
@@ -187,7 +187,7 @@ impl Allocator {
             }
             None if lockfile.exists() => {
                 let parsed = Lockfile::from_path(&lockfile)?;
-                self.plan(&parsed)?
+                self.plan_for(&parsed, app_dir)?
             }
             None => {
                 if fs::symlink_metadata(&nm).is_err() && report.problems.len() > 1 {
@@ -195,7 +195,7 @@ impl Allocator {
                 }
                 return Err(Error::io("cannot repair", app_dir)(io::Error::new(
                     io::ErrorKind::NotFound,
-                    "no usable completion marker and no package-lock.json to rebuild from",
+                    "no usable completion marker and no package-lock.json or pnpm-lock.yaml to rebuild from",
                 )));
             }
         };

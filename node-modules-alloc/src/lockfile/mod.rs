@@ -1,5 +1,6 @@
-//! `package-lock.json` v2 and v3 reader, and v1 (read-only, mapped onto the same model: see
-//! the `v1` module).
+//! `package-lock.json` v2 and v3 reader, v1 (read-only, mapped onto the same model: see
+//! the `v1` module), and `pnpm-lock.yaml` v9 (its graph laid out as a hoisted tree: see the
+//! `pnpm` and `hoist` modules).
 //!
 //! The lockfile is the allocation request: every entry of its `packages` map is an install
 //! path (`node_modules/a/node_modules/@scope/b`) with the tarball integrity that must end up
@@ -38,6 +39,8 @@ use crate::error::{Error, Result, UnfitPackage};
 use crate::integrity::Integrity;
 use crate::platform::Platform;
 
+mod hoist;
+mod pnpm;
 mod v1;
 
 /// One package to install.
@@ -96,6 +99,41 @@ impl LockedPackage {
     }
 }
 
+/// A workspace link: `node_modules/<name>` is a symlink to a folder of the app (npm's
+/// `"link": true` entries, pnpm's `link:` dependencies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedLink {
+    /// Install path relative to the app dir (`node_modules/ws-a`, `node_modules/@s/b`).
+    pub path: String,
+    /// The linked folder, relative to the app dir (`packages/a`): plain components only, so it
+    /// cannot leave the app.
+    pub target: String,
+    /// Only needed for development.
+    pub dev: bool,
+    /// Optional.
+    pub optional: bool,
+}
+
+/// Checks a workspace folder path relative to the app: non-empty plain components (no `.`,
+/// `..`, empty, `\\` or NUL), at most 4096 bytes. Returns it with `./` and a trailing `/`
+/// dropped.
+fn workspace_target(raw: &str) -> std::result::Result<String, String> {
+    let trimmed = raw.strip_prefix("./").unwrap_or(raw).trim_end_matches('/');
+    let plain = !trimmed.is_empty()
+        && trimmed.len() <= 4096
+        && !trimmed.starts_with('/')
+        && trimmed
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains(['\\', '\0']));
+    if plain {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(format!(
+            "workspace folder {raw:?} must be a relative path inside the app (no `..`)"
+        ))
+    }
+}
+
 /// Which packages of a lockfile to install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -121,6 +159,7 @@ pub struct Lockfile {
     file: PathBuf,
     version: u64,
     packages: Vec<LockedPackage>,
+    links: Vec<LockedLink>,
 }
 
 #[derive(Deserialize)]
@@ -205,12 +244,69 @@ fn install_names(path: &str) -> Option<Vec<String>> {
     (!names.is_empty()).then_some(names)
 }
 
+/// A package name: `name` or `@scope/name`, each part a valid folder name, at most 214 bytes
+/// (npm's limit).
+fn valid_package_name(name: &str) -> bool {
+    if name.len() > 214 {
+        return false;
+    }
+    match name.strip_prefix('@') {
+        Some(scoped) => scoped.split_once('/').is_some_and(|(scope, rest)| {
+            valid_name_part(scope) && valid_name_part(rest) && !rest.contains('/')
+        }),
+        None => valid_name_part(name) && !name.contains('/'),
+    }
+}
+
 fn valid_name_part(part: &str) -> bool {
     !part.is_empty()
         && part != "."
         && part != ".."
         && part != "node_modules"
         && !part.contains(['\\', '\0'])
+}
+
+/// The `"link": true` entries of a v2/v3 `packages` map: workspace folders (`resolved`,
+/// relative to the app) linked at install paths.
+fn npm_links(
+    map: &BTreeMap<String, serde_json::Value>,
+) -> std::result::Result<Vec<LockedLink>, (String, String)> {
+    let mut links = Vec::new();
+    for (path, value) in map {
+        if value.get("link") != Some(&serde_json::Value::Bool(true)) {
+            continue;
+        }
+        let loc = |field: &str| format!("packages[{path:?}].{field}");
+        if install_names(path).is_none() {
+            return Err((
+                format!("packages[{path:?}]"),
+                "not an install path of the form node_modules/<name>[/node_modules/<name>...]"
+                    .to_owned(),
+            ));
+        }
+        if path.matches("node_modules/").count() > 1 {
+            return Err((
+                format!("packages[{path:?}]"),
+                "a nested workspace link is not supported (only links in the app's node_modules)"
+                    .to_owned(),
+            ));
+        }
+        let Some(resolved) = value.get("resolved").and_then(serde_json::Value::as_str) else {
+            return Err((
+                loc("resolved"),
+                "a link entry must name its folder".to_owned(),
+            ));
+        };
+        let target = workspace_target(resolved).map_err(|reason| (loc("resolved"), reason))?;
+        let flag = |key: &str| value.get(key) == Some(&serde_json::Value::Bool(true));
+        links.push(LockedLink {
+            path: path.clone(),
+            target,
+            dev: flag("dev") || flag("devOptional"),
+            optional: flag("optional") || flag("devOptional"),
+        });
+    }
+    Ok(links)
 }
 
 /// Parses one `packages` entry; `Ok(None)` for entries provided by a parent (bundled).
@@ -230,7 +326,7 @@ fn parse_entry(
     if pkg.link {
         return Err((
             loc("link"),
-            "linked packages (workspaces, `file:` links) are not supported".to_owned(),
+            "a link entry must have a `resolved` folder".to_owned(),
         ));
     }
     let Some(names) = install_names(path) else {
@@ -305,7 +401,9 @@ impl Lockfile {
         Self::parse(path, &text)
     }
 
-    /// Parses lockfile text; `file` is used in error messages.
+    /// Parses lockfile text; `file` is used in error messages, and its name picks the format:
+    /// `pnpm-lock.yaml` (or any `.yaml`/`.yml` file) is read as a pnpm v9 lockfile, anything
+    /// else as a `package-lock.json` (`npm-shrinkwrap.json`).
     pub fn parse(file: impl AsRef<Path>, text: &str) -> Result<Self> {
         let file = file.as_ref().to_path_buf();
         let err = |location: String, reason: String| Error::Lockfile {
@@ -313,6 +411,16 @@ impl Lockfile {
             location,
             reason,
         };
+        if is_pnpm_lockfile(&file) {
+            let (packages, links) =
+                pnpm::packages(text).map_err(|(location, reason)| err(location, reason))?;
+            return Ok(Self {
+                file,
+                version: PNPM_VERSION,
+                packages,
+                links,
+            });
+        }
         let raw: RawLock = serde_json::from_str(text)
             .map_err(|e| err("(document)".to_owned(), format!("invalid JSON: {e}")))?;
         let version = raw.lockfile_version.unwrap_or(0);
@@ -325,6 +433,7 @@ impl Lockfile {
                 file,
                 version,
                 packages,
+                links: Vec::new(),
             });
         }
         if !(2..=3).contains(&version) {
@@ -341,10 +450,30 @@ impl Lockfile {
                 "missing `packages` map".to_owned(),
             ));
         };
+        let links = npm_links(&map).map_err(|(location, reason)| err(location, reason))?;
         let mut packages = Vec::new();
         for (path, value) in map {
-            if path.is_empty() {
-                continue; // the root project itself
+            if path.is_empty() || links.iter().any(|l| l.path == path) {
+                continue; // the root project itself, or a workspace link
+            }
+            if !path.starts_with("node_modules/") {
+                // A workspace folder's own entry (its package.json, not installed) is fine;
+                // a package installed inside it is not supported.
+                if links.iter().any(|l| l.target == path) {
+                    continue;
+                }
+                if let Some(link) = links
+                    .iter()
+                    .find(|l| path.starts_with(&format!("{}/node_modules/", l.target)))
+                {
+                    return Err(err(
+                        format!("packages[{path:?}]"),
+                        format!(
+                            "a workspace's own node_modules ({}/node_modules) is not supported: only dependencies hoisted to the app's node_modules are",
+                            link.target
+                        ),
+                    ));
+                }
             }
             if let Some(pkg) =
                 parse_entry(&path, value).map_err(|(location, reason)| err(location, reason))?
@@ -356,6 +485,7 @@ impl Lockfile {
             file,
             version,
             packages,
+            links,
         })
     }
 
@@ -364,7 +494,7 @@ impl Lockfile {
         &self.file
     }
 
-    /// `lockfileVersion` (1, 2 or 3).
+    /// `lockfileVersion`: 1, 2 or 3 for `package-lock.json`, 9 for `pnpm-lock.yaml`.
     pub fn version(&self) -> u64 {
         self.version
     }
@@ -372,6 +502,22 @@ impl Lockfile {
     /// Every package entry, sorted by install path.
     pub fn packages(&self) -> &[LockedPackage] {
         &self.packages
+    }
+
+    /// Every workspace link, sorted by install path.
+    pub fn links(&self) -> &[LockedLink] {
+        &self.links
+    }
+
+    /// The workspace links to create under `selection` (their `dev`/`optional` flags; no
+    /// platform filter: a workspace is the app's own code).
+    pub fn select_links<'a>(
+        &'a self,
+        selection: &'a Selection,
+    ) -> impl Iterator<Item = &'a LockedLink> + 'a {
+        self.links.iter().filter(move |l| {
+            (!l.dev || selection.include_dev) && (!l.optional || selection.include_optional)
+        })
     }
 
     /// The packages to install under `selection` on this platform ([`Platform::current`]).
@@ -411,6 +557,26 @@ impl Lockfile {
             })
             .collect()
     }
+}
+
+/// The lockfile of the app in `app_dir`: `package-lock.json`, else `npm-shrinkwrap.json`, else
+/// `pnpm-lock.yaml` (the first that exists; `package-lock.json` when none does).
+pub fn default_lockfile(app_dir: &Path) -> PathBuf {
+    ["package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml"]
+        .iter()
+        .map(|name| app_dir.join(name))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| app_dir.join("package-lock.json"))
+}
+
+/// [`Lockfile::version`] of a `pnpm-lock.yaml`.
+const PNPM_VERSION: u64 = 9;
+
+/// Whether `file` names a pnpm lockfile (`pnpm-lock.yaml`, or any YAML file).
+fn is_pnpm_lockfile(file: &Path) -> bool {
+    file.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"))
 }
 
 /// Whether `selection` keeps `p` (dev and optional flags only, not the platform).
@@ -459,18 +625,68 @@ mod tests {
     }
 
     #[test]
-    fn refuses_link_entries_naming_the_path() {
+    fn workspace_links_are_read_and_their_own_node_modules_refused() {
         let text = lock(
-            r#""node_modules/ws": {"resolved": "packages/ws", "link": true}"#,
+            &format!(
+                r#""node_modules/ws": {{"resolved": "packages/ws", "link": true}},
+                   "node_modules/@s/tool": {{"resolved": "./tools/t/", "link": true, "dev": true}},
+                   "packages/ws": {{"name": "ws", "version": "1.0.0", "dependencies": {{"a": "1"}}}},
+                   "tools/t": {{"name": "@s/tool", "version": "0.1.0"}},
+                   "node_modules/a": {{"integrity": "{SRI}"}}"#
+            ),
             3,
         );
-        let err = Lockfile::parse("package-lock.json", &text)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("node_modules/ws") && err.contains("link"),
-            "{err}"
+        let lockfile = Lockfile::parse("package-lock.json", &text).unwrap();
+        assert_eq!(lockfile.packages().len(), 1);
+        let links: Vec<(&str, &str, bool)> = lockfile
+            .links()
+            .iter()
+            .map(|l| (l.path.as_str(), l.target.as_str(), l.dev))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                ("node_modules/@s/tool", "tools/t", true),
+                ("node_modules/ws", "packages/ws", false)
+            ]
         );
+        let no_dev = Selection {
+            include_dev: false,
+            ..Selection::default()
+        };
+        assert_eq!(lockfile.select_links(&no_dev).count(), 1);
+
+        for (bad, want) in [
+            (
+                format!(
+                    r#""node_modules/ws": {{"resolved": "packages/ws", "link": true}},
+                       "packages/ws/node_modules/a": {{"integrity": "{SRI}"}}"#
+                ),
+                "own node_modules",
+            ),
+            (
+                r#""node_modules/ws": {"resolved": "../outside", "link": true}"#.to_owned(),
+                "inside the app",
+            ),
+            (
+                r#""node_modules/ws": {"resolved": "/etc", "link": true}"#.to_owned(),
+                "inside the app",
+            ),
+            (
+                r#""node_modules/ws": {"link": true}"#.to_owned(),
+                "resolved",
+            ),
+            (
+                r#""node_modules/a/node_modules/ws": {"resolved": "packages/ws", "link": true}"#
+                    .to_owned(),
+                "nested workspace link",
+            ),
+        ] {
+            let err = Lockfile::parse("package-lock.json", &lock(&bad, 3))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{want:?} not in {err}");
+        }
     }
 
     #[test]

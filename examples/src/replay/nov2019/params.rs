@@ -203,10 +203,17 @@ pub struct BreakwaterPolicy {
     pub backoff_max_ms: u64,
     /// Cap on a server's Retry-After hint, milliseconds.
     pub max_retry_after_ms: u64,
+    /// Servers: which limit sheds load. `fixed` (the default, the first
+    /// version's): a `ConcurrencyLimit` of `shed_max_concurrent` plus a queue
+    /// of `shed_queue`; `aimd` or `gradient2`: an `AdaptiveLimit` that starts
+    /// at `shed_max_concurrent` and moves with the latency it measures (see
+    /// [`ShedAlgorithm`]; what-ifs in the README).
+    pub shed_algorithm: ShedAlgorithm,
     /// Servers: requests a server admits at once before queueing
-    /// (`ConcurrencyLimit::max_concurrent`). Written blind: a Node.js API
-    /// process has one event loop and overlaps a few database round trips;
-    /// the real number of workers is part of the hidden world.
+    /// (`ConcurrencyLimit::max_concurrent`; the adaptive limits' initial
+    /// limit). Written blind: a Node.js API process has one event loop and
+    /// overlaps a few database round trips; the real number of workers is
+    /// part of the hidden world.
     pub shed_max_concurrent: usize,
     /// Servers: requests queued behind the admitted ones before shedding
     /// with a fast 503 (`ConcurrencyLimit::max_queued`).
@@ -215,9 +222,21 @@ pub struct BreakwaterPolicy {
     /// (visible) attempt timeout: a request that waits longer is shed,
     /// since its proxy would give up on it anyway.
     pub shed_queue_timeout_share: f64,
+    /// Servers: memory guard. A server refuses a request with a fast 503
+    /// when admitting it would take the memory it holds above this share of
+    /// its own memory limit. The server reads both at run time (heap in use
+    /// and the heap's limit, as Node's `v8.getHeapStatistics()` does, or an
+    /// overload manager's heap monitor): the operator writes only the share,
+    /// never the limit. A round 90 %.
+    pub shed_memory_share: f64,
+    /// Servers: whether the memory guard is on (`false` for what-ifs: the
+    /// adaptive limit alone).
+    pub shed_memory_guard: bool,
     /// Servers: a restarted server's traffic ramps up over this many seconds
     /// (`SlowStart`; the library's default, 30 s).
     pub slow_start_s: u64,
+    /// Where the slow-start ramp acts (see [`SlowStartAt`]).
+    pub slow_start_at: SlowStartAt,
     /// Failure rate over the window at which a proxy's breaker for one
     /// server opens (ablation only).
     pub breaker_failure_rate: f64,
@@ -239,16 +258,52 @@ impl Default for BreakwaterPolicy {
             backoff_base_ms: 50,
             backoff_max_ms: 2_000,
             max_retry_after_ms: 1_000,
+            shed_algorithm: ShedAlgorithm::Fixed,
             shed_max_concurrent: 4,
             shed_queue: 4,
             shed_queue_timeout_share: 0.25,
+            shed_memory_share: 0.9,
+            shed_memory_guard: true,
             slow_start_s: 30,
+            slow_start_at: SlowStartAt::Balancer,
             breaker_failure_rate: 0.5,
             breaker_open_ms: 2_000,
             throttle_k: 2.0,
             throttle_window_s: 120,
         }
     }
+}
+
+/// How a Breakwater server limits its concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShedAlgorithm {
+    /// A fixed `ConcurrencyLimit` (`shed_max_concurrent` + `shed_queue`).
+    Fixed,
+    /// An `AdaptiveLimit` with AIMD: +1 per fast success while busy, ×0.9
+    /// on a success slower than the queue timeout (`shed_queue_timeout_share`
+    /// of the proxies' attempt timeout). No queue in front of it.
+    Aimd,
+    /// An `AdaptiveLimit` with Gradient2 (library defaults): shrinks as the
+    /// latency rises above its long-term average. No queue in front of it.
+    Gradient2,
+}
+
+/// Where a restarted server's slow-start ramp (`SlowStart::admit_fraction`)
+/// acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowStartAt {
+    /// The proxies pick servers in proportion to their ramp, as a load
+    /// balancer's slow start does (Envoy's `slow_start_config`): a new
+    /// server gets a smaller share *relative to the others*, so when every
+    /// server restarts at once (a revert) each still gets its full share
+    /// and nothing is refused.
+    Balancer,
+    /// The server itself refuses (503, Retry-After 1 s) the share of the
+    /// requests its ramp does not admit yet, whatever the other servers do
+    /// (the first version).
+    Server,
 }
 
 /// The operators' fix of the report: at `fix_at_s` the load balancer stops
@@ -470,6 +525,13 @@ impl Nov2019Params {
                 && b.shed_queue_timeout_share <= 1.0,
             "nov.shed_queue_timeout_share",
             format!("must be in (0, 1], got {}", b.shed_queue_timeout_share),
+        )?;
+        ensure(
+            b.shed_memory_share.is_finite()
+                && b.shed_memory_share > 0.0
+                && b.shed_memory_share <= 1.0,
+            "nov.shed_memory_share",
+            format!("must be in (0, 1], got {}", b.shed_memory_share),
         )?;
         ensure(
             (1..=3_600).contains(&b.slow_start_s),

@@ -10,13 +10,15 @@ use std::time::Duration;
 use resilience_core::backoff::{BackoffConfig, Jitter};
 use resilience_core::breaker::{BreakerConfig, WindowConfig};
 use resilience_core::budget::RetryBudgetConfig;
-use resilience_core::limit::ConcurrencyLimitConfig;
+use resilience_core::limit::{
+    AdaptiveLimitConfig, AimdConfig, ConcurrencyLimitConfig, Gradient2Config, LimitAlgorithm,
+};
 use resilience_core::restart::{RestartBackoffConfig, SlowStartConfig};
 use resilience_core::retry::RetryConfig;
 use resilience_core::throttle::AdaptiveThrottleConfig;
 use serde::Serialize;
 
-use super::params::{BreakwaterPolicy, NaivePolicy, Setup};
+use super::params::{BreakwaterPolicy, NaivePolicy, Setup, ShedAlgorithm, SlowStartAt};
 use crate::replay::error::ReplayError;
 
 /// The mechanisms a policy turns on. Naive proxies retry failures at once up
@@ -163,12 +165,22 @@ pub struct SideConfig {
     pub breaker: Option<BreakerConfig>,
     /// Whether each attempt and retry is bounded by the client's deadline.
     pub deadline: bool,
-    /// Each server's concurrency limit (load shedding).
+    /// Each server's fixed concurrency limit (load shedding with
+    /// `shed_algorithm = fixed`).
     pub limit: Option<ConcurrencyLimitConfig>,
+    /// Each server's adaptive concurrency limit (load shedding with
+    /// `shed_algorithm = aimd` or `gradient2`); a new one per server process.
+    pub adaptive_limit: Option<AdaptiveLimitConfig>,
+    /// Each server's memory guard: the share of its own memory limit above
+    /// which it refuses new requests (with load shedding).
+    pub memory_guard_share: Option<f64>,
     /// Each server's crash-restart backoff.
     pub restart: Option<RestartBackoffConfig>,
     /// Each server's slow start after a boot.
     pub slow_start: Option<SlowStartConfig>,
+    /// Where the slow start acts: the proxies' choice of server (`balancer`)
+    /// or the server's admission (`server`).
+    pub slow_start_at: SlowStartAt,
 }
 
 /// The configuration of a side with mechanisms `m`: from the setup and the
@@ -240,15 +252,7 @@ pub fn side_config(
         half_open_probes: 2,
         ..BreakerConfig::default()
     });
-    let queue_timeout = Duration::from_secs_f64(
-        setup.attempt_timeout_ms as f64 / 1_000.0 * bw.shed_queue_timeout_share,
-    );
-    let limit = m.load_shedding.then(|| ConcurrencyLimitConfig {
-        max_concurrent: bw.shed_max_concurrent,
-        max_queued: bw.shed_queue,
-        queue_timeout: Some(queue_timeout.max(Duration::from_millis(1))),
-        ..ConcurrencyLimitConfig::default()
-    });
+    let (limit, adaptive_limit) = server_limits(setup, bw, m)?;
     let restart = m.restart_backoff.then(|| RestartBackoffConfig {
         jitter: Jitter::Equal,
         ..RestartBackoffConfig::default()
@@ -264,7 +268,71 @@ pub fn side_config(
         breaker,
         deadline: m.deadline,
         limit,
+        adaptive_limit,
+        memory_guard_share: (m.load_shedding && bw.shed_memory_guard)
+            .then_some(bw.shed_memory_share),
         restart,
         slow_start,
+        slow_start_at: bw.slow_start_at,
     })
+}
+
+/// Each server's concurrency limit with mechanisms `m`: a fixed
+/// `ConcurrencyLimit` or an `AdaptiveLimit` (`shed_algorithm`), or none
+/// without load shedding.
+fn server_limits(
+    setup: &Setup,
+    bw: &BreakwaterPolicy,
+    m: Mechanisms,
+) -> Result<(Option<ConcurrencyLimitConfig>, Option<AdaptiveLimitConfig>), ReplayError> {
+    let queue_timeout = Duration::from_secs_f64(
+        setup.attempt_timeout_ms as f64 / 1_000.0 * bw.shed_queue_timeout_share,
+    );
+    let queue_timeout = queue_timeout.max(Duration::from_millis(1));
+    let limits = match (m.load_shedding, bw.shed_algorithm) {
+        (false, _) => (None, None),
+        (true, ShedAlgorithm::Fixed) => (
+            Some(ConcurrencyLimitConfig {
+                max_concurrent: bw.shed_max_concurrent,
+                max_queued: bw.shed_queue,
+                queue_timeout: Some(queue_timeout),
+                ..ConcurrencyLimitConfig::default()
+            }),
+            None,
+        ),
+        (true, algorithm) => {
+            let max_limit = Gradient2Config::default()
+                .max_limit
+                .max(bw.shed_max_concurrent);
+            let algorithm = if algorithm == ShedAlgorithm::Aimd {
+                // A success slower than the longest a request may wait in
+                // a queue is a sign of queueing: the same visible budget.
+                LimitAlgorithm::Aimd(AimdConfig {
+                    initial_limit: bw.shed_max_concurrent,
+                    max_limit,
+                    latency_threshold: queue_timeout,
+                    ..AimdConfig::default()
+                })
+            } else {
+                LimitAlgorithm::Gradient2(Gradient2Config {
+                    initial_limit: bw.shed_max_concurrent,
+                    max_limit,
+                    ..Gradient2Config::default()
+                })
+            };
+            // No queue in front of an adaptive limit: time spent there is
+            // not part of its latency samples, so it would hide the very
+            // queueing the limit adapts to. Requests beyond the limit get a
+            // fast 503 at once.
+            let config = AdaptiveLimitConfig {
+                algorithm,
+                max_queued: 0,
+                queue_timeout: Some(queue_timeout),
+                ..AdaptiveLimitConfig::default()
+            };
+            config.validate()?;
+            (None, Some(config))
+        }
+    };
+    Ok(limits)
 }

@@ -99,6 +99,7 @@ pub const RECOVERY_HOLD_S: usize = 60;
 pub(crate) struct Counters {
     pub crashes: u64,
     pub shed: u64,
+    pub memory_shed: u64,
     pub budget_denied: u64,
     pub throttled: u64,
     pub breaker_rejected: u64,
@@ -143,6 +144,8 @@ pub struct Nov2019Outcome {
     pub crashes: u64,
     /// Attempts servers refused fast (load shedding, slow start).
     pub shed: u64,
+    /// Of those, refused by the servers' memory guard.
+    pub memory_shed: u64,
     /// Retries a budget refused.
     pub budget_denied: u64,
     /// Requests failed fast at the proxy (throttle, all breakers open).
@@ -206,6 +209,7 @@ impl Nov2019Outcome {
             server_attempts,
             crashes: c.crashes,
             shed: c.shed,
+            memory_shed: c.memory_shed,
             budget_denied: c.budget_denied,
             failed_fast: c.throttled + c.breaker_rejected,
             wasted_work: c.wasted,

@@ -13,9 +13,14 @@
 //! `ManualClock` that follows simulated time: the proxies' retries are the
 //! library's one retry engine (`RetryPolicy::start_run` → `RetryRun`, with
 //! its `RetryBudget`, jittered `Backoff`, Retry-After cap and deadline),
-//! `CircuitBreaker`, `AdaptiveThrottle`, `ConcurrencyLimit` (load shedding),
-//! `RestartBackoff` and `SlowStart`; the staged side's release goes out
-//! through fleet-drain's `Rollout` (see [`super::fleet`]).
+//! `CircuitBreaker`, `AdaptiveThrottle`, `ConcurrencyLimit` or
+//! `AdaptiveLimit` (load shedding), `RestartBackoff` and `SlowStart` (its
+//! ramp weighting the proxies' choice of server, or refusing at the
+//! server); the staged side's release goes out through fleet-drain's
+//! `Rollout` (see [`super::fleet`]). The servers' memory guard is the
+//! simulation's own: one comparison of the memory a server holds with a
+//! share of its limit, both read by the server at run time (no library type
+//! reads a heap).
 //!
 //! The simulation reads the hidden [`World`](super::params::World); the
 //! sides' configurations come from [`super::policy::side_config`], which
@@ -38,20 +43,59 @@ use futures::task::noop_waker_ref;
 use resilience_core::breaker::{BreakerPermit, CircuitBreaker};
 use resilience_core::budget::RetryBudget;
 use resilience_core::clock::{Clock, ManualClock};
-use resilience_core::limit::{ConcurrencyLimit, ConcurrencyPermit, Overloaded};
+use resilience_core::limit::{
+    AdaptiveLimit, AdaptivePermit, ConcurrencyLimit, ConcurrencyPermit, Overloaded,
+};
 use resilience_core::restart::{RestartBackoff, SlowStart};
 use resilience_core::retry::{ErrorClass, RetryDecision, RetryErrorKind, RetryPolicy, RetryRun};
 use resilience_core::throttle::AdaptiveThrottle;
 
 use super::fleet::{Command, StagedDeploy};
-use super::params::Nov2019Params;
+use super::params::{Nov2019Params, SlowStartAt};
 use super::policy::{Mechanisms, Side, SideConfig, side_config};
 use super::report::{Counters, Nov2019Outcome, Timeline};
 use crate::replay::error::ReplayError;
 use crate::replay::events::{EventQueue, Micros, SECOND, ms};
 use crate::replay::prometheus::build_named;
 
-type AcquireFuture = Pin<Box<dyn Future<Output = Result<ConcurrencyPermit, Overloaded>> + Send>>;
+type AcquireFuture = Pin<Box<dyn Future<Output = Result<Permit, Overloaded>> + Send>>;
+
+/// A server's admission permit: of its fixed or of its adaptive limit.
+enum Permit {
+    Fixed(ConcurrencyPermit),
+    Adaptive(AdaptivePermit),
+}
+
+impl Permit {
+    /// The request completed: an adaptive limit gets its latency sample
+    /// (from admission to completion, the wait for a worker included).
+    fn complete(self) {
+        match self {
+            Permit::Fixed(permit) => drop(permit),
+            Permit::Adaptive(permit) => permit.record_success(),
+        }
+    }
+}
+
+/// A server's concurrency limit, cheap to clone into an acquire future.
+#[derive(Clone)]
+enum Limit {
+    Fixed(ConcurrencyLimit),
+    Adaptive(AdaptiveLimit),
+}
+
+impl Limit {
+    fn acquire(&self) -> AcquireFuture {
+        match self.clone() {
+            Limit::Fixed(limit) => {
+                Box::pin(async move { limit.acquire().await.map(Permit::Fixed) })
+            }
+            Limit::Adaptive(limit) => {
+                Box::pin(async move { limit.acquire().await.map(Permit::Adaptive) })
+            }
+        }
+    }
+}
 
 /// What one simulation run replays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +168,7 @@ struct Proxy {
 struct InService {
     slot: u64,
     attempt: Key,
-    _permit: Option<ConcurrencyPermit>,
+    permit: Option<Permit>,
 }
 
 #[allow(clippy::struct_excessive_bools)] // independent facts about one process
@@ -140,10 +184,10 @@ struct Server {
     incarnation: u32,
     in_service: Vec<InService>,
     /// Admitted attempts waiting for a worker (with their permit, if any).
-    queue: VecDeque<(Key, Option<ConcurrencyPermit>)>,
+    queue: VecDeque<(Key, Option<Permit>)>,
     /// Shedding servers: attempts waiting in the `ConcurrencyLimit`'s queue.
     waiting: VecDeque<(Key, AcquireFuture)>,
-    limit: Option<ConcurrencyLimit>,
+    limit: Option<Limit>,
     restart: Option<RestartBackoff>,
     slow_start: Option<SlowStart>,
     /// Health-check window: attempts answered, and refused or lost.
@@ -253,13 +297,18 @@ impl<'p> Sim<'p> {
         }
         let mut servers = Vec::with_capacity(s.servers);
         for _ in 0..s.servers {
-            let limit = match &config.limit {
-                Some(l) => Some(build_named(
+            let limit = match (&config.limit, &config.adaptive_limit) {
+                (Some(l), _) => Some(Limit::Fixed(build_named(
                     &name("limit"),
                     || ConcurrencyLimit::with_clock(l.clone(), clock.clone()),
                     ConcurrencyLimit::named,
-                )?),
-                None => None,
+                )?)),
+                (None, Some(a)) => Some(Limit::Adaptive(new_adaptive_limit(
+                    &name("adaptive-limit"),
+                    a,
+                    &clock,
+                )?)),
+                (None, None) => None,
             };
             let restart = match &config.restart {
                 Some(r) => {
@@ -560,6 +609,10 @@ impl<'p> Sim<'p> {
                     break;
                 }
             }
+        } else if self.config.slow_start.is_some()
+            && self.config.slow_start_at == SlowStartAt::Balancer
+        {
+            chosen = Some((self.pick_by_slow_start(), None));
         } else {
             chosen = Some((start, None));
         }
@@ -589,6 +642,24 @@ impl<'p> Sim<'p> {
             .push(self.now + net, Ev::AtServer { attempt, server });
         self.q
             .push(self.now + timeout.max(1), Ev::AttemptTimeout(attempt));
+    }
+
+    /// A load balancer's slow start: each server is picked in proportion to
+    /// its ramp (`SlowStart::admit_fraction`, 1 once warm), so a restarted
+    /// server gets less traffic than its warm peers and the same as peers
+    /// that restarted with it. The proxies learn of a restart from the
+    /// server's health check.
+    fn pick_by_slow_start(&mut self) -> usize {
+        let weight = |s: &Server| s.slow_start.as_ref().map_or(1.0, SlowStart::admit_fraction);
+        let total: f64 = self.servers.iter().map(weight).sum();
+        let mut draw = self.rng.f64() * total;
+        for (i, server) in self.servers.iter().enumerate() {
+            draw -= weight(server);
+            if draw < 0.0 {
+                return i;
+            }
+        }
+        self.servers.len().saturating_sub(1)
     }
 
     fn respond(&mut self, attempt: Key, ok: bool, retry_after: Micros) {
@@ -621,15 +692,28 @@ impl<'p> Sim<'p> {
         if !server.up {
             return self.respond(attempt, false, 0);
         }
+        if let Some(share) = self.config.memory_guard_share
+            && (server.held() + 1) as f64 * self.memory_per_request(s)
+                > share * self.p.world.memory_limit
+        {
+            // The server's own heap reading (in use, per request, limit):
+            // admitting one more would take it past the guard.
+            self.c.shed += 1;
+            self.c.memory_shed += 1;
+            self.servers[s].health_err += 1;
+            return self.respond(attempt, false, ms(10));
+        }
+        let server = &mut self.servers[s];
         if let Some(slow) = &server.slow_start
+            && self.config.slow_start_at == SlowStartAt::Server
             && !slow.should_admit(&mut self.rng)
         {
             self.c.shed += 1;
             let retry_after = ms(1_000);
             return self.respond(attempt, false, retry_after);
         }
-        if let Some(limit) = server.limit.clone() {
-            let mut fut: AcquireFuture = Box::pin(async move { limit.acquire().await });
+        if let Some(limit) = &server.limit {
+            let mut fut = limit.acquire();
             match poll_once(&mut fut) {
                 Poll::Ready(Ok(permit)) => self.admit(s, attempt, Some(permit)),
                 Poll::Ready(Err(overloaded)) => self.shed(s, attempt, &overloaded),
@@ -649,7 +733,7 @@ impl<'p> Sim<'p> {
     }
 
     /// An admitted attempt starts at once if a worker is free, or waits for one.
-    fn admit(&mut self, s: usize, attempt: Key, permit: Option<ConcurrencyPermit>) {
+    fn admit(&mut self, s: usize, attempt: Key, permit: Option<Permit>) {
         if self.servers[s].in_service.len() < self.p.world.workers_per_server {
             self.start_service(s, attempt, permit);
         } else {
@@ -685,7 +769,7 @@ impl<'p> Sim<'p> {
         1.0 + (self.p.world.cold_service_factor - 1.0) * (1.0 - progress)
     }
 
-    fn start_service(&mut self, s: usize, attempt: Key, permit: Option<ConcurrencyPermit>) {
+    fn start_service(&mut self, s: usize, attempt: Key, permit: Option<Permit>) {
         let w = &self.p.world;
         let release = if self.servers[s].bad {
             w.bad_service_factor
@@ -700,7 +784,7 @@ impl<'p> Sim<'p> {
         server.in_service.push(InService {
             slot,
             attempt,
-            _permit: permit,
+            permit,
         });
         let incarnation = server.incarnation;
         self.q.push(
@@ -725,7 +809,9 @@ impl<'p> Sim<'p> {
         server.health_ok += 1;
         let attempt = done.attempt;
         // Releasing the permit hands capacity to the next waiter.
-        drop(done);
+        if let Some(permit) = done.permit {
+            permit.complete();
+        }
         self.respond(attempt, true, 0);
         self.pull_next(s);
     }
@@ -804,6 +890,21 @@ impl<'p> Sim<'p> {
         }
         if let Some(slow) = &mut server.slow_start {
             slow.restart();
+        }
+        // A new process starts a new adaptive limit from its initial value
+        // (a fixed limit has nothing to forget).
+        if let (Some(Limit::Adaptive(_)), Some(config)) =
+            (&self.servers[s].limit, &self.config.adaptive_limit)
+        {
+            let name = format!("nov2019.{}.adaptive-limit", self.spec.side.key());
+            match new_adaptive_limit(&name, config, &self.clock) {
+                Ok(limit) => self.servers[s].limit = Some(Limit::Adaptive(limit)),
+                Err(error) => {
+                    // Unreachable: the configuration was validated when the
+                    // first limit was built from it.
+                    tracing::warn!(%error, server = s, "adaptive limit not rebuilt");
+                }
+            }
         }
     }
 
@@ -930,7 +1031,19 @@ impl<'p> Sim<'p> {
     }
 }
 
-fn poll_once(fut: &mut AcquireFuture) -> Poll<Result<ConcurrencyPermit, Overloaded>> {
+fn new_adaptive_limit(
+    name: &str,
+    config: &resilience_core::limit::AdaptiveLimitConfig,
+    clock: &ManualClock,
+) -> Result<AdaptiveLimit, resilience_core::ConfigError> {
+    build_named(
+        name,
+        || AdaptiveLimit::with_clock(config.clone(), clock.clone()),
+        AdaptiveLimit::named,
+    )
+}
+
+fn poll_once(fut: &mut AcquireFuture) -> Poll<Result<Permit, Overloaded>> {
     let mut cx = Context::from_waker(noop_waker_ref());
     fut.as_mut().poll(&mut cx)
 }

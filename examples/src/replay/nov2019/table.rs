@@ -115,6 +115,12 @@ pub fn render(report: &Nov2019Report, seed: u64) -> String {
     );
     line(
         &mut out,
+        "  of which by the memory guard",
+        "",
+        &each(&|o| o.memory_shed.to_string()),
+    );
+    line(
+        &mut out,
         "retries denied by budget",
         "",
         &each(&|o| o.budget_denied.to_string()),

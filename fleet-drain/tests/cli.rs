@@ -61,6 +61,9 @@ file = "drain.journal"
 
 [control]
 progress_interval = "50ms"
+
+[metrics]
+listen = "127.0.0.1:0"
 "#
         ),
     )
@@ -291,7 +294,23 @@ fn run_drains_to_completion_and_status_reads_the_journal() {
 fn pause_resume_and_abort_through_the_control_socket() {
     let w = world("300ms", 8);
     let mut run = spawn_run(&w);
+    let metrics = run.wait_line("naming the metrics endpoint", |l| {
+        l.starts_with("metrics: ")
+    });
     run.wait_line("of a first progress line", |l| l.starts_with("progress: "));
+    // The controller's series, in the Prometheus text format.
+    let address = metrics
+        .trim_start_matches("metrics: http://")
+        .trim_end_matches("/metrics");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(
+        body.contains("breakwater_drain_waves_started_total"),
+        "{body}"
+    );
 
     let paused = command(&w, "pause");
     assert_eq!(

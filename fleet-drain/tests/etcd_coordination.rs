@@ -408,3 +408,47 @@ async fn an_unreachable_etcd_is_a_clear_error_at_connect() {
     assert!(error.to_string().contains("etcd unreachable"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A drain-only adapter (no rollout side) is coordinated through
+/// `Leadership::drain_fleet`: it drains within the fleet-wide budget, and
+/// its rollout calls are refused before anything is fenced or done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_only_adapter_is_coordinated_and_refuses_rollout_calls() {
+    use std::sync::Arc;
+
+    use fleet_drain::drain::DrainController;
+    use fleet_drain::fleet::{DrainFleet, FleetError, RolloutFleet};
+
+    let Some(endpoints) = endpoints() else { return };
+    let prefix = unique_prefix("drain-only");
+    let world = World::new(4, 1, 3, 3);
+    let coordinator = connect(&endpoints, &prefix, BUDGET, "c0").await;
+    let fleet: Arc<dyn DrainFleet> = world.fleet("c0");
+    let targets = world.targets[0].clone();
+    let clock = world.clock;
+    let report = coordinator
+        .lead("drain-only", |leadership| {
+            let fleet = Arc::clone(&fleet);
+            let targets = targets.clone();
+            async move {
+                let coordinated = leadership.drain_fleet(fleet);
+                let refused = coordinated.shift_traffic("v2", 10.0).await.unwrap_err();
+                assert!(matches!(refused, FleetError::Unsupported(_)), "{refused}");
+                let mut controller = DrainController::with_clock(
+                    support::drain_config(2),
+                    Arc::new(coordinated),
+                    Box::new(leadership.journal()),
+                    clock,
+                )
+                .unwrap();
+                controller.run(&targets).await.unwrap()
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.hosts_drained, 3);
+    assert!(world.all_drained(&targets));
+    let checks = world.checks.lock().unwrap();
+    assert!(checks.max_draining <= 2, "{}", checks.max_draining);
+    assert!(checks.max_concurrent_starts <= 2);
+}

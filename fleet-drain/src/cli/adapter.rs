@@ -31,7 +31,6 @@ impl std::fmt::Debug for Adapter {
 impl Adapter {
     /// The adapter of `config`; `records` (the journal so far) restore the
     /// names of adapters that journal them.
-    #[allow(unexpected_cfgs)] // `http` is declared by the branch that adds the HTTP adapter
     pub(crate) fn build(
         config: &AdapterConfig,
         records: &[JournalRecord],

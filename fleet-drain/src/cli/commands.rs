@@ -134,10 +134,12 @@ pub(super) async fn plan(config: &CliConfig) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-/// `run`: drains to completion, printing progress; resumes from the
-/// journal.
-pub(super) async fn run(config: CliConfig) -> Result<u8, CliError> {
-    let journal = FileJournal::open(&config.journal.file).map_err(|e| match e {
+/// Opens (and locks) the journal for `run`; `None` if it says the drain
+/// finished.
+async fn open_journal(
+    config: &CliConfig,
+) -> Result<Option<(FileJournal, Vec<JournalRecord>)>, CliError> {
+    let mut journal = FileJournal::open(&config.journal.file).map_err(|e| match e {
         JournalError::Locked { path } => CliError::Io(format!(
             "another fleet-drain run holds the journal {} (use `status`, `pause`, `resume` or `abort`)",
             path.display()
@@ -150,7 +152,6 @@ pub(super) async fn run(config: CliConfig) -> Result<u8, CliError> {
             tail.discarded_bytes, tail.offset
         );
     }
-    let mut journal = journal;
     let records = journal.records().await?;
     let progress = DrainProgress::from_records(&records);
     if let Some(reason) = &progress.aborted {
@@ -160,11 +161,29 @@ pub(super) async fn run(config: CliConfig) -> Result<u8, CliError> {
         )));
     }
     if progress.finished {
+        return Ok(None);
+    }
+    Ok(Some((journal, records)))
+}
+
+/// `run`: drains to completion, printing progress; resumes from the
+/// journal.
+pub(super) async fn run(config: CliConfig) -> Result<u8, CliError> {
+    let Some((journal, records)) = open_journal(&config).await? else {
         println!("done: the journal says this drain already finished");
         return Ok(exit::OK);
-    }
+    };
     let adapter = Arc::new(Adapter::build(&config.adapter, &records)?);
     let targets = adapter.resolve(&config.targets).await?;
+    // The recorder goes in before the controller registers its series.
+    let _metrics = match &config.metrics {
+        Some(metrics) => {
+            let endpoint = super::metrics::serve(metrics.listen).await?;
+            println!("metrics: http://{}/metrics", endpoint.address);
+            Some(endpoint)
+        }
+        None => None,
+    };
     let control = Control::new();
     let fleet: Arc<dyn DrainFleet> = Arc::new(Pausable {
         inner: Arc::clone(&adapter.fleet),

@@ -19,7 +19,17 @@ pub(crate) struct CliConfig {
     pub(crate) adapter: AdapterConfig,
     pub(crate) journal: JournalConfig,
     pub(crate) control: ControlConfig,
+    pub(crate) metrics: Option<MetricsConfig>,
     pub(crate) drain: DrainConfig,
+}
+
+/// `[metrics]`: the Prometheus endpoint of `run`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricsConfig {
+    /// Address to serve the metrics on (`127.0.0.1:9184`; port 0: any,
+    /// printed at start).
+    pub(crate) listen: std::net::SocketAddr,
 }
 
 /// `[adapter]`: the fleet to drain.
@@ -114,6 +124,14 @@ impl CliConfig {
                 .map_err(|e| CliError::Config(format!("[control]: {e}")))?,
             None => ControlConfig::default(),
         };
+        let metrics: Option<MetricsConfig> = match table.remove("metrics") {
+            Some(value) => Some(
+                value
+                    .try_into()
+                    .map_err(|e| CliError::Config(format!("[metrics]: {e}")))?,
+            ),
+            None => None,
+        };
         let drain: DrainConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e| CliError::Config(format!("drain settings: {e}")))?;
@@ -150,6 +168,7 @@ impl CliConfig {
             adapter,
             journal,
             control,
+            metrics,
             drain,
         })
     }

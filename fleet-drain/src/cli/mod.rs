@@ -6,6 +6,7 @@ mod adapter;
 mod commands;
 mod config;
 mod control;
+mod metrics;
 mod sim_adapter;
 
 use std::path::PathBuf;

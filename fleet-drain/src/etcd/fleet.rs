@@ -42,9 +42,15 @@ use crate::fleet::{
 /// already handed to the inner fleet when the leadership is lost cannot be
 /// recalled; a backend that must refuse even those can check the fencing
 /// token, [`CoordinatedFleet::token`], itself.)
+///
+/// A drain-only adapter ([`DrainFleet`] alone) is wrapped with
+/// [`Leadership::drain_fleet`](super::Leadership::drain_fleet); its rollout
+/// calls then fail with [`FleetError::Unsupported`].
 pub struct CoordinatedFleet {
     ctx: Arc<LeaderCtx>,
-    inner: Arc<dyn Fleet>,
+    inner: Arc<dyn DrainFleet>,
+    /// The same fleet's rollout side, if it has one.
+    rollout: Option<Arc<dyn RolloutFleet>>,
 }
 
 impl fmt::Debug for CoordinatedFleet {
@@ -93,7 +99,29 @@ impl Drop for StartSlot {
 
 impl CoordinatedFleet {
     pub(crate) fn new(ctx: Arc<LeaderCtx>, inner: Arc<dyn Fleet>) -> Self {
-        CoordinatedFleet { ctx, inner }
+        let rollout: Arc<dyn RolloutFleet> = inner.clone();
+        CoordinatedFleet {
+            ctx,
+            inner,
+            rollout: Some(rollout),
+        }
+    }
+
+    pub(crate) fn drain_only(ctx: Arc<LeaderCtx>, inner: Arc<dyn DrainFleet>) -> Self {
+        CoordinatedFleet {
+            ctx,
+            inner,
+            rollout: None,
+        }
+    }
+
+    /// The rollout side, or why there is none.
+    fn rollout(&self) -> Result<&Arc<dyn RolloutFleet>, FleetError> {
+        self.rollout.as_ref().ok_or_else(|| {
+            FleetError::Unsupported(
+                "this coordinated fleet wraps a drain-only adapter (`Leadership::drain_fleet`): wrap a fleet that implements `RolloutFleet` with `Leadership::fleet` to run rollouts".into(),
+            )
+        })
     }
 
     /// The drain whose leadership fences the changes.
@@ -241,17 +269,20 @@ impl RolloutFleet for CoordinatedFleet {
         version: &str,
         traffic: bool,
     ) -> Result<(), FleetError> {
+        let rollout = self.rollout()?;
         self.fence().await?;
-        self.inner.start_version(host, version, traffic).await
+        rollout.start_version(host, version, traffic).await
     }
 
     async fn stop_version(&self, host: HostId, version: &str) -> Result<(), FleetError> {
+        let rollout = self.rollout()?;
         self.fence().await?;
-        self.inner.stop_version(host, version).await
+        rollout.stop_version(host, version).await
     }
 
     async fn shift_traffic(&self, version: &str, percent: f64) -> Result<(), FleetError> {
+        let rollout = self.rollout()?;
         self.fence().await?;
-        self.inner.shift_traffic(version, percent).await
+        rollout.shift_traffic(version, percent).await
     }
 }

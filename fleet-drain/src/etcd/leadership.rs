@@ -12,7 +12,7 @@ use super::fleet::CoordinatedFleet;
 use super::journal::EtcdJournal;
 use super::leader::LeaderCtx;
 use super::slots::DisruptionSlots;
-use crate::fleet::Fleet;
+use crate::fleet::{DrainFleet, Fleet};
 
 /// This controller leads a drain. Cheap to clone. Writes made through
 /// [`Leadership::journal`] and [`Leadership::fleet`] are fenced.
@@ -81,6 +81,13 @@ impl Leadership {
     /// `inner` behind the fleet-wide budget and the fence.
     pub fn fleet(&self, inner: Arc<dyn Fleet>) -> CoordinatedFleet {
         CoordinatedFleet::new(Arc::clone(&self.ctx), inner)
+    }
+
+    /// A drain-only adapter (e.g. `http::HttpFleet`) behind the fleet-wide
+    /// budget and the fence; its rollout calls fail with
+    /// `FleetError::Unsupported`.
+    pub fn drain_fleet(&self, inner: Arc<dyn DrainFleet>) -> CoordinatedFleet {
+        CoordinatedFleet::drain_only(Arc::clone(&self.ctx), inner)
     }
 
     /// Releases every host slot this drain holds in the fleet-wide budget.

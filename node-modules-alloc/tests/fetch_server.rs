@@ -577,3 +577,43 @@ async fn no_resolved_url_and_no_registry_is_an_actionable_error() {
     );
     let _ = Path::new(".");
 }
+
+/// SIGKILL of the CLI while a tarball is half downloaded: the store has no trace of it
+/// (downloads live in memory until verified; the import publishes the index last).
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_cli_mid_download_leaves_nothing_in_the_store() {
+    let s = setup().await;
+    let big = Pkg::new("big", "1.0.0").file("blob.bin", &vec![7u8; 4 << 20], 0o644);
+    let tgz = big.tgz();
+    s.server.on(
+        &tarball_path(&big.name, &big.version),
+        vec![Reply::Stall(tgz.clone(), tgz.len() / 2)],
+    );
+    let lock = s.lock(&[&big], true);
+    let stalled = s.server.stalled.notified();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_node-modules-alloc"))
+        .arg("--quiet")
+        .arg("--store")
+        .arg(s.store.path())
+        .args(["fetch", "--lockfile"])
+        .arg(lock.file())
+        .env("NPM_CONFIG_USERCONFIG", s.dir.path().join("no-user-npmrc"))
+        .spawn()
+        .unwrap();
+    stalled.await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    store_is_empty(&s.store);
+    // The next fetch completes it.
+    s.server.on(
+        &tarball_path(&big.name, &big.version),
+        vec![Reply::Body(tgz)],
+    );
+    let report = s
+        .fetch(&s.fetcher(FetchConfig::default(), Registries::new()), &lock)
+        .await
+        .unwrap();
+    assert_eq!(report.fetched.len(), 1);
+    assert!(in_store(&s.store, &big));
+}

@@ -52,6 +52,9 @@ pub enum Reply {
     Status(u16, Option<u64>),
     /// Reads the request and never answers (until the server is dropped).
     Silence,
+    /// 200 announcing the whole body, sending `sent` bytes of it, then nothing more (the
+    /// server's `stalled` is notified once they are written).
+    Stall(Vec<u8>, usize),
 }
 
 /// One request as the server saw it.
@@ -76,6 +79,7 @@ pub struct TestServer {
     script: Arc<Mutex<Script>>,
     task: tokio::task::JoinHandle<()>,
     pub requests: Arc<tokio::sync::Notify>,
+    pub stalled: Arc<tokio::sync::Notify>,
 }
 
 impl TestServer {
@@ -84,9 +88,11 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let script = Arc::new(Mutex::new(Script::default()));
         let requests = Arc::new(tokio::sync::Notify::new());
+        let stalled = Arc::new(tokio::sync::Notify::new());
         let task = {
             let script = Arc::clone(&script);
             let requests = Arc::clone(&requests);
+            let stalled = Arc::clone(&stalled);
             tokio::spawn(async move {
                 let mut connections = Vec::new();
                 loop {
@@ -95,9 +101,10 @@ impl TestServer {
                     };
                     let script = Arc::clone(&script);
                     let requests = Arc::clone(&requests);
+                    let stalled = Arc::clone(&stalled);
                     let clock = clock.clone();
                     connections.push(tokio::spawn(async move {
-                        serve(stream, script, requests, clock).await;
+                        serve(stream, script, requests, stalled, clock).await;
                     }));
                 }
             })
@@ -107,6 +114,7 @@ impl TestServer {
             script,
             task,
             requests,
+            stalled,
         }
     }
 
@@ -147,6 +155,7 @@ async fn serve(
     mut stream: tokio::net::TcpStream,
     script: Arc<Mutex<Script>>,
     requests: Arc<tokio::sync::Notify>,
+    stalled: Arc<tokio::sync::Notify>,
     clock: ManualClock,
 ) {
     let mut buf = Vec::new();
@@ -210,6 +219,14 @@ async fn serve(
             let _ = stream.write_all(head.as_bytes()).await;
         }
         Reply::Silence => {
+            std::future::pending::<()>().await;
+        }
+        Reply::Stall(body, sent) => {
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(&body[..sent.min(body.len())]).await;
+            let _ = stream.flush().await;
+            stalled.notify_one();
             std::future::pending::<()>().await;
         }
     }

@@ -16,6 +16,8 @@
 #   scripts/verdaccio.sh stop      kill it and remove its storage
 #   scripts/verdaccio.sh env       print the export lines of the running one
 #
+# BREAKWATER_VERDACCIO_RUN=DIR runs a separate instance with its state in DIR (the benchmark).
+#
 # Typical use:
 #   scripts/verdaccio.sh ensure
 #   eval "$(scripts/verdaccio.sh start)"
@@ -25,7 +27,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 prefix="${BREAKWATER_VERDACCIO_PREFIX:-$root/target/verdaccio}"
-run="$prefix/run"
+run="${BREAKWATER_VERDACCIO_RUN:-$prefix/run}"
 version="6.8.0"
 user="breakwater"
 

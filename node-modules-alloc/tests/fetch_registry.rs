@@ -30,29 +30,27 @@ struct Registry {
 /// The registry under test. Unset: a failure in CI, a notice (and `None`) elsewhere.
 fn registry() -> Option<Registry> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    match (
+    if let (Some(url), Some(storage), Some(token)) = (
         var("BREAKWATER_NPM_REGISTRY"),
         var("BREAKWATER_NPM_REGISTRY_STORAGE"),
         var("BREAKWATER_NPM_REGISTRY_TOKEN"),
     ) {
-        (Some(url), Some(storage), Some(token)) => Some(Registry {
+        return Some(Registry {
             url,
             storage: PathBuf::from(storage),
             token,
-        }),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "BREAKWATER_NPM_REGISTRY is not set but CI is: the registry tests must run in CI. \
-                 Start one with `scripts/verdaccio.sh ensure && eval \"$(scripts/verdaccio.sh start)\"`."
-            );
-            eprintln!(
-                "notice: BREAKWATER_NPM_REGISTRY is not set; skipping this registry test \
-                 (run `scripts/verdaccio.sh ensure && eval \"$(scripts/verdaccio.sh start)\"`)"
-            );
-            None
-        }
+        });
     }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "BREAKWATER_NPM_REGISTRY is not set but CI is: the registry tests must run in CI. \
+         Start one with `scripts/verdaccio.sh ensure && eval \"$(scripts/verdaccio.sh start)\"`."
+    );
+    eprintln!(
+        "notice: BREAKWATER_NPM_REGISTRY is not set; skipping this registry test \
+         (run `scripts/verdaccio.sh ensure && eval \"$(scripts/verdaccio.sh start)\"`)"
+    );
+    None
 }
 
 /// A name no other test or run uses (verdaccio's storage outlives one test).

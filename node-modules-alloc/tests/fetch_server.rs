@@ -286,7 +286,7 @@ async fn too_many_requests_waits_at_least_the_retry_after() {
         .unwrap();
     let seen = s.server.seen();
     assert_eq!(seen.len(), 2);
-    let waited = seen[1].at - seen[0].at;
+    let waited = seen[1].at.checked_sub(seen[0].at).unwrap();
     assert!(waited >= Duration::from_secs(7), "retried after {waited:?}");
     // The backoff alone (250 ms, full jitter) would not wait that long.
     assert!(waited < Duration::from_secs(8), "retried after {waited:?}");

@@ -172,7 +172,7 @@ case "${1:-}" in
   stop) cmd_stop ;;
   env) cmd_env ;;
   *)
-    sed -n '2,24p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,26p' "${BASH_SOURCE[0]}" >&2
     exit 2
     ;;
 esac

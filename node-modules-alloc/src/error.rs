@@ -356,11 +356,13 @@ pub enum Error {
         /// When the breaker lets a probe through.
         retry_after: Duration,
     },
-    /// Several packages could not be fetched; the first error is kept.
-    #[error("{failed} package(s) could not be fetched; the first: {first}")]
+    /// Several packages could not be fetched: all are named, the first error is kept.
+    #[error("{failed} package(s) could not be fetched ({}); the first error: {first}", packages.join(", "))]
     FetchFailed {
         /// How many packages failed.
         failed: usize,
+        /// Every package that failed (`name@version at path`), in lockfile order.
+        packages: Vec<String>,
         /// The first failure (in lockfile order).
         first: Box<Error>,
     },

@@ -617,3 +617,24 @@ async fn killing_the_cli_mid_download_leaves_nothing_in_the_store() {
     assert_eq!(report.fetched.len(), 1);
     assert!(in_store(&s.store, &big));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_failures_name_every_package() {
+    let s = setup().await;
+    let (a, b) = pkgs();
+    // Nothing scripted: the registry answers 404 to both.
+    let err = s
+        .fetch(
+            &s.fetcher(FetchConfig::default(), Registries::new()),
+            &s.lock(&[&a, &b], true),
+        )
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, Error::FetchFailed { failed: 2, .. }),
+        "{message}"
+    );
+    assert!(message.starts_with("2 package(s) could not be fetched (@scope/right@2.1.0 at node_modules/@scope/right, left@1.0.0 at node_modules/left)"), "{message}");
+    assert!(message.contains("answered HTTP 404"), "{message}");
+}

@@ -501,14 +501,22 @@ impl Allocator {
         };
         let wanted: std::collections::HashSet<&str> =
             missing.iter().map(|m| m.path.as_str()).collect();
-        let requests: Vec<_> = crate::fetch::Fetcher::requests(
-            lockfile,
-            &self.inner.config.selection,
-            &self.platform(),
-        )
-        .into_iter()
-        .filter(|r| wanted.contains(r.path.as_str()))
-        .collect();
+        let (lock, selection, platform) = (
+            lockfile.clone(),
+            self.inner.config.selection,
+            self.platform(),
+        );
+        // Reads the lockfile again (its `resolved` URLs): off the async threads.
+        let requests = blocking(move || {
+            Ok(crate::fetch::Fetcher::requests(
+                &lock, &selection, &platform,
+            ))
+        })
+        .await?;
+        let requests: Vec<_> = requests
+            .into_iter()
+            .filter(|r| wanted.contains(r.path.as_str()))
+            .collect();
         tracing::info!(name = %self.inner.name, missing = missing.len(), "packages missing from the store: fetching them");
         fetcher.fetch(requests).await.map(drop)
     }

@@ -305,6 +305,7 @@ impl Fetcher {
             packages = missing.len(),
             "fetching packages missing from the store"
         );
+        let labels: Vec<String> = missing.iter().map(FetchRequest::label).collect();
         let mut tasks = tokio::task::JoinSet::new();
         for (i, request) in missing.into_iter().enumerate() {
             let this = self.clone();
@@ -323,22 +324,23 @@ impl Fetcher {
         }
         results.sort_by_key(|(i, _)| *i);
         let mut errors = Vec::new();
-        for (_, result) in results {
+        for (i, result) in results {
             match result {
                 Ok((imported, bytes)) => {
                     report.bytes += bytes;
                     report.fetched.push(imported);
                 }
-                Err(e) => errors.push(e),
+                Err(e) => errors.push((labels.get(i).cloned().unwrap_or_default(), e)),
             }
         }
         let failed = errors.len();
-        let mut errors = errors.into_iter();
-        match (errors.next(), failed) {
+        let packages = errors.iter().map(|(label, _)| label.clone()).collect();
+        match (errors.into_iter().next(), failed) {
             (None, _) => Ok(report),
-            (Some(e), 1) => Err(e),
-            (Some(first), failed) => Err(Error::FetchFailed {
+            (Some((_, e)), 1) => Err(e),
+            (Some((_, first)), failed) => Err(Error::FetchFailed {
                 failed,
+                packages,
                 first: Box::new(first),
             }),
         }

@@ -8,12 +8,12 @@
 //!
 //! * a [`ConcurrencyLimit`](resilience_core::limit::ConcurrencyLimit) on connections per
 //!   registry host (`scheme://host[:port]`);
-//! * a [`RetryPolicy`](resilience_core::retry::RetryPolicy) per package (connection errors,
+//! * a [`RetryPolicy`] per package (connection errors,
 //!   broken-off bodies, HTTP 429 and 5xx are retried; 4xx and integrity mismatches are not),
 //!   with jittered backoff that waits at least the server's `Retry-After`, and a
-//!   [`RetryBudget`](resilience_core::budget::RetryBudget) shared by every package, so that a
+//!   [`RetryBudget`] shared by every package, so that a
 //!   failing registry gets at most a share of extra load;
-//! * a [`Deadline`](resilience_core::deadline::Deadline) per package bounding all its
+//! * a [`Deadline`] per package bounding all its
 //!   attempts and backoffs (an attempt in flight when it passes is cancelled);
 //! * a [`CircuitBreaker`](resilience_core::breaker::CircuitBreaker) per registry host: once
 //!   it opens, the remaining packages fail fast instead of hammering it.

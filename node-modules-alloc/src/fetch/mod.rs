@@ -39,8 +39,8 @@ mod config;
 mod hosts;
 mod http;
 mod npmrc;
-mod resolved;
-mod url;
+pub(crate) mod resolved;
+pub(crate) mod url;
 
 pub use config::FetchConfig;
 pub use npmrc::{Credential, Registries, Secret};

@@ -422,58 +422,6 @@ pub fn check_path_normalize(data: &[u8]) -> Result<(), Violation> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rewritten_tar_checksums_are_accepted() {
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_ustar();
-        header.set_size(3);
-        header.set_mode(0o644);
-        header.set_path("package/a.js").unwrap();
-        header.set_cksum();
-        builder.append(&header, &b"abc"[..]).unwrap();
-        builder.append(&header, &b"abc"[..]).unwrap();
-        let mut bytes = builder.into_inner().unwrap();
-        // Break both headers: a new name without updating the checksum.
-        for offset in [0, 1024] {
-            bytes[offset + 8] = b'b';
-        }
-        let entries = |bytes: &[u8]| -> Result<usize, std::io::Error> {
-            let mut archive = tar::Archive::new(bytes);
-            archive
-                .entries()?
-                .map(|e| e.map(|_| ()))
-                .collect::<Result<Vec<_>, _>>()
-                .map(|v| v.len())
-        };
-        assert!(entries(&bytes).is_err(), "the checksum is checked");
-        fix_tar_checksums(&mut bytes);
-        assert_eq!(entries(&bytes).unwrap(), 2);
-    }
-
-    #[test]
-    fn link_walk_model_matches_simple_cases() {
-        assert!(link_stays_inside("lib/l", "../index.js"));
-        assert!(!link_stays_inside("lib/l", "../../x"));
-        assert!(!link_stays_inside("l", "/etc/passwd"));
-        assert!(link_stays_inside("a/b/c", "./../../d"));
-    }
-
-    #[test]
-    fn bin_checks_name_the_problem() {
-        let bins = BTreeMap::from([("../x".to_owned(), "cli.js".to_owned())]);
-        let err = check_bins("t", &bins).unwrap_err();
-        assert!(err.what.contains("\"../x\""), "{err}");
-        let bins = BTreeMap::from([("x".to_owned(), "../cli.js".to_owned())]);
-        assert!(check_bins("t", &bins).is_err());
-        let bins = BTreeMap::from([("x".to_owned(), "bin/../cli.js".to_owned())]);
-        assert!(check_bins("t", &bins).is_ok());
-    }
-}
-
 /// `fetch_inputs` (feature `fetch`): what the fetcher reads from a lockfile and `.npmrc`. Every
 /// line that parses as a URL prints without credentials, query or fragment and parses back to
 /// the same URL; a registry tarball URL built from it for a name and version the fetcher
@@ -545,4 +493,56 @@ pub fn check_fetch_inputs(data: &[u8]) -> Result<(), Violation> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewritten_tar_checksums_are_accepted() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_path("package/a.js").unwrap();
+        header.set_cksum();
+        builder.append(&header, &b"abc"[..]).unwrap();
+        builder.append(&header, &b"abc"[..]).unwrap();
+        let mut bytes = builder.into_inner().unwrap();
+        // Break both headers: a new name without updating the checksum.
+        for offset in [0, 1024] {
+            bytes[offset + 8] = b'b';
+        }
+        let entries = |bytes: &[u8]| -> Result<usize, std::io::Error> {
+            let mut archive = tar::Archive::new(bytes);
+            archive
+                .entries()?
+                .map(|e| e.map(|_| ()))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.len())
+        };
+        assert!(entries(&bytes).is_err(), "the checksum is checked");
+        fix_tar_checksums(&mut bytes);
+        assert_eq!(entries(&bytes).unwrap(), 2);
+    }
+
+    #[test]
+    fn link_walk_model_matches_simple_cases() {
+        assert!(link_stays_inside("lib/l", "../index.js"));
+        assert!(!link_stays_inside("lib/l", "../../x"));
+        assert!(!link_stays_inside("l", "/etc/passwd"));
+        assert!(link_stays_inside("a/b/c", "./../../d"));
+    }
+
+    #[test]
+    fn bin_checks_name_the_problem() {
+        let bins = BTreeMap::from([("../x".to_owned(), "cli.js".to_owned())]);
+        let err = check_bins("t", &bins).unwrap_err();
+        assert!(err.what.contains("\"../x\""), "{err}");
+        let bins = BTreeMap::from([("x".to_owned(), "../cli.js".to_owned())]);
+        assert!(check_bins("t", &bins).is_err());
+        let bins = BTreeMap::from([("x".to_owned(), "bin/../cli.js".to_owned())]);
+        assert!(check_bins("t", &bins).is_ok());
+    }
 }

@@ -619,7 +619,7 @@ fn run(cli: Cli, store_dir: &Path, out: Output, open_store: &mut Duration) -> Re
                 "allocating {}",
                 app_dir.join("node_modules").display()
             ));
-            let allocation = fetch_runtime()?.block_on(allocator.allocate(&lockfile, &app_dir));
+            let allocation = runtime()?.block_on(allocator.allocate(&lockfile, &app_dir));
             if let Some(spinner) = spinner {
                 spinner.finish_and_clear();
             }
@@ -893,8 +893,11 @@ fn verified(report: &VerifyReport, app_dir: &Path, repair: bool, out: Output) ->
     }
 }
 
+/// The runtime of `allocate` and `verify`: one thread (the work runs on blocking threads), with
+/// network and timers for the downloads of an allocation missing packages.
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .map_err(|e| Error::Io {
             action: "cannot start runtime",
@@ -903,8 +906,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         })
 }
 
-/// A runtime with network and timers for commands that may fetch: two workers, so that
-/// hashing downloads and importing them overlap with the network.
+/// The runtime of `fetch`: two workers, so that hashing downloads overlaps with the network.
 fn fetch_runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

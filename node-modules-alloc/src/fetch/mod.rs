@@ -125,7 +125,9 @@ struct Inner {
     store: Store,
     config: FetchConfig,
     registries: Registries,
-    client: HttpClient,
+    /// Built on the first download (TLS roots are loaded then): a fetcher that finds every
+    /// package in the store costs nothing.
+    client: tokio::sync::OnceCell<HttpClient>,
     policy: RetryPolicy,
     hosts: Hosts,
     imports: tokio::sync::Semaphore,
@@ -179,7 +181,7 @@ impl Fetcher {
         Ok(Self {
             inner: Arc::new(Inner {
                 hosts: Hosts::new(config.per_host.clone(), config.breaker.clone(), clock),
-                client: http::client(config.connect_timeout)?,
+                client: tokio::sync::OnceCell::new(),
                 store,
                 config,
                 registries,
@@ -394,11 +396,18 @@ impl Fetcher {
             }
         };
         let on_bytes: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(on_bytes);
+        let timeout = self.inner.config.connect_timeout;
+        let client = self
+            .inner
+            .client
+            .get_or_try_init(|| async move { http::client(timeout) })
+            .await?
+            .clone();
         let result = self
             .inner
             .policy
             .run_with_deadline(&deadline, |attempt| {
-                let (host, client, url) = (Arc::clone(&host), self.inner.client.clone(), url.clone());
+                let (host, client, url) = (Arc::clone(&host), client.clone(), url.clone());
                 let credential = credential.as_ref().map(|(_, c)| c.clone());
                 let integrity = request.integrity.clone();
                 let on_bytes = Arc::clone(&on_bytes);

@@ -638,3 +638,44 @@ async fn several_failures_name_every_package() {
     assert!(message.starts_with("2 package(s) could not be fetched (@scope/right@2.1.0 at node_modules/@scope/right, left@1.0.0 at node_modules/left)"), "{message}");
     assert!(message.contains("answered HTTP 404"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_without_the_registry_token() {
+    let s = setup().await;
+    let cdn = TestServer::start(s.clock.clock.clone()).await;
+    let (a, b) = pkgs();
+    // `left` is sent to another host (a CDN), `@scope/right` to another path of the registry.
+    s.server.on(
+        &tarball_path(&a.name, &a.version),
+        vec![Reply::Redirect(format!("{}blobs/left.tgz", cdn.url()))],
+    );
+    cdn.on("/blobs/left.tgz", vec![Reply::Body(a.tgz())]);
+    s.server.on(
+        &tarball_path(&b.name, &b.version),
+        vec![Reply::Redirect("/blobs/right.tgz".to_owned())],
+    );
+    s.server.on("/blobs/right.tgz", vec![Reply::Body(b.tgz())]);
+    let registries = s
+        .registry()
+        .with_token(&format!("//{}/", s.server.addr), Secret::new("s3cret"));
+    let report = s
+        .fetch(
+            &s.fetcher(FetchConfig::default(), registries),
+            &s.lock(&[&a, &b], false),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.fetched.len(), 2);
+    assert_eq!(
+        cdn.seen()[0].authorization,
+        None,
+        "the token never leaves its registry"
+    );
+    let same_host = s
+        .server
+        .seen()
+        .into_iter()
+        .find(|r| r.path == "/blobs/right.tgz")
+        .unwrap();
+    assert_eq!(same_host.authorization.as_deref(), Some("Bearer s3cret"));
+}

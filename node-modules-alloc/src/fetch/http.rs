@@ -169,15 +169,25 @@ impl StreamHasher {
     }
 }
 
-/// One GET of `url`: the verified bytes, or why not. `on_bytes` is told of every chunk.
-pub(crate) async fn download(
+/// Redirects followed per attempt (registries may send tarballs to a CDN).
+const MAX_REDIRECTS: usize = 5;
+
+/// The URL a `Location` header points to: absolute `http(s)` URLs, or absolute paths on the
+/// same origin.
+fn redirect_target(from: &Url, location: &str) -> Option<Url> {
+    if location.starts_with('/') && !location.starts_with("//") {
+        let scheme = if from.https { "https" } else { "http" };
+        return Url::parse(&format!("{scheme}://{}{location}", from.authority()));
+    }
+    Url::parse(location)
+}
+
+/// One GET, the credential (if any) as `Authorization`.
+async fn get(
     client: &HttpClient,
     url: &Url,
     credential: Option<&Credential>,
-    expected: &Integrity,
-    limit: u64,
-    on_bytes: &(dyn Fn(u64) + Send + Sync),
-) -> std::result::Result<Vec<u8>, AttemptError> {
+) -> std::result::Result<http::Response<hyper::body::Incoming>, AttemptError> {
     let mut request = http::Request::builder()
         .method(http::Method::GET)
         .uri(url.request_uri())
@@ -195,17 +205,55 @@ pub(crate) async fn download(
     let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| AttemptError::Connect(format!("invalid request: {e}")))?;
-    let response = client
+    client
         .request(request)
         .await
-        .map_err(|e| AttemptError::Connect(chain(&e)))?;
-    let status = response.status().as_u16();
-    if status != 200 {
-        return Err(AttemptError::Status {
-            status,
-            retry_after: retry_after(response.headers()),
-        });
+        .map_err(|e| AttemptError::Connect(chain(&e)))
+}
+
+/// One GET of `url` (following up to 5 redirects): the verified bytes, or why not.
+/// `on_bytes` is told of every chunk.
+pub(crate) async fn download(
+    client: &HttpClient,
+    url: &Url,
+    credential: Option<&Credential>,
+    expected: &Integrity,
+    limit: u64,
+    on_bytes: &(dyn Fn(u64) + Send + Sync),
+) -> std::result::Result<Vec<u8>, AttemptError> {
+    let mut current = url.clone();
+    let mut response = None;
+    for _ in 0..=MAX_REDIRECTS {
+        // A credential goes only to the registry it belongs to: never to a redirect target
+        // on another scheme, host or port (a CDN serving the registry's tarballs).
+        let credential = credential.filter(|_| current.host_key() == url.host_key());
+        let answer = get(client, &current, credential).await?;
+        let status = answer.status().as_u16();
+        if matches!(status, 301 | 302 | 303 | 307 | 308)
+            && let Some(next) = answer
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|location| redirect_target(&current, location))
+        {
+            current = next;
+            continue;
+        }
+        if status != 200 {
+            return Err(AttemptError::Status {
+                status,
+                retry_after: retry_after(answer.headers()),
+            });
+        }
+        response = Some(answer);
+        break;
     }
+    let Some(response) = response else {
+        return Err(AttemptError::Status {
+            status: 310,
+            retry_after: None,
+        });
+    };
     let announced = response
         .headers()
         .get(http::header::CONTENT_LENGTH)

@@ -52,6 +52,8 @@ pub enum Reply {
     Status(u16, Option<u64>),
     /// Reads the request and never answers (until the server is dropped).
     Silence,
+    /// `302 Found` to this location.
+    Redirect(String),
     /// 200 announcing the whole body, sending `sent` bytes of it, then nothing more (the
     /// server's `stalled` is notified once they are written).
     Stall(Vec<u8>, usize),
@@ -220,6 +222,12 @@ async fn serve(
         }
         Reply::Silence => {
             std::future::pending::<()>().await;
+        }
+        Reply::Redirect(location) => {
+            let head = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
         }
         Reply::Stall(body, sent) => {
             let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());

@@ -24,7 +24,7 @@ if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   echo "fuzz.sh: SECONDS must be a positive integer, got '$seconds'" >&2
   exit 2
 fi
-targets=(${FUZZ_TARGETS:-import_tarball lockfile integrity package_json_bins path_normalize})
+targets=(${FUZZ_TARGETS:-import_tarball lockfile integrity package_json_bins path_normalize fetch_inputs})
 
 # Largest input per target: a few KiB of tar, JSON or text is enough to reach every branch,
 # and smaller inputs keep executions fast.

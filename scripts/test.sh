@@ -5,6 +5,8 @@
 # bindings' suite and type check, loom model checks, rustdoc with warnings
 # denied, and a short cargo-fuzz run of every parser target (FUZZ_SECONDS).
 #
+# Services: a throw-away etcd (scripts/etcd.sh) and npm registry (scripts/verdaccio.sh).
+#
 # Usage: scripts/test.sh            # everything
 #        SKIP_LINT=1 scripts/test.sh  # tests only (faster local loop)
 set -euo pipefail
@@ -22,6 +24,15 @@ step "etcd and protoc for the fleet-drain etcd tests (scripts/etcd.sh)"
 scripts/etcd.sh ensure
 eval "$(scripts/etcd.sh start)"
 trap 'scripts/etcd.sh stop' EXIT
+
+# node-modules-alloc's fetch tests need a real npm registry: verdaccio 6.8 (6.10+ needs Node 22)
+# from the npm registry into target/verdaccio (skipped when present), on a free loopback port,
+# no uplink, a fresh storage the tests seed with tarballs they build; stopped on exit. With CI
+# set, those tests fail (never skip) when BREAKWATER_NPM_REGISTRY is missing.
+step "verdaccio for node-modules-alloc's registry tests (scripts/verdaccio.sh)"
+scripts/verdaccio.sh ensure
+eval "$(scripts/verdaccio.sh start)"
+trap 'scripts/etcd.sh stop; scripts/verdaccio.sh stop' EXIT
 
 if [ -z "${SKIP_LINT:-}" ]; then
   step "cargo fmt --check"

@@ -286,6 +286,86 @@ pub enum Error {
         /// All missing packages, in lockfile order.
         missing: Vec<MissingPackage>,
     },
+    /// Packages of the lockfile are not in the store and fetching is off (`--offline`, or
+    /// [`FetchConfig::offline`](crate::fetch::FetchConfig)): every one is listed, nothing was
+    /// requested from the network.
+    #[error("offline: {} package(s) missing from the store were not fetched (run `node-modules-alloc fetch` with network access, or import them): {}", missing.len(), format_missing(missing))]
+    Offline {
+        /// All missing packages, in lockfile order.
+        missing: Vec<MissingPackage>,
+    },
+    /// A package has no URL to be fetched from.
+    #[error(
+        "cannot fetch {package}: the lockfile gives no resolved URL for it and no registry is configured (pass --registry URL or set registry= in .npmrc)"
+    )]
+    NoRegistry {
+        /// `name@version at path`.
+        package: String,
+    },
+    /// The registry could not be reached, or kept failing (connection errors, timeouts,
+    /// HTTP 429 and 5xx), until the retry policy gave up.
+    #[error(
+        "cannot fetch {package} from {url}: registry unreachable after {attempts} attempt(s), {why}; last error: {last_error}"
+    )]
+    RegistryUnreachable {
+        /// `name@version at path`.
+        package: String,
+        /// The tarball URL (no credentials, no query).
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Why the fetcher stopped (`all attempts failed`, `the retry budget is exhausted`,
+        /// `the package deadline of 5m passed`).
+        why: String,
+        /// The last attempt's error.
+        last_error: String,
+    },
+    /// The registry answered an HTTP status that retrying cannot change (404, 400, ...).
+    #[error("cannot fetch {package}: {url} answered HTTP {status}{}", if *status == 404 { " (not in this registry: check the registry configured for its scope)" } else { "" })]
+    HttpStatus {
+        /// `name@version at path`.
+        package: String,
+        /// The tarball URL (no credentials, no query).
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// The registry refused the request for lack of (valid) credentials.
+    #[error("cannot fetch {package}: {url} requires authentication (HTTP {status}): {}", if let Some(prefix) = token_for { format!("the credential configured for {prefix} was refused") } else { format!("add `{nerf_dart}:_authToken=${{TOKEN}}` to .npmrc") })]
+    AuthRequired {
+        /// `name@version at path`.
+        package: String,
+        /// The tarball URL (no credentials, no query).
+        url: String,
+        /// 401 or 403.
+        status: u16,
+        /// The `.npmrc` prefix whose credential was sent, if one was.
+        token_for: Option<String>,
+        /// The `//host[:port]/path/` prefix a credential for this registry would use.
+        nerf_dart: String,
+    },
+    /// The circuit breaker of the registry host is open: it failed repeatedly just before.
+    #[error(
+        "cannot fetch {package}: the circuit breaker of {host} is open after repeated failures; retry after {retry_after:?}"
+    )]
+    CircuitOpen {
+        /// `name@version at path`.
+        package: String,
+        /// `scheme://host[:port]`.
+        host: String,
+        /// When the breaker lets a probe through.
+        retry_after: Duration,
+    },
+    /// Several packages could not be fetched: all are named, the first error is kept.
+    #[error("{failed} package(s) could not be fetched ({}); the first error: {first}", packages.join(", "))]
+    FetchFailed {
+        /// How many packages failed.
+        failed: usize,
+        /// Every package that failed (`name@version at path`), in lockfile order.
+        packages: Vec<String>,
+        /// The first failure (in lockfile order).
+        first: Box<Error>,
+    },
     /// Packages of the tree need a build (`preinstall`/`install`/`postinstall` script, or
     /// `node-gyp rebuild` for a `binding.gyp`) that the allocator does not run: the tree would
     /// look complete and fail at `require` time, so nothing is published. Every such package is

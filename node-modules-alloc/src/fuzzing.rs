@@ -445,6 +445,79 @@ pub fn check_path_normalize(data: &[u8]) -> Result<(), Violation> {
     }
 }
 
+/// `fetch_inputs` (feature `fetch`): what the fetcher reads from a lockfile and `.npmrc`. Every
+/// line that parses as a URL prints without credentials, query or fragment and parses back to
+/// the same URL; a registry tarball URL built from it for a name and version the fetcher
+/// accepts stays under the registry's path; `resolved` URLs read from the input (as a
+/// lockfile) are `http(s)` URLs; `.npmrc` reading never panics, and a credential is only
+/// found for URLs under its prefix.
+#[cfg(feature = "fetch")]
+pub fn check_fetch_inputs(data: &[u8]) -> Result<(), Violation> {
+    use crate::fetch::url::{Url, url_safe_name, url_safe_version};
+    const T: &str = "fetch_inputs";
+    let text = String::from_utf8_lossy(data);
+    for line in text.lines() {
+        let Some(url) = Url::parse(line) else {
+            continue;
+        };
+        let printed = url.to_string();
+        let authority = printed.split('/').nth(2).unwrap_or_default();
+        if authority.contains('@') || printed.contains('?') || printed.contains('#') {
+            return Err(violation(T, format!("{line:?} printed as {printed:?}")));
+        }
+        match Url::parse(&printed) {
+            Some(again) if again.to_string() == printed && again.host_key() == url.host_key() => {}
+            other => {
+                return Err(violation(
+                    T,
+                    format!("{line:?} printed as {printed:?}, which parses to {other:?}"),
+                ));
+            }
+        }
+        for (name, version) in [("a", "1.0.0"), ("@s/b", "2.0.0-rc.1")] {
+            if url_safe_name(name) && url_safe_version(version) {
+                let tarball = url.tarball(name, version);
+                let base = url.path.trim_end_matches('/');
+                if !tarball.path.starts_with(base)
+                    || !tarball.is_registry_tarball_of(name, version)
+                    || tarball.host_key() != url.host_key()
+                {
+                    return Err(violation(
+                        T,
+                        format!("registry {printed:?}: tarball of {name}@{version} is {tarball}"),
+                    ));
+                }
+            }
+        }
+    }
+    for (path, resolved) in crate::fetch::resolved::resolved_urls(&text) {
+        if !(resolved.starts_with("http://") || resolved.starts_with("https://")) {
+            return Err(violation(
+                T,
+                format!("resolved {resolved:?} kept for {path:?}"),
+            ));
+        }
+    }
+    let mut registries = crate::fetch::Registries::new();
+    if registries
+        .apply(std::path::Path::new(".npmrc"), &text, &|_| None)
+        .is_ok()
+    {
+        for line in text.lines() {
+            if let Some(url) = Url::parse(line)
+                && let Some((prefix, _)) = registries.credential_for(&url)
+                && !url.nerf_dart().starts_with(prefix)
+            {
+                return Err(violation(
+                    T,
+                    format!("credential of {prefix:?} found for {url}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,10 @@
 //!   with a bounded queue in front of a store-wide one (slot lock files shared by every
 //!   process), staging + one atomic rename + completion marker, a free-space guard that
 //!   reserves what it admits.
+//! * [`fetch`] (feature `fetch`): packages missing from the store are downloaded from the
+//!   lockfile's `resolved` URL or the configured registry (`.npmrc`), integrity checked while
+//!   streaming, through a per-host concurrency limit and breaker, a retry policy with a budget
+//!   and `Retry-After`, and a deadline per package; `--offline` never touches the network.
 //! * [`sweep`]: scratch of failed operations and dead processes is removed while the store is
 //!   in use, so nothing grows without bound under a long-lived process.
 //!
@@ -22,6 +26,7 @@
 //!
 //! ```text
 //! node-modules-alloc --store DIR import PATH...
+//! node-modules-alloc --store DIR fetch --lockfile FILE [--registry URL] [--offline]
 //! node-modules-alloc --store DIR allocate --lockfile FILE --app-dir DIR [--link-mode auto|hardlink|reflink|copy]
 //! node-modules-alloc --store DIR verify --app-dir DIR [--repair]
 //! node-modules-alloc --store DIR gc
@@ -31,7 +36,9 @@
 //!
 //! # Features
 //!
-//! * `cli` (default): the binary (clap, indicatif, tracing-subscriber).
+//! * `cli` (default): the binary (clap, indicatif, tracing-subscriber); turns `fetch` on.
+//! * `fetch`: the [`fetch`] module and [`Allocator::with_fetcher`](allocator::Allocator::with_fetcher)
+//!   (hyper 1, hyper-util, rustls with ring and Mozilla's roots). Off: no HTTP code.
 //! * `metrics`: the allocator records `breakwater_allocator_*` metrics through the
 //!   [`metrics`](https://docs.rs/metrics) facade (the table is in `docs/metrics.md`). The crate
 //!   never installs a recorder; install yours before building an
@@ -97,6 +104,9 @@ pub mod allocator;
 mod bins;
 pub mod config;
 mod error;
+#[cfg(feature = "fetch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fetch")))]
+pub mod fetch;
 mod fsutil;
 #[cfg(feature = "fuzzing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fuzzing")))]

@@ -29,10 +29,13 @@ use node_modules_alloc::allocator::{
     Allocation, Allocator, AllocatorConfig, Outcome, VerifyReport,
 };
 use node_modules_alloc::config::LinkMode;
+use node_modules_alloc::fetch::{FetchConfig, FetchEvent, FetchReport, Fetcher, Registries};
 use node_modules_alloc::import::ImportSummary;
+use node_modules_alloc::lockfile::{Lockfile, Selection};
 use node_modules_alloc::platform::Libc;
+use node_modules_alloc::platform::{Platform, PlatformConfig};
 use node_modules_alloc::store::Store;
-use node_modules_alloc::{BuildNeed, Error};
+use node_modules_alloc::{BuildNeed, Error, MissingPackage};
 use serde_json::{Value, json};
 
 /// Success.
@@ -116,6 +119,32 @@ enum Command {
         max_queued: Option<usize>,
         #[command(flatten)]
         tree: TreeArgs,
+        #[command(flatten)]
+        fetch: FetchArgs,
+    },
+    /// Download every package of a lockfile that the store lacks, without allocating (like
+    /// pnpm fetch).
+    Fetch {
+        /// The lockfile.
+        #[arg(long, value_name = "FILE")]
+        lockfile: PathBuf,
+        /// Skip dev dependencies.
+        #[arg(long)]
+        omit_dev: bool,
+        /// Skip optional dependencies.
+        #[arg(long)]
+        omit_optional: bool,
+        /// Fetch optional packages for this os instead of this system's.
+        #[arg(long, value_name = "OS")]
+        os: Option<String>,
+        /// Fetch optional packages for this cpu instead of this system's.
+        #[arg(long, value_name = "CPU")]
+        cpu: Option<String>,
+        /// Fetch optional packages for this libc instead of the detected one (glibc or musl).
+        #[arg(long, value_name = "LIBC")]
+        libc: Option<Libc>,
+        #[command(flatten)]
+        fetch: FetchArgs,
     },
     /// Verify APP_DIR/node_modules by re-hashing every file; exit 3 on problems.
     Verify {
@@ -141,6 +170,7 @@ impl Command {
         match self {
             Self::Import { .. } => "import",
             Self::Allocate { .. } => "allocate",
+            Self::Fetch { .. } => "fetch",
             Self::Verify { .. } => "verify",
             Self::Gc => "gc",
         }
@@ -178,6 +208,104 @@ impl TreeArgs {
         config.platform.os = self.os;
         config.platform.cpu = self.cpu;
         config.platform.libc = self.libc;
+    }
+}
+
+/// Where missing packages come from (allocate and fetch).
+// Doc comments are the `--help` text: plain words, no Markdown backticks.
+#[allow(clippy::doc_markdown)]
+#[derive(clap::Args, Debug, Default)]
+struct FetchArgs {
+    /// Registry for packages without a resolved URL (and for registry URLs of the lockfile),
+    /// overriding registry= of .npmrc. Scoped registries and tokens come from .npmrc (the
+    /// lockfile's directory, then NPM_CONFIG_USERCONFIG or ~/.npmrc).
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
+    /// Never touch the network: packages missing from the store are an error listing them.
+    #[arg(long)]
+    offline: bool,
+    /// A JSON file with the fetch settings (connections per host, retries, budget, breaker,
+    /// package deadline; see the README).
+    #[arg(long, value_name = "FILE")]
+    fetch_config: Option<PathBuf>,
+}
+
+impl FetchArgs {
+    /// The fetcher: settings from --fetch-config, registries from .npmrc and --registry.
+    fn fetcher(&self, store: &Store, lockfile: &Path, out: Output) -> Result<Fetcher, Error> {
+        let mut config = match &self.fetch_config {
+            Some(file) => {
+                let text = std::fs::read_to_string(file).map_err(|e| Error::Io {
+                    action: "cannot read",
+                    path: file.clone(),
+                    source: e,
+                })?;
+                serde_json::from_str::<FetchConfig>(&text).map_err(|e| {
+                    Error::Config(resilience_core::ConfigError::new(
+                        "fetch_config",
+                        format!("{}: {e}", file.display()),
+                    ))
+                })?
+            }
+            None => FetchConfig::default(),
+        };
+        config.offline |= self.offline;
+        let project = lockfile
+            .parent()
+            .map_or_else(|| PathBuf::from(".npmrc"), |dir| dir.join(".npmrc"));
+        let user = std::env::var_os("NPM_CONFIG_USERCONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".npmrc")));
+        let files: Vec<PathBuf> = std::iter::once(project).chain(user).collect();
+        let mut registries = Registries::load(&files, |name| std::env::var(name).ok())?;
+        if let Some(url) = &self.registry {
+            registries = registries.with_registry(url)?;
+        }
+        let fetcher = Fetcher::new(store.clone(), config, registries)?;
+        Ok(match fetch_bar(out) {
+            Some(bar) => fetcher.with_progress(move |event| match event {
+                FetchEvent::Started { packages } => {
+                    bar.set_length(*packages as u64);
+                    bar.reset();
+                }
+                FetchEvent::Bytes(n) => {
+                    bar.set_message(format!("{} downloaded", human_bytes(bar_bytes(&bar, *n))));
+                }
+                FetchEvent::Imported { .. } => bar.inc(1),
+                _ => {}
+            }),
+            None => fetcher,
+        })
+    }
+}
+
+/// A bar of packages (and bytes) for fetches, for a human on a terminal.
+fn fetch_bar(out: Output) -> Option<indicatif::ProgressBar> {
+    out.progress.then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("fetching {bar:30} {pos}/{len} {msg} {elapsed}")
+        {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    })
+}
+
+/// Total bytes so far, kept in the bar's own state (its `prefix`).
+fn bar_bytes(bar: &indicatif::ProgressBar, n: u64) -> u64 {
+    let total = bar.prefix().parse::<u64>().unwrap_or(0).saturating_add(n);
+    bar.set_prefix(total.to_string());
+    total
+}
+
+fn human_bytes(n: u64) -> String {
+    if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20))
+    } else {
+        format!("{:.1} KiB", n as f64 / 1024.0)
     }
 }
 
@@ -248,6 +376,7 @@ fn describe(error: &Error) -> (u8, &'static str, String, Option<u64>) {
     let (code, outcome) = match error {
         Error::Overloaded { .. } => (EXIT_TEMPFAIL, "overloaded"),
         Error::InsufficientSpace { .. } => (EXIT_TEMPFAIL, "insufficient_space"),
+        Error::Offline { .. } => (EXIT_ERROR, "offline"),
         // An invalid flag value (e.g. `--max-concurrent 0`) is a usage error.
         Error::Config(_) => (EXIT_USAGE, "usage_error"),
         _ => (EXIT_ERROR, "error"),
@@ -274,6 +403,9 @@ fn builds_json(needs: &[BuildNeed]) -> Value {
 fn error_fields(error: &Error) -> Value {
     match error {
         Error::BuildRequired { packages } => json!({ "build_required": builds_json(packages) }),
+        Error::Offline { missing } | Error::MissingPackages { missing } => {
+            json!({ "missing": missing_json(missing) })
+        }
         Error::PlatformMismatch { platform, packages } => json!({
             "platform": platform,
             "platform_mismatch": packages
@@ -288,6 +420,14 @@ fn error_fields(error: &Error) -> Value {
         }),
         _ => json!({}),
     }
+}
+
+/// Missing packages, for JSON (`missing`).
+fn missing_json(missing: &[MissingPackage]) -> Value {
+    missing
+        .iter()
+        .map(|m| json!({ "path": m.path, "integrity": m.integrity }))
+        .collect()
 }
 
 /// The one JSON object of a command that failed before or while running.
@@ -305,6 +445,7 @@ fn command_in(args: &[OsString]) -> Option<&'static str> {
     args.iter().skip(1).find_map(|arg| match arg.to_str()? {
         "import" => Some("import"),
         "allocate" => Some("allocate"),
+        "fetch" => Some("fetch"),
         "verify" => Some("verify"),
         "gc" => Some("gc"),
         _ => None,
@@ -454,6 +595,7 @@ fn run(cli: Cli, store_dir: &Path, out: Output, open_store: &mut Duration) -> Re
             max_concurrent,
             max_queued,
             tree,
+            fetch,
         } => {
             let mut config = AllocatorConfig {
                 link_mode: cli.link_mode,
@@ -471,7 +613,8 @@ fn run(cli: Cli, store_dir: &Path, out: Output, open_store: &mut Duration) -> Re
                 config.limit.max_queued = n;
             }
             tree.apply(&mut config);
-            let allocator = Allocator::new(store, config)?;
+            let fetcher = fetch.fetcher(&store, &lockfile, out)?;
+            let allocator = Allocator::new(store, config)?.with_fetcher(fetcher);
             let spinner = out.spinner(format!(
                 "allocating {}",
                 app_dir.join("node_modules").display()
@@ -487,6 +630,28 @@ fn run(cli: Cli, store_dir: &Path, out: Output, open_store: &mut Duration) -> Re
                 cli.link_mode,
                 out,
             ))
+        }
+        Command::Fetch {
+            lockfile,
+            omit_dev,
+            omit_optional,
+            os,
+            cpu,
+            libc,
+            fetch,
+        } => {
+            let selection = Selection {
+                include_dev: !omit_dev,
+                include_optional: !omit_optional,
+            };
+            fetch_command(
+                &store,
+                &lockfile,
+                selection,
+                &PlatformConfig { os, cpu, libc },
+                &fetch,
+                out,
+            )
         }
         Command::Verify {
             app_dir,
@@ -510,28 +675,7 @@ fn run(cli: Cli, store_dir: &Path, out: Output, open_store: &mut Duration) -> Re
             }
             Ok(verified(&report?, &app_dir, repair, out))
         }
-        Command::Gc => {
-            let spinner = out.spinner("collecting garbage".to_owned());
-            let report = store.gc();
-            if let Some(spinner) = spinner {
-                spinner.finish_and_clear();
-            }
-            let report = report?;
-            out.say(&format!(
-                "removed {} file(s), {} template(s), {} leftover(s)",
-                report.files_removed, report.templates_removed, report.scratch_removed
-            ));
-            Ok(Done {
-                code: EXIT_OK,
-                outcome: "ok",
-                fields: json!({
-                    "files_removed": report.files_removed,
-                    "templates_removed": report.templates_removed,
-                    "scratch_removed": report.scratch_removed,
-                    "manifests_removed": report.manifests_removed,
-                }),
-            })
-        }
+        Command::Gc => gc_command(&store, out),
     }
 }
 
@@ -561,6 +705,82 @@ fn imported(summary: &ImportSummary, out: Output) -> Done {
         fields: json!({
             "imported": summary.imported(),
             "already_present": summary.already_present(),
+            "packages": packages,
+        }),
+    }
+}
+
+/// `gc`: removes what nothing uses from the store.
+fn gc_command(store: &Store, out: Output) -> Result<Done, Error> {
+    let spinner = out.spinner("collecting garbage".to_owned());
+    let report = store.gc();
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    let report = report?;
+    out.say(&format!(
+        "removed {} file(s), {} template(s), {} leftover(s)",
+        report.files_removed, report.templates_removed, report.scratch_removed
+    ));
+    Ok(Done {
+        code: EXIT_OK,
+        outcome: "ok",
+        fields: json!({
+            "files_removed": report.files_removed,
+            "templates_removed": report.templates_removed,
+            "scratch_removed": report.scratch_removed,
+            "manifests_removed": report.manifests_removed,
+        }),
+    })
+}
+
+/// `fetch`: fills the store from a lockfile.
+fn fetch_command(
+    store: &Store,
+    lockfile: &Path,
+    selection: Selection,
+    overrides: &PlatformConfig,
+    fetch: &FetchArgs,
+    out: Output,
+) -> Result<Done, Error> {
+    overrides.validate()?;
+    let platform = Platform::current().with_overrides(overrides);
+    let fetcher = fetch.fetcher(store, lockfile, out)?;
+    let parsed = Lockfile::from_path(lockfile)?;
+    let report =
+        fetch_runtime()?.block_on(fetcher.fetch_lockfile(&parsed, &selection, &platform))?;
+    Ok(fetched(&report, lockfile, out))
+}
+
+/// Prints a fetch's summary.
+fn fetched(report: &FetchReport, lockfile: &Path, out: Output) -> Done {
+    out.say(&format!(
+        "fetched {} package(s) ({} bytes), {} already in the store",
+        report.fetched.len(),
+        report.bytes,
+        report.already_present
+    ));
+    let packages: Vec<Value> = report
+        .fetched
+        .iter()
+        .map(|p| {
+            json!({
+                "integrity": p.integrity,
+                "name": p.name,
+                "version": p.version,
+                "files": p.files,
+            })
+        })
+        .collect();
+    Done {
+        code: EXIT_OK,
+        outcome: "ok",
+        fields: json!({
+            "lockfile": lockfile.display().to_string(),
+            "needed": report.needed,
+            "already_present": report.already_present,
+            "fetched": report.fetched.len(),
+            "bytes": report.bytes,
             "packages": packages,
         }),
     }
@@ -673,8 +893,24 @@ fn verified(report: &VerifyReport, app_dir: &Path, repair: bool, out: Output) ->
     }
 }
 
+/// The runtime of `allocate` and `verify`: one thread (the work runs on blocking threads), with
+/// network and timers for the downloads of an allocation missing packages.
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io {
+            action: "cannot start runtime",
+            path: PathBuf::new(),
+            source: e,
+        })
+}
+
+/// The runtime of `fetch`: two workers, so that hashing downloads overlaps with the network.
+fn fetch_runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
         .build()
         .map_err(|e| Error::Io {
             action: "cannot start runtime",

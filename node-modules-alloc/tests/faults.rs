@@ -115,10 +115,12 @@ async fn missing_packages_are_all_listed() {
             },
         ]
     );
+    // The CLI fetches missing packages unless --offline: offline, the one line lists them all.
     let out = run(&[
         "--store",
         s(&dir.path().join("store")),
         "allocate",
+        "--offline",
         "--lockfile",
         s(&lock),
         "--app-dir",

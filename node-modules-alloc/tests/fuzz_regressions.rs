@@ -106,3 +106,9 @@ fn import_tarball_seeds_include_accepted_and_refused_tarballs() {
         "accepted {accepted}, refused {refused}"
     );
 }
+
+#[cfg(feature = "fetch")]
+#[test]
+fn fetch_inputs_keep_their_invariants() {
+    assert!(replay("fetch_inputs", fuzzing::check_fetch_inputs) > 0);
+}

@@ -132,6 +132,9 @@ struct Inner {
     /// The `name` field of every event and label of every metric (`""` when unnamed).
     name: InstanceName,
     metrics: Metrics,
+    /// Fetches packages the store lacks before the tree is planned again.
+    #[cfg(feature = "fetch")]
+    fetcher: Option<crate::fetch::Fetcher>,
 }
 
 /// Allocates `node_modules` trees from a [`Store`]. Cheap to clone; `Send + Sync`.
@@ -205,6 +208,8 @@ impl Allocator {
                 gauges: Gauges::default(),
                 metrics: Metrics::new(&name),
                 name,
+                #[cfg(feature = "fetch")]
+                fetcher: None,
             }),
         })
     }
@@ -259,6 +264,8 @@ impl Allocator {
             gauges: Gauges::default(),
             metrics: Metrics::new(&arc.name),
             name: arc.name.clone(),
+            #[cfg(feature = "fetch")]
+            fetcher: arc.fetcher.clone(),
         })
     }
 
@@ -270,6 +277,23 @@ impl Allocator {
         Self {
             inner: Arc::new(Inner {
                 free_space: Box::new(probe),
+                ..inner
+            }),
+        }
+    }
+
+    /// Fetches packages the store lacks (from the lockfile's `resolved` URLs or the
+    /// configured registries) instead of failing with [`Error::MissingPackages`]; an offline
+    /// fetcher turns that error into [`Error::Offline`]. The fetcher should fill this
+    /// allocator's store. Call it right after construction, like [`Self::with_free_space`].
+    #[cfg(feature = "fetch")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "fetch")))]
+    #[must_use]
+    pub fn with_fetcher(self, fetcher: crate::fetch::Fetcher) -> Self {
+        let inner = self.into_inner();
+        Self {
+            inner: Arc::new(Inner {
+                fetcher: Some(fetcher),
                 ..inner
             }),
         }
@@ -349,17 +373,14 @@ impl Allocator {
     }
 
     async fn allocate_inner(&self, lockfile: Lockfile, app_dir: PathBuf) -> Result<Allocation> {
-        let this = self.clone();
-        let dir = app_dir.clone();
-        let (_work, plan) = blocking(move || {
-            // Registered before the store is read: a gc through any clone of this handle now
-            // refuses to run until the allocation is over.
-            let work = this.inner.store.work();
-            let plan = this.plan_for(&lockfile, &dir)?;
-            this.inner.store.sweep_if_due(&this.inner.config.sweep);
-            Ok((work, plan))
-        })
-        .await?;
+        let (_work, plan) = match self.work_and_plan(lockfile.clone(), app_dir.clone()).await {
+            #[cfg(feature = "fetch")]
+            Err(Error::MissingPackages { missing }) if self.inner.fetcher.is_some() => {
+                self.fetch_missing(&lockfile, missing).await?;
+                self.work_and_plan(lockfile, app_dir.clone()).await?
+            }
+            other => other?,
+        };
         let plan = Arc::new(plan);
         let span = tracing::Span::current();
         span.record(
@@ -452,6 +473,56 @@ impl Allocator {
         };
         tracing::info!(name = %self.inner.name, %outcome, hardlinks = stats.hardlinks, reflinks = stats.reflinks, copies = stats.copies, "node_modules published");
         Ok(Self::allocation(&plan, &app_dir, outcome, stats))
+    }
+
+    /// Registers the allocation as work in flight, plans the tree, sweeps if due.
+    async fn work_and_plan(
+        &self,
+        lockfile: Lockfile,
+        app_dir: PathBuf,
+    ) -> Result<(crate::work::WorkGuard, Plan)> {
+        let this = self.clone();
+        blocking(move || {
+            // Registered before the store is read: a gc through any clone of this handle now
+            // refuses to run until the allocation is over.
+            let work = this.inner.store.work();
+            let plan = this.plan_for(&lockfile, &app_dir)?;
+            this.inner.store.sweep_if_due(&this.inner.config.sweep);
+            Ok((work, plan))
+        })
+        .await
+    }
+
+    /// Fetches the packages the plan found missing (all of them at once).
+    #[cfg(feature = "fetch")]
+    async fn fetch_missing(
+        &self,
+        lockfile: &Lockfile,
+        missing: Vec<crate::MissingPackage>,
+    ) -> Result<()> {
+        let Some(fetcher) = &self.inner.fetcher else {
+            return Err(Error::MissingPackages { missing });
+        };
+        let wanted: std::collections::HashSet<&str> =
+            missing.iter().map(|m| m.path.as_str()).collect();
+        let (lock, selection, platform) = (
+            lockfile.clone(),
+            self.inner.config.selection,
+            self.platform(),
+        );
+        // Reads the lockfile again (its `resolved` URLs): off the async threads.
+        let requests = blocking(move || {
+            Ok(crate::fetch::Fetcher::requests(
+                &lock, &selection, &platform,
+            ))
+        })
+        .await?;
+        let requests: Vec<_> = requests
+            .into_iter()
+            .filter(|r| wanted.contains(r.path.as_str()))
+            .collect();
+        tracing::info!(name = %self.inner.name, missing = missing.len(), "packages missing from the store: fetching them");
+        fetcher.fetch(requests).await.map(drop)
     }
 
     /// Counts this caller as waiting for admission until the guard is dropped.

@@ -51,7 +51,7 @@ struct View {
     commands: Vec<Command>,
 }
 
-/// The servers as fleet-drain's [`Fleet`] sees them.
+/// The servers as fleet-drain's [`Fleet`](fleet_drain::fleet::Fleet) sees them.
 #[derive(Debug, Clone)]
 pub struct SimFleet {
     view: Arc<Mutex<View>>,

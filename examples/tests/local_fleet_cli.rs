@@ -5,7 +5,9 @@
 //! run again: it resumes from the journal. Asserted: the limits held on the
 //! platform's count, every app kept answering, and every app ends healthy on
 //! a receiver with a verified `node_modules`, started exactly once by the
-//! drain (no app lost, none started twice).
+//! drain (no app lost, none started twice). A second test drains with one
+//! receiver whose every start fails: the gate pauses, the receiver is
+//! excluded, the drain completes.
 //!
 //! The `fleet-drain` binary belongs to another package: the test builds it
 //! (`cargo build -p fleet-drain --features cli,http --bin fleet-drain`, a
@@ -236,6 +238,109 @@ async fn fleet_drain_run_drains_real_node_apps_and_resumes_after_sigkill() {
         if host["name"].as_str().unwrap().starts_with("old-") {
             assert_eq!(host["state"], "drained", "{host}");
         }
+    }
+
+    support::terminate(&agent);
+    let mut agent = agent;
+    let status = tokio::time::timeout(Duration::from_secs(30), agent.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The third scenario of item 5 through the command: every start on
+/// `new-1` fails (a real `node` exiting with 1). `fleet-drain run` reports
+/// the failures and the gate's pause, excludes the receiver, and finishes:
+/// every app healthy on the other three, `new-1` empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_drain_run_excludes_a_receiver_whose_starts_fail() {
+    let bin = fleet_drain_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, url) = local_fleet(
+        &dir.path().join("fleet"),
+        &[
+            "--hosts",
+            "4",
+            "--receivers",
+            "4",
+            "--apps-per-host",
+            "10",
+            "--fail-start",
+            "*@new-1",
+        ],
+    )
+    .await;
+    let config = dir.path().join("drain.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"targets = ["old-1", "old-2", "old-3", "old-4"]
+check_interval = "500ms"
+failure_window = "5s"
+receiver_max_failures_per_minute = 1.0
+deadline = "10m"
+
+[limits]
+max_draining_hosts = 2
+max_unavailable = 10
+max_starts_per_host_per_minute = 600
+max_concurrent_starts_per_host = 2
+min_free_capacity = 0
+
+[gate]
+pause_above_failures_per_minute = 1.0
+resume_below_failures_per_minute = 0.5
+abort_above_failures_per_minute = 1000.0
+fire_after = 1
+clear_after = 1
+
+[retry]
+base = "100ms"
+max = "1s"
+
+[adapter]
+kind = "http"
+url = "{url}"
+
+[journal]
+file = "drain.journal"
+"#
+        ),
+    )
+    .unwrap();
+
+    let (code, output) = Run::start(&bin, &config).finish().await;
+    assert_eq!(code, Some(0), "{output}");
+    assert!(
+        output
+            .lines()
+            .any(|l| l.starts_with("start failed: ") && l.contains(" on new-1: ")),
+        "{output}"
+    );
+    assert!(
+        output.lines().any(|l| l.starts_with("gate: paused")),
+        "the gate never paused:\n{output}"
+    );
+    let (_, platform_stats) = request(&url, "GET", "/local/stats", "").await;
+    assert!(
+        platform_stats["failed_starts"]["new-1"].as_u64().unwrap() >= 1,
+        "{platform_stats}"
+    );
+    let (_, apps) = request(&url, "GET", "/v1/apps", "").await;
+    let apps = apps["apps"].as_array().unwrap();
+    assert_eq!(apps.len(), 40);
+    for app in apps {
+        let name = app["name"].as_str().unwrap();
+        let host = app["host"].as_str().unwrap();
+        assert!(
+            host.starts_with("new-") && host != "new-1",
+            "{name} is on {host}:\n{output}"
+        );
+        let (_, health) = request(&url, "GET", &format!("/v1/apps/{name}"), "").await;
+        assert_eq!(health["state"], "running", "{name}: {health}");
+        let (_, verify) = request(&url, "GET", &format!("/local/apps/{name}/verify"), "").await;
+        assert_eq!(verify["problems"], serde_json::json!([]), "{name}");
     }
 
     support::terminate(&agent);
